@@ -1,0 +1,143 @@
+"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.db import Database, DatabaseConfigError
+from app.settings import Settings, get_settings
+
+cli = typer.Typer(add_completion=False, help="groupgraph: a GraphQL backend for tracking learners through groups.")
+
+
+def _settings(database_url: str | None = None) -> Settings:
+    settings = get_settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    return settings
+
+
+def _database(settings: Settings) -> Database:
+    try:
+        return Database(settings)
+    except DatabaseConfigError as exc:
+        typer.echo(f"groupgraph: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"groupgraph: {message}", err=True)
+    raise typer.Exit(1)
+
+
+async def _migrate(database: Database) -> None:
+    from app.migrate import upgrade
+
+    try:
+        await upgrade(database.engine)
+    finally:
+        await database.dispose()
+
+
+@cli.command()
+def migrate(database_url: Annotated[str | None, typer.Option("--database-url")] = None) -> None:
+    """Bring the database schema up to date."""
+    database = _database(_settings(database_url))
+    try:
+        asyncio.run(_migrate(database))
+    except Exception as exc:  # the one-line message is the point here
+        _fail(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    typer.echo("migrated")
+
+
+@cli.command()
+def seed(
+    preset: Annotated[str, typer.Option("--preset")] = "small",
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Only seed a database with no users.")] = False,
+) -> None:
+    """Fill the database with a deterministic data preset (small, medium, large)."""
+    from app.seed import PRESETS, run_seed
+
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    settings = _settings(database_url)
+    database = _database(settings)
+    asyncio.run(run_seed(database, preset, if_empty=if_empty))
+
+
+@cli.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option("--email")],
+    password: Annotated[str, typer.Option("--password")],
+    first_name: Annotated[str, typer.Option("--first-name")],
+    last_name: Annotated[str, typer.Option("--last-name")],
+    kind: Annotated[str, typer.Option("--kind")] = "STAFF",
+    owner: Annotated[bool, typer.Option("--owner")] = False,
+    admin: Annotated[bool, typer.Option("--admin")] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Create a user and print its global id."""
+    from app.errors import AppError
+    from app.ids import to_global_id
+    from resolvers.users import create_user_row
+
+    if kind not in ("STAFF", "LEARNER", "EXTERNAL"):
+        _fail("--kind must be STAFF, LEARNER or EXTERNAL")
+    roles = ["OWNER"] if owner else []
+    if admin:
+        roles.append("ADMIN")
+    database = _database(_settings(database_url))
+
+    async def run() -> int:
+        try:
+            async with database.transaction() as session:
+                row = await create_user_row(
+                    session, email=email, first_name=first_name, last_name=last_name, kind=kind,
+                    password=password, roles=roles,
+                )
+                return row.id  # type: ignore[return-value]
+        finally:
+            await database.dispose()
+
+    try:
+        user_id = asyncio.run(run())
+    except AppError as exc:
+        _fail(exc.message)
+    typer.echo(to_global_id("User", user_id))
+
+
+@cli.command("export-schema")
+def export_schema(output: Annotated[Path, typer.Option("--output")] = Path("schema.graphql")) -> None:
+    """Print the schema from the code into schema.graphql."""
+    from app.schema import schema_sdl
+
+    output.write_text(schema_sdl())
+    typer.echo(f"wrote {output}")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers")] = 1,
+) -> None:
+    """Serve GraphQL (GraphiQL at /graphql when enabled)."""
+    import uvicorn
+
+    settings = _settings()
+    _database(settings)  # fail early, in one line, on a bad database path
+    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning", factory=False)
+
+
+def main() -> None:
+    try:
+        cli()
+    except DatabaseConfigError as exc:
+        typer.echo(f"groupgraph: {exc}", err=True)
+        sys.exit(2)

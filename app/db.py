@@ -1,0 +1,117 @@
+"""Database engines and sessions for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.settings import Settings
+
+
+class DatabaseConfigError(RuntimeError):
+    """The database URL points somewhere we cannot use (missing directory, unwritable file)."""
+
+
+@dataclass
+class StatementCounter:
+    """Counts SQL statements sent to the database (tests and the bench read it)."""
+
+    count: int = 0
+    statements: list[str] = field(default_factory=list)
+    keep: bool = False
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")):
+            return
+        self.count += 1
+        if self.keep:
+            self.statements.append(statement)
+
+    def reset(self) -> None:
+        self.count = 0
+        self.statements.clear()
+
+
+def _check_sqlite_path(url: str) -> None:
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise DatabaseConfigError(f"database directory does not exist: {directory}")
+    target = path if os.path.exists(path) else directory
+    if not os.access(target, os.W_OK):
+        raise DatabaseConfigError(f"database path is not writable: {os.path.abspath(path)}")
+
+
+def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
+    """Pragmas on every connection; we emit BEGIN ourselves so writers can take the lock up front."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """Holds the engines. On SQLite, writes go through a second engine whose transactions begin IMMEDIATE."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.database_url
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.counter = StatementCounter()
+        if self.is_sqlite:
+            _check_sqlite_path(self.url)
+            self.engine = create_async_engine(self.url)
+            self.write_engine = create_async_engine(self.url)
+            _configure_sqlite(self.engine, immediate=False)
+            _configure_sqlite(self.write_engine, immediate=True)
+        else:
+            self.engine = create_async_engine(
+                self.url, pool_size=settings.database_pool_size, max_overflow=5, pool_pre_ping=True
+            )
+            self.write_engine = self.engine
+        for engine in {self.engine, self.write_engine}:
+            event.listen(engine.sync_engine, "before_cursor_execute", self.counter)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, class_=AsyncSession)
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    def session(self, write: bool = False) -> AsyncSession:
+        return (self.write_sessions if write else self.sessions)()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write session committed on success, rolled back on any exception."""
+        async with self.session(write=True) as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()

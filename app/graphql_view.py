@@ -1,0 +1,149 @@
+"""The GraphQL-over-HTTP endpoint: authentication, body limits, CSRF guard, error shape, media types."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from app.auth import Credential, authenticate, bearer_token
+from app.context import Context
+from app.db import Database
+from app.logs import REQUEST_ID
+from app.metrics import REQUESTS
+from app.schema import format_error
+from app.settings import Settings
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+CSRF_HEADERS = ("apollo-require-preflight", "x-requested-with", "graphql-preflight")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def error_body(code: str, message: str, **extensions: Any) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+
+
+async def credential_for(request: Request, database: Database) -> Credential | bool | None:
+    """The credential of a bearer token; False when a token was sent but is not valid."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        return None
+    async with database.session() as session:
+        credential = await authenticate(session, token)
+        session.expunge_all()
+    return credential if credential is not None else False
+
+
+class GroupGraphView(GraphQL):
+    def __init__(self, schema: Any, database: Database, settings: Settings) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            multipart_uploads_enabled=True,
+        )
+        self.database = database
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        request_id = uuid.uuid4().hex[:16]
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        REQUEST_ID.set(request_id)
+        request = Request(scope, receive)
+        response = await self._respond(request, scope, receive, request_id)
+        response.headers["x-request-id"] = request_id
+        REQUESTS.labels(path="/graphql", status=str(response.status_code)).inc()
+        structlog.contextvars.unbind_contextvars("request_id")
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request, scope: Scope, receive: Receive, request_id: str) -> Response:
+        content_type = request.headers.get("content-type", "")
+        multipart = content_type.startswith("multipart/form-data")
+        limit = self.settings.max_upload_bytes if multipart else self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return JSONResponse(error_body("BAD_USER_INPUT", f"Request body is over {limit} bytes."), 413)
+        if multipart and not any(h in request.headers for h in CSRF_HEADERS):
+            return JSONResponse(
+                error_body(
+                    "BAD_USER_INPUT",
+                    "Multipart requests need an 'Apollo-Require-Preflight' or 'X-Requested-With' header.",
+                ),
+                400,
+            )
+        credential = await credential_for(request, self.database)
+        if credential is False:
+            return JSONResponse(
+                error_body("UNAUTHENTICATED", "The token is not valid (unknown, expired or revoked)."),
+                401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        context = Context(self.database, self.settings, credential or None, request, request_id)
+        limited = Request(scope, _limited(receive, limit))
+        try:
+            response = await self.run(limited, context=context)
+        except BodyTooLarge:
+            return JSONResponse(error_body("BAD_USER_INPUT", f"Request body is over {limit} bytes."), 413)
+        except Exception as exc:  # strawberry's HTTPException and friends: keep the JSON error shape
+            status = getattr(exc, "status_code", None)
+            if status is None:
+                raise
+            reason = getattr(exc, "reason", str(exc))
+            return JSONResponse(error_body("BAD_USER_INPUT", reason), status)
+        finally:
+            await context.store.close()
+        return self._negotiate(request, response)
+
+    def _negotiate(self, request: Request, response: Response) -> Response:
+        """application/graphql-response+json when asked for; then a request error is a 4xx."""
+        if response.media_type != "application/json" or GRAPHQL_RESPONSE not in request.headers.get("accept", ""):
+            return response
+        response.headers["content-type"] = GRAPHQL_RESPONSE
+        try:
+            body = json.loads(bytes(response.body))
+        except ValueError:
+            return response
+        if isinstance(body, dict) and body.get("errors") and body.get("data") is None and "data" not in body:
+            response.status_code = 400
+        return response
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        request_id = REQUEST_ID.get()
+        data: GraphQLHTTPResponse = {"data": result.data}  # type: ignore[typeddict-item]
+        if result.errors:
+            data["errors"] = [format_error(e, request_id) for e in result.errors]  # type: ignore[typeddict-item]
+            if result.data is None and all(e.path is None for e in result.errors):
+                data.pop("data")  # a request error: no execution happened
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+    def _handle_errors(self, errors: Any, response_data: Any) -> None:
+        """Errors are logged once, by the schema's process_errors."""
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return wrapped

@@ -1,0 +1,292 @@
+"""SQLModel tables for the whole domain. Times are timezone-aware UTC (SQLModel stores them as UTC on both databases)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def fk(target: str, ondelete: str = "CASCADE", nullable: bool = False, index: bool = True) -> Column:
+    return Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    email_normalized: str = Field(max_length=320, unique=True)
+    external_id: str | None = Field(default=None, max_length=200, unique=True)
+    kind: str = Field(max_length=16, index=True)
+    first_name: str = Field(max_length=200)
+    last_name: str = Field(max_length=200)
+    last_name_normalized: str = Field(max_length=200, index=True)
+    title: str | None = Field(default=None, max_length=50)
+    company: str | None = Field(default=None, max_length=200)
+    site_roles: str = Field(default="", max_length=100)
+    status: str = Field(default="ACTIVE", max_length=16)
+    synced: bool = False
+    agreed_to_download_reports: bool = True
+    password_hash: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+    login_count: int = 0
+
+
+class Session(SQLModel, table=True):
+    __tablename__ = "session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id"))
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id"))
+    name: str = Field(max_length=200)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Group(SQLModel, table=True):
+    __tablename__ = "group"
+
+    id: int | None = Field(default=None, primary_key=True)
+    parent_id: int | None = Field(default=None, sa_column=fk("group.id", nullable=True))
+    name: str = Field(max_length=200)
+    name_normalized: str = Field(max_length=200, index=True)
+    slug: str = Field(max_length=220, unique=True)
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    synced: bool = False
+    depth: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GroupClosure(SQLModel, table=True):
+    """Every (ancestor, descendant) pair, including (g, g) at depth 0."""
+
+    __tablename__ = "group_closure"
+    __table_args__ = (Index("ix_group_closure_descendant", "descendant_id", "ancestor_id"),)
+
+    ancestor_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("group.id", ondelete="CASCADE"), primary_key=True)
+    )
+    descendant_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("group.id", ondelete="CASCADE"), primary_key=True)
+    )
+    depth: int
+
+
+class AccessRequest(SQLModel, table=True):
+    __tablename__ = "access_request"
+    __table_args__ = (Index("ix_access_request_subject_email", "subject_email_normalized", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(sa_column=fk("user.id"))
+    subject_email: str = Field(max_length=320)
+    subject_email_normalized: str = Field(max_length=320)
+    subject_user_id: int | None = Field(default=None, sa_column=fk("user.id", nullable=True))
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str = Field(default="PENDING", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    decided_at: datetime | None = None
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "membership"
+    __table_args__ = (
+        UniqueConstraint("user_id", "group_id", name="uq_membership_user_group"),
+        Index("ix_membership_group_role", "group_id", "role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id"))
+    group_id: int = Field(sa_column=fk("group.id", index=False))
+    role: str = Field(max_length=16)
+    access_request_id: int | None = Field(
+        default=None, sa_column=fk("access_request.id", ondelete="CASCADE", nullable=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GuardianLink(SQLModel, table=True):
+    __tablename__ = "guardian_link"
+    __table_args__ = (UniqueConstraint("external_user_id", "pupil_id", name="uq_guardian_link"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_user_id: int = Field(sa_column=fk("user.id"))
+    pupil_id: int = Field(sa_column=fk("user.id"))
+    licence_type: str = Field(max_length=20, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Course(SQLModel, table=True):
+    __tablename__ = "course"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Step(SQLModel, table=True):
+    __tablename__ = "step"
+    __table_args__ = (UniqueConstraint("course_id", "position", name="uq_step_position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(sa_column=fk("course.id", index=False))
+    title: str = Field(max_length=200)
+    position: int
+    kind: str = Field(max_length=16)
+    max_points: int | None = None
+
+
+class Enrollment(SQLModel, table=True):
+    __tablename__ = "enrollment"
+    __table_args__ = (
+        UniqueConstraint("user_id", "course_id", name="uq_enrollment_user_course"),
+        Index("ix_enrollment_course", "course_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id", index=False))
+    course_id: int = Field(sa_column=fk("course.id", index=False))
+    activated_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class StepProgress(SQLModel, table=True):
+    __tablename__ = "step_progress"
+    __table_args__ = (
+        UniqueConstraint("user_id", "step_id", name="uq_step_progress_user_step"),
+        Index("ix_step_progress_user_course", "user_id", "course_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id", index=False))
+    step_id: int = Field(sa_column=fk("step.id"))
+    course_id: int = Field(sa_column=fk("course.id", index=False))
+    viewed_at: datetime | None = None
+    completed_at: datetime | None = None
+    points: int | None = None
+
+
+class Submission(SQLModel, table=True):
+    __tablename__ = "submission"
+    __table_args__ = (
+        Index("ix_submission_user_status", "user_id", "status"),
+        Index("ix_submission_status_time", "status", "submitted_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id", index=False))
+    step_id: int = Field(sa_column=fk("step.id"))
+    course_id: int = Field(sa_column=fk("course.id", index=False))
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    submitted_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="NEEDS_REVIEW", max_length=16)
+    points: int | None = None
+    feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reviewer_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
+    reviewed_at: datetime | None = None
+
+
+class ActivityEvent(SQLModel, table=True):
+    __tablename__ = "activity_event"
+    __table_args__ = (Index("ix_activity_user_time", "user_id", "occurred_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=fk("user.id", index=False))
+    kind: str = Field(max_length=20)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    course_id: int | None = Field(default=None, sa_column=fk("course.id", nullable=True, index=False))
+    step_id: int | None = Field(default=None, sa_column=fk("step.id", nullable=True, index=False))
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class IngestedEvent(SQLModel, table=True):
+    """Keys of progress events already applied, so a re-sent event counts once."""
+
+    __tablename__ = "ingested_event"
+
+    key: str = Field(primary_key=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Usage(SQLModel, table=True):
+    __tablename__ = "usage"
+
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True)
+    )
+    day: date = Field(primary_key=True)
+    minutes: int = 0
+
+
+class LoginEvent(SQLModel, table=True):
+    __tablename__ = "login_event"
+    __table_args__ = (
+        Index("ix_login_event_at", "at"),
+        Index("ix_login_event_email_at", "email_normalized", "at"),
+        Index("ix_login_event_address_at", "client_address", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
+    email_normalized: str = Field(max_length=320)
+    client_address: str | None = Field(default=None, max_length=64)
+    success: bool
+    at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Kept when the actor or target is deleted: no foreign keys."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_action", "action", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor_id: int | None = None
+    action: str = Field(max_length=64)
+    target_type: str = Field(max_length=64)
+    target_id: int | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+    detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class OutboxEmail(SQLModel, table=True):
+    __tablename__ = "outbox_email"
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    to_address: str = Field(max_length=320)
+    subject: str = Field(max_length=300)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+TABLES_IN_DELETE_ORDER = [
+    "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
+    "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
+    "access_request", "group_closure", "group", "api_token", "session", "user",
+]

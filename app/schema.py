@@ -1,0 +1,144 @@
+"""Schema assembly: every domain's queries and mutations, the error rules and the deny-by-default check."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.permission import PermissionExtension
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+from strawberry.types.private import is_private
+
+from app.errors import AppError
+from app.logs import log
+from app.metrics import ERRORS, LATENCY
+from app.settings import Settings, get_settings
+from resolvers.groups import Group, GroupMutations, GroupQueries
+from resolvers.memberships import Membership
+from resolvers.node import NodeQueries
+from resolvers.sessions import SessionMutations
+from resolvers.users import User, UserMutations, UserQueries
+
+QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries)
+MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations)
+
+# Fields of protected types that anyone who may see the object may read. Everything else on these
+# types must carry a permission class, or building the schema fails.
+PUBLIC_FIELDS: dict[type, set[str]] = {
+    User: {
+        "id", "database_id", "external_id", "kind", "first_name", "last_name", "title", "roles", "synced",
+        "agreed_to_download_reports", "created_at", "memberships",
+    },
+    Group: {
+        "id", "database_id", "name", "slug", "description", "synced", "created_at", "parent", "ancestors",
+        "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
+    },
+    Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+}
+
+
+class SchemaNotDenyByDefault(RuntimeError):
+    pass
+
+
+def check_deny_by_default(public_fields: dict[type, set[str]]) -> None:
+    for cls, public in public_fields.items():
+        for field in cls.__strawberry_definition__.fields:
+            if is_private(field.type):
+                continue
+            guarded = any(isinstance(e, PermissionExtension) for e in field.extensions)
+            if not guarded and field.python_name not in public:
+                raise SchemaNotDenyByDefault(
+                    f"{cls.__name__}.{field.python_name} carries no permission and is not on the public list"
+                )
+
+
+class RequestScope(SchemaExtension):
+    """Mutations get a write session (BEGIN IMMEDIATE on SQLite); latency is observed per operation."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        name = self.execution_context.operation_name or "anonymous"
+        LATENCY.labels(operation=name[:64]).observe(time.perf_counter() - started)
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        operation = self.execution_context.operation_type
+        if getattr(operation, "value", operation) == "mutation" and hasattr(context, "store"):
+            context.store.write = True
+        yield
+
+
+class GroupGraphSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        context: Any = execution_context.context if execution_context else None
+        request_id = getattr(context, "request_id", None)
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, GraphQLError):
+                log.error(
+                    "unexpected_error", request_id=request_id, path=error.path,
+                    exc_info=(type(original), original, original.__traceback__),
+                )
+
+
+def error_code(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, AppError):
+        return original.code
+    code = (error.extensions or {}).get("code")
+    if code:
+        return str(code)
+    if original is None:
+        if error.message.startswith(("Variable '$", "Int cannot represent", "Argument ")):
+            return "BAD_USER_INPUT"
+        return "GRAPHQL_VALIDATION_FAILED"
+    if isinstance(original, GraphQLError):
+        return "BAD_USER_INPUT"
+    return "INTERNAL_SERVER_ERROR"
+
+
+def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
+    """The client's view of an error: a code always; unexpected ones masked."""
+    code = error_code(error)
+    ERRORS.labels(code=code).inc()
+    formatted = error.formatted
+    if code == "INTERNAL_SERVER_ERROR":
+        formatted = {k: v for k, v in formatted.items() if k in ("locations", "path")}
+        formatted["message"] = "Internal server error."
+        formatted["extensions"] = {"code": code, "requestId": request_id}
+        return formatted
+    extensions = dict(formatted.get("extensions") or {})
+    extensions["code"] = code
+    formatted["extensions"] = extensions
+    return formatted
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    from app.limits import limit_extensions
+
+    settings = settings or get_settings()
+    check_deny_by_default(PUBLIC_FIELDS)
+    query = merge_types("Query", QUERIES)
+    mutation = merge_types("Mutation", MUTATIONS)
+    return GroupGraphSchema(
+        query=query,
+        mutation=mutation,
+        types=[User, Group, Membership],
+        extensions=[RequestScope, *limit_extensions(settings)],
+        config=StrawberryConfig(
+            sort_schema=True,
+            batching_config={"max_operations": settings.max_batch_size},
+        ),
+    )
+
+
+def schema_sdl(schema: strawberry.Schema | None = None) -> str:
+    return (schema or build_schema()).as_str() + "\n"

@@ -1,0 +1,86 @@
+"""The Starlette application: GraphQL, exports, imports, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app.db import Database
+from app.graphql_view import GroupGraphView
+from app.logs import configure_logging
+from app.metrics import POOL_CHECKED_OUT, POOL_SIZE, registry
+from app.schema import build_schema
+from app.settings import Settings, get_settings
+
+
+def extra_routes() -> list[BaseRoute]:
+    """Routes of the HTTP surface beside /graphql (exports, imports), each module owning its own."""
+    routes: list[BaseRoute] = []
+    for module_name in ("app.exports", "app.imports"):
+        try:
+            module = __import__(module_name, fromlist=["routes"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        routes.extend(module.routes)
+    return routes
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
+    settings = settings or get_settings()
+    configure_logging()
+    database = database or Database(settings)
+    schema = build_schema(settings)
+    view = GroupGraphView(schema, database, settings)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with database.session() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure to reach the database means not ready
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(_: Request) -> Response:
+        pool = database.engine.pool
+        if hasattr(pool, "checkedout"):
+            POOL_CHECKED_OUT.set(pool.checkedout())
+            POOL_SIZE.set(pool.size())
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        workers = []
+        for starter in getattr(app.state, "background", []):
+            workers.append(starter())
+        yield
+        for worker in workers:
+            worker.cancel()
+        await database.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            *extra_routes(),
+            Route("/graphql", view, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.schema = schema
+    app.state.background = []
+    return app

@@ -1,0 +1,61 @@
+"""Settings read from environment variables prefixed GROUPGRAPH_ (and an optional .env file)."""
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GROUPGRAPH_", env_file=".env", extra="ignore")
+
+    env: str = "development"
+    database_url: str = "sqlite+aiosqlite:///./groupgraph.db"
+    database_pool_size: int = 10
+
+    token_lifetime_hours: int = 24 * 7
+    api_token_max_days: int = 3650
+    self_service_groups: bool = True
+    analyst_seats: int = 3
+    max_group_depth: int = 10
+    graphiql: bool = True
+
+    access_request_days: int = 30
+    max_pending_access_requests: int = 50
+
+    max_body_bytes: int = 2_000_000
+    max_upload_bytes: int = 20_000_000
+    max_import_rows: int = 100_000
+    max_progress_batch: int = 10_000
+    progress_clock_skew_seconds: int = 300
+
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 5_000
+    max_query_cost: int = 100_000
+    max_page_size: int = 500
+    max_batch_size: int = 10
+
+    login_failure_window_seconds: int = 900
+    login_failures_per_email: int = 5
+    login_failures_per_address: int = 30
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_use_tls: bool = False
+    smtp_sender: str = "groupgraph@localhost"
+    email_max_attempts: int = 5
+
+    @property
+    def production(self) -> bool:
+        return self.env.lower() == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,67 @@
+"""The request's one database session, shared by loaders and resolvers.
+
+Strawberry resolves sibling fields concurrently, and an AsyncSession allows one
+operation at a time, so every statement goes through a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Executable, Result
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import Database
+
+
+class Store:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.write = False
+        self._session: AsyncSession | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return self.database.dialect
+
+    def _get(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self.database.session(write=self.write)
+        return self._session
+
+    async def execute(self, statement: Executable, params: Any = None) -> Result[Any]:
+        async with self._lock:
+            return await self._get().execute(statement, params)
+
+    async def all(self, statement: Executable, params: Any = None) -> Sequence[Any]:
+        async with self._lock:
+            return (await self._get().execute(statement, params)).all()
+
+    async def scalars(self, statement: Executable, params: Any = None) -> Sequence[Any]:
+        async with self._lock:
+            return (await self._get().execute(statement, params)).scalars().all()
+
+    async def scalar(self, statement: Executable, params: Any = None) -> Any:
+        async with self._lock:
+            return (await self._get().execute(statement, params)).scalar()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One mutation: committed on success, rolled back (nothing changed) on any error."""
+        async with self._lock:
+            session = self._get()
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

@@ -1,0 +1,180 @@
+"""Who the viewer reaches: loaded once per request, then every decision is set membership."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import strawberry
+
+STAFF_ROLES = ("LEADER", "MENTOR", "ANALYST")
+ROLE_RANK = {"LEADER": 4, "MENTOR": 3, "ANALYST": 2, "MEMBER": 1}
+
+
+@strawberry.enum(
+    description=(
+        'Who may do what. "Over a user" means: holds LEADER, MENTOR or ANALYST in a group where that user '
+        "has a membership, or in any ancestor of such a group\n(roles are inherited down the tree, never up)."
+    )
+)
+class Permission(Enum):
+    SITE_ADMIN = strawberry.enum_value("SITE_ADMIN", description="Site OWNER or ADMIN.")
+    VIEW_PROFILE = strawberry.enum_value(
+        "VIEW_PROFILE",
+        description="See a user's name: self, site admin, any LEADER/MENTOR/ANALYST over them, "
+        "a GRANTED consent from them, a guardian link to them.",
+    )
+    VIEW_CONTACT = strawberry.enum_value(
+        "VIEW_CONTACT",
+        description="See email and company: self, site admin, LEADER/MENTOR/ANALYST over them, "
+        "a GRANTED consent from them.",
+    )
+    VIEW_PROGRESS = strawberry.enum_value(
+        "VIEW_PROGRESS",
+        description="See course progress and grades: self, site admin, LEADER/MENTOR/ANALYST over them, "
+        "a GRANTED consent from them, a guardian link to them.",
+    )
+    VIEW_ACTIVITY = strawberry.enum_value(
+        "VIEW_ACTIVITY", description="See the activity feed: self, site admin, LEADER/MENTOR over them."
+    )
+    REVIEW_WORK = strawberry.enum_value(
+        "REVIEW_WORK",
+        description="Grade and comment on submissions: site admin, LEADER/MENTOR over the submitter.",
+    )
+    MANAGE_GROUP = strawberry.enum_value(
+        "MANAGE_GROUP",
+        description="Rename, describe, re-nest or delete a group, manage its members and nested groups: "
+        "site admin, LEADER of it or of an ancestor.",
+    )
+    EXPORT_GROUP = strawberry.enum_value(
+        "EXPORT_GROUP",
+        description="Read and export a group's progress reports: site admin, LEADER or ANALYST of it "
+        "or of an ancestor.",
+    )
+
+
+# Which group roles give each permission over a user (or on a group), besides the site admin.
+ROLES_GIVING = {
+    Permission.VIEW_PROFILE: ("LEADER", "MENTOR", "ANALYST"),
+    Permission.VIEW_CONTACT: ("LEADER", "MENTOR", "ANALYST"),
+    Permission.VIEW_PROGRESS: ("LEADER", "MENTOR", "ANALYST"),
+    Permission.VIEW_ACTIVITY: ("LEADER", "MENTOR"),
+    Permission.REVIEW_WORK: ("LEADER", "MENTOR"),
+    Permission.MANAGE_GROUP: ("LEADER",),
+    Permission.EXPORT_GROUP: ("LEADER", "ANALYST"),
+    Permission.SITE_ADMIN: (),
+}
+SELF_MAY = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS, Permission.VIEW_ACTIVITY}
+CONSENT_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS}
+GUARDIAN_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_PROGRESS}
+GROUP_PERMISSIONS = (
+    Permission.VIEW_PROGRESS, Permission.REVIEW_WORK, Permission.MANAGE_GROUP, Permission.EXPORT_GROUP,
+)
+
+
+class UserRef(Protocol):
+    """What a user-level decision needs: the id, and the groups of the user's own (not consent-based)
+    memberships."""
+
+    database_id: int
+    group_ids: frozenset[int] | None
+
+
+@dataclass(frozen=True)
+class Reach:
+    viewer_id: int | None
+    site_roles: frozenset[str] = frozenset()
+    # group id -> roles the viewer holds there, directly or inherited from an ancestor
+    group_roles: dict[int, frozenset[str]] = field(default_factory=dict)
+    direct_roles: dict[int, str] = field(default_factory=dict)
+    granted: frozenset[int] = frozenset()
+    pupils: frozenset[int] = frozenset()
+
+    @classmethod
+    def anonymous(cls) -> Reach:
+        return cls(viewer_id=None)
+
+    @classmethod
+    def from_rows(cls, viewer_id: int, site_roles: Iterable[str], rows: Iterable[tuple[str, int, str | None]]) -> Reach:
+        roles: dict[int, set[str]] = {}
+        direct: dict[int, str] = {}
+        granted: set[int] = set()
+        pupils: set[int] = set()
+        for kind, ident, role in rows:
+            if kind == "group":
+                roles.setdefault(ident, set()).add(role or "MEMBER")
+            elif kind == "direct":
+                direct[ident] = role or "MEMBER"
+            elif kind == "granted":
+                granted.add(ident)
+            else:
+                pupils.add(ident)
+        return cls(
+            viewer_id=viewer_id,
+            site_roles=frozenset(site_roles),
+            group_roles={g: frozenset(r) for g, r in roles.items()},
+            direct_roles=direct,
+            granted=frozenset(granted),
+            pupils=frozenset(pupils),
+        )
+
+    @property
+    def signed_in(self) -> bool:
+        return self.viewer_id is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.site_roles & {"OWNER", "ADMIN"})
+
+    def staff_groups(self, roles: Iterable[str] = STAFF_ROLES) -> set[int]:
+        wanted = set(roles)
+        return {g for g, held in self.group_roles.items() if held & wanted}
+
+    # --- groups -----------------------------------------------------------------------------
+
+    def sees_group(self, group_id: int) -> bool:
+        return self.is_admin or group_id in self.group_roles
+
+    def role_in(self, group_id: int) -> str | None:
+        """The effective role: staff roles inherit down the tree; MEMBER counts only where held."""
+        held = self.group_roles.get(group_id, frozenset())
+        for role in STAFF_ROLES:
+            if role in held:
+                return role
+        return "MEMBER" if self.direct_roles.get(group_id) == "MEMBER" else None
+
+    def may_on_group(self, permission: Permission, group_id: int) -> bool:
+        if self.is_admin:
+            return True
+        if permission not in GROUP_PERMISSIONS:
+            return False
+        return bool(self.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[permission]))
+
+    def group_permissions(self, group_id: int) -> list[Permission]:
+        return [p for p in GROUP_PERMISSIONS if self.may_on_group(p, group_id)]
+
+    # --- users ------------------------------------------------------------------------------
+
+    def over(self, user: UserRef, roles: Iterable[str]) -> bool:
+        if user.group_ids is None:
+            raise RuntimeError(f"group ids of user {user.database_id} were not loaded before a decision")
+        wanted = set(roles)
+        return any(self.group_roles.get(g, frozenset()) & wanted for g in user.group_ids)
+
+    def may(self, permission: Permission, user: UserRef) -> bool:
+        """Each path (self, admin, group role, consent, guardian link) is judged on its own."""
+        if self.viewer_id is None:
+            return False
+        if self.is_admin:
+            return True
+        if permission is Permission.SITE_ADMIN:
+            return False
+        if user.database_id == self.viewer_id and permission in SELF_MAY:
+            return True
+        if permission in CONSENT_GIVES and user.database_id in self.granted:
+            return True
+        if permission in GUARDIAN_GIVES and user.database_id in self.pupils:
+            return True
+        return self.over(user, ROLES_GIVING[permission])

@@ -1,0 +1,109 @@
+"""Sign-in: login, logout and long-lived API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import strawberry
+from sqlalchemy import select, update
+from strawberry.types import Info
+
+from app.audit import audit
+from app.auth import API_TOKEN_PREFIX, SESSION_PREFIX, Credential, new_token, token_hash, verify_password
+from app.errors import BadInput, Unauthenticated
+from app.models import ApiToken, LoginEvent, Session, utcnow
+from app.models import User as UserRow
+from app.throttle import check_login_allowed
+from permissions.classes import authenticated
+from resolvers.common import clean_text
+from resolvers.users import User, normalize_email, prepare_users
+
+SIGN_IN_FAILED = "The email or password is not right."
+
+
+@strawberry.type
+class LoginPayload:
+    token: str = strawberry.field(description="Send as 'Authorization: Bearer <token>'.")
+    expires_at: datetime
+    user: User
+
+
+@strawberry.type
+class ApiTokenPayload:
+    token: str = strawberry.field(description="Shown once; only a hash is stored.")
+    name: str
+    expires_at: datetime | None
+
+
+@strawberry.type
+class SessionMutations:
+    @strawberry.mutation(
+        description="Unknown email, wrong password and DENIED account give the same error (UNAUTHENTICATED) "
+        "in the same time."
+    )
+    async def login(self, info: Info, email: str, password: str) -> LoginPayload:
+        ctx = info.context
+        normalized = normalize_email(email)[:320]
+        address = ctx.client_address
+        async with ctx.store.transaction() as session:
+            await check_login_allowed(session, ctx.settings, normalized, address)
+            row = await session.scalar(select(UserRow).where(UserRow.email_normalized == normalized))
+            usable = row if row is not None and row.status == "ACTIVE" else None
+            ok = verify_password(usable.password_hash if usable else None, password)
+            now = utcnow()
+            session.add(
+                LoginEvent(
+                    user_id=row.id if row is not None else None,
+                    email_normalized=normalized,
+                    client_address=address,
+                    success=ok,
+                    at=now,
+                )
+            )
+            if not ok or usable is None:
+                failed = True
+            else:
+                failed = False
+                token = new_token(SESSION_PREFIX)
+                expires = now + timedelta(hours=ctx.settings.token_lifetime_hours)
+                signed_in = Session(user_id=usable.id, token_hash=token_hash(token), expires_at=expires)
+                session.add(signed_in)
+                usable.last_login_at = now
+                usable.login_count += 1
+                session.add(usable)
+        if failed:
+            raise Unauthenticated(SIGN_IN_FAILED)
+        ctx.credential = Credential(usable, session_id=signed_in.id)  # type: ignore[arg-type]
+        ctx.forget_reach()
+        user = (await prepare_users(info, [usable]))[0]  # type: ignore[list-item]
+        return LoginPayload(token=token, expires_at=expires, user=user)
+
+    @strawberry.mutation(extensions=[authenticated()])
+    async def logout(self, info: Info) -> bool:
+        ctx = info.context
+        credential = ctx.credential
+        now = utcnow()
+        async with ctx.store.transaction() as session:
+            if credential.session_id is not None:
+                await session.execute(update(Session).where(Session.id == credential.session_id).values(revoked_at=now))
+            if credential.api_token_id is not None:
+                await session.execute(
+                    update(ApiToken).where(ApiToken.id == credential.api_token_id).values(revoked_at=now)
+                )
+        return True
+
+    @strawberry.mutation(extensions=[authenticated()])
+    async def create_api_token(self, info: Info, name: str, expires_in_days: int | None = None) -> ApiTokenPayload:
+        ctx = info.context
+        name = clean_text(name, "name")  # type: ignore[assignment]
+        limit = ctx.settings.api_token_max_days
+        if expires_in_days is not None and not 1 <= expires_in_days <= limit:
+            raise BadInput(f"expiresInDays must be between 1 and {limit}", field="expiresInDays")
+        expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+        token = new_token(API_TOKEN_PREFIX)
+        async with ctx.store.transaction() as session:
+            row = ApiToken(user_id=ctx.viewer_id, name=name, token_hash=token_hash(token), expires_at=expires)
+            session.add(row)
+            await session.flush()
+            audit(session, ctx.viewer_id, "api_token.create", "api_token", row.id, name=name)
+        return ApiTokenPayload(token=token, name=name, expires_at=expires)

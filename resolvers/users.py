@@ -1,0 +1,287 @@
+"""The User type, who may see whom, and the admin user mutations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from strawberry.types import Info
+
+from app.audit import audit
+from app.auth import hash_password
+from app.errors import BadInput, Conflict, NotFound
+from app.ids import decode_id, require_id, to_global_id
+from app.models import User as UserRow
+from permissions.classes import requires
+from permissions.reach import Permission, Reach
+from resolvers.common import Node, clean_text
+from resolvers.enums import AccountStatus, SiteRole, UserKind
+
+if TYPE_CHECKING:
+    from resolvers.memberships import Membership
+
+
+@strawberry.type
+class User(Node):
+    row: strawberry.Private[UserRow]
+    group_ids: strawberry.Private[frozenset[int] | None]
+
+    @property
+    def user_subject(self) -> UserSubject:
+        return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("User", self.row.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
+    @strawberry.field(description="Set by the rostering system (SIS) or an import; unique when present.")
+    def external_id(self) -> str | None:
+        return self.row.external_id
+
+    @strawberry.field
+    def kind(self) -> UserKind:
+        return UserKind(self.row.kind)
+
+    @strawberry.field
+    def first_name(self) -> str:
+        return self.row.first_name
+
+    @strawberry.field
+    def last_name(self) -> str:
+        return self.row.last_name
+
+    @strawberry.field
+    def title(self) -> str | None:
+        return self.row.title
+
+    @strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
+    def email(self) -> str | None:
+        return self.row.email
+
+    @strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
+    def company(self) -> str | None:
+        return self.row.company
+
+    @strawberry.field
+    def roles(self) -> list[SiteRole]:
+        return [SiteRole(r) for r in self.row.site_roles.split(",") if r]
+
+    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
+    def status(self) -> AccountStatus | None:
+        return AccountStatus(self.row.status)
+
+    @strawberry.field(
+        description="True for users managed by the rostering sync: only synced groups may hold them."
+    )
+    def synced(self) -> bool:
+        return self.row.synced
+
+    @strawberry.field(
+        description="Always true for accounts created since the gateway's version 4 (reports are downloaded, "
+        "not posted); not editable."
+    )
+    def agreed_to_download_reports(self) -> bool:
+        return self.row.agreed_to_download_reports
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
+    def last_login_at(self) -> datetime | None:
+        return self.row.last_login_at
+
+    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
+    def login_count(self) -> int | None:
+        return self.row.login_count
+
+    @strawberry.field(description="Memberships the caller may see (for the caller themself: all of their own).")
+    async def memberships(self, info: Info) -> list[Annotated[Membership, strawberry.lazy("resolvers.memberships")]]:
+        from resolvers.memberships import memberships_of_user
+
+        return await memberships_of_user(info, self.row.id)  # type: ignore[arg-type]
+
+
+class UserSubject:
+    """A user as permission decisions see it."""
+
+    __slots__ = ("database_id", "group_ids")
+
+    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
+        self.database_id = database_id
+        self.group_ids = group_ids
+
+
+def subject_of(user: User) -> UserSubject:
+    return user.user_subject
+
+
+async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[User]:
+    """Wrap rows as User objects ready for synchronous permission checks (one batch of group ids)."""
+    await info.context.load_reach()
+    group_ids = await info.context.loaders.users.group_ids.load_many([r.id for r in rows])
+    info.context.loaders.users.prime(rows)
+    return [User(row=row, group_ids=ids) for row, ids in zip(rows, group_ids, strict=True)]
+
+
+async def visible_users(info: Info, ids: Sequence[int], permission: Permission = Permission.VIEW_PROFILE) -> list[User | None]:
+    """Users by id, None for those missing or not visible to the viewer (the two look the same)."""
+    reach: Reach = await info.context.load_reach()
+    rows = await info.context.loaders.users.many(ids)
+    present = [r for r in rows if r is not None]
+    users = {u.row.id: u for u in await prepare_users(info, present)}
+    out: list[User | None] = []
+    for user_id in ids:
+        user = users.get(user_id)
+        out.append(user if user is not None and reach.may(permission, subject_of(user)) else None)
+    return out
+
+
+async def visible_user(info: Info, user_id: int) -> User | None:
+    return (await visible_users(info, [user_id]))[0]
+
+
+async def require_visible_user(info: Info, global_id: str, field: str = "userId") -> User:
+    user = await visible_user(info, require_id(global_id, "User", field))
+    if user is None:
+        raise NotFound("No such user.", field=field)
+    return user
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def check_email(email: str, field: str = "email") -> str:
+    email = email.strip()
+    if len(email) > 320 or "@" not in email or email.startswith("@") or email.endswith("@") or " " in email:
+        raise BadInput("email is not a valid address", field=field)
+    return email
+
+
+@strawberry.input
+class CreateUserInput:
+    email: str
+    first_name: str
+    last_name: str
+    title: str | None = None
+    company: str | None = None
+    kind: UserKind
+    external_id: str | None = None
+    password: str | None = strawberry.field(
+        default=None, description="When absent the user cannot sign in until a password is set."
+    )
+
+
+def site_roles_text(roles: Sequence[str]) -> str:
+    order = ["OWNER", "ADMIN", "GROUP_ANALYST"]
+    return ",".join(r for r in order if r in set(roles))
+
+
+async def create_user_row(
+    session, *, email: str, first_name: str, last_name: str, kind: str, password: str | None = None,  # type: ignore[no-untyped-def]
+    title: str | None = None, company: str | None = None, external_id: str | None = None,
+    roles: Sequence[str] = (), synced: bool = False,
+) -> UserRow:
+    """Validate and insert one user (CONFLICT on a taken email or external id)."""
+    email = check_email(email)
+    first = clean_text(first_name, "firstName")
+    last = clean_text(last_name, "lastName")
+    if password is not None and len(password) < 8:
+        raise BadInput("password must be at least 8 characters", field="password")
+    if external_id is not None:
+        external_id = clean_text(external_id, "externalId")
+    taken = await session.scalar(
+        select(func.count()).select_from(UserRow).where(UserRow.email_normalized == normalize_email(email))
+    )
+    if taken:
+        raise Conflict("A user with this email already exists.", field="email")
+    if external_id is not None:
+        if await session.scalar(select(func.count()).select_from(UserRow).where(UserRow.external_id == external_id)):
+            raise Conflict("A user with this external id already exists.", field="externalId")
+    row = UserRow(
+        email=email,
+        email_normalized=normalize_email(email),
+        first_name=first,  # type: ignore[arg-type]
+        last_name=last,  # type: ignore[arg-type]
+        last_name_normalized=last.lower(),  # type: ignore[union-attr]
+        kind=kind,
+        title=clean_text(title, "title", max_length=50, required=False),
+        company=clean_text(company, "company", required=False),
+        external_id=external_id,
+        site_roles=site_roles_text(roles),
+        password_hash=hash_password(password) if password else None,
+        synced=synced,
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("A user with this email or external id already exists.", field="email") from None
+    return row
+
+
+@strawberry.type
+class UserQueries:
+    @strawberry.field(description="The signed-in user; null when anonymous.")
+    async def viewer(self, info: Info) -> User | None:
+        if info.context.viewer is None:
+            return None
+        return await visible_user(info, info.context.viewer_id)
+
+    @strawberry.field
+    async def user(self, info: Info, id: strawberry.ID) -> User | None:
+        user_id = decode_id(id, "User")
+        return None if user_id is None else await visible_user(info, user_id)
+
+
+@strawberry.type
+class UserMutations:
+    @strawberry.mutation(extensions=[requires(Permission.SITE_ADMIN)])
+    async def create_user(self, info: Info, input: CreateUserInput) -> User:
+        ctx = info.context
+        async with ctx.store.transaction() as session:
+            row = await create_user_row(
+                session, email=input.email, first_name=input.first_name, last_name=input.last_name,
+                kind=input.kind.value, password=input.password, title=input.title, company=input.company,
+                external_id=input.external_id,
+            )
+            audit(session, ctx.viewer_id, "user.create", "user", row.id, email=row.email, kind=row.kind)
+        return (await prepare_users(info, [row]))[0]
+
+    @strawberry.mutation(
+        extensions=[requires(Permission.SITE_ADMIN)],
+        description="GROUP_ANALYST seats are limited (setting); over the limit: error CONFLICT, nothing changed.",
+    )
+    async def set_site_roles(self, info: Info, user_id: strawberry.ID, roles: list[SiteRole]) -> User:
+        ctx = info.context
+        target_id = require_id(user_id, "User", "userId")
+        wanted = {r.value for r in roles}
+        async with ctx.store.transaction() as session:
+            row = await session.get(UserRow, target_id)
+            if row is None:
+                raise NotFound("No such user.", field="userId")
+            before = set(filter(None, row.site_roles.split(",")))
+            if "OWNER" in wanted - before and "OWNER" not in ctx.reach.site_roles:
+                raise BadInput("Only an owner may make another owner.", field="roles")
+            if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
+                seats_taken = await session.scalar(
+                    select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
+                )
+                if seats_taken >= ctx.settings.analyst_seats:
+                    raise Conflict(
+                        f"All {ctx.settings.analyst_seats} Group Analyst seats are taken.", field="roles"
+                    )
+            row.site_roles = site_roles_text(sorted(wanted))
+            session.add(row)
+            audit(session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted))
+        ctx.forget_reach()
+        return (await prepare_users(info, [row]))[0]
