@@ -178,3 +178,31 @@ class Reach:
         if permission in GUARDIAN_GIVES and user.database_id in self.pupils:
             return True
         return self.over(user, ROLES_GIVING[permission])
+
+
+PLACED_AS_ADMIN = "admin"
+PLACED_AS_MANAGER = "managed"
+PLACED_ON_CONSENT = "consent"
+
+
+def placement_basis(
+    reach: Reach, group_id: int, user: UserRef, role: str, user_site_roles: Iterable[str]
+) -> str | None:
+    """On what ground the viewer may put `user` in `group_id` with `role` (addMembers, imports), or None.
+
+    The viewer must manage the group. ANALYST is given by site admins only, to GROUP_ANALYST users.
+    A user is reachable when the viewer is a site admin, when the user already has a (not consent-based)
+    membership in a group the viewer leads, or when the user GRANTED the viewer access; that last ground
+    places members only, and the membership records the consent.
+    """
+    if not reach.may_on_group(Permission.MANAGE_GROUP, group_id):
+        return None
+    if role == "ANALYST":
+        return PLACED_AS_ADMIN if reach.is_admin and "GROUP_ANALYST" in set(user_site_roles) else None
+    if reach.is_admin:
+        return PLACED_AS_ADMIN
+    if reach.over(user, ("LEADER",)):
+        return PLACED_AS_MANAGER
+    if user.database_id in reach.granted and role == "MEMBER":
+        return PLACED_ON_CONSENT
+    return None
