@@ -81,27 +81,28 @@ class GroupGraphSchema(strawberry.Schema):
         context: Any = execution_context.context if execution_context else None
         request_id = getattr(context, "request_id", None)
         for error in errors:
-            original = error.original_error
-            if original is not None and not isinstance(original, GraphQLError):
-                log.error(
-                    "unexpected_error", request_id=request_id, path=error.path,
-                    exc_info=(type(original), original, original.__traceback__),
-                )
+            if error_code(error) != "INTERNAL_SERVER_ERROR":
+                continue
+            original = error.original_error or error
+            log.error(
+                "unexpected_error", request_id=request_id, path=error.path, message=error.message,
+                exc_info=(type(original), original, original.__traceback__),
+            )
 
 
 def error_code(error: GraphQLError) -> str:
+    """Our errors carry their code; request errors (no path) are validation or variable errors; anything
+    else raised while executing is unexpected."""
     original = error.original_error
     if isinstance(original, AppError):
         return original.code
     code = (error.extensions or {}).get("code")
     if code:
         return str(code)
-    if original is None:
-        if error.message.startswith(("Variable '$", "Int cannot represent", "Argument ")):
+    if error.path is None:
+        if error.message.startswith("Variable '$"):
             return "BAD_USER_INPUT"
         return "GRAPHQL_VALIDATION_FAILED"
-    if isinstance(original, GraphQLError):
-        return "BAD_USER_INPUT"
     return "INTERNAL_SERVER_ERROR"
 
 
@@ -121,7 +122,9 @@ def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
     return formatted
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool = False) -> strawberry.Schema:
+    """The schema. `sorted_for_printing` only for schema.graphql: graphql-core's sorted copy of the schema
+    loses Strawberry's enum serializers, so the served schema is never sorted."""
     from app.limits import limit_extensions
 
     settings = settings or get_settings()
@@ -134,11 +137,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[User, Group, Membership],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
-            sort_schema=True,
+            sort_schema=sorted_for_printing,
             batching_config={"max_operations": settings.max_batch_size},
         ),
     )
 
 
 def schema_sdl(schema: strawberry.Schema | None = None) -> str:
-    return (schema or build_schema()).as_str() + "\n"
+    return (schema or build_schema(sorted_for_printing=True)).as_str() + "\n"
