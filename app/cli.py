@@ -1,4 +1,4 @@
-"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema."""
+"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, deliver-email."""
 
 from __future__ import annotations
 
@@ -119,6 +119,34 @@ def export_schema(output: Annotated[Path, typer.Option("--output")] = Path("sche
 
     output.write_text(schema_sdl())
     typer.echo(f"wrote {output}")
+
+
+@cli.command("deliver-email")
+def deliver_email(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep delivering (poll interval from settings).")] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Send the queued outbox emails over SMTP (GROUPGRAPH_SMTP_HOST and friends), with retries."""
+    from app.mailer import deliver_all_due, run_worker
+
+    settings = _settings(database_url)
+    if not settings.smtp_host:
+        _fail("SMTP is not configured: set GROUPGRAPH_SMTP_HOST (and GROUPGRAPH_SMTP_PORT, ...)")
+    database = _database(settings)
+
+    async def run() -> None:
+        try:
+            if loop:
+                await run_worker(database, settings)
+            report = await deliver_all_due(database, settings)
+            typer.echo(f"sent {report.sent}, failed {report.failed} (given up: {report.gave_up})")
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
 
 
 @cli.command()

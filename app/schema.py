@@ -20,13 +20,15 @@ from app.logs import log
 from app.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
 from resolvers.groups import Group, GroupMutations, GroupQueries
+from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
+from resolvers.imports import ImportMutations, ImportQueries
 from resolvers.memberships import Membership
 from resolvers.node import NodeQueries
 from resolvers.sessions import SessionMutations
 from resolvers.users import User, UserMutations, UserQueries
 
-QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries)
-MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations)
+QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries, GuardianQueries, ImportQueries)
+MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations, GuardianMutations, ImportMutations)
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
 # types must carry a permission class, or building the schema fails.
@@ -40,6 +42,8 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
     },
     Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+    # a link shows only where the viewer may see both of its users (resolvers.guardians)
+    GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
 }
 
 
@@ -134,7 +138,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership],
+        types=[User, Group, Membership, GuardianLink],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

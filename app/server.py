@@ -83,4 +83,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.schema = schema
     app.state.background = []
+    if settings.smtp_host:
+        from app.mailer import background_worker
+
+        app.state.background.append(background_worker(database, settings))
     return app

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     smtp_sender: str = "groupgraph@localhost"
     email_max_attempts: int = 5
+    email_retry_base_seconds: int = 60
+    email_retry_max_seconds: int = 3600
+    email_poll_seconds: float = 15.0
+    email_batch_size: int = 100
+    smtp_timeout_seconds: float = 30.0
+
+    max_statistics_buckets: int = 1000
 
     @property
     def production(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataloaders.groups import GroupLoaders
+from dataloaders.guardians import GuardianLoaders
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders
 
@@ -12,3 +13,4 @@ class Loaders:
         self.store = store
         self.users = UserLoaders(store)
         self.groups = GroupLoaders(store)
+        self.guardians = GuardianLoaders(store)

@@ -22,6 +22,7 @@ from resolvers.common import Node, clean_text
 from resolvers.enums import AccountStatus, SiteRole, UserKind
 
 if TYPE_CHECKING:
+    from resolvers.guardians import GuardianLink
     from resolvers.memberships import Membership
 
 
@@ -108,6 +109,18 @@ class User(Node):
         from resolvers.memberships import memberships_of_user
 
         return await memberships_of_user(info, self.row.id)  # type: ignore[arg-type]
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROFILE)],
+        description="For an EXTERNAL user: the pupils linked to the account. For a learner: the external users "
+        "linked to them. Only links whose two users the caller may see.",
+    )
+    async def guardian_links(
+        self, info: Info
+    ) -> list[Annotated[GuardianLink, strawberry.lazy("resolvers.guardians")]] | None:
+        from resolvers.guardians import guardian_links_of
+
+        return await guardian_links_of(info, self)
 
 
 class UserSubject:

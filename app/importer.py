@@ -1,0 +1,329 @@
+"""Bulk group assignment from CSV: the one reading, validation and apply path behind the GraphQL mutation,
+the HTTP route and the dry run.
+
+Columns `student_id` (external id, or email) and `groups` (slugs separated by ';'); other columns are
+ignored. Every row is checked before anything is written, with set-based queries (a fixed handful per
+10,000 rows, never one per row), and each (student, group) pair is judged by `placement_basis`, the rule
+addMembers uses. Any error: nothing is written and every error is reported with its line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import audit
+from app.context import Context
+from app.errors import BadInput, Conflict
+from app.models import AccessRequest, Group, Membership, User, utcnow
+from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis
+
+STUDENT = "student_id"
+GROUPS = "groups"
+CHUNK = 5_000
+SYNCED_RULE = "non-synced students may only join non-synced groups"
+
+
+class OverLimit(BadInput):
+    """The file passes the byte or row limit (HTTP 413 on the import route)."""
+
+    http_status = 413
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    column: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    student: str
+    slugs: tuple[str, ...]
+
+
+@dataclass
+class ParsedFile:
+    rows: list[ImportRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    dry_run: bool
+    applied: bool
+    row_count: int
+    memberships_created: int
+    unchanged: int
+    errors: list[RowError]
+
+    def as_json(self) -> dict[str, Any]:
+        """The same shape as the GraphQL ImportReport (for the HTTP route)."""
+        return {
+            "dryRun": self.dry_run,
+            "applied": self.applied,
+            "rowCount": self.row_count,
+            "membershipsCreated": self.memberships_created,
+            "unchanged": self.unchanged,
+            "errors": [{"line": e.line, "column": e.column, "message": e.message} for e in self.errors],
+        }
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    """The whole body, or BAD_USER_INPUT as soon as it passes `max_bytes` (the rest is never read)."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer.extend(chunk)
+        if len(buffer) > max_bytes:
+            raise OverLimit(f"The file is over the limit of {max_bytes} bytes.", field="file")
+    return bytes(buffer)
+
+
+def header_name(cell: str) -> str:
+    """'Student ID ' -> 'student_id': Excel habits (case, spaces, hyphens) forgiven."""
+    return re.sub(r"[\s\-]+", "_", cell.strip().lower())
+
+
+def parse_csv(data: bytes, max_rows: int) -> ParsedFile:
+    """Rows with their 1-based line numbers (the header is line 1). UTF-8 with or without BOM, CRLF or LF,
+    blank lines skipped. More than `max_rows` data rows: BAD_USER_INPUT before parsing the rest."""
+    parsed = ParsedFile()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        parsed.errors.append(RowError(line, None, "the file is not UTF-8 text (save it as 'CSV UTF-8')"))
+        return parsed
+    reader = csv.reader(io.StringIO(text, newline=""))
+    student_at = groups_at = -1
+    header_seen = False
+    line = 1
+    try:
+        for record in reader:
+            start, line = line, reader.line_num + 1  # this record began on `start`; the next one on `line`
+            if not any(cell.strip() for cell in record):
+                continue
+            if not header_seen:
+                header_seen = True
+                names = [header_name(c) for c in record]
+                for wanted in (STUDENT, GROUPS):
+                    if wanted not in names:
+                        parsed.errors.append(RowError(start, wanted, f"the header has no '{wanted}' column"))
+                if parsed.errors:
+                    return parsed
+                student_at, groups_at = names.index(STUDENT), names.index(GROUPS)
+                continue
+            if len(parsed.rows) >= max_rows:
+                raise OverLimit(f"The file has more than {max_rows} rows (the limit).", field="file")
+            student = record[student_at].strip() if student_at < len(record) else ""
+            cell = record[groups_at] if groups_at < len(record) else ""
+            slugs = tuple(dict.fromkeys(s.strip().lower() for s in cell.split(";") if s.strip()))
+            if not student:
+                parsed.errors.append(RowError(start, STUDENT, "student_id is empty"))
+            parsed.rows.append(ImportRow(start, student, slugs))
+    except csv.Error as exc:
+        parsed.errors.append(RowError(line, None, f"the file is not valid CSV: {exc}"))
+    if not header_seen:
+        parsed.errors.append(RowError(1, None, "the file is empty; the header needs student_id and groups"))
+    return parsed
+
+
+# --- validating --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Student:
+    id: int
+    synced: bool
+    site_roles: tuple[str, ...]
+
+
+class _Subject:
+    __slots__ = ("database_id", "group_ids")
+
+    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
+        self.database_id = database_id
+        self.group_ids = group_ids
+
+
+@dataclass
+class Plan:
+    rows: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    # (user id, group id) -> access request id recording a consent, or None
+    new: dict[tuple[int, int], int | None] = field(default_factory=dict)
+    created_per_group: dict[str, int] = field(default_factory=dict)
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield list(values[start : start + CHUNK])
+
+
+async def _students(session: AsyncSession, keys: set[str]) -> tuple[dict[str, int], dict[str, int], dict[int, Student]]:
+    """Users by external id and by normalized email (two IN-list queries per chunk)."""
+    by_external: dict[str, int] = {}
+    by_email: dict[str, int] = {}
+    students: dict[int, Student] = {}
+    columns = (User.id, User.external_id, User.email_normalized, User.synced, User.site_roles)
+    for chunk in _chunks(sorted(keys)):
+        for uid, external, _, synced, roles in await session.execute(select(*columns).where(User.external_id.in_(chunk))):
+            by_external[external] = uid
+            students[uid] = Student(uid, synced, tuple(r for r in roles.split(",") if r))
+    for chunk in _chunks(sorted({k.lower() for k in keys})):
+        for uid, _, email, synced, roles in await session.execute(select(*columns).where(User.email_normalized.in_(chunk))):
+            by_email[email] = uid
+            students[uid] = Student(uid, synced, tuple(r for r in roles.split(",") if r))
+    return by_external, by_email, students
+
+
+async def _memberships(session: AsyncSession, user_ids: list[int]) -> tuple[dict[int, set[int]], set[tuple[int, int]]]:
+    """Each user's own (not consent-based) group ids, for reach decisions, and every existing pair."""
+    own: dict[int, set[int]] = {}
+    pairs: set[tuple[int, int]] = set()
+    for chunk in _chunks(user_ids):
+        rows = await session.execute(
+            select(Membership.user_id, Membership.group_id, Membership.access_request_id).where(
+                Membership.user_id.in_(chunk)
+            )
+        )
+        for uid, gid, consent in rows:
+            pairs.add((uid, gid))
+            if consent is None:
+                own.setdefault(uid, set()).add(gid)
+    return own, pairs
+
+
+async def _consents(session: AsyncSession, viewer_id: int, user_ids: list[int]) -> dict[int, int]:
+    """The GRANTED access request (newest) of each user who granted the viewer access."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(user_ids):
+        rows = await session.execute(
+            select(AccessRequest.subject_user_id, AccessRequest.id)
+            .where(
+                AccessRequest.requester_id == viewer_id,
+                AccessRequest.status == "GRANTED",
+                AccessRequest.subject_user_id.in_(chunk),
+            )
+            .order_by(AccessRequest.id)
+        )
+        found.update({uid: rid for uid, rid in rows})
+    return found
+
+
+async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[ImportRow]) -> Plan:
+    """Validate every row; on no errors, `plan.new` holds exactly the memberships to create."""
+    plan = Plan(rows=len(rows))
+    keys = {r.student for r in rows if r.student}
+    by_external, by_email, students = await _students(session, keys)
+    slugs = sorted({s for r in rows for s in r.slugs})
+    groups: dict[str, tuple[int, bool]] = {}
+    for chunk in _chunks(slugs):
+        for gid, slug, synced in await session.execute(select(Group.id, Group.slug, Group.synced).where(Group.slug.in_(chunk))):
+            groups[slug] = (gid, synced)
+    user_ids = sorted(students)
+    own, existing = await _memberships(session, user_ids)
+    granted = [u for u in user_ids if u in reach.granted]
+    consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
+    subjects = {u: _Subject(u, frozenset(own.get(u, ()))) for u in user_ids}
+
+    for row in rows:
+        if not row.student:
+            continue  # reported while parsing
+        external, email = by_external.get(row.student), by_email.get(row.student.lower())
+        if external is not None and email is not None and external != email:
+            plan.errors.append(
+                RowError(row.line, STUDENT, f"'{row.student}' is one user's external id and another user's email")
+            )
+            continue
+        uid = external if external is not None else email
+        subject = subjects.get(uid) if uid is not None else None
+        student = None
+        if subject is None or not reach.may(Permission.VIEW_PROFILE, subject):
+            plan.errors.append(RowError(row.line, STUDENT, f"unknown student '{row.student}'"))
+        else:
+            student = students[uid]  # type: ignore[index]
+        row_new = False
+        for slug in row.slugs:
+            group = groups.get(slug)
+            if group is None or not reach.sees_group(group[0]):
+                plan.errors.append(RowError(row.line, GROUPS, f"unknown group '{slug}'"))
+                continue
+            gid, group_synced = group
+            if not reach.may_on_group(Permission.MANAGE_GROUP, gid):
+                plan.errors.append(RowError(row.line, GROUPS, f"you may not manage group '{slug}'"))
+                continue
+            if student is None:
+                continue
+            pair = (student.id, gid)
+            if pair in existing or pair in plan.new:
+                continue
+            if group_synced and not student.synced:
+                plan.errors.append(RowError(row.line, GROUPS, f"{SYNCED_RULE} ('{slug}' is synced)"))
+                continue
+            basis = placement_basis(reach, gid, subject, "MEMBER", student.site_roles)  # type: ignore[arg-type]
+            if basis is None:
+                plan.errors.append(
+                    RowError(row.line, STUDENT, f"you may not place student '{row.student}' in group '{slug}'")
+                )
+                continue
+            plan.new[pair] = consents.get(student.id) if basis == PLACED_ON_CONSENT else None
+            plan.created_per_group[slug] = plan.created_per_group.get(slug, 0) + 1
+            row_new = True
+        if not row_new:
+            plan.unchanged += 1
+    return plan
+
+
+async def apply_plan(session: AsyncSession, plan: Plan) -> None:
+    now = utcnow()
+    values = [
+        {"user_id": uid, "group_id": gid, "role": "MEMBER", "access_request_id": consent, "created_at": now}
+        for (uid, gid), consent in plan.new.items()
+    ]
+    for chunk in _chunks(values):
+        try:
+            await session.execute(insert(Membership), chunk)
+        except IntegrityError:
+            raise Conflict("Memberships changed while the file was imported; run it again.", field="file") from None
+
+
+# --- the one entry point ---------------------------------------------------------------------------------
+
+
+async def import_group_assignments(
+    ctx: Context, chunks: AsyncIterator[bytes], dry_run: bool, source: str = "graphql"
+) -> ImportResult:
+    """Read, validate, and (unless dry_run or any error) apply in one transaction."""
+    data = await read_limited(chunks, ctx.settings.max_upload_bytes)
+    parsed = parse_csv(data, ctx.settings.max_import_rows)
+    reach = await ctx.load_reach()
+    if parsed.errors and not parsed.rows:
+        return ImportResult(dry_run, False, 0, 0, 0, parsed.errors)
+    async with ctx.store.transaction() as session:
+        plan = await plan_import(session, reach, parsed.rows)
+        errors = sorted([*parsed.errors, *plan.errors], key=lambda e: e.line)
+        if errors:
+            return ImportResult(dry_run, False, plan.rows, 0, 0, errors)
+        if dry_run:  # `applied` says every row is valid (the contract's wording), nothing is written
+            return ImportResult(True, True, plan.rows, len(plan.new), plan.unchanged, [])
+        await apply_plan(session, plan)
+        audit(
+            session, ctx.viewer_id, "import.group_assignments", "import", None, source=source, rows=plan.rows,
+            created=len(plan.new), unchanged=plan.unchanged, groups=plan.created_per_group,
+        )
+    return ImportResult(False, True, plan.rows, len(plan.new), plan.unchanged, [])

@@ -1,0 +1,62 @@
+"""POST /imports/group-assignments: the CSV importer for tools that send `text/csv` (the same code as the
+importGroupAssignments mutation). `?dryRun=true` validates only. 200 with the report when every row is
+valid, 422 with the report (errors with line and column) when not, 413 over the byte or row limit."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.context import Context
+from app.errors import AppError
+from app.graphql_view import credential_for, error_body
+from app.importer import import_group_assignments
+
+CSV_TYPES = ("text/csv", "application/csv")
+
+
+async def request_context(request: Request, write: bool = False) -> Context | Response:
+    """A Context for a bearer-authenticated request, or the 401 response to send instead."""
+    credential = await credential_for(request, request.app.state.database)
+    if not credential:
+        return JSONResponse(
+            error_body("UNAUTHENTICATED", "Send a valid 'Authorization: Bearer <token>' header."),
+            401,
+            headers={"www-authenticate": "Bearer"},
+        )
+    context = Context(request.app.state.database, request.app.state.settings, credential, request)
+    context.store.write = write
+    return context
+
+
+def error_response(exc: AppError) -> Response:
+    extensions = {k: v for k, v in (exc.extensions or {}).items() if k != "code"}
+    return JSONResponse(error_body(exc.code, exc.message, **extensions), exc.http_status)
+
+
+async def group_assignments(request: Request) -> Response:
+    settings = request.app.state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in CSV_TYPES:
+        return JSONResponse(error_body("BAD_USER_INPUT", "Send the file with 'Content-Type: text/csv'."), 415)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        return JSONResponse(
+            error_body("BAD_USER_INPUT", f"The file is over the limit of {settings.max_upload_bytes} bytes.", field="file"),
+            413,
+        )
+    context = await request_context(request, write=True)
+    if isinstance(context, Response):
+        return context
+    dry_run = request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
+    try:
+        result = await import_group_assignments(context, request.stream(), dry_run, source="http")
+    except AppError as exc:
+        return error_response(exc)
+    finally:
+        await context.store.close()
+    return JSONResponse(result.as_json(), 422 if result.errors else 200)
+
+
+routes = [Route("/imports/group-assignments", group_assignments, methods=["POST"])]
