@@ -19,14 +19,15 @@ from app.errors import AppError
 from app.logs import log
 from app.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
+from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.memberships import Membership
 from resolvers.node import NodeQueries
 from resolvers.sessions import SessionMutations
 from resolvers.users import User, UserMutations, UserQueries
 
-QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries)
-MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations)
+QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries, ConsentQueries)
+MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations, ConsentMutations)
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
 # types must carry a permission class, or building the schema fails.
@@ -40,6 +41,10 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
     },
     Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+    # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
+    AccessRequest: {
+        "id", "requester", "subject_email", "subject", "message", "status", "created_at", "expires_at", "decided_at",
+    },
 }
 
 
@@ -121,7 +126,9 @@ def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
     return formatted
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool = False) -> strawberry.Schema:
+    """The schema. `sorted_for_printing` only for schema.graphql: graphql-core's sorted copy of the schema
+    loses Strawberry's enum serializers, so the served schema is never sorted."""
     from app.limits import limit_extensions
 
     settings = settings or get_settings()
@@ -131,14 +138,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership],
+        types=[User, Group, Membership, AccessRequest],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
-            sort_schema=True,
+            sort_schema=sorted_for_printing,
             batching_config={"max_operations": settings.max_batch_size},
         ),
     )
 
 
 def schema_sdl(schema: strawberry.Schema | None = None) -> str:
-    return (schema or build_schema()).as_str() + "\n"
+    return (schema or build_schema(sorted_for_printing=True)).as_str() + "\n"
