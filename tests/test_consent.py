@@ -15,7 +15,8 @@ from app.db import Database
 from app.models import AccessRequest, AuditEvent, Membership, OutboxEmail, User, utcnow
 from dataloaders.reach import load_reach_rows
 from dataloaders.store import Store
-from permissions.reach import Permission, Reach
+from dataloaders.users import UserLoaders
+from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis
 from resolvers.users import UserSubject
 from tests.site import Site, errors_of, gid
 
@@ -86,6 +87,15 @@ async def expire(site: Site, request_id: str) -> None:
         )
 
 
+async def subject_of(database: Database, user: User) -> UserSubject:
+    """The user as permission decisions see them, with group ids loaded as requests load them."""
+    store = Store(database)
+    try:
+        return UserSubject(user.id, await UserLoaders(store).group_ids.load(user.id))  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
 def database_id(global_id: str) -> int:
     from app.ids import parse_global_id
 
@@ -140,13 +150,23 @@ async def test_life_cycle_request_grant_add_revoke(site: Site) -> None:
         Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS,
     }
 
+    # The grant lets Rita place Sam as a MEMBER in a group she leads, recorded as consent-based; nothing more.
+    assert placement_basis(reach, class_a.id, sam_ref, "MEMBER", []) == PLACED_ON_CONSENT
+    assert placement_basis(reach, class_a.id, sam_ref, "MENTOR", []) is None
+    assert placement_basis(reach, class_b.id, sam_ref, "MEMBER", []) is None
+
     # Rita places Sam in her class on the strength of the consent (as addMembers records it); an admin
     # adds Sam to another class.
     on_consent = await site.member(sam, class_a, access_request_id=database_id(asked["id"]))
     by_admin = await site.member(sam, class_b)
     # The consent-based membership gives nobody "over" reach: Rita still gets no activity or grading.
-    assert not reach.may(Permission.VIEW_ACTIVITY, UserSubject(sam.id, frozenset()))  # type: ignore[arg-type]
-    assert not reach.may(Permission.REVIEW_WORK, UserSubject(sam.id, frozenset()))  # type: ignore[arg-type]
+    sam_ref = await subject_of(site.database, sam)
+    assert sam_ref.group_ids == frozenset({class_b.id})
+    reach = await reach_of(site.database, rita)
+    assert {p for p in Permission if reach.may(p, sam_ref)} == {
+        Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS,
+    }
+    assert not reach.may(Permission.VIEW_ACTIVITY, sam_ref) and not reach.may(Permission.REVIEW_WORK, sam_ref)
 
     # Membership.accessRequest: the requester, the subject and admins see it; a co-leader who sees the
     # membership (Sam is under them through class B) sees null.
@@ -181,7 +201,9 @@ async def test_life_cycle_request_grant_add_revoke(site: Site) -> None:
     finally:
         await worker.dispose()
     assert (await site.gql(USER, {"id": gid("User", sam)}, as_user=rita)) == {"data": {"user": None}}
-    assert not (await reach_of(site.database, rita)).may(Permission.VIEW_PROGRESS, sam_ref)
+    reach_after = await reach_of(site.database, rita)
+    assert not any(reach_after.may(p, sam_ref) for p in Permission)
+    assert placement_basis(reach_after, class_a.id, sam_ref, "MEMBER", []) is None
 
     # The consent-based membership went in the same transaction, logged; the admin-added one stays.
     assert await site.count(Membership, Membership.id == on_consent.id) == 0
@@ -200,6 +222,12 @@ async def test_life_cycle_request_grant_add_revoke(site: Site) -> None:
     assert again["id"] != asked["id"] and again["status"] == "PENDING"
     outgoing = (await site.gql(OUTGOING, as_user=rita))["data"]["outgoingAccessRequests"]
     assert [r["id"] for r in outgoing] == [again["id"], asked["id"]]  # newest first
+    async with site.database.session() as session:
+        actions = (await session.execute(select(AuditEvent.actor_id, AuditEvent.action).order_by(AuditEvent.id))).all()
+    assert [tuple(a) for a in actions] == [
+        (rita.id, "access_request.create"), (sam.id, "access_request.grant"), (sam.id, "access_request.revoke"),
+        (rita.id, "access_request.create"),
+    ]
 
 
 async def test_deny_and_duplicates(site: Site) -> None:
