@@ -19,14 +19,15 @@ from app.errors import AppError
 from app.logs import log
 from app.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
+from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.memberships import Membership
 from resolvers.node import NodeQueries
 from resolvers.sessions import SessionMutations
 from resolvers.users import User, UserMutations, UserQueries
 
-QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries)
-MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations)
+QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries, ConsentQueries)
+MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations, ConsentMutations)
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
 # types must carry a permission class, or building the schema fails.
@@ -40,6 +41,10 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
     },
     Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+    # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
+    AccessRequest: {
+        "id", "requester", "subject_email", "subject", "message", "status", "created_at", "expires_at", "decided_at",
+    },
 }
 
 
@@ -134,7 +139,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership],
+        types=[User, Group, Membership, AccessRequest],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataloaders.consent import ConsentLoaders
 from dataloaders.groups import GroupLoaders
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders
@@ -12,3 +13,4 @@ class Loaders:
         self.store = store
         self.users = UserLoaders(store)
         self.groups = GroupLoaders(store)
+        self.consent = ConsentLoaders(store)
