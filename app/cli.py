@@ -169,3 +169,7 @@ def main() -> None:
     except DatabaseConfigError as exc:
         typer.echo(f"groupgraph: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

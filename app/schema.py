@@ -19,6 +19,7 @@ from app.errors import AppError
 from app.logs import log
 from app.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
+from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
@@ -27,8 +28,12 @@ from resolvers.node import NodeQueries
 from resolvers.sessions import SessionMutations
 from resolvers.users import User, UserMutations, UserQueries
 
-QUERIES: tuple[type, ...] = (NodeQueries, UserQueries, GroupQueries, GuardianQueries, ImportQueries)
-MUTATIONS: tuple[type, ...] = (SessionMutations, UserMutations, GroupMutations, GuardianMutations, ImportMutations)
+QUERIES: tuple[type, ...] = (
+    NodeQueries, UserQueries, GroupQueries, ConsentQueries, GuardianQueries, ImportQueries,
+)
+MUTATIONS: tuple[type, ...] = (
+    SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
+)
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
 # types must carry a permission class, or building the schema fails.
@@ -42,6 +47,10 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
     },
     Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+    # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
+    AccessRequest: {
+        "id", "requester", "subject_email", "subject", "message", "status", "created_at", "expires_at", "decided_at",
+    },
     # a link shows only where the viewer may see both of its users (resolvers.guardians)
     GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
 }
@@ -138,7 +147,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership, GuardianLink],
+        types=[User, Group, Membership, AccessRequest, GuardianLink],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

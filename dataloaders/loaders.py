@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataloaders.consent import ConsentLoaders
 from dataloaders.groups import GroupLoaders
 from dataloaders.guardians import GuardianLoaders
 from dataloaders.store import Store
@@ -13,4 +14,5 @@ class Loaders:
         self.store = store
         self.users = UserLoaders(store)
         self.groups = GroupLoaders(store)
+        self.consent = ConsentLoaders(store)
         self.guardians = GuardianLoaders(store)

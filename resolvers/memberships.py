@@ -16,6 +16,7 @@ from resolvers.common import Node
 from resolvers.enums import GroupRole
 
 if TYPE_CHECKING:
+    from resolvers.consent import AccessRequest
     from resolvers.groups import Group
     from resolvers.users import User
 
@@ -52,6 +53,17 @@ class Membership(Node):
         from resolvers.groups import Group
 
         return Group(row=await info.context.loaders.groups.by_id.load(self.row.group_id))
+
+    @strawberry.field(
+        description="The consent that allowed this membership, when it was added on the strength of one. "
+        "Shown to the consent's requester, its subject and site admins; null for everyone else."
+    )
+    async def access_request(self, info: Info) -> Annotated[AccessRequest, strawberry.lazy("resolvers.consent")] | None:
+        if self.row.access_request_id is None:
+            return None
+        from resolvers.consent import access_request_for_membership
+
+        return await access_request_for_membership(info, self.row.access_request_id)
 
 
 async def memberships_of_user(info: Info, user_id: int) -> list[Membership]:

@@ -15,6 +15,7 @@ NODE_RESOLVERS: dict[str, str] = {
     "User": "resolvers.users:visible_user",
     "Group": "resolvers.groups:visible_group",
     "Membership": "resolvers.memberships:visible_membership",
+    "AccessRequest": "resolvers.consent:visible_access_request",
     "GuardianLink": "resolvers.guardians:visible_guardian_link",
 }
 
