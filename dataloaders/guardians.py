@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, case, column, func, or_, select, values
+from sqlalchemy import ColumnElement, and_, case, column, exists, func, not_, or_, select, values
 from sqlmodel.sql.sqltypes import UTCDateTime
 from strawberry.dataloader import DataLoader
 
@@ -77,3 +77,13 @@ async def login_buckets(
         .order_by(bucket.c.start)
     )
     return [(s, int(ok), int(failed), int(users)) for s, ok, failed, users in await store.all(statement)]
+
+
+def holds_licence(user_id: ColumnElement[int], licence_type: str) -> ColumnElement[bool]:
+    """UserFilter.licenceType: the (external) user holds a link of this licence type."""
+    return exists().where(GuardianLink.external_user_id == user_id, GuardianLink.licence_type == licence_type)
+
+
+def has_no_pupils(user_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """UserFilter.noPupils: no pupil linked to the account."""
+    return not_(exists().where(GuardianLink.external_user_id == user_id))

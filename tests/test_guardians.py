@@ -347,3 +347,25 @@ async def test_gateway_exports(site: Site) -> None:
     assert (await site.client.get("/exports/external-users.xlsx", headers=parent_headers)).status_code == 403
     assert (await site.client.get("/exports/external-users.xlsx")).status_code == 401
 
+
+
+async def test_user_filter_conditions_for_the_users_list(site: Site) -> None:
+    """The SQL conditions the users(filter:) list uses for licenceType, noPupils, noGroups and active."""
+    from dataloaders.guardians import has_no_pupils, holds_licence
+    from dataloaders.imports import has_no_membership, is_active_learner
+
+    parent = await site.user("Dee", kind="EXTERNAL")
+    lonely = await site.user("Lon", kind="EXTERNAL")
+    pupil = await site.user("Pip")
+    async with site.database.transaction() as session:
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=pupil.id, licence_type="PUPIL"))
+        session.add(Usage(user_id=pupil.id, day=date(2026, 3, 2), minutes=2))
+
+    async def ids(*where: object) -> set[int]:
+        async with site.database.session() as session:
+            return set(await session.scalars(select(User.id).where(*where)))
+
+    assert await ids(holds_licence(User.id, "PUPIL")) == {parent.id}
+    assert await ids(holds_licence(User.id, "OTHER")) == set()
+    assert await ids(User.kind == "EXTERNAL", has_no_pupils(User.id)) == {lonely.id}
+    assert await ids(has_no_membership(User.id), is_active_learner(User.id)) == {pupil.id}
