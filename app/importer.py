@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -169,9 +170,17 @@ class Plan:
     created_per_group: dict[str, int] = field(default_factory=dict)
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
-    for start in range(0, len(values), CHUNK):
-        yield list(values[start : start + CHUNK])
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def _one_of(session: AsyncSession, column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`, one bound array instead of thousands of
+    parameters (measured: the expanded IN list cost more client time than the query itself)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 async def _students(session: AsyncSession, keys: set[str]) -> tuple[dict[str, int], dict[str, int], dict[int, Student]]:
@@ -182,11 +191,11 @@ async def _students(session: AsyncSession, keys: set[str]) -> tuple[dict[str, in
     user = User.__table__.c  # Core columns: no ORM overhead on 50,000-row results
     columns = (user.id, user.external_id, user.email_normalized, user.synced, user.site_roles)
     for chunk in _chunks(sorted(keys)):
-        for uid, external, _, synced, roles in await session.execute(select(*columns).where(user.external_id.in_(chunk))):
+        for uid, external, _, synced, roles in await session.execute(select(*columns).where(_one_of(session, user.external_id, chunk))):
             by_external[external] = uid
             students[uid] = Student(uid, synced, tuple(r for r in roles.split(",") if r))
     for chunk in _chunks(sorted({k.lower() for k in keys if "@" in k})):
-        for uid, _, email, synced, roles in await session.execute(select(*columns).where(user.email_normalized.in_(chunk))):
+        for uid, _, email, synced, roles in await session.execute(select(*columns).where(_one_of(session, user.email_normalized, chunk))):
             by_email[email] = uid
             students[uid] = Student(uid, synced, tuple(r for r in roles.split(",") if r))
     return by_external, by_email, students
@@ -199,7 +208,7 @@ async def _memberships(session: AsyncSession, user_ids: list[int]) -> tuple[dict
     member = Membership.__table__.c
     for chunk in _chunks(user_ids):
         rows = await session.execute(
-            select(member.user_id, member.group_id, member.access_request_id).where(member.user_id.in_(chunk))
+            select(member.user_id, member.group_id, member.access_request_id).where(_one_of(session, member.user_id, chunk))
         )
         for uid, gid, consent in rows:
             pairs.add((uid, gid))
@@ -234,7 +243,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
     groups: dict[str, tuple[int, bool]] = {}
     for chunk in _chunks(slugs):
         group = Group.__table__.c
-        for gid, slug, synced in await session.execute(select(group.id, group.slug, group.synced).where(group.slug.in_(chunk))):
+        for gid, slug, synced in await session.execute(select(group.id, group.slug, group.synced).where(_one_of(session, group.slug, chunk))):
             groups[slug] = (gid, synced)
     user_ids = sorted(students)
     own, existing = await _memberships(session, user_ids)
@@ -291,14 +300,33 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
 
 
 async def apply_plan(session: AsyncSession, plan: Plan) -> None:
+    """Insert the planned memberships. SQLite: executemany of a cached statement. PostgreSQL: one
+    INSERT ... SELECT unnest(arrays) per chunk (asyncpg's executemany costs a round trip per row)."""
     now = utcnow()
-    values = [
-        {"user_id": uid, "group_id": gid, "role": "MEMBER", "access_request_id": consent, "created_at": now}
-        for (uid, gid), consent in plan.new.items()
-    ]
-    for chunk in _chunks(values):
+    table = Membership.__table__
+    pairs = list(plan.new.items())
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for chunk in _chunks(pairs, CHUNK):
+        if postgres:
+            rows = select(
+                func.unnest(bindparam(None, [u for (u, _), _ in chunk], type_=ARRAY(Integer))),
+                func.unnest(bindparam(None, [g for (_, g), _ in chunk], type_=ARRAY(Integer))),
+                literal("MEMBER"),
+                func.unnest(bindparam(None, [c for _, c in chunk], type_=ARRAY(Integer))),
+                literal(now, table.c.created_at.type),
+            )
+            statement: Any = insert(table).from_select(
+                ["user_id", "group_id", "role", "access_request_id", "created_at"], rows
+            )
+            parameters = None
+        else:
+            statement = insert(table)
+            parameters = [
+                {"user_id": u, "group_id": g, "role": "MEMBER", "access_request_id": c, "created_at": now}
+                for (u, g), c in chunk
+            ]
         try:
-            await session.execute(insert(Membership.__table__), chunk)  # Core executemany: batched VALUES
+            await session.execute(statement, parameters)
         except IntegrityError:
             raise Conflict("Memberships changed while the file was imported; run it again.", field="file") from None
 
