@@ -23,7 +23,7 @@ from app.settings import Settings, get_settings
 def extra_routes() -> list[BaseRoute]:
     """Routes of the HTTP surface beside /graphql (exports, imports), each module owning its own."""
     routes: list[BaseRoute] = []
-    for module_name in ("app.exports", "app.imports"):
+    for module_name in ("app.exports", "app.imports", "app.gateway_exports"):
         try:
             module = __import__(module_name, fromlist=["routes"])
         except ModuleNotFoundError as exc:
