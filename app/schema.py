@@ -19,6 +19,7 @@ from app.errors import AppError
 from app.logs import log
 from app.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
+from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
@@ -30,6 +31,8 @@ from resolvers.users import User, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
     NodeQueries, UserQueries, GroupQueries, ConsentQueries, GuardianQueries, ImportQueries,
+    # issue 9: the audit log
+    AuditQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
@@ -53,6 +56,8 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     # a link shows only where the viewer may see both of its users (resolvers.guardians)
     GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
+    # issue 9: only site admins reach audit events (auditLog, node)
+    AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},
 }
 
 
@@ -147,7 +152,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership, AccessRequest, GuardianLink],
+        types=[User, Group, Membership, AccessRequest, GuardianLink, AuditEvent],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

@@ -17,6 +17,8 @@ NODE_RESOLVERS: dict[str, str] = {
     "Membership": "resolvers.memberships:visible_membership",
     "AccessRequest": "resolvers.consent:visible_access_request",
     "GuardianLink": "resolvers.guardians:visible_guardian_link",
+    # issue 9
+    "AuditEvent": "resolvers.audit:visible_audit_event",
 }
 
 
