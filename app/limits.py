@@ -29,6 +29,7 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationContext,
     ValidationRule,
     VariableNode,
@@ -199,8 +200,42 @@ class QueryCost(SchemaExtension):
         self.execution_context.validation_rules = (
             *self.execution_context.validation_rules,
             cost_rule(self.settings, variables),
+            nul_rule(variables),
         )
         yield
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def nul_rule(variables: dict[str, Any]) -> type[ValidationRule]:
+    """No text holds a NUL character (PostgreSQL refuses it in any string): BAD_USER_INPUT up front,
+    for string literals in the document and string variables alike."""
+
+    class NoNul(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            if _holds_nul(variables):
+                context.report_error(
+                    GraphQLError("Strings must not contain NUL characters.", extensions={"code": "BAD_USER_INPUT"})
+                )
+
+        def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+            if "\x00" in node.value:
+                self.report_error(
+                    GraphQLError(
+                        "Strings must not contain NUL characters.", node, extensions={"code": "BAD_USER_INPUT"}
+                    )
+                )
+
+    return NoNul
 
 
 def _skip_introspection(context: Any) -> bool:

@@ -11,6 +11,7 @@ import httpx
 
 from app.db import Database
 from app.limits import operation_costs
+from app.models import User
 from app.server import create_app
 from tests.site import Site, errors_of
 
@@ -140,3 +141,16 @@ async def test_introspection_and_suggestions_by_environment(site: Site) -> None:
         }
         ide = await prod.get("/graphql", headers={"accept": "text/html"})
         assert "graphiql" not in ide.text.lower()
+
+
+async def test_nul_characters_are_bad_input_before_any_resolver(site: Site) -> None:
+    admin = await site.user(roles="ADMIN")
+    token = await site.token(admin)
+    create = 'mutation($i: CreateUserInput!) { createUser(input: $i) { id } }'
+    variables = {"i": {"email": "a\x00@example.com", "firstName": "A", "lastName": "B", "kind": "LEARNER"}}
+    for query, values in ((create, variables), ('{ auditLog(action: "x\\u0000") { edges { cursor } } }', None)):
+        with site.statements() as counted:
+            body = await site.gql(query, values, token=token)
+        assert errors_of(body) == ["BAD_USER_INPUT"] and "data" not in body, body
+        assert all("audit_event" not in s and "INSERT" not in s for s in counted.statements)
+    assert await site.count(User) == 1

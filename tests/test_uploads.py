@@ -111,7 +111,8 @@ async def test_csv_is_read_as_text_only(site: Site) -> None:
         ]
         assert report["applied"] is False and "not UTF-8 text" in report["errors"][0]["message"]
     nul = (await post_upload(site, b"student_id,groups\nS1\x00,x\n", admin, {"X-Requested-With": "1"})).json()
-    assert nul["data"]["importGroupAssignments"]["applied"] is False
+    report = nul["data"]["importGroupAssignments"]
+    assert report["applied"] is False and report["errors"][0]["line"] == 2 and "NUL" in report["errors"][0]["message"]
     # the file variable must be an upload: a string in a JSON request is bad input
     body = await site.gql(IMPORT, {"file": csv_text}, as_user=admin)
     assert errors_of(body) == ["BAD_USER_INPUT"]
