@@ -35,3 +35,10 @@ def audit(
             detail=json.dumps(detail, default=_default, sort_keys=True) if detail else None,
         )
     )
+
+
+async def record_export(database: Any, actor_id: int | None, name: str, **detail: Any) -> None:
+    """An export download: reads change nothing, so it is its own small transaction, written once the
+    caller has passed the permission check and the file is ready (or starts streaming)."""
+    async with database.transaction() as session:
+        audit(session, actor_id, "export.download", "export", None, file=name, **detail)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from app.audit import record_export
 from app.graphql_view import error_body
 from app.imports import request_context
 from app.models import GuardianLink, User
@@ -49,6 +50,7 @@ async def _admin_or_error(request: Request) -> Response | None:
         await context.store.close()
     if not reach.is_admin:
         return JSONResponse(error_body("FORBIDDEN", "Site admins only."), 403)
+    request.state.viewer_id = context.viewer_id  # issue 9: for the audit event of the download
     return None
 
 
@@ -102,6 +104,10 @@ async def _workbook_response(
                 elif value is not None:
                     worksheet.write(line, column, value)
         workbook.close()
+        await record_export(
+            request.app.state.database, getattr(request.state, "viewer_id", None), filename,
+            rows=line, params=dict(request.query_params),
+        )
     except TooManyRows:
         workbook.close()
         os.unlink(path)

@@ -91,6 +91,10 @@ class SessionMutations:
                 await session.execute(
                     update(ApiToken).where(ApiToken.id == credential.api_token_id).values(revoked_at=now)
                 )
+            if credential.session_id is not None:
+                audit(session, ctx.viewer_id, "session.logout", "session", credential.session_id)
+            else:
+                audit(session, ctx.viewer_id, "api_token.revoke", "api_token", credential.api_token_id)
         return True
 
     @strawberry.mutation(extensions=[authenticated()])
