@@ -62,6 +62,17 @@ class Store:
                 raise
 
     async def close(self) -> None:
+        """Never raises: the response is already made. A connection that cannot even be closed cleanly
+        (the database went away, the driver closed it after an error) is dropped from the pool instead."""
         if self._session is not None:
             session, self._session = self._session, None
-            await session.close()
+            try:
+                await session.close()
+            except Exception as exc:  # any failure here is logged, never sent
+                from app.logs import log
+
+                log.warning("session_close_failed", error=type(exc).__name__)
+                try:
+                    await session.invalidate()
+                except Exception:  # nothing more can be done for this connection
+                    pass
