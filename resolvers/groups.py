@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import func, select
@@ -20,6 +21,9 @@ from permissions.classes import authenticated
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, clean_text
 from resolvers.enums import GroupRole
+
+if TYPE_CHECKING:
+    from resolvers.memberships import MembershipConnection
 
 
 @strawberry.type
@@ -90,6 +94,29 @@ class Group(Node):
     @strawberry.field(description="What the caller may do here, so a client can show or hide its buttons.")
     def viewer_permissions(self, info: Info) -> list[Permission]:
         return info.context.reach.group_permissions(self.row.id)
+
+    # issue 3: members and member counts (batched over groups by dataloaders.memberships)
+    @strawberry.field(description="includeNested: also memberships of all descendant groups.")
+    async def members(
+        self,
+        info: Info,
+        roles: list[GroupRole] | None = None,
+        include_nested: bool | None = False,
+        search: Annotated[
+            str | None, strawberry.argument(description="Matches first name, last name or email (case-insensitive prefix).")
+        ] = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> Annotated[MembershipConnection, strawberry.lazy("resolvers.memberships")]:
+        from resolvers.memberships import members_of
+
+        return await members_of(info, self.row.id, roles, bool(include_nested), search, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
+    async def member_count(self, info: Info, include_nested: bool | None = False) -> int:
+        from resolvers.memberships import member_count
+
+        return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
 
 
 async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
