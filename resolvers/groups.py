@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import and_, false, func, or_, select
 from strawberry.types import Info
 
 from app.audit import audit
@@ -17,9 +18,11 @@ from app.ids import decode_id, require_id, to_global_id
 from app.models import Group as GroupRow
 from app.models import Membership as MembershipRow
 from app.tree import attach
+from dataloaders.memberships import like_prefix
 from permissions.classes import authenticated
+from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, clean_text
+from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import GroupRole
 
 if TYPE_CHECKING:
@@ -167,11 +170,74 @@ class CreateGroupInput:
 
 
 @strawberry.type
+class GroupEdge:
+    cursor: str
+    node: Group
+
+
+@strawberry.type
+class GroupConnection:
+    edges: list[GroupEdge]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+async def list_groups(info: Info, roots: bool, search: str | None, first: int | None, after: str | None) -> GroupConnection:
+    """Keyset pages by (lower-case name, id), filtered in SQL to the groups the viewer sees."""
+    store = info.context.store
+    reach: Reach = await info.context.load_reach()
+    size = page_size(info, first)
+    cursor = decode_cursor(after, [str, int])
+    search = clean_text(search, "search", required=False) or None
+    conditions = [group_visible(reach, GroupRow.id)]
+    if roots:
+        parent_hidden = ~group_visible(reach, GroupRow.parent_id) if not reach.is_admin else false()
+        conditions.append(or_(GroupRow.parent_id.is_(None), parent_hidden))
+    if search:
+        conditions.append(GroupRow.name_normalized.like(f"%{like_prefix(search.lower())}", escape="\\"))
+    query = select(GroupRow).where(*conditions)
+    if cursor is not None:
+        name, last_id = cursor
+        query = query.where(
+            or_(GroupRow.name_normalized > name, and_(GroupRow.name_normalized == name, GroupRow.id > last_id))
+        )
+    rows = list(await store.scalars(query.order_by(GroupRow.name_normalized, GroupRow.id).limit(size + 1)))
+    for row in rows:
+        info.context.loaders.groups.by_id.prime(row.id, row)
+    edges = [GroupEdge(cursor=encode_cursor(r.name_normalized, r.id), node=Group(row=r)) for r in rows[:size]]
+
+    async def count() -> int:
+        return int(await store.scalar(select(func.count()).select_from(GroupRow).where(*conditions)))
+
+    return GroupConnection(edges=edges, page_info=page_info(len(rows) > size, [e.cursor for e in edges]), count=count)
+
+
+@strawberry.type
 class GroupQueries:
     @strawberry.field
     async def group(self, info: Info, id: strawberry.ID) -> Group | None:
         group_id = decode_id(id, "Group")
         return None if group_id is None else await visible_group(info, group_id)
+
+    # issue 3: the list of visible groups
+    @strawberry.field(
+        extensions=[authenticated()],
+        description="Groups the caller may see: all for a site admin; else those where the caller holds a role, "
+        "with their descendants. roots: only the top of each visible tree.",
+    )
+    async def groups(
+        self,
+        info: Info,
+        roots: bool | None = False,
+        search: Annotated[str | None, strawberry.argument(description="Part of the name (case-insensitive).")] = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> GroupConnection:
+        return await list_groups(info, bool(roots), search, first, after)
 
 
 @strawberry.type
