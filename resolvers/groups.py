@@ -6,20 +6,22 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from strawberry.types import Info
 
 from app.audit import audit
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, Conflict, Forbidden, NotFound
 from app.ids import decode_id, require_id, to_global_id
 from app.models import Group as GroupRow
+from app.models import GroupClosure
 from app.models import Membership as MembershipRow
-from app.tree import attach
+from app.tree import attach, is_descendant, move, subtree_height
+from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
-from permissions.classes import authenticated
+from permissions.classes import Subjects, authenticated, requires
 from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
@@ -169,6 +171,122 @@ class CreateGroupInput:
     slug: str | None = strawberry.field(default=None, description="Derived from the name when absent.")
 
 
+@strawberry.input
+class UpdateGroupInput:
+    name: str | None = None
+    description: str | None = None
+    parent_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Re-nest under another group; a cycle is refused."
+    )
+    make_root: bool | None = strawberry.field(default=None, description="true: make it a root group.")
+
+
+async def group_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
+    """The group named by `id` (NOT_FOUND when missing or invisible)."""
+    return Subjects(groups=[(await require_visible_group(info, kwargs["id"])).row.id])  # type: ignore[list-item]
+
+
+async def update_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
+    """The group, and the new parent when re-nesting: the caller must manage both."""
+    subjects = await group_target(info, kwargs)
+    parent_id = kwargs["input"].parent_id
+    if parent_id is not None:
+        subjects.groups.append((await require_visible_group(info, parent_id, "parentId")).row.id)  # type: ignore[arg-type]
+    return subjects
+
+
+def refresh_tree(info: Info) -> None:
+    """After the tree or roles change, later fields of the request read afresh."""
+    ctx = info.context
+    ctx.forget_reach()
+    ctx.loaders = Loaders(ctx.store)
+
+
+async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -> Group:
+    ctx = info.context
+    reach: Reach = await ctx.load_reach()
+    group_id = require_id(id, "Group")
+    if input.parent_id is not None and input.make_root:
+        raise BadInput("Give either parentId or makeRoot, not both.", field="parentId")
+    name = clean_text(input.name, "name") if input.name is not None else None
+    description = (
+        clean_text(input.description, "description", max_length=5000, required=False)
+        if input.description is not None
+        else None
+    )
+    new_parent_id = require_id(input.parent_id, "Group", "parentId") if input.parent_id is not None else None
+    if input.make_root and not (
+        reach.is_admin or (ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER")
+    ):
+        raise Forbidden("You may not make this a root group.")
+    limit = ctx.settings.max_group_depth
+    async with ctx.store.transaction() as session:
+        row = await session.get(GroupRow, group_id)
+        if row is None:
+            raise NotFound("No such group.", field="id")
+        changes: dict[str, Any] = {}
+        if name is not None and name != row.name:
+            changes["name"] = [row.name, name]
+            row.name, row.name_normalized = name, name.lower()
+        if input.description is not None and (description or None) != row.description:
+            changes["description"] = True
+            row.description = description or None
+        moving = (new_parent_id is not None and new_parent_id != row.parent_id) or (
+            bool(input.make_root) and row.parent_id is not None
+        )
+        if moving:
+            new_depth = 0
+            if new_parent_id is not None:
+                if await is_descendant(session, new_parent_id, group_id):
+                    raise BadInput("A group cannot be nested under itself or one of its nested groups.", field="parentId")
+                parent = await session.get(GroupRow, new_parent_id)
+                new_depth = parent.depth + 1  # type: ignore[union-attr]
+            if new_depth + await subtree_height(session, group_id) > limit:
+                raise BadInput(f"Groups nest at most {limit} levels deep.", field="parentId")
+            changes["parent_id"] = [row.parent_id, new_parent_id]
+            session.add(row)
+            await session.flush()
+            await move(session, group_id, new_parent_id)
+        session.add(row)
+        await session.flush()
+        await session.refresh(row)
+        if changes:
+            audit(session, ctx.viewer_id, "group.update", "group", group_id, **changes)
+    refresh_tree(info)
+    await ctx.load_reach()
+    return Group(row=row)
+
+
+async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bool:
+    """The group (and with deleteNested its subtree), its memberships and closure rows, in one transaction."""
+    ctx = info.context
+    group_id = require_id(id, "Group")
+    async with ctx.store.transaction() as session:
+        row = await session.get(GroupRow, group_id)
+        if row is None:
+            raise NotFound("No such group.", field="id")
+        subtree = list(await session.scalars(select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)))
+        if len(subtree) > 1 and not delete_nested:
+            raise Conflict(
+                "The group has nested groups; pass deleteNested: true to delete them too.", field="deleteNested"
+            )
+        removed = await session.execute(delete(MembershipRow).where(MembershipRow.group_id.in_(subtree)))
+        await session.execute(delete(GroupClosure).where(GroupClosure.descendant_id.in_(subtree)))
+        await session.execute(
+            update(GroupRow).where(GroupRow.id.in_(subtree)).values(parent_id=None),
+            execution_options={"synchronize_session": False},
+        )
+        await session.execute(
+            delete(GroupRow).where(GroupRow.id.in_(subtree)), execution_options={"synchronize_session": False}
+        )
+        audit(
+            session, ctx.viewer_id, "group.delete", "group", group_id, name=row.name, parent_id=row.parent_id,
+            nested=sorted(g for g in subtree if g != group_id), memberships=removed.rowcount,
+        )
+    refresh_tree(info)
+    return True
+
+
 @strawberry.type
 class GroupEdge:
     cursor: str
@@ -283,6 +401,22 @@ class GroupMutations:
         ctx.forget_reach()
         await ctx.load_reach()
         return Group(row=row)
+
+    # issue 3: updateGroup, deleteGroup
+    @strawberry.mutation(
+        extensions=[requires(Permission.MANAGE_GROUP, target=update_target)],
+        description="Rename, describe, re-nest (MANAGE_GROUP on the new parent too; a cycle is refused) or make "
+        "a root group (site admins, or with self-service groups a LEADER held directly in the group).",
+    )
+    async def update_group(self, info: Info, id: strawberry.ID, input: UpdateGroupInput) -> Group:
+        return await update_group(info, id, input)
+
+    @strawberry.mutation(
+        extensions=[requires(Permission.MANAGE_GROUP, target=group_target)],
+        description="A group with nested groups is refused (CONFLICT) unless deleteNested is true.",
+    )
+    async def delete_group(self, info: Info, id: strawberry.ID, delete_nested: bool | None = False) -> bool:
+        return await delete_group(info, id, bool(delete_nested))
 
 
 async def count_members(session, group_id: int) -> int:  # type: ignore[no-untyped-def]
