@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from app.models import AuditEvent, Group, GroupClosure, Membership, User
+from dataloaders.loaders import Loaders
+from dataloaders.store import Store
 from tests.site import Site, errors_of, gid
 
 GROUPS = """query($roots: Boolean, $search: String, $first: Int, $after: String) {
@@ -237,3 +239,29 @@ async def test_delete_group(site: Site) -> None:
     leaf = await site.gql(DELETE, {"id": gid("Group", g["B1"])}, as_user=admin)
     assert leaf == {"data": {"deleteGroup": True}}
     await assert_tree_consistent(site)
+
+
+async def test_subtree_and_ancestors_are_one_statement_whatever_the_depth(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    query = "query($id: ID!) { group(id: $id) { ancestors { name } } }"
+    counts = []
+    for depth in (2, 9):
+        chain = [await site.group(f"L{depth}x0")]
+        for level in range(1, depth + 1):
+            chain.append(await site.group(f"L{depth}x{level}", chain[-1]))
+        store = Store(site.database)
+        loaders = Loaders(store)
+        with site.statements() as counted:
+            ancestors = await loaders.groups.ancestors.load(chain[-1].id)
+            assert counted.count == 1
+            subtree = await loaders.groups.subtree_ids.load(chain[0].id)
+            assert counted.count == 2
+        await store.close()
+        assert [g.name for g in ancestors] == [g.name for g in chain[:-1]]
+        assert subtree == {g.id for g in chain}
+        await site.token(admin)
+        with site.statements() as counted:
+            body = await site.gql(query, {"id": gid("Group", chain[-1])}, as_user=admin)
+        assert len(body["data"]["group"]["ancestors"]) == depth
+        counts.append(counted.count)
+    assert counts[0] == counts[1]
