@@ -23,7 +23,7 @@ from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
-from resolvers.memberships import Membership
+from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
 from resolvers.sessions import SessionMutations
 from resolvers.users import User, UserMutations, UserQueries
@@ -33,6 +33,8 @@ QUERIES: tuple[type, ...] = (
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
+    # issue 3: membership mutations
+    MembershipMutations,
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataloaders.consent import ConsentLoaders
 from dataloaders.groups import GroupLoaders
 from dataloaders.guardians import GuardianLoaders
+from dataloaders.memberships import MembershipLoaders
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders
 
@@ -16,3 +17,5 @@ class Loaders:
         self.groups = GroupLoaders(store)
         self.consent = ConsentLoaders(store)
         self.guardians = GuardianLoaders(store)
+        # issue 3: member lists and counts, batched over groups
+        self.memberships = MembershipLoaders(store, self.users, self.groups)

@@ -29,6 +29,8 @@ class Store:
         return self.database.dialect
 
     def _get(self) -> AsyncSession:
+        if getattr(self, "_closed", False):
+            raise RuntimeError("the request's store is closed")
         if self._session is None:
             self._session = self.database.session(write=self.write)
         return self._session
@@ -62,6 +64,10 @@ class Store:
                 raise
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        # issue 3: under the lock, so that a statement still running for a field whose sibling failed (and
+        # nulled the parent) finishes before the session goes; later statements open no new session.
+        async with self._lock:
+            self._closed = True
+            if self._session is not None:
+                session, self._session = self._session, None
+                await session.close()
