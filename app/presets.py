@@ -133,8 +133,10 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str) -> Plan
     learner_ids = list(range(shape.staff + 1, shape.staff + shape.learners + 1))
     deep = min(5, shape.depth - 1)
     level1 = levels[min(1, shape.depth - 1)][0]
-    deep_group = levels[deep][0]
-    analyst_groups = levels[min(2, shape.depth - 1)][:5]
+    deep_group = next(g for g in levels[deep] if level1 in ancestors[g])  # the leader sees it too
+    middle = levels[min(2, shape.depth - 1)]
+    analyst_home = next(g for g in middle if g in ancestors[deep_group])
+    analyst_groups = [analyst_home, *[g for g in middle if g != analyst_home][:4]]
     memberships: list[tuple[int, int, str]] = []
     viewer_spec = {
         "admin": (staff_ids[0], "ADMIN", []),
@@ -148,7 +150,7 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str) -> Plan
         memberships.extend((uid, g, role) for g, role in held)
         plan.viewers[key] = {"user_id": uid, "email": email, "token": tokens[key],
                              "groups": [g for g, _ in held]}
-    plan.groups = {"root": levels[0][0], "level1": level1, "level5": deep_group}
+    plan.groups = {"root": levels[0][0], "level1": level1, "level2": analyst_home, "level5": deep_group}
     for n, uid in enumerate(staff_ids[4:]):
         role = STAFF_ROLES[n % 3]
         level = (n // 3) % shape.depth
