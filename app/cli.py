@@ -174,11 +174,11 @@ def serve(
     workers: Annotated[int, typer.Option("--workers")] = 1,
 ) -> None:
     """Serve GraphQL (GraphiQL at /graphql when enabled)."""
-    import uvicorn
+    from app.serving import run
 
     settings = _settings()
     _database(settings)  # fail early, in one line, on a bad database path
-    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning", factory=False)
+    run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning")
 
 
 def main() -> None:

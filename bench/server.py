@@ -120,8 +120,8 @@ class Server:
         port = free_port()
         env = {**os.environ, **self.env, "GROUPGRAPH_DATABASE_URL": self.url, "GROUPGRAPH_BENCH": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"],
+            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(self.workers)],
             env=env,
         )
         self.base = f"http://127.0.0.1:{port}"

@@ -31,3 +31,15 @@ async def test_no_bench_headers_by_default(site: Site) -> None:
     response = await site.client.post("/graphql", json={"query": "{ viewer { email } }"})
     assert response.status_code == 200
     assert not [name for name in response.headers if name.startswith("x-bench")]
+
+
+def test_multi_worker_listener_is_tcp_so_accepted_sockets_get_nodelay() -> None:
+    import socket
+
+    from app.serving import TcpConfig
+
+    sock = TcpConfig("app.asgi:app", host="127.0.0.1", port=0, workers=2).bind_socket()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sock.close()
