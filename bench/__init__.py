@@ -1,1 +1,0 @@
-"""The groupgraph benchmark (`scripts/bench`): seeded presets, a live uvicorn, scenarios over HTTP."""

@@ -34,6 +34,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up before each load level (L)")
     parser.add_argument("--concurrency", default="1,4,16", help="load levels for L")
     parser.add_argument("--only", default="D1,D2,D3,E,L", help="scenarios to run")
+    parser.add_argument("--export-rows", default=None,
+                        help="report rows for bench.exports (default 100000,1000000 on large, else 10000,100000)")
     parser.add_argument("--reseed", action="store_true", help="drop the cached database and seed again")
     return parser.parse_args(argv)
 
@@ -202,16 +204,18 @@ async def run_exports(server: Server, seed: dict[str, Any], args: argparse.Names
     except ModuleNotFoundError:
         results.append(Result("E bench.exports", "-", "-", note="skipped: bench.exports missing"))
         return results
-    runner = getattr(exports, "measure", None) or getattr(exports, "run", None)
-    note = "bench.exports has no measure()/run()"
-    if runner is not None:
+    for rows in [int(r) for r in args.export_rows.split(",") if r]:
         try:
-            outcome = runner(database_url=server.url) if not asyncio.iscoroutinefunction(runner) else \
-                await runner(database_url=server.url)
-            note = json.dumps(outcome, default=str)[:500]
+            measured = await asyncio.to_thread(exports.run, args.engine, rows, ["CSV", "XLSX"])  # it runs its own loop
         except Exception as exc:  # its failure must not end the run
-            note = f"bench.exports failed: {type(exc).__name__}: {exc}"[:300]
-    results.append(Result("E bench.exports", "-", "-", note=note))
+            results.append(Result("E bench.exports", "-", f"{rows} rows", note=f"failed: {type(exc).__name__}: {exc}"[:200]))
+            continue
+        for item in measured:
+            result = Result(f"E {item.format.lower()} (bench.exports)", "admin", f"{rows} rows")
+            result.peak_rss_mb = item.worker_peak_rss_mib
+            result.extra.update(rows=rows, rows_per_s=item.rows_per_second, seconds=item.seconds,
+                                ttfb_ms=round(item.first_byte_seconds * 1000, 1), bytes=item.bytes)
+            results.append(result)
     return results
 
 
@@ -280,6 +284,14 @@ def targets(rows: list[dict[str, Any]], floors: dict[str, Any]) -> list[dict[str
     copy_rate = (floors.get("E copy root") or {}).get("rows_per_s")
     value = ratio(csv_rate, copy_rate)
     check("E CSV >= 80% of COPY rows/s (root)", value, value >= 0.8 if value else None)
+    for fmt in ("csv", "xlsx"):
+        sized = sorted((r["rows"], r.get("peak_rss_mb")) for r in rows
+                       if r["scenario"] == f"E {fmt} (bench.exports)" and r.get("rows"))
+        if len(sized) >= 2 and sized[0][1] and sized[-1][1]:
+            growth = round(sized[-1][1] - sized[0][1], 1)
+            check(f"E {fmt} peak RSS growth {sized[0][0]:,} -> {sized[-1][0]:,} rows <= 20 MB", growth, growth <= 20)
+        else:
+            check(f"E {fmt} peak RSS growth <= 20 MB", None, None)
     one = next((r for r in rows if r["scenario"] == "L c=16" and r["workers"] == 1), {}).get("req_per_s")
     two = next((r for r in rows if r["scenario"] == "L c=16" and r["workers"] == 2), {}).get("req_per_s")
     value = ratio(two, one)
@@ -307,6 +319,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.export_rows is None:
+        args.export_rows = "100000,1000000" if args.preset == "large" else "10000,100000"
     only = {s.strip() for s in args.only.split(",")}
     seed = ensure_seeded(args.engine, args.preset, args.reseed)
     url = database_url(args.engine, args.preset)
