@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     max_statistics_buckets: int = 1000
 
+    # issue 8: bench instrumentation (x-bench-* response headers with per-request SQL statements and time)
+    bench: bool = False
+
     @property
     def production(self) -> bool:
         return self.env.lower() == "production"
