@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataloaders.consent import ConsentLoaders
+from dataloaders.courses import CourseLoaders
 from dataloaders.groups import GroupLoaders
 from dataloaders.guardians import GuardianLoaders
+from dataloaders.progress import ProgressLoaders
+from dataloaders.reviews import ReviewLoaders
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders
 
@@ -16,3 +19,7 @@ class Loaders:
         self.groups = GroupLoaders(store)
         self.consent = ConsentLoaders(store)
         self.guardians = GuardianLoaders(store)
+        # issue 5
+        self.courses = CourseLoaders(store)
+        self.progress = ProgressLoaders(store)
+        self.reviews = ReviewLoaders(store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import func, select
@@ -16,10 +17,14 @@ from app.ids import decode_id, require_id, to_global_id
 from app.models import Group as GroupRow
 from app.models import Membership as MembershipRow
 from app.tree import attach
-from permissions.classes import authenticated
+from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, clean_text
 from resolvers.enums import GroupRole
+
+if TYPE_CHECKING:  # issue 5
+    from resolvers.progress import GroupProgressSummary
+    from resolvers.reviews import SubmissionConnection
 
 
 @strawberry.type
@@ -90,6 +95,27 @@ class Group(Node):
     @strawberry.field(description="What the caller may do here, so a client can show or hide its buttons.")
     def viewer_permissions(self, info: Info) -> list[Permission]:
         return info.context.reach.group_permissions(self.row.id)
+
+    # issue 5: progress summary and review queue
+    @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
+    async def progress_summary(
+        self, info: Info, include_nested: bool | None = True
+    ) -> Annotated[GroupProgressSummary, strawberry.lazy("resolvers.progress")] | None:
+        from resolvers.progress import progress_summary_of
+
+        return await progress_summary_of(info, self, include_nested)
+
+    @strawberry.field(
+        extensions=[requires(Permission.REVIEW_WORK)],
+        description="Submissions by members (and nested members) waiting for manual grading, oldest first; "
+        "the caller's own work and consent-based members' work are not listed.",
+    )
+    async def review_queue(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
+        from resolvers.reviews import review_queue_of
+
+        return await review_queue_of(info, self, first, after)
 
 
 async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
