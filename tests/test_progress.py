@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from app.models import utcnow
-from tests.progress_helpers import course, enroll, event, record
-from tests.site import Site, gid
+import pytest
+
+from app.auth import API_TOKEN_PREFIX, new_token, token_hash
+from app.models import (
+    ActivityEvent,
+    ApiToken,
+    AuditEvent,
+    Enrollment,
+    IngestedEvent,
+    StepProgress,
+    Submission,
+    Usage,
+    utcnow,
+)
+from tests.progress_helpers import CREATE_COURSE, ENROLL, course, enroll, event, record
+from tests.site import Site, errors_of, gid
 
 CARDS = """query($id: ID!) { user(id: $id) { courseProgress {
   course { name stepCount } activatedAt expiresAt completedAt percentViewed percentCompleted gradePercent
@@ -62,3 +75,144 @@ async def test_progress_cards_hand_computed(site: Site) -> None:
         {"id": gid("User", lea), "c": [plain["id"]]}, as_user=admin,
     )
     assert only["data"]["user"]["courseProgress"] == [{"course": {"name": "Biology"}}]
+
+
+async def test_catalogue_and_who_builds_it(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    lea = await site.user("Lea")
+    await site.member(leader, await site.group("Class"), "LEADER")
+    denied = await site.gql(CREATE_COURSE, {"name": "X", "steps": []}, as_user=leader)
+    assert errors_of(denied) == ["FORBIDDEN"] and denied["data"] is None
+    bad = await site.gql(CREATE_COURSE, {"name": "X", "steps": [{"title": "t", "kind": "QUIZ", "maxPoints": 0}]}, as_user=admin)
+    assert errors_of(bad) == ["BAD_USER_INPUT"] and bad["errors"][0]["extensions"]["field"] == "steps.0.maxPoints"
+    names = ["Zoology", "Art", "Music", "Art"]
+    made = [await course(site, admin, n, [("LESSON", None)]) for n in names]
+    pages: list[str] = []
+    after = None
+    while True:
+        page = await site.gql(
+            "query($a: String) { courses(first: 3, after: $a) { totalCount edges { node { name stepCount steps { title course { name } } } } pageInfo { hasNextPage endCursor } } }",
+            {"a": after}, as_user=lea,
+        )
+        conn = page["data"]["courses"]
+        assert conn["totalCount"] == 4
+        pages.extend(e["node"]["name"] for e in conn["edges"])
+        assert all(e["node"]["steps"][0]["course"]["name"] == e["node"]["name"] for e in conn["edges"])
+        if not conn["pageInfo"]["hasNextPage"]:
+            break
+        after = conn["pageInfo"]["endCursor"]
+    assert pages == ["Art", "Art", "Music", "Zoology"]
+    anonymous = await site.gql("{ courses { totalCount } }")
+    assert errors_of(anonymous) == ["UNAUTHENTICATED"]
+    node = await site.gql("query($id: ID!) { node(id: $id) { ... on Step { title course { name } } } }", {"id": made[0]["steps"][0]["id"]}, as_user=lea)
+    assert node["data"]["node"] == {"title": "Zoology 1", "course": {"name": "Zoology"}}
+    assert (await site.gql("query($id: ID!) { node(id: $id) { id } }", {"id": made[0]["id"]}))["data"]["node"] is None
+
+
+async def test_enroll_rules(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    lea, max_ = await site.user("Lea"), await site.user("Max")
+    group = await site.group("Class")
+    await site.member(leader, group, "LEADER")
+    await site.member(lea, group)
+    c = await course(site, admin, "Algebra", [("LESSON", None)])
+    denied = await site.gql(ENROLL, {"u": [gid("User", lea)], "c": c["id"]}, as_user=leader)
+    assert errors_of(denied) == ["FORBIDDEN"] and await site.count(Enrollment) == 0
+    missing = await site.gql(ENROLL, {"u": [gid("User", lea), gid("User", 999_999)], "c": c["id"]}, as_user=admin)
+    assert errors_of(missing) == ["BAD_USER_INPUT"] and missing["errors"][0]["extensions"]["userIds"] == [gid("User", 999_999)]
+    assert await site.count(Enrollment) == 0
+    past = await site.gql(ENROLL, {"u": [gid("User", lea)], "c": c["id"], "x": (utcnow() - timedelta(days=1)).isoformat()}, as_user=admin)
+    assert errors_of(past) == ["BAD_USER_INPUT"] and await site.count(Enrollment) == 0
+    assert await enroll(site, admin, [lea], c) == 1
+    until = utcnow() + timedelta(days=30)
+    again = await site.gql(ENROLL, {"u": [gid("User", lea), gid("User", max_)], "c": c["id"], "x": until.isoformat()}, as_user=admin)
+    assert again == {"data": {"enroll": 1}}
+    cards = await site.gql("query($id: ID!) { user(id: $id) { courseProgress { expiresAt } } }", {"id": gid("User", lea)}, as_user=leader)
+    assert datetime.fromisoformat(cards["data"]["user"]["courseProgress"][0]["expiresAt"]) == until
+    assert await site.count(AuditEvent, AuditEvent.action == "course.enroll") == 2
+
+
+async def test_the_same_events_twice_count_once(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    c = await course(site, admin, "Algebra", [("LESSON", None), ("ASSIGNMENT", 10)])
+    await enroll(site, admin, [lea], c)
+    t0 = utcnow() - timedelta(hours=1)
+    batch = [
+        event(lea, "COMPLETED", c["steps"][0], t0),
+        event(lea, "SUBMITTED", c["steps"][1], t0 + timedelta(minutes=1), body="my essay"),
+        event(lea, "DISCUSSION_POST", at=t0 + timedelta(minutes=2), courseId=c["id"], body="hello"),
+        event(lea, "USAGE", at=t0, minutes=20),
+    ]
+    assert await record(site, admin, [*batch, batch[3]]) == {"data": {"recordProgress": 4}}
+    assert await record(site, admin, batch) == {"data": {"recordProgress": 0}}
+    assert await site.count(Usage) == 1 and await site.count(Submission) == 1 and await site.count(IngestedEvent) == 4
+    assert await site.count(ActivityEvent) == 3  # completed, submission, post
+    seen = await site.gql("query($id: ID!) { user(id: $id) { usageMinutes courseProgress { stepsCompleted percentViewed } } }", {"id": gid("User", lea)}, as_user=lea)
+    assert seen["data"]["user"] == {"usageMinutes": 20, "courseProgress": [{"stepsCompleted": 1, "percentViewed": 100.0}]}
+    # completing a step again later changes nothing visible: the first completion stands, no second feed entry
+    assert await record(site, admin, [event(lea, "COMPLETED", c["steps"][0], t0 + timedelta(minutes=9))]) == {"data": {"recordProgress": 1}}
+    assert await site.count(ActivityEvent, ActivityEvent.kind == "STEP_COMPLETED") == 1
+    async with site.database.session() as session:
+        row = (await session.execute(StepProgress.__table__.select().where(StepProgress.step_id == c["steps"][0]["databaseId"]))).first()
+    assert row is not None and row.completed_at == t0
+
+
+async def test_one_bad_event_leaves_the_whole_batch_unapplied(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    c = await course(site, admin, "Algebra", [("LESSON", None), ("QUIZ", 5)])
+    other = await course(site, admin, "Biology", [("LESSON", None)])
+    await enroll(site, admin, [lea], c)
+    now = utcnow()
+    batch = [
+        event(lea, "COMPLETED", c["steps"][0], now - timedelta(minutes=5)),    # 0 fine
+        event(lea, "VIEWED", other["steps"][0]),                               # 1 not enrolled
+        {"userId": gid("User", 999_999), "kind": "VIEWED", "stepId": c["steps"][0]["id"]},  # 2 unknown user
+        event(lea, "USAGE", minutes=-3),                                       # 3 negative minutes
+        event(lea, "USAGE"),                                                   # 4 missing minutes
+        event(lea, "VIEWED", c["steps"][0], now + timedelta(hours=1)),         # 5 future
+        {"userId": gid("User", lea), "kind": "VIEWED", "stepId": gid("Step", 999_999)},  # 6 unknown step
+        event(lea, "SUBMITTED", c["steps"][0]),                                # 7 not an assignment
+        event(lea, "COMPLETED", c["steps"][1], points=6),                      # 8 points above maxPoints
+        event(lea, "USAGE", minutes=5),                                        # 9 fine
+    ]
+    body = await record(site, admin, batch)
+    assert errors_of(body) == ["BAD_USER_INPUT"] and body["data"] is None
+    detail = body["errors"][0]["extensions"]
+    assert detail["field"] == "events"
+    assert sorted({p["index"] for p in detail["invalidEvents"]}) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert {p["index"]: p["field"] for p in detail["invalidEvents"]}[3] == "minutes"
+    for table in (StepProgress, Usage, IngestedEvent, ActivityEvent, Submission):
+        assert await site.count(table) == 0
+    assert await site.count(AuditEvent, AuditEvent.action == "progress.record") == 0
+    good = await record(site, admin, [batch[0], batch[9]])
+    assert good == {"data": {"recordProgress": 2}}
+
+
+async def test_who_may_record_progress(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    lea = await site.user("Lea")
+    group = await site.group("Class")
+    await site.member(leader, group, "LEADER")
+    await site.member(lea, group)
+    for caller in (leader, lea):
+        denied = await record(site, caller, [event(lea, "USAGE", minutes=5)])
+        assert errors_of(denied) == ["FORBIDDEN"]
+    assert await site.count(Usage) == 0
+    token = new_token(API_TOKEN_PREFIX)
+    async with site.database.transaction() as session:
+        session.add(ApiToken(user_id=admin.id, name="learning platform", token_hash=token_hash(token)))  # type: ignore[arg-type]
+    body = await site.gql("mutation($e: [ProgressEventInput!]!) { recordProgress(events: $e) }", {"e": [event(lea, "USAGE", minutes=5)]}, token=token)
+    assert body == {"data": {"recordProgress": 1}}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_progress_batch": 3}])
+async def test_batch_limit(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    body = await record(site, admin, [event(lea, "USAGE", minutes=1, at=utcnow() - timedelta(minutes=n)) for n in range(4)])
+    assert errors_of(body) == ["BAD_USER_INPUT"] and await site.count(Usage) == 0
