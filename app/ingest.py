@@ -7,6 +7,7 @@ then one multi-row upsert/insert per table and one UPDATE that completes enrollm
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,9 +67,13 @@ class Event:
 
     @property
     def key(self) -> str:
-        """Idempotency: the same (kind, user, step or course, occurredAt) counts once."""
+        """Idempotency: the same (kind, user, step or course, occurredAt) counts once; for a discussion post
+        the text too, so two different posts in the same instant are both kept."""
         target = self.step_id if self.step_id is not None else (self.course_id or "")
-        return f"{self.kind}|{self.user_id}|{target}|{self.at.astimezone(UTC).isoformat()}"
+        key = f"{self.kind}|{self.user_id}|{target}|{self.at.astimezone(UTC).isoformat()}"
+        if self.kind == "DISCUSSION_POST":
+            key += "|" + hashlib.sha256((self.body or "").encode()).hexdigest()[:32]
+        return key
 
 
 @dataclass

@@ -167,7 +167,8 @@ class ProgressLoaders:
         m, gc = Membership.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
         e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
         if nested:
-            members = select(m.user_id).join(gc, gc.descendant_id == m.group_id).where(gc.ancestor_id == group_id)
+            members = select(m.user_id).join(GroupClosure.__table__, gc.descendant_id == m.group_id)  # type: ignore[attr-defined]
+            members = members.where(gc.ancestor_id == group_id)
         else:
             members = select(m.user_id).where(m.group_id == group_id)
         learners = members.where(m.role == LEARNER_ROLE).distinct().cte("learners")

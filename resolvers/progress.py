@@ -267,7 +267,7 @@ class ProgressMutations:
     @strawberry.mutation(
         extensions=[requires(Permission.SITE_ADMIN)],
         description="Batch ingestion from the learning platform; idempotent for the same (user, kind, step, "
-        "occurredAt). All or nothing. Site admins and their API tokens (the learning platform) may record. "
+        "occurredAt) (a DISCUSSION_POST: and the same text). All or nothing. Site admins and their API tokens (the learning platform) may record. "
         "At most `maxProgressBatch` events (setting, 10,000). Every event is checked first: unknown user or "
         "step, a step of a course the user is not enrolled in, missing or negative minutes, a time in the "
         "future beyond the clock skew allowed; any bad event gives BAD_USER_INPUT with "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,142 @@ async def test_batch_limit(site: Site) -> None:
     lea = await site.user("Lea")
     body = await record(site, admin, [event(lea, "USAGE", minutes=1, at=utcnow() - timedelta(minutes=n)) for n in range(4)])
     assert errors_of(body) == ["BAD_USER_INPUT"] and await site.count(Usage) == 0
+
+
+DASHBOARD_FRAGMENT = """fragment card on User { courseProgress {
+  course { name } activatedAt expiresAt completedAt percentViewed percentCompleted gradePercent stepsCompleted stepCount
+  steps { step { position kind } viewedAt completedAt points }
+} usageMinutes activity(first: 3) { edges { node { kind course { name } step { position } } } } }"""
+
+
+def dashboard(group_id: str) -> str:
+    """The group dashboard: the summary, and every learner's cards reached through a list (the review queue)."""
+    return f"""{{ g: group(id: "{group_id}") {{
+      progressSummary(includeNested: true) {{ learnerCount courses {{ course {{ name }} enrolledCount completedCount averagePercentCompleted }} }}
+      reviewQueue(first: 100) {{ totalCount edges {{ node {{ user {{ ...card }} }} }} }}
+    }} }} {DASHBOARD_FRAGMENT}"""
+
+
+async def test_dashboard_statements_do_not_grow_with_learners(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    school = await site.group("School")
+    classes = [await site.group(f"Class {n}", school) for n in range(2)]
+    await site.member(leader, school, "LEADER")
+    courses = [await course(site, admin, f"Course {n}", [("LESSON", None), ("QUIZ", 10), ("ASSIGNMENT", 10)]) for n in range(3)]
+    learners: list[Any] = []
+    counts: dict[int, int] = {}
+    for size in (5, 40):
+        fresh = [await site.user(f"L{len(learners) + n}") for n in range(size - len(learners))]
+        for n, learner in enumerate(fresh):
+            await site.member(learner, classes[n % 2])
+        for c in courses:
+            await enroll(site, admin, fresh, c)
+        at = utcnow() - timedelta(hours=2)
+        events = [event(u, "COMPLETED", c["steps"][n % 3], at, **({"points": 4} if n % 3 == 1 else {})) for n, u in enumerate(fresh) for c in courses]
+        events += [event(u, "USAGE", at=at, minutes=3) for u in fresh]
+        events += [event(u, "SUBMITTED", courses[0]["steps"][2], at, body="work") for u in fresh]
+        assert "errors" not in await record(site, admin, events)
+        learners += fresh
+        query = dashboard(gid("Group", school))
+        await site.gql(query, as_user=leader)  # warm the session token and the schema
+        with site.statements() as counted:
+            body = await site.gql(query, as_user=leader)
+        assert "errors" not in body, body["errors"][:2]
+        queue = body["data"]["g"]["reviewQueue"]
+        assert queue["totalCount"] == size and len(queue["edges"]) == size
+        assert all(len(e["node"]["user"]["courseProgress"]) == 3 for e in queue["edges"])
+        assert all(len(e["node"]["user"]["activity"]["edges"]) == 3 for e in queue["edges"])
+        assert body["data"]["g"]["progressSummary"]["learnerCount"] == size
+        counts[size] = counted.count
+    assert counts[5] == counts[40], counts
+    assert counts[40] <= 14, counts  # sign-in, reach, group, queue page + count, summary, courses, steps, users,
+    # their group ids, cards, step records, usage, activity
+
+
+async def test_group_summary_hand_computed(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    analyst = await site.user("Ann", kind="STAFF", roles="GROUP_ANALYST")
+    outsider = await site.user("Oli", kind="STAFF")
+    school = await site.group("School")
+    klass = await site.group("Class", school)
+    await site.member(analyst, school, "ANALYST")
+    await site.member(outsider, await site.group("Elsewhere"), "LEADER")
+    a, b, c = await site.user("A"), await site.user("B"), await site.user("C")
+    await site.member(a, school)
+    await site.member(b, klass)
+    await site.member(c, klass)
+    await site.member(a, klass)  # counted once
+    four = await course(site, admin, "Four", [("LESSON", None)] * 4)
+    empty = await course(site, admin, "Empty", [])
+    await enroll(site, admin, [a, b, c], four)
+    await enroll(site, admin, [b], empty)
+    at = utcnow() - timedelta(hours=1)
+    steps = four["steps"]
+    events = [event(a, "COMPLETED", s, at) for s in steps]            # a: 100 %, completed
+    events += [event(b, "COMPLETED", s, at) for s in steps[:2]]       # b: 50 %
+    events += [event(c, "VIEWED", steps[0], at)]                      # c: 0 %
+    assert "errors" not in await record(site, admin, events)
+    query = """query($id: ID!, $n: Boolean) { group(id: $id) { progressSummary(includeNested: $n) {
+      learnerCount courses { course { name } enrolledCount completedCount averagePercentCompleted } } } }"""
+    nested = await site.gql(query, {"id": gid("Group", school), "n": True}, as_user=analyst)
+    assert nested["data"]["group"]["progressSummary"] == {
+        "learnerCount": 3,
+        "courses": [
+            {"course": {"name": "Empty"}, "enrolledCount": 1, "completedCount": 0, "averagePercentCompleted": 0.0},
+            {"course": {"name": "Four"}, "enrolledCount": 3, "completedCount": 1, "averagePercentCompleted": 50.0},
+        ],
+    }
+    flat = await site.gql(query, {"id": gid("Group", school), "n": False}, as_user=analyst)
+    assert flat["data"]["group"]["progressSummary"] == {
+        "learnerCount": 1,
+        "courses": [{"course": {"name": "Four"}, "enrolledCount": 1, "completedCount": 1, "averagePercentCompleted": 100.0}],
+    }
+    assert (await site.gql(query, {"id": gid("Group", school), "n": True}, as_user=outsider))["data"]["group"] is None
+    member = await site.gql(query, {"id": gid("Group", klass), "n": True}, as_user=b)
+    assert member["data"]["group"] == {"progressSummary": None} and errors_of(member) == ["FORBIDDEN"]
+
+
+async def test_activity_feed_pages_without_gaps_or_repeats(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    mentor = await site.user("Mia", kind="STAFF")
+    analyst = await site.user("Ann", kind="STAFF", roles="GROUP_ANALYST")
+    lea = await site.user("Lea")
+    group = await site.group("Class")
+    await site.member(mentor, group, "MENTOR")
+    await site.member(analyst, group, "ANALYST")
+    await site.member(lea, group)
+    c = await course(site, admin, "Long", [("LESSON", None)] * 12)
+    await enroll(site, admin, [lea], c)
+    t0 = utcnow() - timedelta(days=1)
+    same = t0 + timedelta(hours=1)  # several events share this instant: the id breaks the tie
+    events = [event(lea, "COMPLETED", s, same if n % 3 == 0 else t0 + timedelta(minutes=n)) for n, s in enumerate(c["steps"])]
+    events += [event(lea, "DISCUSSION_POST", at=same, courseId=c["id"], body=f"post {n}") for n in range(5)]
+    assert "errors" not in await record(site, admin, events)
+    query = """query($id: ID!, $a: String) { user(id: $id) { activity(first: 4, after: $a) {
+      edges { cursor node { kind occurredAt body step { position } } } pageInfo { hasNextPage endCursor } } } }"""
+    seen: list[tuple[str, Any, Any]] = []
+    after = None
+    pages = 0
+    while True:
+        body = await site.gql(query, {"id": gid("User", lea), "a": after}, as_user=mentor)
+        feed = body["data"]["user"]["activity"]
+        seen += [(e["node"]["occurredAt"], e["node"]["body"], e["node"]["step"]) for e in feed["edges"]]
+        pages += 1
+        if not feed["pageInfo"]["hasNextPage"]:
+            break
+        after = feed["pageInfo"]["endCursor"]
+    assert len(seen) == 17 and pages == 5
+    assert len({(t, b, s["position"] if s else None) for t, b, s in seen}) == 17
+    times = [datetime.fromisoformat(t) for t, _, _ in seen]
+    assert times == sorted(times, reverse=True)
+    async with site.database.session() as session:
+        ids = list(await session.scalars(ActivityEvent.__table__.select().with_only_columns(ActivityEvent.id).order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())))
+    assert len(ids) == 17
+    # VIEW_ACTIVITY: self, admin, leader/mentor over; not an analyst
+    mine = await site.gql(query, {"id": gid("User", lea), "a": None}, as_user=lea)
+    assert len(mine["data"]["user"]["activity"]["edges"]) == 4
+    denied = await site.gql(query, {"id": gid("User", lea), "a": None}, as_user=analyst)
+    assert denied["data"]["user"] == {"activity": None} and errors_of(denied) == ["FORBIDDEN"]
+    bad = await site.gql(query, {"id": gid("User", lea), "a": "not-a-cursor"}, as_user=mentor)
+    assert errors_of(bad) == ["BAD_USER_INPUT"]
