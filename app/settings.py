@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     max_statistics_buckets: int = 1000
 
+    # issue 6: rows fetched per keyset query by the streamed exports
+    export_chunk_rows: int = 5000
+
     @property
     def production(self) -> bool:
         return self.env.lower() == "production"
