@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import func, select
@@ -16,10 +17,13 @@ from app.ids import decode_id, require_id, to_global_id
 from app.models import Group as GroupRow
 from app.models import Membership as MembershipRow
 from app.tree import attach
-from permissions.classes import authenticated
+from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, clean_text
-from resolvers.enums import GroupRole
+from resolvers.enums import ExportFormat, GroupRole
+
+if TYPE_CHECKING:
+    from resolvers.reports import ProgressReportConnection
 
 
 @strawberry.type
@@ -90,6 +94,29 @@ class Group(Node):
     @strawberry.field(description="What the caller may do here, so a client can show or hide its buttons.")
     def viewer_permissions(self, info: Info) -> list[Permission]:
         return info.context.reach.group_permissions(self.row.id)
+
+    # issue 6: the progress report and its export URL
+    @strawberry.field(
+        extensions=[requires(Permission.EXPORT_GROUP)],
+        description="One row per (member, enrolled course): the group progress report.",
+    )
+    async def progress_report(
+        self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
+        first: int | None = 100, after: str | None = None,
+    ) -> Annotated[ProgressReportConnection, strawberry.lazy("resolvers.reports")] | None:
+        from resolvers.reports import progress_report
+
+        nested = include_nested is not False
+        return await progress_report(info, self.row.id, course_id, nested, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field(
+        extensions=[requires(Permission.EXPORT_GROUP)],
+        description="Relative URL of the streamed CSV/XLSX progress export.",
+    )
+    def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
+        from resolvers.reports import progress_export_url
+
+        return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
 
 
 async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
