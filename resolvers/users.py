@@ -286,15 +286,45 @@ class UserMutations:
             if "OWNER" in wanted - before and "OWNER" not in ctx.reach.site_roles:
                 raise BadInput("Only an owner may make another owner.", field="roles")
             if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
-                seats_taken = await session.scalar(
-                    select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
-                )
-                if seats_taken >= ctx.settings.analyst_seats:
-                    raise Conflict(
-                        f"All {ctx.settings.analyst_seats} Group Analyst seats are taken.", field="roles"
-                    )
+                await take_analyst_seat(session, ctx.settings.analyst_seats)
             row.site_roles = site_roles_text(sorted(wanted))
             session.add(row)
-            audit(session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted))
+            dropped = 0
+            if "GROUP_ANALYST" in before and "GROUP_ANALYST" not in wanted:
+                dropped = await drop_analyst_memberships(session, row.id)  # type: ignore[arg-type]
+            audit(
+                session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted),
+                analyst_memberships_removed=dropped,
+            )
         ctx.forget_reach()
         return (await prepare_users(info, [row]))[0]
+
+
+# issue 6: Group Analyst seats
+ANALYST_SEAT_LOCK = 6_000_006  # PostgreSQL advisory lock key serializing seat grants
+
+
+async def take_analyst_seat(session, seats: int) -> None:  # type: ignore[no-untyped-def]
+    """CONFLICT when every seat is taken. Counted inside the write transaction: SQLite's writers are
+    serialized by BEGIN IMMEDIATE; on PostgreSQL a transaction-scoped advisory lock serializes concurrent
+    grants, so two admins cannot both take the last seat."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(ANALYST_SEAT_LOCK)))
+    taken = await session.scalar(
+        select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
+    )
+    if taken >= seats:
+        raise Conflict(f"All {seats} Group Analyst seats are taken.", field="roles")
+
+
+async def drop_analyst_memberships(session, user_id: int) -> int:  # type: ignore[no-untyped-def]
+    """A user who loses GROUP_ANALYST loses the ANALYST memberships too: the freed seat takes the access
+    with it (revoking never leaves access behind)."""
+    from sqlalchemy import delete
+
+    from app.models import Membership as MembershipRow
+
+    result = await session.execute(
+        delete(MembershipRow).where(MembershipRow.user_id == user_id, MembershipRow.role == "ANALYST")
+    )
+    return int(result.rowcount or 0)
