@@ -26,10 +26,11 @@ from resolvers.imports import ImportMutations, ImportQueries
 from resolvers.memberships import Membership
 from resolvers.node import NodeQueries
 from resolvers.sessions import SessionMutations
-from resolvers.users import User, UserMutations, UserQueries
+from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
     NodeQueries, UserQueries, GroupQueries, ConsentQueries, GuardianQueries, ImportQueries,
+    UserListQueries,  # issue 6
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,

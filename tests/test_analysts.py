@@ -106,3 +106,92 @@ async def test_analyst_can_do_nothing_else(site: Site) -> None:
     for path in ("/exports/groups.csv", "/exports/memberships.csv", "/exports/unassigned-active-students.csv"):
         assert (await site.client.get(path, headers=token)).status_code == 403
     assert (await site.count(Group), await site.count(Membership), await site.count(AuditEvent)) == before
+
+
+USERS = """query($filter: UserFilter, $first: Int, $after: String) {
+  users(filter: $filter, first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor } edges { node { firstName lastName email } }
+  }
+}"""
+
+
+async def names(site: Site, as_user: User, filter: dict[str, Any] | None) -> list[str]:
+    body = await site.gql(USERS, {"filter": filter}, as_user=as_user)
+    assert "errors" not in body, body
+    connection = body["data"]["users"]
+    assert connection["totalCount"] == len(connection["edges"])
+    return [e["node"]["firstName"] for e in connection["edges"]]
+
+
+async def test_users_filters(site: Site) -> None:
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import update
+
+    from app.models import GuardianLink, Usage
+
+    s = await school(site)
+    admin = s["admin"]
+    parent = await site.user("Par", "Zeta", kind="EXTERNAL", email="par@example.com")
+    await site.user("Lop", "Zulu", kind="EXTERNAL", email="lop@example.com")
+    denied = await site.user("Den", "Dark", status="DENIED", email="den@example.com")
+    async with site.database.transaction() as session:
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=s["ann"].id, licence_type="PUPIL"))
+        session.add(Usage(user_id=s["bob"].id, day=date(2026, 3, 2), minutes=5))
+        session.add(Usage(user_id=denied.id, day=date(2026, 3, 2), minutes=5))
+        await session.execute(update(User).values(last_login_at=datetime(2026, 6, 1, tzinfo=UTC)))
+        await session.execute(
+            update(User).where(User.id == s["cid"].id).values(last_login_at=datetime(2025, 1, 1, tzinfo=UTC))
+        )
+        await session.execute(
+            update(User).where(User.id == s["leader"].id).values(last_login_at=None, created_at=datetime(2024, 1, 1, tzinfo=UTC))
+        )
+
+    everyone = await names(site, admin, None)
+    assert len(everyone) == 10 and everyone[0] == "Ann"  # ordered by last name: Archer first
+    assert await names(site, admin, {"search": "BAK"}) == ["Bob"]
+    assert await names(site, admin, {"search": "cid@"}) == ["Cid"]
+    assert await names(site, admin, {"search": "%"}) == []  # LIKE wildcards are literal
+    assert sorted(await names(site, admin, {"kinds": ["EXTERNAL"]})) == ["Lop", "Par"]
+    assert await names(site, admin, {"roles": ["GROUP_ANALYST"]}) == ["Ana"]
+    assert sorted(await names(site, admin, {"roles": ["ADMIN", "GROUP_ANALYST"]})) == ["Adm", "Ana"]
+    assert await names(site, admin, {"analystOfGroupId": gid("Group", s["a"])}) == ["Ana"]
+    assert await names(site, admin, {"analystOfGroupId": gid("Group", s["b"])}) == []
+    assert sorted(await names(site, admin, {"noGroups": True})) == ["Adm", "Den", "Lop", "Par"]
+    assert len(await names(site, admin, {"noGroups": False})) == 6
+    assert sorted(await names(site, admin, {"active": True})) == ["Bob", "Den"]
+    assert await names(site, admin, {"active": True, "status": "ACTIVE"}) == ["Bob"]
+    assert await names(site, admin, {"status": "DENIED"}) == ["Den"]
+    assert await names(site, admin, {"licenceType": "PUPIL"}) == ["Par"]
+    assert await names(site, admin, {"licenceType": "OTHER"}) == []
+    assert await names(site, admin, {"noPupils": True}) == ["Lop"]
+    assert await names(site, admin, {"noPupils": False}) == ["Par"]
+    assert sorted(await names(site, admin, {"lastLoginBefore": "2026-01-01T00:00:00+00:00"})) == ["Cid", "Lea"]
+    assert await names(site, admin, {"lastLoginBefore": "2025-06-01T02:00:00+02:00", "kinds": ["LEARNER"]}) == ["Cid"]
+
+    bad = await site.gql(USERS, {"filter": {"analystOfGroupId": gid("User", admin)}}, as_user=admin)
+    assert errors_of(bad) == ["BAD_USER_INPUT"]
+    for who in ("analyst", "leader", "ann"):
+        assert errors_of(await site.gql(USERS, {}, as_user=s[who])) == ["FORBIDDEN"]
+
+
+async def test_users_keyset_pages(site: Site) -> None:
+    admin = await site.user("Adm", "Same", kind="STAFF", roles="ADMIN")
+    for i in range(11):
+        await site.user(f"P{i}", "Same" if i % 2 else f"Name{i % 3}")
+    seen: list[str] = []
+    after = None
+    await site.token(admin)
+    costs = []
+    while True:
+        with site.statements() as counted:
+            body = await site.gql(USERS, {"first": 3, "after": after}, as_user=admin)
+        costs.append(counted.count)
+        connection = body["data"]["users"]
+        assert connection["totalCount"] == 12
+        seen.extend(e["node"]["firstName"] for e in connection["edges"])
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert len(seen) == 12 and len(set(seen)) == 12
+    assert max(costs) == min(costs)
