@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # issue 8: bench instrumentation (x-bench-* response headers with per-request SQL statements and time)
     bench: bool = False
 
+    # issue 6: rows fetched per keyset query by the streamed exports
+    export_chunk_rows: int = 5000
+
     @property
     def production(self) -> bool:
         return self.env.lower() == "production"
