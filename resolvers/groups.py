@@ -7,7 +7,6 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import and_, delete, false, func, or_, select, update
@@ -24,12 +23,8 @@ from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
 from permissions.filters import group_visible
-from app.tree import attach
-from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import GroupRole
-from resolvers.common import Node, clean_text
 from resolvers.enums import ExportFormat, GroupRole
 
 if TYPE_CHECKING:
