@@ -36,9 +36,3 @@ def audit(
         )
     )
 
-
-async def record_export(database: Any, actor_id: int | None, name: str, **detail: Any) -> None:
-    """An export download: reads change nothing, so it is its own small transaction, written once the
-    caller has passed the permission check and the file is ready (or starts streaming)."""
-    async with database.transaction() as session:
-        audit(session, actor_id, "export.download", "export", None, file=name, **detail)

@@ -134,6 +134,8 @@ def parse_csv(data: bytes, max_rows: int) -> ParsedFile:
             if len(parsed.rows) >= max_rows:
                 raise OverLimit(f"The file has more than {max_rows} rows (the limit).", field="file")
             student = record[student_at].strip() if student_at < len(record) else ""
+            if student[:1] == "'" and student[1:2] in ("=", "+", "-", "@"):
+                student = student[1:]  # our exports' formula guard, read back
             cell = record[groups_at] if groups_at < len(record) else ""
             slugs = tuple(dict.fromkeys(s.strip().lower() for s in cell.split(";") if s.strip()))
             if not student:

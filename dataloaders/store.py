@@ -29,6 +29,8 @@ class Store:
         return self.database.dialect
 
     def _get(self) -> AsyncSession:
+        if getattr(self, "_closed", False):
+            raise RuntimeError("the request's store is closed")
         if self._session is None:
             self._session = self.database.session(write=self.write)
         return self._session
@@ -62,9 +64,14 @@ class Store:
                 raise
 
     async def close(self) -> None:
-        """Never raises: the response is already made. A connection that cannot even be closed cleanly
-        (the database went away, the driver closed it after an error) is dropped from the pool instead."""
-        if self._session is not None:
+        """Never raises: the response is already made. Under the lock, so that a statement still running for a
+        field whose sibling failed (and nulled the parent) finishes before the session goes; later statements
+        open no new session. A connection that cannot even be closed cleanly (the database went away, the
+        driver closed it after an error) is dropped from the pool instead."""
+        async with self._lock:
+            self._closed = True
+            if self._session is None:
+                return
             session, self._session = self._session, None
             try:
                 await session.close()
