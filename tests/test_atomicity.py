@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from graphql import GraphQLInputObjectType, GraphQLList, GraphQLNonNull, GraphQLScalarType, get_nullable_type
 
-from app.models import User
+from app.models import Course, Enrollment, Step, User
 from app.schema import build_schema
 from tests.dump import differences, dump
 from tests.site import Site, gid
@@ -93,6 +93,74 @@ async def _import(site: Site) -> Case:
     good = "student_id,groups\n" + "\n".join(rows) + "\n"
     bad = "student_id,groups\n" + "\n".join([*rows[:7], f"S1,{groups[0].slug};no-such-group", *rows[7:]]) + "\n"
     return Case("", {"csv": good}, {"csv": bad}, admin, upload=True)
+
+
+# issue 3: members
+@case("addMembers")
+async def _add_members(site: Site) -> Case:
+    admin = await site.user("Ann", roles="ADMIN")
+    group = await site.group("Class")
+    users = [gid("User", u) for u in await crowd(site)]
+    q = "mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u) { id } }"
+    return Case(q, {"g": gid("Group", group), "u": users}, {"g": gid("Group", group), "u": [*users[:5], gid("User", 99999), *users[5:]]}, admin)
+
+
+@case("removeMembers")
+async def _remove_members(site: Site) -> Case:
+    admin = await site.user("Ann", roles="ADMIN")
+    group = await site.group("Class")
+    other = await site.group("Other")
+    members = [gid("Membership", await site.member(u, group)) for u in await crowd(site)]
+    foreign = gid("Membership", await site.member(admin, other))
+    leader = await site.user("Lee", kind="STAFF")
+    await site.member(leader, group, "LEADER")
+    q = "mutation($m: [ID!]!) { removeMembers(membershipIds: $m) }"
+    # the leader of Class may not touch a membership of Other: FORBIDDEN for the whole list
+    return Case(q, {"m": members}, {"m": [*members[:4], foreign, *members[4:]]}, leader)
+
+
+# issue 5: courses and progress
+async def course_rows(site: Site, steps: int = GOOD) -> tuple[Course, list[Step]]:
+    async with site.database.transaction() as session:
+        row = Course(name="Algebra")
+        session.add(row)
+        await session.flush()
+        rows = [Step(course_id=row.id, title=f"Step {n}", position=n, kind="LESSON") for n in range(1, steps + 1)]  # type: ignore[arg-type]
+        session.add_all(rows)
+    return row, rows
+
+
+@case("createCourse")
+async def _create_course(site: Site) -> Case:
+    admin = await site.user("Ann", roles="ADMIN")
+    steps = [{"title": f"Step {n}", "kind": "LESSON"} for n in range(GOOD)]
+    q = "mutation($s: [StepInput!]!) { createCourse(name: \"Algebra\", steps: $s) { id } }"
+    return Case(q, {"s": steps}, {"s": [*steps, {"title": "Quiz", "kind": "QUIZ", "maxPoints": 0}]}, admin)
+
+
+@case("enroll")
+async def _enroll(site: Site) -> Case:
+    admin = await site.user("Ann", roles="ADMIN")
+    row, _ = await course_rows(site, 2)
+    users = [gid("User", u) for u in await crowd(site)]
+    q = "mutation($u: [ID!]!, $c: ID!) { enroll(userIds: $u, courseId: $c) }"
+    return Case(q, {"u": users, "c": gid("Course", row)}, {"u": [*users, gid("User", 99999)], "c": gid("Course", row)}, admin)
+
+
+@case("recordProgress")
+async def _record_progress(site: Site) -> Case:
+    admin = await site.user("Ann", roles="ADMIN")
+    row, steps = await course_rows(site)
+    learners = await crowd(site, 3)
+    async with site.database.transaction() as session:
+        session.add_all(Enrollment(user_id=u.id, course_id=row.id) for u in learners)  # type: ignore[arg-type]
+    events = [
+        {"userId": gid("User", u), "kind": kind, "stepId": gid("Step", step)}
+        for u in learners for step in steps[:4] for kind in ("VIEWED", "COMPLETED")
+    ] + [{"userId": gid("User", learners[0]), "kind": "USAGE", "minutes": 30}]
+    bad = {"userId": gid("User", learners[1]), "kind": "USAGE", "minutes": -5}
+    q = "mutation($e: [ProgressEventInput!]!) { recordProgress(events: $e) }"
+    return Case(q, {"e": events}, {"e": [*events[:10], bad, *events[10:]]}, admin)
 
 
 async def _row(site: Site, global_id: str) -> User:
