@@ -197,9 +197,15 @@ async def open_export(request: Request, admin_only: bool = False) -> tuple[Conte
 
 
 async def record_download(context: Context, action: str, target_type: str, target_id: int | None, **detail: Any) -> None:
-    """One audit event per download, in its own short transaction (the rows are read afterwards)."""
-    async with context.database.transaction() as session:
-        audit(session, context.viewer_id, action, target_type, target_id, **detail)
+    """One audit event per download, in its own short transaction (the rows are read afterwards). If it
+    fails, the request's session is closed here: the caller's stream never starts to close it, and on
+    PostgreSQL its open read transaction would hold table locks until garbage collection (issue 9)."""
+    try:
+        async with context.database.transaction() as session:
+            audit(session, context.viewer_id, action, target_type, target_id, **detail)
+    except BaseException:
+        await context.store.close()
+        raise
 
 
 def database_id(value: str, kind: str, field: str) -> int:

@@ -147,6 +147,8 @@ async def test_the_rest_of_the_http_surface_answers_json_with_codes(
         async with broken_table:  # the export's audit write fails
             broken = await client.get("/exports/groups.csv", headers=headers)
     assert broken.status_code == 500
+    # the failed download gave its connection back (an open read transaction would hold table locks)
+    assert site.database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     errors = assert_clean(broken)
     request_id = errors[0]["extensions"]["requestId"]
     assert errors == [{"message": "Internal server error.", "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}}]
