@@ -53,6 +53,26 @@ class MembershipLoaders:
         self.groups = groups
         self._counts: dict[Hashable, DataLoader[int, int]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
+        self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
+
+    def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
+        """user id -> that user's memberships the viewer may see, oldest first (one statement per batch)."""
+        loader = self._of_user.get(scope)
+        if loader is None:
+
+            async def load(user_ids: Sequence[int]) -> list[list[Membership]]:
+                rows = await self.store.scalars(
+                    select(Membership)
+                    .where(Membership.user_id.in_(sorted(set(user_ids))), visible(Membership.user_id, Membership.group_id))
+                    .order_by(Membership.id)
+                )
+                found: dict[int, list[Membership]] = defaultdict(list)
+                for row in rows:
+                    found[row.user_id].append(row)
+                return [found.get(u, []) for u in user_ids]
+
+            loader = self._of_user[scope] = DataLoader(load_fn=load)
+        return loader
 
     # --- the shared FROM/WHERE ----------------------------------------------------------------
 

@@ -80,12 +80,8 @@ class Membership(Node):
 async def memberships_of_user(info: Info, user_id: int) -> list[Membership]:
     """The user's memberships in groups the viewer sees (the user is visible already)."""
     reach = await info.context.load_reach()
-    rows = await info.context.store.scalars(
-        select(MembershipRow)
-        .where(MembershipRow.user_id == user_id, group_visible(reach, MembershipRow.group_id))
-        .order_by(MembershipRow.id)
-    )
-    return [Membership(row=r) for r in rows]
+    loader = info.context.loaders.memberships.of_user(("of_user", id(reach)), lambda _u, g: group_visible(reach, g))
+    return [Membership(row=r) for r in await loader.load(user_id)]
 
 
 async def visible_membership(info: Info, membership_id: int) -> Membership | None:

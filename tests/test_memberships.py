@@ -287,3 +287,30 @@ async def test_change_and_remove_take_effect_on_the_next_request(site: Site) -> 
     assert user == {"data": {"user": None}}
     actions = await site.count(AuditEvent, AuditEvent.action.in_(["membership.role", "membership.remove"]))
     assert actions == 2
+
+
+async def test_memberships_of_users_are_batched(site: Site) -> None:
+    """members { user { memberships } }: the memberships of every listed user come in one statement."""
+    leader = await site.user("Leader", "Aaa", kind="STAFF")
+    query = """query($id: ID!) { group(id: $id) { members(roles: [MEMBER]) { edges { node { user {
+      memberships { role group { name } } } } } } } }"""
+    await site.token(leader)
+    counts = []
+    for size in (2, 6):
+        group = await site.group(f"Class{size}")
+        hidden = await site.group(f"Hidden{size}")
+        await site.member(leader, group, "LEADER")
+        for n in range(size):
+            pupil = await site.user(f"P{n}")
+            await site.member(pupil, group)
+            await site.member(pupil, hidden)
+        with site.statements() as counted:
+            body = await site.gql(query, {"id": gid("Group", group)}, as_user=leader)
+        assert "errors" not in body, body
+        edges = body["data"]["group"]["members"]["edges"]
+        assert len(edges) == size
+        # only the memberships in groups the leader sees
+        expected = [{"role": "MEMBER", "group": {"name": f"Class{size}"}}]
+        assert all(e["node"]["user"]["memberships"] == expected for e in edges)
+        counts.append(counted.count)
+    assert counts[0] == counts[1]
