@@ -265,3 +265,21 @@ async def test_subtree_and_ancestors_are_one_statement_whatever_the_depth(site: 
         assert len(body["data"]["group"]["ancestors"]) == depth
         counts.append(counted.count)
     assert counts[0] == counts[1]
+
+
+async def test_renesting_changes_what_the_next_request_sees(site: Site) -> None:
+    g = await forest(site)
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    await site.member(leader, g["A"], "LEADER")
+    pupil = await site.user("Pupil")
+    await site.member(pupil, g["A11"])
+    query = "query($g: ID!, $u: ID!) { group(id: $g) { name viewerRole } user(id: $u) { firstName email } }"
+    variables = {"g": gid("Group", g["A11"]), "u": gid("User", pupil)}
+    before = await site.gql(query, variables, as_user=leader)
+    assert before == {"data": {"group": {"name": "A11", "viewerRole": "LEADER"}, "user": {"firstName": "Pupil", "email": pupil.email}}}
+    moved = await site.gql(UPDATE, {"id": gid("Group", g["A1"]), "input": {"parentId": gid("Group", g["B"])}}, as_user=admin)
+    assert "errors" not in moved, moved
+    after = await site.gql(query, variables, as_user=leader)
+    assert after == {"data": {"group": None, "user": None}}
+    assert await names(site, leader) == (["A", "A2"], 2)

@@ -184,6 +184,15 @@ async def test_several_paths_do_not_combine(site: Site) -> None:
     assert errors_of(mroot) == ["NOT_FOUND"]
     ok = await site.gql(ADD, {"g": gid("Group", g["C11"]), "u": [gid("User", u["m21"])]}, as_user=c1lead)
     assert ok == {"data": {"addMembers": [{"role": "MEMBER"}]}}
+    # a consent-based membership gives nobody "over" reach: the analyst of C1 does not see m21 in C11
+    listed = await site.gql(
+        "query($id: ID!) { group(id: $id) { memberCount members { totalCount edges { node { user { firstName } } } } } }",
+        {"id": gid("Group", g["C11"])}, as_user=u["analyst"],
+    )
+    assert listed["data"]["group"]["memberCount"] == 1
+    assert [e["node"]["user"]["firstName"] for e in listed["data"]["group"]["members"]["edges"]] == ["m11"]
+    hidden = await site.gql("query($id: ID!) { user(id: $id) { firstName } }", {"id": gid("User", u["m21"])}, as_user=u["analyst"])
+    assert hidden == {"data": {"user": None}}
     # the consent-based membership in C11 gives the rootlead's and analyst's paths nothing new either way,
     # and gives c1lead no "over" reach: VIEW_ACTIVITY on m21 stays denied
     reach = await reach_of(site, c1lead)
