@@ -283,3 +283,36 @@ async def test_renesting_changes_what_the_next_request_sees(site: Site) -> None:
     after = await site.gql(query, variables, as_user=leader)
     assert after == {"data": {"group": None, "user": None}}
     assert await names(site, leader) == (["A", "A2"], 2)
+
+
+CREATE = """mutation($input: CreateGroupInput!) { createGroup(input: $input) { name slug depth viewerRole parent { name } } }"""
+
+
+async def test_create_group_rules_and_bad_input(site: Site) -> None:
+    g = await forest(site)
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    await site.member(leader, g["A1"], "LEADER")
+    made = await site.gql(CREATE, {"input": {"name": "Sub", "parentId": gid("Group", g["A1"])}}, as_user=leader)
+    assert made == {"data": {"createGroup": {"name": "Sub", "slug": "sub", "depth": 2, "viewerRole": "LEADER", "parent": {"name": "A1"}}}}
+    again = await site.gql(CREATE, {"input": {"name": "Sub", "parentId": gid("Group", g["A1"])}}, as_user=leader)
+    assert again["data"]["createGroup"]["slug"] == "sub-2"
+    await assert_tree_consistent(site)
+    for name in ("", "   ", "x" * 201):
+        body = await site.gql(CREATE, {"input": {"name": name}}, as_user=admin)
+        assert errors_of(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "name"
+    # a parent the caller cannot see: NOT_FOUND, like one that does not exist
+    for parent in (gid("Group", g["B"]), gid("Group", 999999)):
+        body = await site.gql(CREATE, {"input": {"name": "X", "parentId": parent}}, as_user=leader)
+        assert errors_of(body) == ["NOT_FOUND"]
+    # a visible parent the caller does not manage
+    member = await site.user("Mo")
+    await site.member(member, g["A2"])
+    body = await site.gql(CREATE, {"input": {"name": "X", "parentId": gid("Group", g["A2"])}}, as_user=member)
+    assert errors_of(body) == ["FORBIDDEN"]
+    missing = await site.gql(UPDATE, {"id": gid("Group", 999999), "input": {"name": "Y"}}, as_user=admin)
+    assert errors_of(missing) == ["NOT_FOUND"]
+    assert await site.gql("query($id: ID!) { group(id: $id) { name } }", {"id": gid("Group", 999999)}, as_user=admin) == {
+        "data": {"group": None}
+    }
+    assert await site.count(Group) == 8
