@@ -17,7 +17,7 @@ from app.schema import PUBLIC_FIELDS, SchemaNotDenyByDefault, check_deny_by_defa
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 from permissions.classes import CLASSES
-from permissions.reach import Permission, Reach
+from permissions.reach import GROUP_PERMISSIONS, Permission, Reach
 from resolvers.groups import Group as GroupType
 from resolvers.users import User as UserType
 from tests.site import Site, errors_of, gid
@@ -270,3 +270,15 @@ def test_deny_by_default() -> None:
         line = next(line for line in sdl.splitlines() if line.strip().startswith(f"{mutation}("))
         assert line.endswith("@requires(permission: MANAGE_GROUP)"), line
     assert "): GroupConnection! @authenticated" in sdl
+
+
+async def test_viewer_permissions_come_from_the_enforcing_classes(site: Site) -> None:
+    """For every viewer and group of the matrix: viewerPermissions == the group permissions whose class allows."""
+    fixture = await fixture_site(site)
+    for viewer in VIEWERS:
+        user = fixture.users[viewer]
+        info = SimpleNamespace(context=SimpleNamespace(viewer=user, reach=await reach_of(site, user)))
+        for name, row in fixture.groups.items():
+            source = GroupType(row=row)
+            allowed = [p.value for p in GROUP_PERMISSIONS if CLASSES[p]().has_permission(source, info)]  # type: ignore[arg-type]
+            assert allowed == PERMISSIONS.get((viewer, name), []), (viewer, name)
