@@ -25,10 +25,16 @@ from permissions.classes import Subjects, authenticated, requires
 from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import GroupRole
+from resolvers.enums import ExportFormat, GroupRole
+
+if TYPE_CHECKING:
+    from resolvers.reports import ProgressReportConnection
 
 if TYPE_CHECKING:
     from resolvers.memberships import MembershipConnection
+if TYPE_CHECKING:  # issue 5
+    from resolvers.progress import GroupProgressSummary
+    from resolvers.reviews import SubmissionConnection
 
 
 @strawberry.type
@@ -122,6 +128,48 @@ class Group(Node):
         from resolvers.memberships import member_count
 
         return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
+    # issue 5: progress summary and review queue
+    @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
+    async def progress_summary(
+        self, info: Info, include_nested: bool | None = True
+    ) -> Annotated[GroupProgressSummary, strawberry.lazy("resolvers.progress")] | None:
+        from resolvers.progress import progress_summary_of
+
+        return await progress_summary_of(info, self, include_nested)
+
+    @strawberry.field(
+        extensions=[requires(Permission.REVIEW_WORK)],
+        description="Submissions by members (and nested members) waiting for manual grading, oldest first; "
+        "the caller's own work and consent-based members' work are not listed.",
+    )
+    async def review_queue(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
+        from resolvers.reviews import review_queue_of
+
+        return await review_queue_of(info, self, first, after)
+    # issue 6: the progress report and its export URL
+    @strawberry.field(
+        extensions=[requires(Permission.EXPORT_GROUP)],
+        description="One row per (member, enrolled course): the group progress report.",
+    )
+    async def progress_report(
+        self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
+        first: int | None = 100, after: str | None = None,
+    ) -> Annotated[ProgressReportConnection, strawberry.lazy("resolvers.reports")] | None:
+        from resolvers.reports import progress_report
+
+        nested = include_nested is not False
+        return await progress_report(info, self.row.id, course_id, nested, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field(
+        extensions=[requires(Permission.EXPORT_GROUP)],
+        description="Relative URL of the streamed CSV/XLSX progress export.",
+    )
+    def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
+        from resolvers.reports import progress_export_url
+
+        return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
 
 
 async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
