@@ -116,6 +116,57 @@ async def _create_group(site: Site) -> Case:
     return Case((q, {"i": {"name": "Class"}}, admin), (q, {"i": {"name": " "}}, admin), {"group.create"})
 
 
+# issue 3: group and membership mutations
+@case("updateGroup")
+async def _update_group(site: Site) -> Case:
+    admin, *_ = await people(site)
+    top = await site.group("Top")
+    child = await site.group("Child", top)
+    q = "mutation($id: ID!, $i: UpdateGroupInput!) { updateGroup(id: $id, input: $i) { id } }"
+    return Case((q, {"id": gid("Group", child), "i": {"name": "Renamed", "makeRoot": True}}, admin),
+                (q, {"id": gid("Group", top), "i": {"parentId": gid("Group", child)}}, admin), {"group.update"})
+
+
+@case("deleteGroup")
+async def _delete_group(site: Site) -> Case:
+    admin, _, learner = await people(site)
+    top = await site.group("Top")
+    await site.group("Child", top)
+    await site.member(learner, top)
+    q = "mutation($id: ID!, $n: Boolean) { deleteGroup(id: $id, deleteNested: $n) }"
+    return Case((q, {"id": gid("Group", top), "n": True}, admin), (q, {"id": gid("Group", top)}, admin), {"group.delete"})
+
+
+@case("addMembers")
+async def _add_members(site: Site) -> Case:
+    admin, staff, learner = await people(site)
+    group = await site.group("Class")
+    q = "mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u) { id } }"
+    return Case((q, {"g": gid("Group", group), "u": [gid("User", staff), gid("User", learner)]}, admin),
+                (q, {"g": gid("Group", group), "u": [gid("User", learner), gid("User", 9999)]}, admin), {"membership.add"})
+
+
+@case("changeMemberRole")
+async def _change_member_role(site: Site) -> Case:
+    admin, staff, _ = await people(site)
+    group = await site.group("Class")
+    membership = await site.member(staff, group)
+    q = "mutation($m: ID!, $r: GroupRole!) { changeMemberRole(membershipId: $m, role: $r) { id } }"
+    return Case((q, {"m": gid("Membership", membership), "r": "MENTOR"}, admin),
+                (q, {"m": gid("Membership", membership), "r": "ANALYST"}, admin), {"membership.role"})
+
+
+@case("removeMembers")
+async def _remove_members(site: Site) -> Case:
+    admin, staff, learner = await people(site)
+    group = await site.group("Class")
+    one = await site.member(staff, group)
+    two = await site.member(learner, group)
+    q = "mutation($m: [ID!]!) { removeMembers(membershipIds: $m) }"
+    return Case((q, {"m": [gid("Membership", one), gid("Membership", two)]}, admin),
+                (q, {"m": [gid("Membership", one), gid("Membership", 9999)]}, admin), {"membership.remove"})
+
+
 @case("requestAccess")
 async def _request_access(site: Site) -> Case:
     _, staff, learner = await people(site)
