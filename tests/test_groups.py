@@ -3,6 +3,7 @@ updateGroup and deleteGroup, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -316,3 +317,22 @@ async def test_create_group_rules_and_bad_input(site: Site) -> None:
         "data": {"group": None}
     }
     assert await site.count(Group) == 8
+
+
+async def test_concurrent_renests_never_make_a_cycle(site: Site) -> None:
+    """A under B and B under A at the same time: one wins, the other is refused, the tree stays right."""
+    a = await site.group("A")
+    b = await site.group("B")
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    await site.token(admin)
+    for _ in range(3):
+        first, second = await asyncio.gather(
+            site.gql(UPDATE, {"id": gid("Group", a), "input": {"parentId": gid("Group", b)}}, as_user=admin),
+            site.gql(UPDATE, {"id": gid("Group", b), "input": {"parentId": gid("Group", a)}}, as_user=admin),
+        )
+        outcomes = sorted(["ok" if "errors" not in r else errors_of(r)[0] for r in (first, second)])
+        assert outcomes == ["BAD_USER_INPUT", "ok"], (first, second)
+        await assert_tree_consistent(site)
+        for group in (a, b):  # both roots again for the next round
+            await site.gql(UPDATE, {"id": gid("Group", group), "input": {"makeRoot": True}}, as_user=admin)
+        await assert_tree_consistent(site)
