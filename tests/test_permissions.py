@@ -282,3 +282,34 @@ async def test_viewer_permissions_come_from_the_enforcing_classes(site: Site) ->
             source = GroupType(row=row)
             allowed = [p.value for p in GROUP_PERMISSIONS if CLASSES[p]().has_permission(source, info)]  # type: ignore[arg-type]
             assert allowed == PERMISSIONS.get((viewer, name), []), (viewer, name)
+
+
+# each Permission guarding a field: (field selection on a user or group, holder, non-holder, subject)
+FIELDS = {
+    Permission.SITE_ADMIN: ("user", "status", "admin", "rootlead", "m11"),
+    Permission.VIEW_CONTACT: ("user", "email", "analyst", "parent", "m11"),
+    Permission.VIEW_PROGRESS: ("group", "progressSummary { learnerCount }", "mentor", "c1lead", "C21"),
+    Permission.VIEW_ACTIVITY: ("user", "activity { edges { cursor } }", "mentor", "analyst", "c1lead"),
+    Permission.REVIEW_WORK: ("group", "reviewQueue { totalCount }", "mentor", "mroot", "C2"),
+    Permission.EXPORT_GROUP: ("group", "progressExportUrl", "analyst", "mroot", "C1"),
+}
+
+
+async def test_denied_fields_are_null_with_one_forbidden_error(site: Site) -> None:
+    """Over HTTP, per permission: the holder reads the field; the other viewer, who sees the object, gets
+    null and exactly one FORBIDDEN error on that field's path. (VIEW_PROFILE is visibility itself: an
+    object the viewer may not see is null without an error; MANAGE_GROUP guards mutations, see the matrix.)"""
+    fixture = await fixture_site(site)
+    for permission, (kind, selection, holder, other, subject) in FIELDS.items():
+        field = selection.split(" ")[0]
+        row = fixture.users[subject] if kind == "user" else fixture.groups[subject]
+        query = f'{{ {kind}(id: "{gid(kind.capitalize(), row)}") {{ name: {"firstName" if kind == "user" else "name"} {selection} }} }}'
+        allowed = await site.gql(query, as_user=fixture.users[holder])
+        assert "errors" not in allowed and allowed["data"][kind][field] is not None, (permission, allowed)
+        denied = await site.gql(query, as_user=fixture.users[other])
+        assert denied["data"][kind] is not None, (permission, other, denied)
+        assert denied["data"][kind]["name"] is not None, (permission, "the object itself is visible")
+        assert denied["data"][kind][field] is None, permission
+        assert [(e["extensions"]["code"], e["path"]) for e in denied["errors"]] == [("FORBIDDEN", [kind, field])], permission
+    invisible = await site.gql(f'{{ user(id: "{gid("User", fixture.users["m21"])}") {{ firstName }} }}', as_user=fixture.users["analyst"])
+    assert invisible == {"data": {"user": None}}
