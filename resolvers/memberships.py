@@ -202,8 +202,10 @@ async def visible_membership_rows(info: Info, global_ids: list[strawberry.ID], f
 
 
 async def memberships_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
-    ids = kwargs.get("membership_ids") or [kwargs["membership_id"]]
-    rows = await visible_membership_rows(info, ids, "membershipIds" if "membership_ids" in kwargs else "membershipId")
+    if "membership_ids" in kwargs:
+        rows = await visible_membership_rows(info, kwargs["membership_ids"], "membershipIds")
+    else:
+        rows = await visible_membership_rows(info, [kwargs["membership_id"]], "membershipId")
     return Subjects(groups=sorted({r.group_id for r in rows}))
 
 

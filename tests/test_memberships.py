@@ -303,6 +303,11 @@ async def test_change_and_remove_take_effect_on_the_next_request(site: Site) -> 
     body = await site.gql(REMOVE, {"m": [gid("Membership", pupil_row.id), gid("Membership", hidden.id)]}, as_user=leader)
     assert errors_of(body) == ["NOT_FOUND"]
     assert await site.count(Membership, Membership.group_id == group.id) == 3
+    for bad in ([], ["not-an-id"], [gid("User", pupil)]):
+        body = await site.gql(REMOVE, {"m": bad}, as_user=leader)
+        assert errors_of(body) == ["BAD_USER_INPUT"], bad
+    empty = await site.gql(ADD, {"g": gid("Group", group), "u": []}, as_user=leader)
+    assert errors_of(empty) == ["BAD_USER_INPUT"]
     body = await site.gql(REMOVE, {"m": [gid("Membership", pupil_row.id)]}, as_user=leader)
     assert body == {"data": {"removeMembers": 1}}
     assert await members(site, helper, group) == (["Leader", "Helper"], 2, 2)
