@@ -241,13 +241,13 @@ async def add_members(info: Info, group_gid: strawberry.ID, user_gids: list[stra
             f"Already in the group (a user holds one role per group; use changeMemberRole): {_named(already)}",
             field="userIds", userIds=_named(already).split(", "),
         )
-    if group.synced:
-        unsynced = [u.row.id for u in present if not u.row.synced]
-        if unsynced:
-            raise BadInput(
-                f"Only synced users may join a synced group: {_named(unsynced)}",  # type: ignore[arg-type]
-                field="userIds", userIds=_named(unsynced).split(", "),  # type: ignore[arg-type]
-            )
+    mismatched = [u.row.id for u in present if u.row.synced != group.synced]
+    if mismatched:  # the rostering sync owns synced users and synced groups: they only go together
+        rule = "Only synced users may join a synced group" if group.synced else "Synced users join synced groups only"
+        raise BadInput(
+            f"{rule}: {_named(mismatched)}",  # type: ignore[arg-type]
+            field="userIds", userIds=_named(mismatched).split(", "),  # type: ignore[arg-type]
+        )
     bases: dict[int, str] = {}
     refused: list[int] = []
     for user in present:

@@ -235,6 +235,11 @@ async def test_add_members_on_consent_and_synced_rule(site: Site) -> None:
     body = await site.gql(ADD, {"g": gid("Group", synced), "u": [gid("User", plain)]}, as_user=admin)
     assert errors_of(body) == ["BAD_USER_INPUT"] and gid("User", plain) in body["errors"][0]["message"]
     assert await site.count(Membership, Membership.group_id == synced.id) == 0
+    rostered = await site.user("Rostered", synced=True)
+    body = await site.gql(ADD, {"g": gid("Group", group), "u": [gid("User", rostered)]}, as_user=admin)
+    assert errors_of(body) == ["BAD_USER_INPUT"] and gid("User", rostered) in body["errors"][0]["message"]
+    body = await site.gql(ADD, {"g": gid("Group", synced), "u": [gid("User", rostered)]}, as_user=admin)
+    assert body["data"]["addMembers"][0]["user"] == {"firstName": "Rostered"}
 
 
 async def test_analyst_rules(site: Site) -> None:
