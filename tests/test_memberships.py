@@ -63,7 +63,12 @@ async def test_dashboard_statements_do_not_grow(site: Site) -> None:
     assert large["memberCount"] == 8 + 10 * 12 + 1
     assert large["members"]["totalCount"] == 8 + 10 * 11
     assert len(large["members"]["edges"]) == 100
-    assert small_count == large_count == 10
+    # a leaf group (no children to count) costs the same: its children are counted with it when it has any
+    leaf = await site.group("Leaf", root)
+    await site.member(await site.user("Lone"), leaf)
+    leaf_data, leaf_count = await bench(site, leaf, leader, 100)
+    assert leaf_data["children"] == [] and leaf_data["memberCount"] == 1
+    assert small_count == large_count == leaf_count == 9
 
 
 DASHBOARD = """query($id: ID!) { group(id: $id) {
