@@ -47,54 +47,36 @@ class StepProgress:
 
 @strawberry.type(description="A learner's progress card for one course.")
 class CourseProgress:
-    card: strawberry.Private[Card]
-    parent: strawberry.Private[Course]
-    step_list: strawberry.Private[list[StepProgress]]
+    """Computed when built: plain attributes resolve far faster than resolver methods (thousands per page)."""
 
-    @strawberry.field
-    def course(self) -> Course:
-        return self.parent
-
-    @strawberry.field(description="Enrollment date.")
-    def activated_at(self) -> datetime | None:
-        return self.card.activated_at
-
-    @strawberry.field(description="When access to the course ends.")
-    def expires_at(self) -> datetime | None:
-        return self.card.expires_at
-
-    @strawberry.field(description="When every step was completed (never, for a course with no steps).")
-    def completed_at(self) -> datetime | None:
-        return self.card.completed_at
-
-    @strawberry.field(description="Share of steps viewed, 0..100 (a completed or submitted step counts as viewed; 0 for a course with no steps).")
-    def percent_viewed(self) -> float:
-        return percent(self.card.viewed, len(self.parent.step_list))
-
-    @strawberry.field(description="Share of steps completed, 0..100 (0 for a course with no steps).")
-    def percent_completed(self) -> float:
-        return percent(self.card.completed, len(self.parent.step_list))
-
-    @strawberry.field(
+    course: Course
+    activated_at: datetime | None = strawberry.field(description="Enrollment date.")
+    expires_at: datetime | None = strawberry.field(description="When access to the course ends.")
+    completed_at: datetime | None = strawberry.field(
+        description="When every step was completed (never, for a course with no steps)."
+    )
+    percent_viewed: float = strawberry.field(
+        description="Share of steps viewed, 0..100 (a completed or submitted step counts as viewed; 0 for a course "
+        "with no steps)."
+    )
+    percent_completed: float = strawberry.field(description="Share of steps completed, 0..100 (0 for a course with no steps).")
+    grade_percent: float | None = strawberry.field(
         description="Points earned over points available on graded steps, 0..100; null when nothing is graded yet. "
         "Only graded steps that have points (reviewed, or scored by the platform) count."
     )
-    def grade_percent(self) -> float | None:
-        if not self.card.points_available:
-            return None
-        return percent(self.card.points, self.card.points_available)
+    steps_completed: int
+    step_count: int
+    steps: list[StepProgress] = strawberry.field(description="One entry per step of the course, in position order.")
 
-    @strawberry.field
-    def steps_completed(self) -> int:
-        return self.card.completed
 
-    @strawberry.field
-    def step_count(self) -> int:
-        return len(self.parent.step_list)
-
-    @strawberry.field(description="One entry per step of the course, in position order.")
-    def steps(self) -> list[StepProgress]:
-        return self.step_list
+def card_of(card: Card, course: Course, steps: list[StepProgress]) -> CourseProgress:
+    count = course.step_count
+    return CourseProgress(
+        course=course, activated_at=card.activated_at, expires_at=card.expires_at, completed_at=card.completed_at,
+        percent_viewed=percent(card.viewed, count), percent_completed=percent(card.completed, count),
+        grade_percent=percent(card.points, card.points_available) if card.points_available else None,
+        steps_completed=card.completed, step_count=count, steps=steps,
+    )
 
 
 def _selects(selections: Iterable[Any], name: str) -> bool:
@@ -127,15 +109,15 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
             continue
         steps: list[StepProgress] = []
         if with_steps:
-            for step in course.step_list:
+            for step in course.steps:
                 record = records.get(step.row.id)  # type: ignore[arg-type]
                 steps.append(
                     StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points)
                     if record is not None
                     else StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
                 )
-        out.append(CourseProgress(card=card, parent=course, step_list=steps))
-    out.sort(key=lambda p: (p.parent.row.name, p.card.course_id))
+        out.append(card_of(card, course, steps))
+    out.sort(key=lambda p: (p.course.name, p.course.row.id))
     return out
 
 
