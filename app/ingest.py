@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import ARRAY, Integer, and_, bindparam, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bulk import insert_rows, is_postgres, one_of, value_chunks
+from app.bulk import chunks, insert_rows, is_postgres, one_of, value_chunks
 from app.errors import AppError, BadInput
 from app.ids import require_id
 from app.models import (
@@ -37,6 +37,7 @@ KINDS = ("VIEWED", "COMPLETED", "SUBMITTED", "DISCUSSION_POST", "USAGE")
 STEP_KINDS = ("VIEWED", "COMPLETED", "SUBMITTED")
 MAX_MINUTES = 24 * 60
 MAX_BODY = 20_000
+PAIRS_CHUNK = 5_000  # (user, course) pairs per statement: 10,000 bound parameters
 
 
 @dataclass
@@ -337,19 +338,23 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
         mine = and_(sp.user_id == e_table.c.user_id, sp.course_id == e_table.c.course_id)
         step_count = select(func.count()).where(st.course_id == e_table.c.course_id).scalar_subquery()
         done = select(func.count(sp.completed_at)).where(mine).scalar_subquery()
-        for chunk in value_chunks(postgres, (u for u, _ in touched)):
+        completes = and_(e_table.c.completed_at.is_(None), step_count > 0, done == step_count)
+        last = select(func.max(sp.completed_at)).where(mine).scalar_subquery()
+        if postgres:  # UPDATE ... FROM unnest(pairs): a row IN list of thousands of pairs plans badly there
+            pairs = select(
+                func.unnest(bindparam(None, [u for u, _ in touched], type_=ARRAY(Integer))).label("user_id"),
+                func.unnest(bindparam(None, [c for _, c in touched], type_=ARRAY(Integer))).label("course_id"),
+            ).subquery("pairs")
             await session.execute(
                 update(e_table)
-                .where(
-                    e_table.c.completed_at.is_(None),
-                    one_of(postgres, e_table.c.user_id, chunk),
-                    one_of(postgres, e_table.c.course_id, sorted({c for _, c in touched})),
-                    step_count > 0,
-                    done == step_count,
-                )
-                .values(completed_at=select(func.max(sp.completed_at)).where(mine).scalar_subquery())
+                .where(e_table.c.user_id == pairs.c.user_id, e_table.c.course_id == pairs.c.course_id, completes)
+                .values(completed_at=last)
             )
-
+            return
+        for chunk in chunks(sorted(touched), PAIRS_CHUNK):
+            await session.execute(
+                update(e_table).where(tuple_(e_table.c.user_id, e_table.c.course_id).in_(chunk), completes).values(completed_at=last)
+            )
 
 async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, skew: timedelta, now: datetime | None = None) -> Outcome:
     """Validate every event (BAD_USER_INPUT listing each bad index; nothing applied), then apply the new ones."""
