@@ -137,6 +137,25 @@ async def main(engine: str) -> None:
         token, group, ids, steps = await build(database)
         print(f"[{engine}] built {LEARNERS} learners x {COURSES} courses x {STEPS} steps in {time.perf_counter() - started:.1f}s")
         app = create_app(settings, database)
+        slowest: list[tuple[float, str]] = []
+        if os.environ.get("STATEMENT_TIMES"):
+            from sqlalchemy import event
+
+            def _before(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+                conn.info["started"] = time.perf_counter()
+
+            def _after(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+                slowest.append((time.perf_counter() - conn.info["started"], " ".join(statement.split())[:80]))
+
+            for sync_engine in {database.engine.sync_engine, database.write_engine.sync_engine}:
+                event.listen(sync_engine, "before_cursor_execute", _before)
+                event.listen(sync_engine, "after_cursor_execute", _after)
+
+        def report() -> None:
+            for took, statement in sorted(slowest, reverse=True)[:4]:
+                print(f"      {took * 1000:7.1f} ms  {statement}")
+            slowest.clear()
+
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=600) as client:
             for run in range(3):
@@ -146,6 +165,7 @@ async def main(engine: str) -> None:
                 r = (await client.post("/graphql", json={"query": RECORD, "variables": {"e": batch}}, headers=headers)).json()
                 print(f"[{engine}] recordProgress {EVENTS} events (run {run + 1}): {time.perf_counter() - t:.2f}s, applied {r.get('data')}, "
                       f"{database.counter.count} statements")
+                report()
             t = time.perf_counter()
             r = (await client.post("/graphql", json={"query": RECORD, "variables": {"e": batch}}, headers=headers)).json()
             print(f"[{engine}] the same batch again: {time.perf_counter() - t:.2f}s, applied {r.get('data')}")
@@ -153,6 +173,7 @@ async def main(engine: str) -> None:
             subs = [{"userId": to_global_id("User", u), "kind": "SUBMITTED", "stepId": to_global_id("Step", steps[0][-1]), "body": "x",
                      "occurredAt": (utcnow() - timedelta(minutes=1)).isoformat()} for u in ids]
             await client.post("/graphql", json={"query": RECORD, "variables": {"e": subs[:10_000]}}, headers=headers)
+            slowest.clear()
             for n in (DASHBOARD,):
                 for _attempt in range(2):
                     database.counter.reset()
@@ -163,6 +184,7 @@ async def main(engine: str) -> None:
                     edges = r["data"]["group"]["reviewQueue"]["edges"]
                     cards = sum(len(e["node"]["user"]["courseProgress"]) for e in edges)
                     print(f"[{engine}] dashboard {len(edges)} learners, {cards} cards with steps: {took:.2f}s, {database.counter.count} statements")
+                    report()
             for _attempt in range(2):
                 database.counter.reset()
                 t = time.perf_counter()
@@ -171,6 +193,7 @@ async def main(engine: str) -> None:
                 assert "errors" not in r, r["errors"][:1]
                 print(f"[{engine}] progressSummary over {r['data']['group']['progressSummary']['learnerCount']} learners: {took:.3f}s, "
                       f"{database.counter.count} statements")
+                report()
     finally:
         await database.dispose()
         if engine != "sqlite":
