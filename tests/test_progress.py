@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from app.auth import API_TOKEN_PREFIX, new_token, token_hash
 from app.models import (
@@ -356,3 +357,35 @@ async def test_activity_feed_pages_without_gaps_or_repeats(site: Site) -> None:
     assert denied["data"]["user"] == {"activity": None} and errors_of(denied) == ["FORBIDDEN"]
     bad = await site.gql(query, {"id": gid("User", lea), "a": "not-a-cursor"}, as_user=mentor)
     assert errors_of(bad) == ["BAD_USER_INPUT"]
+
+
+async def test_batch_statements_do_not_grow_with_events(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    learners = [await site.user(f"L{n}") for n in range(10)]
+    c = await course(site, admin, "Big", [("LESSON", None)] * 9 + [("ASSIGNMENT", 10)])
+    await enroll(site, admin, learners, c)
+    counts = []
+    for size, start in ((20, 0), (400, 20)):
+        at = utcnow() - timedelta(days=1)
+        kinds = ["VIEWED", "COMPLETED", "SUBMITTED", "DISCUSSION_POST", "USAGE"]
+        batch = []
+        for n in range(start, start + size):
+            kind, learner = kinds[n % 5], learners[n % 10]
+            when = at + timedelta(seconds=n)
+            if kind in ("VIEWED", "COMPLETED"):
+                batch.append(event(learner, kind, c["steps"][n % 9], when))
+            elif kind == "SUBMITTED":
+                batch.append(event(learner, kind, c["steps"][9], when, body="work"))
+            elif kind == "DISCUSSION_POST":
+                batch.append(event(learner, kind, at=when, courseId=c["id"], body=f"post {n}"))
+            else:
+                batch.append(event(learner, kind, at=when, minutes=2))
+        with site.statements() as counted:
+            body = await record(site, admin, batch)
+        assert body == {"data": {"recordProgress": size}}, body
+        counts.append(counted.count)
+    assert counts[0] == counts[1] and counts[1] <= 16, counts
+    assert await site.count(Submission) == 84
+    async with site.database.session() as session:
+        assert await session.scalar(select(func.sum(Usage.minutes))) == 84 * 2
+    assert await site.count(Enrollment, Enrollment.completed_at.is_not(None)) == 0  # the assignment is never COMPLETED
