@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -151,7 +152,13 @@ async def main(engine: str) -> None:
                 event.listen(sync_engine, "before_cursor_execute", _before)
                 event.listen(sync_engine, "after_cursor_execute", _after)
 
+        def rss() -> str:
+            return f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+
+        print(f"[{engine}] after building: {rss()}")
+
         def report() -> None:
+            print(f"      {rss()}")
             for took, statement in sorted(slowest, reverse=True)[:4]:
                 print(f"      {took * 1000:7.1f} ms  {statement}")
             slowest.clear()
