@@ -173,3 +173,31 @@ async def test_learner_sees_own_submission_but_not_the_reviewer_profile(site: Si
         {"id": gid("Submission", room["graded"])}, as_user=room["learner"],
     )
     assert own["data"]["node"] == {"status": "REVIEWED", "points": 10, "reviewedBy": None, "user": {"firstName": "Lea"}}
+
+
+async def test_who_sees_progress_activity_and_the_red_dot(site: Site) -> None:
+    room = await classroom(site)
+    query = """query($id: ID!) { user(id: $id) { courseProgress { percentViewed } usageMinutes
+      activity(first: 1) { edges { node { kind } } } pendingReviewCount } }"""
+    expected = {  # role: (progress and usage, activity, red dot)
+        "admin": (True, True, True),
+        "leader": (True, True, True),
+        "mentor": (True, True, True),
+        "analyst": (True, False, False),
+        "grantee": (True, False, False),
+        "guardian": (True, False, False),
+        "learner": (True, True, False),
+    }
+    for role, (progress, activity, dot) in expected.items():
+        body = await site.gql(query, {"id": gid("User", room["learner"])}, as_user=room[role])
+        user = body["data"]["user"]
+        assert (user["courseProgress"] is not None, user["usageMinutes"] is not None) == (progress, progress), role
+        assert (user["activity"] is not None) == activity, role
+        assert (user["pendingReviewCount"] is not None) == dot, role
+        denied = sorted(e["path"][-1] for e in body.get("errors", []))
+        assert all(code == "FORBIDDEN" for code in errors_of(body)), role
+        assert denied == sorted(
+            [f for f, ok in (("activity", activity), ("pendingReviewCount", dot), ("courseProgress", progress), ("usageMinutes", progress)) if not ok]
+        ), role
+    # a classmate sees nothing of the learner: the user itself is null, as for a missing id
+    assert (await site.gql(query, {"id": gid("User", room["learner"])}, as_user=room["classmate"]))["data"]["user"] is None
