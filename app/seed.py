@@ -1,4 +1,4 @@
-"""Data presets. `small` is also the demo that `scripts/serve` seeds on an empty database."""
+"""The demo data that `scripts/serve` seeds on an empty database (bench presets: app/presets.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from app.models import (
 )
 from app.tree import attach
 
-PRESETS = ("small", "medium", "large")
+PRESETS = ("demo",)
 DEMO_OWNER_EMAIL = "owner@example.com"
 DEMO_OWNER_PASSWORD = "groupgraph-demo"
 

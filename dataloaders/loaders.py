@@ -6,6 +6,7 @@ from dataloaders.consent import ConsentLoaders
 from dataloaders.courses import CourseLoaders
 from dataloaders.groups import GroupLoaders
 from dataloaders.guardians import GuardianLoaders
+from dataloaders.memberships import MembershipLoaders
 from dataloaders.progress import ProgressLoaders
 from dataloaders.reviews import ReviewLoaders
 from dataloaders.store import Store
@@ -19,6 +20,8 @@ class Loaders:
         self.groups = GroupLoaders(store)
         self.consent = ConsentLoaders(store)
         self.guardians = GuardianLoaders(store)
+        # issue 3: member lists and counts, batched over groups
+        self.memberships = MembershipLoaders(store, self.users, self.groups)
         # issue 5
         self.courses = CourseLoaders(store)
         self.progress = ProgressLoaders(store)

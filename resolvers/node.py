@@ -21,6 +21,8 @@ NODE_RESOLVERS: dict[str, str] = {
     "Course": "resolvers.courses:visible_course",
     "Step": "resolvers.courses:visible_step",
     "Submission": "resolvers.reviews:visible_submission",
+    # issue 9
+    "AuditEvent": "resolvers.audit:visible_audit_event",
 }
 
 
