@@ -146,7 +146,7 @@ class GroupProgressSummary:
 
 
 async def progress_summary_of(info: Info, group: Group, include_nested: bool) -> GroupProgressSummary:
-    summary = await info.context.loaders.progress.summary.load((group.row.id, bool(include_nested)))
+    summary = await info.context.loaders.progress.summary.load((group.row.id, include_nested is not False))
     courses = await course_views(info, [c.course_id for c in summary.courses])
     rows = [
         CourseSummary(
