@@ -7,12 +7,13 @@ query asks for `steps`, the step records in a third; then it hands plain objects
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
 
 from app.audit import audit
@@ -79,15 +80,28 @@ def card_of(card: Card, course: Course, steps: list[StepProgress]) -> CourseProg
     )
 
 
-def _selects(selections: Iterable[Any], name: str) -> bool:
-    """Whether `name` is selected here, directly or through fragments."""
-    for selection in selections:
-        if getattr(selection, "name", None) == name and not hasattr(selection, "type_condition"):
-            return True
-        if hasattr(selection, "type_condition") or selection.__class__.__name__ == "FragmentSpread":
-            if _selects(selection.selections, name):
-                return True
-    return False
+def asks_for(info: Info, name: str) -> bool:
+    """Whether the query selects `name` directly under this field (through fragments too). Decided once per
+    field of the query, not once per user: every user of a list shares the same field nodes."""
+    raw = info._raw_info
+    key = ("asks_for", name, id(raw.field_nodes[0]))
+    cache: dict[Any, bool] = info.context.extra
+    if key not in cache:
+
+        def walk(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> bool:
+            for selection in selection_set.selections if selection_set else ():
+                if isinstance(selection, FieldNode) and selection.name.value == name:
+                    return True
+                if isinstance(selection, InlineFragmentNode) and walk(selection.selection_set, seen):
+                    return True
+                if isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                    fragment = raw.fragments.get(selection.name.value)
+                    if fragment is not None and walk(fragment.selection_set, seen | {selection.name.value}):
+                        return True
+            return False
+
+        cache[key] = any(walk(node.selection_set, frozenset()) for node in raw.field_nodes)
+    return cache[key]
 
 
 def _empty_records() -> dict[int, StepRecord]:
@@ -100,7 +114,7 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
     wanted = None if course_ids is None else {require_id(c, "Course", "courseIds") for c in course_ids}
     cards = [c for c in await loaders.progress.cards.load(user_id) if wanted is None or c.course_id in wanted]
     courses = await course_views(info, [c.course_id for c in cards])
-    with_steps = any(_selects(field.selections, "steps") for field in info.selected_fields)
+    with_steps = asks_for(info, "steps")
     records = await loaders.progress.step_records.load(user_id) if with_steps and cards else _empty_records()
     out: list[CourseProgress] = []
     for card in cards:

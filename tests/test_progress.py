@@ -389,3 +389,25 @@ async def test_batch_statements_do_not_grow_with_events(site: Site) -> None:
     async with site.database.session() as session:
         assert await session.scalar(select(func.sum(Usage.minutes))) == 84 * 2
     assert await site.count(Enrollment, Enrollment.completed_at.is_not(None)) == 0  # the assignment is never COMPLETED
+
+
+async def test_step_detail_is_loaded_only_when_asked_for(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    c = await course(site, admin, "Algebra", [("LESSON", None), ("LESSON", None)])
+    await enroll(site, admin, [lea], c)
+    assert "errors" not in await record(site, admin, [event(lea, "COMPLETED", c["steps"][1], utcnow() - timedelta(minutes=1))])
+    plain = "query($id: ID!) { user(id: $id) { courseProgress { percentCompleted } } }"
+    inline = "query($id: ID!) { user(id: $id) { courseProgress { percentCompleted ... on CourseProgress { steps { completedAt } } } } }"
+    spread = "query($id: ID!) { user(id: $id) { courseProgress { ...s } } } fragment s on CourseProgress { percentCompleted steps { completedAt } }"
+    counts = {}
+    for name, query in (("plain", plain), ("inline", inline), ("spread", spread)):
+        await site.gql(query, {"id": gid("User", lea)}, as_user=lea)
+        with site.statements() as counted:
+            body = await site.gql(query, {"id": gid("User", lea)}, as_user=lea)
+        card = body["data"]["user"]["courseProgress"][0]
+        assert card["percentCompleted"] == 50.0
+        if name != "plain":
+            assert [s["completedAt"] is not None for s in card["steps"]] == [False, True], name
+        counts[name] = counted.count
+    assert counts["inline"] == counts["spread"] == counts["plain"] + 1, counts
