@@ -42,7 +42,6 @@ from app.models import (
     utcnow,
 )
 
-KINDS = ("VIEWED", "COMPLETED", "SUBMITTED", "DISCUSSION_POST", "USAGE")
 STEP_KINDS = ("VIEWED", "COMPLETED", "SUBMITTED")
 MAX_MINUTES = 24 * 60
 MAX_BODY = 20_000
@@ -192,8 +191,8 @@ async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int]
         course_id = steps[e.step_id][0] if e.step_id in steps else e.course_id
         if course_id is not None and e.user_id in users:
             wanted.add((e.user_id, course_id))
-    e = Enrollment.__table__.c  # type: ignore[attr-defined]
-    enrolled = await existing_pairs(session, e.user_id, e.course_id, wanted)
+    enrollment = Enrollment.__table__.c  # type: ignore[attr-defined]
+    enrolled = await existing_pairs(session, enrollment.user_id, enrollment.course_id, wanted)
     return users, steps, courses, enrolled
 
 
