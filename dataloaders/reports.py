@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import Select, func, or_, select, tuple_, union_all
 
 from app.models import Course, Enrollment, Group, GroupClosure, Membership, Step, StepProgress, Usage, User
 from dataloaders.imports import has_no_membership, is_active_learner
@@ -86,10 +86,19 @@ def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[
     along the (group, role, user) index; names and percentages are looked up for those rows only."""
     keys = _joined(select(_m.group_id, _m.user_id, _e.course_id, _e.activated_at, _e.completed_at, _e.expires_at))
     keys = keys.where(*_scope_filter(scope))
-    if after is not None:
-        # the redundant `group_id >=` lets both planners start the index scan at the cursor's group
-        keys = keys.where(_m.group_id >= after[0], tuple_(_m.group_id, _m.user_id, _e.course_id) > tuple_(*after))
-    page = keys.order_by(_m.group_id, _m.user_id, _e.course_id).limit(limit).subquery("page")
+    if after is None:
+        page = keys.order_by(_m.group_id, _m.user_id, _e.course_id).limit(limit).subquery("page")
+    else:
+        # (group, user, course) > cursor, split so that no condition spans two tables (both planners then
+        # estimate it from the membership index alone): the cursor's own member's later courses, then
+        # the members after the cursor's
+        group_id, user_id, course_id = after
+        rest_of_member = keys.where(_m.group_id == group_id, _m.user_id == user_id, _e.course_id > course_id)
+        later_members = keys.where(_m.group_id >= group_id, tuple_(_m.group_id, _m.user_id) > tuple_(group_id, user_id))
+        order = (_m.group_id, _m.user_id, _e.course_id)
+        arms = [arm.order_by(*order).limit(limit).subquery() for arm in (rest_of_member, later_members)]
+        both = union_all(*(select(arm) for arm in arms)).subquery("after_cursor")
+        page = select(both).order_by(both.c.group_id, both.c.user_id, both.c.course_id).limit(limit).subquery("page")
     k = page.c
     steps = select(func.count()).where(_s.course_id == k.course_id).correlate(page).scalar_subquery()
     progress = _p.user_id == k.user_id, _p.course_id == k.course_id
