@@ -57,18 +57,36 @@ def migrate(database_url: Annotated[str | None, typer.Option("--database-url")] 
 
 @cli.command()
 def seed(
-    preset: Annotated[str, typer.Option("--preset")] = "small",
+    preset: Annotated[str, typer.Option("--preset", help="demo (a few rows), or small, medium, large")] = "demo",
     database_url: Annotated[str | None, typer.Option("--database-url")] = None,
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Only seed a database with no users.")] = False,
+    viewers_file: Annotated[
+        Path | None, typer.Option("--viewers-file", help="Where the bench viewers' API tokens go (JSON).")
+    ] = None,
 ) -> None:
-    """Fill the database with a deterministic data preset (small, medium, large)."""
-    from app.seed import PRESETS, run_seed
+    """Fill the database with the demo, or a deterministic benchmark preset (small, medium, large)."""
+    from app.presets import SHAPES, seed_preset
+    from app.seed import run_seed
 
-    if preset not in PRESETS:
-        _fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if preset != "demo" and preset not in SHAPES:
+        _fail(f"unknown preset {preset!r}; choose one of demo, {', '.join(SHAPES)}")
     settings = _settings(database_url)
     database = _database(settings)
-    asyncio.run(run_seed(database, preset, if_empty=if_empty))
+    if preset == "demo":
+        asyncio.run(run_seed(database, preset, if_empty=if_empty))
+        return
+    asyncio.run(database.dispose())
+    target = viewers_file or Path(".bench") / f"viewers-{preset}.json"
+    try:
+        result = asyncio.run(seed_preset(settings.database_url, preset, target, if_empty=if_empty))
+    except RuntimeError as exc:
+        _fail(str(exc))
+    if result is None:
+        typer.echo("database already has users; not seeding")
+        return
+    counts = ", ".join(f"{table} {count:,}" for table, count in result["counts"].items())
+    typer.echo(f"seeded preset {preset} in {result['seconds']:.1f}s: {counts}")
+    typer.echo(f"viewer tokens in {target}; sign in as {result['admin']['email']} / {result['admin']['password']}")
 
 
 @cli.command("create-user")
@@ -156,11 +174,11 @@ def serve(
     workers: Annotated[int, typer.Option("--workers")] = 1,
 ) -> None:
     """Serve GraphQL (GraphiQL at /graphql when enabled)."""
-    import uvicorn
+    from app.serving import run
 
     settings = _settings()
     _database(settings)  # fail early, in one line, on a bad database path
-    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning", factory=False)
+    run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning")
 
 
 def main() -> None:

@@ -108,6 +108,10 @@ def parse_csv(data: bytes, max_rows: int) -> ParsedFile:
         line = data[: exc.start].count(b"\n") + 1
         parsed.errors.append(RowError(line, None, "the file is not UTF-8 text (save it as 'CSV UTF-8')"))
         return parsed
+    if "\x00" in text:  # no text holds NUL (and PostgreSQL refuses it in any string)
+        line = text[: text.index("\x00")].count("\n") + 1
+        parsed.errors.append(RowError(line, None, "the file is not text: it holds a NUL byte"))
+        return parsed
     reader = csv.reader(io.StringIO(text, newline=""))
     student_at = groups_at = -1
     header_seen = False

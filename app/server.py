@@ -83,6 +83,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.schema = schema
     app.state.background = []
+    if settings.bench:  # issue 8: per-request SQL cost headers for scripts/bench
+        from app.bench_metrics import BenchHeaders, instrument
+
+        instrument(database)
+        app.add_middleware(BenchHeaders)
     if settings.smtp_host:
         from app.mailer import background_worker
 

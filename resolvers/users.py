@@ -25,6 +25,7 @@ from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
 if TYPE_CHECKING:
     from resolvers.guardians import GuardianLink
     from resolvers.memberships import Membership
+    from resolvers.progress import ActivityConnection, CourseProgress  # issue 5
 
 
 @strawberry.type
@@ -122,6 +123,47 @@ class User(Node):
         from resolvers.guardians import guardian_links_of
 
         return await guardian_links_of(info, self)
+
+    # issue 5: progress cards, usage, activity feed, review count
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="One entry per enrolled course, or just the named ones; by course name.",
+    )
+    async def course_progress(
+        self, info: Info, course_ids: list[strawberry.ID] | None = None
+    ) -> list[Annotated[CourseProgress, strawberry.lazy("resolvers.progress")]] | None:
+        from resolvers.progress import course_progress_of
+
+        return await course_progress_of(info, self, course_ids)
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="Minutes of use in total; a learner with at least 1 minute is active.",
+    )
+    async def usage_minutes(self, info: Info) -> int | None:
+        from resolvers.progress import usage_minutes_of
+
+        return await usage_minutes_of(info, self)
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_ACTIVITY)],
+        description="Newest first: steps completed, discussion posts, submissions, reviews received.",
+    )
+    async def activity(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Annotated[ActivityConnection, strawberry.lazy("resolvers.progress")] | None:
+        from resolvers.progress import activity_of
+
+        return await activity_of(info, self, first, after)
+
+    @strawberry.field(
+        extensions=[requires(Permission.REVIEW_WORK)],
+        description="Submissions of this user waiting for manual grading (the red dot on the Review icon).",
+    )
+    async def pending_review_count(self, info: Info) -> int | None:
+        from resolvers.reviews import pending_review_count_of
+
+        return await pending_review_count_of(info, self)
 
 
 class UserSubject:

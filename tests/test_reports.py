@@ -126,4 +126,4 @@ async def test_keyset_pages_cover_every_row_once_at_a_flat_cost(site: Site) -> N
     bad = await report(site, root, admin, first=7, after="bm90IGEgY3Vyc29y")
     assert errors_of(bad) == ["BAD_USER_INPUT"]
     too_many = await report(site, root, admin, first=10_000)
-    assert errors_of(too_many) == ["BAD_USER_INPUT"]
+    assert errors_of(too_many) == ["PAGE_TOO_LARGE"]

@@ -1,0 +1,296 @@
+"""Progress cards, group summaries, the activity feed, usage minutes, and recordProgress (ingestion).
+
+Everything below `User.courseProgress` is synchronous: the resolver loads the cards of every user on the
+page in one batch (dataloaders.progress), the courses with their steps in another, and, only when the
+query asks for `steps`, the step records in a third; then it hands plain objects down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from strawberry.types import Info
+
+from app.audit import audit
+from app.errors import BadInput
+from app.ids import require_id
+from app.ingest import RawEvent, record_progress
+from app.models import ActivityEvent as ActivityRow
+from dataloaders.progress import Card, StepRecord
+from permissions.classes import requires
+from permissions.reach import Permission
+from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.courses import Course, Step, course_views, step_view
+
+if TYPE_CHECKING:
+    from resolvers.groups import Group
+    from resolvers.users import User
+
+
+def percent(part: int | None, whole: int | None) -> float:
+    if not whole:
+        return 0.0
+    return round(min(100.0, 100.0 * (part or 0) / whole), 2)
+
+
+@strawberry.type
+class StepProgress:
+    step: Step
+    viewed_at: datetime | None
+    completed_at: datetime | None
+    points: int | None = strawberry.field(description="Points earned on a graded step; null until graded.")
+
+
+@strawberry.type(description="A learner's progress card for one course.")
+class CourseProgress:
+    card: strawberry.Private[Card]
+    parent: strawberry.Private[Course]
+    step_list: strawberry.Private[list[StepProgress]]
+
+    @strawberry.field
+    def course(self) -> Course:
+        return self.parent
+
+    @strawberry.field(description="Enrollment date.")
+    def activated_at(self) -> datetime | None:
+        return self.card.activated_at
+
+    @strawberry.field(description="When access to the course ends.")
+    def expires_at(self) -> datetime | None:
+        return self.card.expires_at
+
+    @strawberry.field(description="When every step was completed (never, for a course with no steps).")
+    def completed_at(self) -> datetime | None:
+        return self.card.completed_at
+
+    @strawberry.field(description="Share of steps viewed, 0..100 (a completed or submitted step counts as viewed; 0 for a course with no steps).")
+    def percent_viewed(self) -> float:
+        return percent(self.card.viewed, len(self.parent.step_list))
+
+    @strawberry.field(description="Share of steps completed, 0..100 (0 for a course with no steps).")
+    def percent_completed(self) -> float:
+        return percent(self.card.completed, len(self.parent.step_list))
+
+    @strawberry.field(
+        description="Points earned over points available on graded steps, 0..100; null when nothing is graded yet. "
+        "Only graded steps that have points (reviewed, or scored by the platform) count."
+    )
+    def grade_percent(self) -> float | None:
+        if not self.card.points_available:
+            return None
+        return percent(self.card.points, self.card.points_available)
+
+    @strawberry.field
+    def steps_completed(self) -> int:
+        return self.card.completed
+
+    @strawberry.field
+    def step_count(self) -> int:
+        return len(self.parent.step_list)
+
+    @strawberry.field(description="One entry per step of the course, in position order.")
+    def steps(self) -> list[StepProgress]:
+        return self.step_list
+
+
+def _selects(selections: Iterable[Any], name: str) -> bool:
+    """Whether `name` is selected here, directly or through fragments."""
+    for selection in selections:
+        if getattr(selection, "name", None) == name and not hasattr(selection, "type_condition"):
+            return True
+        if hasattr(selection, "type_condition") or selection.__class__.__name__ == "FragmentSpread":
+            if _selects(selection.selections, name):
+                return True
+    return False
+
+
+def _empty_records() -> dict[int, StepRecord]:
+    return {}
+
+
+async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
+    loaders = info.context.loaders
+    user_id: int = user.row.id  # type: ignore[assignment]
+    wanted = None if course_ids is None else {require_id(c, "Course", "courseIds") for c in course_ids}
+    cards = [c for c in await loaders.progress.cards.load(user_id) if wanted is None or c.course_id in wanted]
+    courses = await course_views(info, [c.course_id for c in cards])
+    with_steps = any(_selects(field.selections, "steps") for field in info.selected_fields)
+    records = await loaders.progress.step_records.load(user_id) if with_steps and cards else _empty_records()
+    out: list[CourseProgress] = []
+    for card in cards:
+        course = courses.get(card.course_id)
+        if course is None:
+            continue
+        steps: list[StepProgress] = []
+        if with_steps:
+            for step in course.step_list:
+                record = records.get(step.row.id)  # type: ignore[arg-type]
+                steps.append(
+                    StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points)
+                    if record is not None
+                    else StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
+                )
+        out.append(CourseProgress(card=card, parent=course, step_list=steps))
+    out.sort(key=lambda p: (p.parent.row.name, p.card.course_id))
+    return out
+
+
+async def usage_minutes_of(info: Info, user: User) -> int:
+    return await info.context.loaders.progress.usage_minutes.load(user.row.id)
+
+
+# --- summary -----------------------------------------------------------------------------------------------
+
+
+@strawberry.type
+class CourseSummary:
+    course: Course
+    enrolled_count: int
+    completed_count: int
+    average_percent_completed: float = strawberry.field(description="Mean of the enrolled learners' percentCompleted.")
+
+
+@strawberry.type
+class GroupProgressSummary:
+    learner_count: int = strawberry.field(
+        description="Distinct learners counted: users holding a MEMBER membership in the group (and its descendants "
+        "when nested)."
+    )
+    courses: list[CourseSummary] = strawberry.field(description="Courses any of them is enrolled in, by name.")
+
+
+async def progress_summary_of(info: Info, group: Group, include_nested: bool) -> GroupProgressSummary:
+    summary = await info.context.loaders.progress.summary.load((group.row.id, bool(include_nested)))
+    courses = await course_views(info, [c.course_id for c in summary.courses])
+    rows = [
+        CourseSummary(
+            course=courses[c.course_id], enrolled_count=c.enrolled, completed_count=c.completed,
+            average_percent_completed=round(c.average_percent_completed, 2),
+        )
+        for c in summary.courses
+        if c.course_id in courses
+    ]
+    rows.sort(key=lambda r: (r.course.row.name, r.course.row.id))
+    return GroupProgressSummary(learner_count=summary.learner_count, courses=rows)
+
+
+# --- activity ----------------------------------------------------------------------------------------------
+
+
+@strawberry.enum
+class ActivityKind(Enum):
+    STEP_COMPLETED = "STEP_COMPLETED"
+    DISCUSSION_POST = "DISCUSSION_POST"
+    SUBMISSION = "SUBMISSION"
+    REVIEW = "REVIEW"
+
+
+@strawberry.type
+class ActivityEvent:
+    kind: ActivityKind
+    occurred_at: datetime
+    course: Course | None
+    step: Step | None
+    body: str | None = strawberry.field(description="Text of a discussion post or of review feedback.")
+
+
+@strawberry.type
+class ActivityEdge:
+    cursor: str
+    node: ActivityEvent
+
+
+@strawberry.type
+class ActivityConnection:
+    edges: list[ActivityEdge]
+    page_info: PageInfo
+
+
+async def activity_of(info: Info, user: User, first: int | None, after: str | None) -> ActivityConnection:
+    """Newest first; the cursor is the keyset (occurredAt, id) of the last event seen."""
+    limit = page_size(info, first)
+    keyset = decode_cursor(after, [datetime, int])
+    position = (keyset[0], keyset[1]) if keyset else None
+    rows: list[ActivityRow] = await info.context.loaders.progress.activity.load((user.row.id, limit + 1, position))
+    rows, has_next = rows[:limit], len(rows) > limit
+    await course_views(info, [r.course_id for r in rows if r.course_id is not None])
+    views: dict[int, Course] = info.context.extra.get("course_views", {})
+    edges = [
+        ActivityEdge(
+            cursor=encode_cursor(r.occurred_at, r.id),
+            node=ActivityEvent(
+                kind=ActivityKind(r.kind), occurred_at=r.occurred_at,
+                course=views.get(r.course_id) if r.course_id is not None else None,
+                step=step_view(info, r.step_id) if r.step_id is not None else None,
+                body=r.body,
+            ),
+        )
+        for r in rows
+    ]
+    return ActivityConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]))
+
+
+# --- ingestion ---------------------------------------------------------------------------------------------
+
+
+@strawberry.enum
+class ProgressEventKind(Enum):
+    VIEWED = strawberry.enum_value("VIEWED", description="stepId required.")
+    COMPLETED = strawberry.enum_value("COMPLETED", description="stepId required.")
+    SUBMITTED = strawberry.enum_value(
+        "SUBMITTED", description="stepId of an ASSIGNMENT required; body is the work. Creates a Submission NEEDS_REVIEW."
+    )
+    DISCUSSION_POST = strawberry.enum_value("DISCUSSION_POST", description="courseId required; body is the post.")
+    USAGE = strawberry.enum_value("USAGE", description="minutes required: time spent using the product.")
+
+
+@strawberry.input
+class ProgressEventInput:
+    user_id: strawberry.ID
+    kind: ProgressEventKind
+    step_id: strawberry.ID | None = None
+    course_id: strawberry.ID | None = None
+    body: str | None = None
+    minutes: int | None = strawberry.field(default=None, description="USAGE: 0..1440, added to the user's day.")
+    occurred_at: datetime | None = strawberry.field(default=None, description="Defaults to now.")
+    points: int | None = strawberry.field(
+        default=None, description="COMPLETED of a graded step scored by the platform (a QUIZ): 0..maxPoints."
+    )
+
+
+@strawberry.type
+class ProgressMutations:
+    @strawberry.mutation(
+        extensions=[requires(Permission.SITE_ADMIN)],
+        description="Batch ingestion from the learning platform; idempotent for the same (user, kind, step, "
+        "occurredAt) (a DISCUSSION_POST: and the same text). All or nothing. Site admins and their API tokens (the learning platform) may record. "
+        "At most `maxProgressBatch` events (setting, 10,000). Every event is checked first: unknown user or "
+        "step, a step of a course the user is not enrolled in, missing or negative minutes, a time in the "
+        "future beyond the clock skew allowed; any bad event gives BAD_USER_INPUT with "
+        "extensions.invalidEvents [{index, field, message}] for every one of them, and nothing is recorded. "
+        "Returns how many events were applied (repeats of events already recorded count 0). A VIEWED, "
+        "COMPLETED or SUBMITTED step counts as viewed; completing the last step completes the enrollment.",
+    )
+    async def record_progress(self, info: Info, events: list[ProgressEventInput]) -> int:
+        ctx = info.context
+        limit = ctx.settings.max_progress_batch
+        if len(events) > limit:
+            raise BadInput(f"At most {limit} events in one batch.", field="events")
+        raw = [
+            RawEvent(
+                user_id=e.user_id, kind=e.kind.value, step_id=e.step_id, course_id=e.course_id, body=e.body,
+                minutes=e.minutes, points=e.points, occurred_at=e.occurred_at,
+            )
+            for e in events
+        ]
+        async with ctx.store.transaction() as session:
+            outcome = await record_progress(
+                session, raw, skew=timedelta(seconds=ctx.settings.progress_clock_skew_seconds)
+            )
+            audit(session, ctx.viewer_id, "progress.record", "user", None, events=len(raw),
+                  applied=outcome.applied, repeated=outcome.repeated, kinds=outcome.counts)
+        return outcome.applied

@@ -1,0 +1,45 @@
+"""The bench's per-request SQL headers: present only with GROUPGRAPH_BENCH=1, and they count this request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.site import Site
+
+
+@pytest.fixture
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {"bench": getattr(request, "param", False)}
+
+
+@pytest.mark.parametrize("settings_overrides", [True], indirect=True)
+async def test_bench_headers_count_the_request_statements(site: Site) -> None:
+    viewer = await site.user("Vera", roles="ADMIN")
+    token = await site.token(viewer)
+    with site.statements() as counted:
+        response = await site.client.post(
+            "/graphql", json={"query": "{ viewer { email } }"}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.json()["data"]["viewer"]["email"] == viewer.email
+    assert int(response.headers["x-bench-statements"]) == counted.count >= 1
+    assert float(response.headers["x-bench-db-ms"]) <= float(response.headers["x-bench-server-ms"])
+
+
+async def test_no_bench_headers_by_default(site: Site) -> None:
+    response = await site.client.post("/graphql", json={"query": "{ viewer { email } }"})
+    assert response.status_code == 200
+    assert not [name for name in response.headers if name.startswith("x-bench")]
+
+
+def test_multi_worker_listener_is_tcp_so_accepted_sockets_get_nodelay() -> None:
+    import socket
+
+    from app.serving import TcpConfig
+
+    sock = TcpConfig("app.asgi:app", host="127.0.0.1", port=0, workers=2).bind_socket()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sock.close()
