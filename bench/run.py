@@ -137,8 +137,8 @@ async def run_report(client: httpx.AsyncClient, server: Server, seed: dict[str, 
             results.append(Result("D3 page 1", viewer, target, note="skipped: field missing " + ", ".join(lacking)))
             continue
         after, page = await walk_pages(client, tokens[viewer], group, 1000)
-        for label, cursor in (("D3 page 1", None), (f"D3 page {page}", after)):
-            if label != "D3 page 1" and page == 1:
+        for n, (label, cursor) in enumerate((("D3 page 1", None), (f"D3 page {page}", after))):
+            if n and page == 1:
                 continue
             result = Result(label, viewer, target)
             server.reset_peak_rss()
