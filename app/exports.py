@@ -47,7 +47,6 @@ from permissions.reach import Permission, Reach
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_SHEET_ROWS = 1_048_576
-FORMULA_STARTS = ("=", "+", "-", "@")
 
 GROUP_COLUMNS = [
     "Group ID", "Group Name", "Slug", "Description", "Created At", "Parent Group ID", "Parent Group Name",
@@ -74,11 +73,13 @@ class TooManyRows(Exception):
 
 def guard(text: str) -> str:
     """Spreadsheets run a cell starting with = + - @ as a formula: make it text."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text and text[0] in "=+-@" else text
 
 
 def iso(value: datetime) -> str:
     """ISO 8601 in UTC; stored times are UTC (naive ones read back from SQLite too)."""
+    if value.tzinfo is UTC:
+        return value.isoformat(timespec="seconds")[:-6] + "Z"
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="seconds") + "Z"

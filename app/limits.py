@@ -254,6 +254,10 @@ def limit_extensions(settings: Settings) -> list[Any]:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
+    # issue 8: a query text that passed every rule above is not parsed and validated again
+    from app.query_cache import query_caches
+
+    extensions += query_caches()
     return extensions
 
 

@@ -43,3 +43,18 @@ def test_multi_worker_listener_is_tcp_so_accepted_sockets_get_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[0] == "127.0.0.1"
     finally:
         sock.close()
+
+
+async def test_a_valid_query_is_validated_once_and_a_rejected_one_every_time(site: Site) -> None:
+    from app import query_cache
+
+    viewer = await site.user("Quinn", roles="ADMIN")
+    query = "query Again { viewer { email firstName } }"
+    first = await site.gql(query, as_user=viewer)
+    assert any(key[1] == query for key in query_cache._valid)
+    assert await site.gql(query, as_user=viewer) == first == {"data": {"viewer": {"email": viewer.email, "firstName": "Quinn"}}}
+    too_deep = "{ viewer { email } group(id: \"x\") { " + "parent { " * 14 + "name" + " }" * 14 + " } }"
+    for _ in range(2):
+        body = await site.gql(too_deep, as_user=viewer)
+        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and "data" not in body
+    assert not any(key[1] == too_deep for key in query_cache._valid)

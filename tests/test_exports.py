@@ -203,3 +203,23 @@ async def test_unassigned_active_students_go_back_into_the_importer(site: Site) 
     assert json.loads(imported.content)["membershipsCreated"] == 2
     again = await site.client.get("/exports/unassigned-active-students.csv", headers=headers)
     assert parse(again.content)[1:] == []
+
+
+async def test_api_tokens_export_too(site: Site) -> None:
+    from datetime import timedelta
+
+    from app.auth import API_TOKEN_PREFIX, new_token, token_hash
+    from app.models import ApiToken, utcnow
+
+    s = await school(site)
+    token = new_token(API_TOKEN_PREFIX)
+    revoked = new_token(API_TOKEN_PREFIX)
+    async with site.database.transaction() as session:
+        session.add(ApiToken(user_id=s["analyst"].id, name="reports", token_hash=token_hash(token)))
+        session.add(
+            ApiToken(user_id=s["analyst"].id, name="old", token_hash=token_hash(revoked), revoked_at=utcnow() - timedelta(days=1))
+        )
+    url = f"/exports/groups/{s['a'].id}/progress.csv"
+    response = await site.client.get(url, headers=auth(token))
+    assert response.status_code == 200 and len(parse(response.content)) == 4
+    assert (await site.client.get(url, headers=auth(revoked))).status_code == 401

@@ -121,7 +121,7 @@ async def test_keyset_pages_cover_every_row_once_at_a_flat_cost(site: Site) -> N
         await report(site, root, admin, first=7, after=after)
         report_sql = [s for s in counted.statements if "enrollment" in s and "LIMIT" in s.upper()]
         # the cursor is a keyset condition on the membership index (SQLite prints a constant OFFSET 0)
-        assert len(report_sql) == 1 and "membership.user_id >=" in report_sql[0]
+        assert len(report_sql) == 1 and "membership.group_id >=" in report_sql[0]
         assert " OFFSET" not in report_sql[0].upper() or "OFFSET ?" in report_sql[0]
     bad = await report(site, root, admin, first=7, after="bm90IGEgY3Vyc29y")
     assert errors_of(bad) == ["BAD_USER_INPUT"]
