@@ -340,65 +340,6 @@ def failed(body: dict[str, Any]) -> bool:
     return isinstance(payload, dict) and payload.get("applied") is False
 
 
-# issue 5: courses, progress, review
-
-
-async def course_with_steps(site: Site, *steps: tuple[str, int | None]) -> tuple[Course, list[Step]]:
-    async with site.database.transaction() as session:
-        course = Course(name="Algebra")
-        session.add(course)
-        await session.flush()
-        rows = [Step(course_id=course.id, title=f"S{n}", position=n + 1, kind=k, max_points=p) for n, (k, p) in enumerate(steps)]  # type: ignore[arg-type]
-        session.add_all(rows)
-    return course, rows
-
-
-@case("createCourse")
-async def _create_course(site: Site) -> Case:
-    admin, *_ = await people(site)
-    q = "mutation($n: String!, $s: [StepInput!]!) { createCourse(name: $n, steps: $s) { id } }"
-    return Case((q, {"n": "Algebra", "s": [{"title": "One", "kind": "LESSON"}]}, admin),
-                (q, {"n": "Algebra", "s": [{"title": "One", "kind": "QUIZ", "maxPoints": 0}]}, admin), {"course.create"})
-
-
-@case("enroll")
-async def _enroll(site: Site) -> Case:
-    admin, _, learner = await people(site)
-    course, _ = await course_with_steps(site, ("LESSON", None))
-    q = "mutation($u: [ID!]!, $c: ID!) { enroll(userIds: $u, courseId: $c) }"
-    return Case((q, {"u": [gid("User", learner)], "c": gid("Course", course)}, admin),
-                (q, {"u": [gid("User", learner), gid("User", 9999)], "c": gid("Course", course)}, admin), {"course.enroll"})
-
-
-@case("recordProgress")
-async def _record_progress(site: Site) -> Case:
-    admin, _, learner = await people(site)
-    course, steps = await course_with_steps(site, ("LESSON", None))
-    async with site.database.transaction() as session:
-        session.add(Enrollment(user_id=learner.id, course_id=course.id))  # type: ignore[arg-type]
-    q = "mutation($e: [ProgressEventInput!]!) { recordProgress(events: $e) }"
-    viewed = {"userId": gid("User", learner), "kind": "VIEWED", "stepId": gid("Step", steps[0])}
-    return Case((q, {"e": [viewed]}, admin),
-                (q, {"e": [viewed, {"userId": gid("User", learner), "kind": "USAGE", "minutes": -1}]}, admin),
-                {"progress.record"})
-
-
-@case("reviewSubmission")
-async def _review_submission(site: Site) -> Case:
-    _, staff, learner = await people(site)
-    group = await site.group("Class")
-    await site.member(staff, group, "MENTOR")
-    await site.member(learner, group)
-    course, steps = await course_with_steps(site, ("ASSIGNMENT", 10))
-    async with site.database.transaction() as session:
-        session.add(Enrollment(user_id=learner.id, course_id=course.id))  # type: ignore[arg-type]
-        submission = Submission(user_id=learner.id, step_id=steps[0].id, course_id=course.id, body="essay")  # type: ignore[arg-type]
-        session.add(submission)
-    q = "mutation($id: ID!, $p: Int) { reviewSubmission(id: $id, points: $p) { status } }"
-    return Case((q, {"id": gid("Submission", submission), "p": 7}, staff),
-                (q, {"id": gid("Submission", submission), "p": 11}, staff), {"submission.review"})
-
-
 def test_every_mutation_has_an_audit_case() -> None:
     names = set(build_schema()._schema.mutation_type.fields)  # type: ignore[union-attr]
     assert "createUser" in names
