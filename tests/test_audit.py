@@ -424,4 +424,3 @@ async def test_export_downloads_are_audited(site: Site) -> None:
     assert [(e.action, e.actor_id) for e in events] == [("export.pupils_without_licence", admin.id)]
     detail = json.loads(events[0].detail)  # type: ignore[arg-type]
     assert detail == {"format": "XLSX", "licence_type": "PUPIL"}
-
