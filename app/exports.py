@@ -95,7 +95,7 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return repr(value)
     return value
 
 
