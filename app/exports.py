@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -332,7 +333,7 @@ async def _progress(request: Request, format: str) -> Response:
         finally:
             await context.store.close()
 
-    filename = f"{slug}-progress.{format.lower()}"
+    filename = re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{format.lower()}"
     if format == "CSV":
         return csv_response(filename, csv_lines(PROGRESS_COLUMNS, chunks(), preformatted=True), context.store.close)
     try:
