@@ -225,3 +225,27 @@ async def test_users_keyset_pages(site: Site) -> None:
         after = connection["pageInfo"]["endCursor"]
     assert len(seen) == 12 and len(set(seen)) == 12
     assert max(costs) == min(costs)
+
+
+async def test_admins_assign_analysts_with_add_members(site: Site) -> None:
+    s = await school(site)
+    admin = s["admin"]
+    newcomer = await site.user("New", kind="STAFF")
+    await site.member(newcomer, s["a"])  # so that the school's leader sees them
+    add = "mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u, role: ANALYST) { role } }"
+    variables = {"g": gid("Group", s["b"]), "u": [gid("User", newcomer)]}
+    refused = await site.gql(add, variables, as_user=admin)
+    assert errors_of(refused) == ["FORBIDDEN"]  # not a GROUP_ANALYST yet
+    assert await site.count(Membership, Membership.user_id == newcomer.id) == 1
+    # the school's leader manages Class B but may not make analysts either
+    body = await site.gql(SET_ROLES, {"id": gid("User", newcomer), "roles": ["GROUP_ANALYST"]}, as_user=admin)
+    assert "errors" not in body
+    assert errors_of(await site.gql(add, variables, as_user=s["leader"])) == ["FORBIDDEN"]
+    assert (await site.gql(add, variables, as_user=admin))["data"]["addMembers"] == [{"role": "ANALYST"}]
+    response = await site.client.get(f"/exports/groups/{s['b'].id}/progress.csv", headers=auth(await site.token(newcomer)))
+    assert [r[0] for r in parse(response.content)[1:]] == ["Cid"]
+    listed = await site.gql(
+        "query($g: ID!) { users(filter: {analystOfGroupId: $g}) { edges { node { firstName } } } }",
+        {"g": gid("Group", s["b"])}, as_user=admin,
+    )
+    assert listed["data"]["users"]["edges"] == [{"node": {"firstName": "New"}}]
