@@ -223,3 +223,16 @@ async def test_api_tokens_export_too(site: Site) -> None:
     response = await site.client.get(url, headers=auth(token))
     assert response.status_code == 200 and len(parse(response.content)) == 4
     assert (await site.client.get(url, headers=auth(revoked))).status_code == 401
+
+
+async def test_xlsx_past_the_sheet_limit_is_refused_not_cut(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.exports
+
+    s = await school(site)
+    monkeypatch.setattr(app.exports, "MAX_SHEET_ROWS", 4)  # header + 3 rows fit; the school has 4
+    headers = auth(await site.token(s["admin"]))
+    refused = await site.client.get(f"/exports/groups/{s['root'].id}/progress.xlsx", headers=headers)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    fits = await site.client.get(f"/exports/groups/{s['a'].id}/progress.xlsx", headers=headers)
+    assert fits.status_code == 200
+    assert len(list(load_workbook(io.BytesIO(fits.content), read_only=True).active.iter_rows())) == 4
