@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     login_slowdown_after: int = 3
     login_slowdown_seconds: float = 0.5
     login_slowdown_max_seconds: float = 3.0
+    # how long a SQLite writer waits for the write lock before "database is locked" (busy_timeout)
+    sqlite_busy_timeout_ms: int = 10_000
 
     @property
     def production(self) -> bool:

@@ -55,6 +55,18 @@ async def _pg_recreate(url: str) -> None:
         await admin.close()
 
 
+async def _migrate(url: str) -> None:
+    from app.db import Database
+    from app.migrate import upgrade
+    from app.settings import Settings
+
+    database = Database(Settings(database_url=url))
+    try:
+        await upgrade(database.engine)
+    finally:
+        await database.dispose()
+
+
 def ensure_seeded(engine: str, preset: str, reseed: bool = False) -> dict[str, Any]:
     """Seed once per (engine, preset); the viewers file marks a finished seed."""
     from app.presets import seed_preset, write_viewers
@@ -66,6 +78,7 @@ def ensure_seeded(engine: str, preset: str, reseed: bool = False) -> dict[str, A
     if marker.exists() and not reseed:
         present = Path(url.split("///", 1)[1]).exists() if engine == "sqlite" else asyncio.run(_pg_has_users(url))
         if present:
+            asyncio.run(_migrate(url))  # a cached database gets the indexes of newer migrations
             return json.loads(marker.read_text())
     marker.unlink(missing_ok=True)
     if engine == "sqlite":

@@ -53,6 +53,26 @@ class MembershipLoaders:
         self.groups = groups
         self._counts: dict[Hashable, DataLoader[int, int]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
+        self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
+
+    def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
+        """user id -> that user's memberships the viewer may see, oldest first (one statement per batch)."""
+        loader = self._of_user.get(scope)
+        if loader is None:
+
+            async def load(user_ids: Sequence[int]) -> list[list[Membership]]:
+                rows = await self.store.scalars(
+                    select(Membership)
+                    .where(Membership.user_id.in_(sorted(set(user_ids))), visible(Membership.user_id, Membership.group_id))
+                    .order_by(Membership.id)
+                )
+                found: dict[int, list[Membership]] = defaultdict(list)
+                for row in rows:
+                    found[row.user_id].append(row)
+                return [found.get(u, []) for u in user_ids]
+
+            loader = self._of_user[scope] = DataLoader(load_fn=load)
+        return loader
 
     # --- the shared FROM/WHERE ----------------------------------------------------------------
 
@@ -102,7 +122,8 @@ class MembershipLoaders:
     ) -> DataLoader[int, MemberPage]:
         """group id -> the next `first` memberships after the cursor, ordered by last name then id.
 
-        One statement for all groups: ROW_NUMBER() per asked group, keeping `first + 1` rows of each."""
+        One statement for all groups: ROW_NUMBER() per asked group, keeping `first + 1` rows of each
+        (for a single group, ORDER BY ... LIMIT)."""
         key = (scope, filter, first, after)
         loader = self._pages.get(key)
         if loader is None:
@@ -119,16 +140,16 @@ class MembershipLoaders:
     ) -> list[MemberPage]:
         closure = aliased(GroupClosure)
         member_user = aliased(User)
-        rank = func.row_number().over(
-            partition_by=closure.ancestor_id, order_by=(member_user.last_name_normalized, Membership.id)
-        )
-        columns = select(
+        order = (member_user.last_name_normalized, Membership.id)
+        single = len(set(group_ids)) == 1
+        columns = [
             closure.ancestor_id.label("owner"),
             Membership.id.label("membership_id"),
             member_user.last_name_normalized.label("sort_name"),
-            rank.label("rank"),
-        )
-        inner = self._where(columns, closure, group_ids, filter, visible).join(
+        ]
+        if not single:
+            columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
+        inner = self._where(select(*columns), closure, group_ids, filter, visible).join(
             member_user, member_user.id == Membership.user_id
         )
         if after is not None:
@@ -139,15 +160,19 @@ class MembershipLoaders:
                     and_(member_user.last_name_normalized == name, Membership.id > last_id),
                 )
             )
+        if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
+            inner = inner.order_by(*order).limit(first + 1)
         ranked = inner.subquery()
         query = (
             select(ranked.c.owner, ranked.c.sort_name, Membership, User, Group)
             .join(Membership, Membership.id == ranked.c.membership_id)
             .join(User, User.id == Membership.user_id)
             .join(Group, Group.id == Membership.group_id)
-            .where(ranked.c.rank <= first + 1)
-            .order_by(ranked.c.owner, ranked.c.rank)
         )
+        if single:
+            query = query.order_by(ranked.c.sort_name, ranked.c.membership_id)
+        else:
+            query = query.where(ranked.c.rank <= first + 1).order_by(ranked.c.owner, ranked.c.rank)
         pages: dict[int, list[tuple[Membership, str]]] = defaultdict(list)
         for owner, sort_name, membership, user, group in await self.store.all(query):
             pages[owner].append((membership, sort_name))

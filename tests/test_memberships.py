@@ -63,8 +63,31 @@ async def test_dashboard_statements_do_not_grow(site: Site) -> None:
     assert large["memberCount"] == 8 + 10 * 12 + 1
     assert large["members"]["totalCount"] == 8 + 10 * 11
     assert len(large["members"]["edges"]) == 100
-    print("dashboard statements", small_count, large_count, *[s[:150].replace("\n", " ") for s in site.database.counter.statements], sep="\n")
-    assert small_count == large_count
+    assert small_count == large_count == 10
+
+
+DASHBOARD = """query($id: ID!) { group(id: $id) {
+  name memberCount members(first: 50) { edges { node { user { firstName email } } } }
+  children { name memberCount members(first: 50) { edges { node { user { firstName email } } } }
+    children { name memberCount members(first: 50) { edges { node { user { firstName email } } } } } }
+} }"""
+
+
+async def test_two_level_dashboard_statements_do_not_grow(site: Site) -> None:
+    """Issue 3's dashboard: a group, its children two levels down, each with members and memberCount."""
+    counts = []
+    for children, members_each in ((2, 1), (8, 5)):
+        root, leader, _ = await tree(site, children, members_each)
+        await site.token(leader)
+        with site.statements() as counted:
+            body = await site.gql(DASHBOARD, {"id": gid("Group", root)}, as_user=leader)
+        assert "errors" not in body, body
+        kids = body["data"]["group"]["children"]
+        assert len(kids) == children and all(k["memberCount"] == members_each for k in kids)
+        assert all(len(k["children"][0]["members"]["edges"]) == members_each for k in kids)
+        assert all(e["node"]["user"]["email"] for k in kids for e in k["members"]["edges"])
+        counts.append(counted.count)
+    assert counts[0] == counts[1] == 14
 
 
 MEMBERS = """query($id: ID!, $roles: [GroupRole!], $nested: Boolean, $search: String, $first: Int, $after: String) {
@@ -287,3 +310,30 @@ async def test_change_and_remove_take_effect_on_the_next_request(site: Site) -> 
     assert user == {"data": {"user": None}}
     actions = await site.count(AuditEvent, AuditEvent.action.in_(["membership.role", "membership.remove"]))
     assert actions == 2
+
+
+async def test_memberships_of_users_are_batched(site: Site) -> None:
+    """members { user { memberships } }: the memberships of every listed user come in one statement."""
+    leader = await site.user("Leader", "Aaa", kind="STAFF")
+    query = """query($id: ID!) { group(id: $id) { members(roles: [MEMBER]) { edges { node { user {
+      memberships { role group { name } } } } } } } }"""
+    await site.token(leader)
+    counts = []
+    for size in (2, 6):
+        group = await site.group(f"Class{size}")
+        hidden = await site.group(f"Hidden{size}")
+        await site.member(leader, group, "LEADER")
+        for n in range(size):
+            pupil = await site.user(f"P{n}")
+            await site.member(pupil, group)
+            await site.member(pupil, hidden)
+        with site.statements() as counted:
+            body = await site.gql(query, {"id": gid("Group", group)}, as_user=leader)
+        assert "errors" not in body, body
+        edges = body["data"]["group"]["members"]["edges"]
+        assert len(edges) == size
+        # only the memberships in groups the leader sees
+        expected = [{"role": "MEMBER", "group": {"name": f"Class{size}"}}]
+        assert all(e["node"]["user"]["memberships"] == expected for e in edges)
+        counts.append(counted.count)
+    assert counts[0] == counts[1]
