@@ -126,10 +126,11 @@ def count_statement(scope: ReportScope) -> Select[Any]:
     return _joined(select(func.count())).where(*_scope_filter(scope))
 
 
-def _percent(done: int, steps: int, completed_at: datetime | None) -> float:
-    if steps == 0:
-        return 100.0 if completed_at is not None else 0.0
-    return round(100.0 * min(done, steps) / steps, 1)
+def _percent(done: int, steps: int) -> float:
+    """As CourseProgress has it (resolvers/progress.py): 0..100, two decimals, 0 for a course without steps."""
+    if not steps:
+        return 0.0
+    return round(min(100.0, 100.0 * (done or 0) / steps), 2)
 
 
 def to_row(raw: Any) -> ReportRow:
@@ -137,7 +138,7 @@ def to_row(raw: Any) -> ReportRow:
      viewed, completed, completed_at, expires_at) = raw
     return ReportRow(
         group_id, user_id, course_id, first, last, email, company, group_name, course_name, activated,
-        _percent(viewed, steps, completed_at), _percent(completed, steps, completed_at), completed_at, expires_at,
+        _percent(viewed, steps), _percent(completed, steps), completed_at, expires_at,
     )
 
 
