@@ -35,3 +35,4 @@ def audit(
             detail=json.dumps(detail, default=_default, sort_keys=True) if detail else None,
         )
     )
+

@@ -62,7 +62,8 @@ class Context:
                         self._reach = Reach.anonymous()
                     else:
                         roles = [r for r in viewer.site_roles.split(",") if r]
-                        rows = [] if {"OWNER", "ADMIN"} & set(roles) else await load_reach_rows(self.store, viewer.id)
+                        # admins too: their own roles still show (Group.viewerRole), one query either way
+                        rows = await load_reach_rows(self.store, viewer.id)
                         self._reach = Reach.from_rows(viewer.id, roles, rows)  # type: ignore[arg-type]
         return self._reach
 

@@ -51,7 +51,7 @@ def _check_sqlite_path(url: str) -> None:
         raise DatabaseConfigError(f"database path is not writable: {os.path.abspath(path)}")
 
 
-def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
+def _configure_sqlite(engine: AsyncEngine, immediate: bool, busy_timeout_ms: int = 10_000) -> None:
     """Pragmas on every connection; we emit BEGIN ourselves so writers can take the lock up front."""
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -60,7 +60,7 @@ def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -81,8 +81,8 @@ class Database:
             _check_sqlite_path(self.url)
             self.engine = create_async_engine(self.url)
             self.write_engine = create_async_engine(self.url)
-            _configure_sqlite(self.engine, immediate=False)
-            _configure_sqlite(self.write_engine, immediate=True)
+            _configure_sqlite(self.engine, immediate=False, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+            _configure_sqlite(self.write_engine, immediate=True, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         else:
             self.engine = create_async_engine(
                 self.url, pool_size=settings.database_pool_size, max_overflow=5, pool_pre_ping=True

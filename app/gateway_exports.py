@@ -1,55 +1,31 @@
 """External gateway exports (site admins): external-users.xlsx and pupils-without-licence.xlsx.
 
-Rows are streamed from the database (`yield_per`) into an XlsxWriter workbook in constant-memory mode,
-written to a temporary file (a workbook is whole only at close()), then streamed to the client. A sheet
-holds at most 1,048,576 rows: past that the export is refused, never cut short.
+Rows are streamed from the database (`yield_per`) into the shared constant-memory workbook writer
+(app.exports): a temporary file, then streamed to the client. A sheet holds at most 1,048,576 rows: past
+that the export is refused, never cut short.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
 from typing import Any
 
-import xlsxwriter
 from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.orm import aliased
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.exports import open_export, record_download, workbook_response
 from app.graphql_view import error_body
-from app.imports import request_context
 from app.models import GuardianLink, User
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MAX_SHEET_ROWS = 1_048_576
 LICENCE_TYPES = ("PARENT_GUARDIAN", "PUPIL", "OTHER")
 EXTERNAL_USER_COLUMNS = [
     "ID", "Title", "Surname", "First Name", "Email", "Account Created", "ADR", "Access", "Last Login",
     "Pupils", "Licence Types",
 ]
 PUPIL_COLUMNS = ["ID", "Student ID", "First Name", "Surname", "Email", "Licence Types"]
-
-
-class TooManyRows(Exception):
-    pass
-
-
-async def _admin_or_error(request: Request) -> Response | None:
-    context = await request_context(request)
-    if isinstance(context, Response):
-        return context
-    try:
-        reach = await context.load_reach()
-    finally:
-        await context.store.close()
-    if not reach.is_admin:
-        return JSONResponse(error_body("FORBIDDEN", "Site admins only."), 403)
-    return None
 
 
 def _licence_type(request: Request, required: bool) -> str | Response | None:
@@ -79,39 +55,37 @@ async def _grouped(request: Request, statement: Select[Any]) -> AsyncIterator[li
             yield batch
 
 
-async def _workbook_response(
+async def _workbook(
     request: Request, filename: str, sheet: str, columns: Sequence[str], statement: Select[Any],
     to_cells: Callable[[list[Any]], list[Any]],
 ) -> Response:
-    handle, path = tempfile.mkstemp(suffix=".xlsx")
-    os.close(handle)
-    try:
-        workbook = xlsxwriter.Workbook(path, {"constant_memory": True, "remove_timezone": True})
-        worksheet = workbook.add_worksheet(sheet)
-        bold = workbook.add_format({"bold": True})
-        when = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm"})
-        worksheet.write_row(0, 0, columns, bold)
-        line = 0
+    async def chunks() -> AsyncIterator[list[list[Any]]]:
+        batch: list[list[Any]] = []
         async for rows in _grouped(request, statement):
-            line += 1
-            if line >= MAX_SHEET_ROWS:
-                raise TooManyRows
-            for column, value in enumerate(to_cells(rows)):
-                if isinstance(value, datetime):
-                    worksheet.write_datetime(line, column, value, when)
-                elif value is not None:
-                    worksheet.write(line, column, value)
-        workbook.close()
-    except TooManyRows:
-        workbook.close()
-        os.unlink(path)
-        return JSONResponse(
-            error_body("BAD_USER_INPUT", f"More than {MAX_SHEET_ROWS - 1} rows: narrow it with licenceType."), 422
-        )
-    except BaseException:
-        os.unlink(path)
-        raise
-    return FileResponse(path, media_type=XLSX, filename=filename, background=BackgroundTask(os.unlink, path))
+            batch.append(to_cells(rows))
+            if len(batch) >= 1000:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    return await workbook_response(filename, sheet, columns, chunks(), "narrow it with licenceType")
+
+
+async def _admin_download(request: Request, action: str, required: bool) -> str | Response | None:
+    """The licenceType parameter once the caller is known to be a site admin (401/403/400 otherwise);
+    the download is audited."""
+    opened = await open_export(request, admin_only=True)
+    if isinstance(opened, Response):
+        return opened
+    context, _ = opened
+    try:
+        licence = _licence_type(request, required)
+        if not isinstance(licence, Response):
+            await record_download(context, action, "export", None, format="XLSX", licence_type=licence)
+    finally:
+        await context.store.close()
+    return licence
 
 
 def _joined(values: Sequence[str | None]) -> str:
@@ -121,10 +95,7 @@ def _joined(values: Sequence[str | None]) -> str:
 async def external_users(request: Request) -> Response:
     """ID, Title, Surname, First Name, Email, Account Created, ADR, Access, Last Login, Pupils, Licence Types;
     `?licenceType=` keeps the external users holding that licence type."""
-    denied = await _admin_or_error(request)
-    if denied is not None:
-        return denied
-    licence = _licence_type(request, required=False)
+    licence = await _admin_download(request, "export.external_users", required=False)
     if isinstance(licence, Response):
         return licence
     pupil = aliased(User)
@@ -153,17 +124,14 @@ async def external_users(request: Request) -> Response:
             _joined(sorted(r[11] for r in rows if r[11])),
         ]
 
-    return await _workbook_response(
+    return await _workbook(
         request, "external-users.xlsx", "External users", EXTERNAL_USER_COLUMNS, statement, cells
     )
 
 
 async def pupils_without_licence(request: Request) -> Response:
     """Learners with no holder of `?licenceType=` (required), with the licence types they do have."""
-    denied = await _admin_or_error(request)
-    if denied is not None:
-        return denied
-    licence = _licence_type(request, required=True)
+    licence = await _admin_download(request, "export.pupils_without_licence", required=True)
     if isinstance(licence, Response):
         return licence
     link = aliased(GuardianLink)  # not the joined one: the subquery must correlate on User only
@@ -179,7 +147,7 @@ async def pupils_without_licence(request: Request) -> Response:
         first = rows[0]
         return [*first[:5], _joined(sorted(r[5] for r in rows if r[5]))]
 
-    return await _workbook_response(
+    return await _workbook(
         request, "pupils-without-licence.xlsx", "Pupils without licence", PUPIL_COLUMNS, statement, cells
     )
 

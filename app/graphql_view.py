@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import structlog
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -17,6 +18,7 @@ from strawberry.types import ExecutionResult
 from app.auth import Credential, authenticate, bearer_token
 from app.context import Context
 from app.db import Database
+from app.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
 from app.logs import REQUEST_ID
 from app.metrics import REQUESTS
 from app.schema import format_error
@@ -49,7 +51,7 @@ class GroupGraphView(GraphQL):
     def __init__(self, schema: Any, database: Database, settings: Settings) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql" if settings.graphiql else None,
+            graphql_ide="graphiql" if settings.graphiql and not settings.production else None,
             multipart_uploads_enabled=True,
         )
         self.database = database
@@ -74,7 +76,7 @@ class GroupGraphView(GraphQL):
         limit = self.settings.max_upload_bytes if multipart else self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return JSONResponse(error_body("BAD_USER_INPUT", f"Request body is over {limit} bytes."), 413)
+            return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
         if multipart and not any(h in request.headers for h in CSRF_HEADERS):
             return JSONResponse(
                 error_body(
@@ -95,12 +97,21 @@ class GroupGraphView(GraphQL):
         try:
             response = await self.run(limited, context=context)
         except BodyTooLarge:
-            return JSONResponse(error_body("BAD_USER_INPUT", f"Request body is over {limit} bytes."), 413)
+            return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
         except Exception as exc:  # strawberry's HTTPException and friends: keep the JSON error shape
             status = getattr(exc, "status_code", None)
             if status is None:
                 raise
             reason = getattr(exc, "reason", str(exc))
+            if reason == "Too many operations":
+                return JSONResponse(
+                    error_body(
+                        BATCH_TOO_LARGE,
+                        f"A batch holds at most {self.settings.max_batch_size} operations.",
+                        limit=self.settings.max_batch_size,
+                    ),
+                    status,
+                )
             return JSONResponse(error_body("BAD_USER_INPUT", reason), status)
         finally:
             await context.store.close()
@@ -123,12 +134,21 @@ class GroupGraphView(GraphQL):
         request_id = REQUEST_ID.get()
         data: GraphQLHTTPResponse = {"data": result.data}  # type: ignore[typeddict-item]
         if result.errors:
-            data["errors"] = [format_error(e, request_id) for e in result.errors]  # type: ignore[typeddict-item]
+            data["errors"] = [self._client_error(e, request_id) for e in result.errors]  # type: ignore[typeddict-item]
             if result.data is None and all(e.path is None for e in result.errors):
                 data.pop("data")  # a request error: no execution happened
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+    def _client_error(self, error: GraphQLError, request_id: str | None) -> dict[str, Any]:
+        code = limit_code(error)
+        if code is not None:
+            error.extensions = {**(error.extensions or {}), "code": code}
+        formatted = format_error(error, request_id)
+        if self.settings.production and "message" in formatted:
+            formatted["message"] = without_suggestions(formatted["message"])
+        return formatted
 
     def _handle_errors(self, errors: Any, response_data: Any) -> None:
         """Errors are logged once, by the schema's process_errors."""

@@ -108,6 +108,10 @@ def parse_csv(data: bytes, max_rows: int) -> ParsedFile:
         line = data[: exc.start].count(b"\n") + 1
         parsed.errors.append(RowError(line, None, "the file is not UTF-8 text (save it as 'CSV UTF-8')"))
         return parsed
+    if "\x00" in text:  # no text holds NUL (and PostgreSQL refuses it in any string)
+        line = text[: text.index("\x00")].count("\n") + 1
+        parsed.errors.append(RowError(line, None, "the file is not text: it holds a NUL byte"))
+        return parsed
     reader = csv.reader(io.StringIO(text, newline=""))
     student_at = groups_at = -1
     header_seen = False
@@ -130,6 +134,8 @@ def parse_csv(data: bytes, max_rows: int) -> ParsedFile:
             if len(parsed.rows) >= max_rows:
                 raise OverLimit(f"The file has more than {max_rows} rows (the limit).", field="file")
             student = record[student_at].strip() if student_at < len(record) else ""
+            if student[:1] == "'" and student[1:2] in ("=", "+", "-", "@"):
+                student = student[1:]  # our exports' formula guard, read back
             cell = record[groups_at] if groups_at < len(record) else ""
             slugs = tuple(dict.fromkeys(s.strip().lower() for s in cell.split(";") if s.strip()))
             if not student:

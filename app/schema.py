@@ -19,20 +19,30 @@ from app.errors import AppError
 from app.logs import log
 from app.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
+from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
+from resolvers.courses import Course, CourseMutations, CourseQueries, Step
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
-from resolvers.memberships import Membership
+from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
+from resolvers.progress import ProgressMutations
+from resolvers.reviews import ReviewMutations, Submission
 from resolvers.sessions import SessionMutations
-from resolvers.users import User, UserMutations, UserQueries
+from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
     NodeQueries, UserQueries, GroupQueries, ConsentQueries, GuardianQueries, ImportQueries,
+    CourseQueries,  # issue 5
+    UserListQueries,  # issue 6
+    AuditQueries,  # issue 9
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
+    # issue 3: membership mutations
+    MembershipMutations,
+    CourseMutations, ProgressMutations, ReviewMutations,  # issue 5
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
@@ -53,6 +63,16 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     # a link shows only where the viewer may see both of its users (resolvers.guardians)
     GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
+    # issue 5: the catalogue is open to every signed-in user; a submission is shown only to those who may see
+    # the submitter's progress (resolvers.reviews), and then whole.
+    Course: {"id", "database_id", "name", "steps", "step_count"},
+    Step: {"id", "database_id", "course", "title", "position", "kind", "max_points"},
+    Submission: {
+        "id", "database_id", "user", "step", "course", "body", "submitted_at", "status", "points", "feedback",
+        "reviewed_by", "reviewed_at",
+    },
+    # issue 9: only site admins reach audit events (auditLog, node)
+    AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},
 }
 
 
@@ -147,7 +167,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership, AccessRequest, GuardianLink],
+        types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     # issue 8: bench instrumentation (x-bench-* response headers with per-request SQL statements and time)
     bench: bool = False
 
+    # issue 6: rows fetched per keyset query by the streamed exports
+    export_chunk_rows: int = 5000
+    # issue 9: sign-in slow-down before RATE_LIMITED (app.throttle)
+    login_slowdown_after: int = 3
+    login_slowdown_seconds: float = 0.5
+    login_slowdown_max_seconds: float = 3.0
+    # how long a SQLite writer waits for the write lock before "database is locked" (busy_timeout)
+    sqlite_busy_timeout_ms: int = 10_000
+
     @property
     def production(self) -> bool:
         return self.env.lower() == "production"

@@ -29,6 +29,8 @@ class Store:
         return self.database.dialect
 
     def _get(self) -> AsyncSession:
+        if getattr(self, "_closed", False):
+            raise RuntimeError("the request's store is closed")
         if self._session is None:
             self._session = self.database.session(write=self.write)
         return self._session
@@ -62,6 +64,22 @@ class Store:
                 raise
 
     async def close(self) -> None:
-        if self._session is not None:
+        """Never raises: the response is already made. Under the lock, so that a statement still running for a
+        field whose sibling failed (and nulled the parent) finishes before the session goes; later statements
+        open no new session. A connection that cannot even be closed cleanly (the database went away, the
+        driver closed it after an error) is dropped from the pool instead."""
+        async with self._lock:
+            self._closed = True
+            if self._session is None:
+                return
             session, self._session = self._session, None
-            await session.close()
+            try:
+                await session.close()
+            except Exception as exc:  # any failure here is logged, never sent
+                from app.logs import log
+
+                log.warning("session_close_failed", error=type(exc).__name__)
+                try:
+                    await session.invalidate()
+                except Exception:  # nothing more can be done for this connection
+                    pass

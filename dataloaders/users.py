@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, tuple_
 from strawberry.dataloader import DataLoader
 
 from app.models import Membership, User
@@ -41,3 +43,81 @@ class UserLoaders:
     def prime(self, users: Sequence[User]) -> None:
         for user in users:
             self.by_id.prime(user.id, user)
+
+
+# issue 6: the admin user list (users(filter:)), keyset-ordered by (last name, id)
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """UserFilter with ids decoded and enums as their values."""
+
+    search: str | None = None
+    kinds: tuple[str, ...] | None = None
+    roles: tuple[str, ...] | None = None
+    analyst_of_group_id: int | None = None
+    no_groups: bool | None = None
+    active: bool | None = None
+    status: str | None = None
+    licence_type: str | None = None
+    no_pupils: bool | None = None
+    last_login_before: datetime | None = None
+
+
+def _prefix(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
+    from dataloaders.guardians import has_no_pupils, holds_licence
+    from dataloaders.imports import has_no_membership, is_active_learner
+
+    conditions: list[ColumnElement[bool]] = []
+    if search.search:
+        prefix = _prefix(search.search.strip().lower())
+        conditions.append(
+            or_(
+                User.last_name_normalized.like(prefix, escape="\\"),
+                User.email_normalized.like(prefix, escape="\\"),
+            )
+        )
+    if search.kinds is not None:
+        conditions.append(User.kind.in_(search.kinds))
+    if search.roles is not None:
+        conditions.append(or_(false(), *(User.site_roles.like(f"%{role}%") for role in search.roles)))
+    if search.analyst_of_group_id is not None:
+        conditions.append(
+            exists().where(
+                Membership.user_id == User.id,
+                Membership.group_id == search.analyst_of_group_id,
+                Membership.role == "ANALYST",
+            )
+        )
+    if search.no_groups is not None:
+        lonely = has_no_membership(User.id)
+        conditions.append(lonely if search.no_groups else not_(lonely))
+    if search.active is not None:
+        active = and_(User.kind == "LEARNER", is_active_learner(User.id))
+        conditions.append(active if search.active else not_(active))
+    if search.status is not None:
+        conditions.append(User.status == search.status)
+    if search.licence_type is not None:
+        conditions.append(holds_licence(User.id, search.licence_type))
+    if search.no_pupils is not None:
+        without = and_(User.kind == "EXTERNAL", has_no_pupils(User.id))
+        conditions.append(without if search.no_pupils else and_(User.kind == "EXTERNAL", not_(has_no_pupils(User.id))))
+    if search.last_login_before is not None:
+        conditions.append(func.coalesce(User.last_login_at, User.created_at) < search.last_login_before)
+    return conditions
+
+
+async def search_users(store: Store, search: UserSearch, after: tuple[str, int] | None, limit: int) -> list[User]:
+    statement = select(User).where(*user_search_conditions(search))
+    if after is not None:
+        statement = statement.where(tuple_(User.last_name_normalized, User.id) > tuple_(*after))
+    return list(await store.scalars(statement.order_by(User.last_name_normalized, User.id).limit(limit)))
+
+
+async def count_users(store: Store, search: UserSearch) -> int:
+    return int(await store.scalar(select(func.count()).select_from(User).where(*user_search_conditions(search))))

@@ -93,6 +93,8 @@ def clean_text(value: str | None, field: str, *, max_length: int = 200, required
             raise BadInput(f"{field} is required", field=field)
         return None
     value = value.strip()
+    if "\x00" in value:  # no text holds NUL, and PostgreSQL refuses it
+        raise BadInput(f"{field} must not contain NUL characters", field=field)
     if required and not value:
         raise BadInput(f"{field} must not be empty", field=field)
     if len(value) > max_length:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 import strawberry
 
@@ -49,6 +49,6 @@ class LicenceType(Enum):
 
 
 @strawberry.enum
-class ExportFormat(Enum):
+class ExportFormat(StrEnum):  # a str enum: its default value prints in the sorted schema.graphql
     CSV = "CSV"
     XLSX = "XLSX"

@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from strawberry.types import Info
 
 from app.audit import audit
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, Conflict, Forbidden, NotFound
 from app.ids import decode_id, require_id, to_global_id
 from app.models import Group as GroupRow
+from app.models import GroupClosure
 from app.models import Membership as MembershipRow
-from app.tree import attach
-from permissions.classes import authenticated
+from app.tree import attach, is_descendant, lock_tree, move, subtree_height
+from dataloaders.loaders import Loaders
+from dataloaders.memberships import like_prefix
+from permissions.classes import Subjects, authenticated, requires
+from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, clean_text
-from resolvers.enums import GroupRole
+from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.enums import ExportFormat, GroupRole
+
+if TYPE_CHECKING:
+    from resolvers.reports import ProgressReportConnection
+
+if TYPE_CHECKING:
+    from resolvers.memberships import MembershipConnection
+if TYPE_CHECKING:  # issue 5
+    from resolvers.progress import GroupProgressSummary
+    from resolvers.reviews import SubmissionConnection
 
 
 @strawberry.type
@@ -91,6 +106,71 @@ class Group(Node):
     def viewer_permissions(self, info: Info) -> list[Permission]:
         return info.context.reach.group_permissions(self.row.id)
 
+    # issue 3: members and member counts (batched over groups by dataloaders.memberships)
+    @strawberry.field(description="includeNested: also memberships of all descendant groups.")
+    async def members(
+        self,
+        info: Info,
+        roles: list[GroupRole] | None = None,
+        include_nested: bool | None = False,
+        search: Annotated[
+            str | None, strawberry.argument(description="Matches first name, last name or email (case-insensitive prefix).")
+        ] = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> Annotated[MembershipConnection, strawberry.lazy("resolvers.memberships")]:
+        from resolvers.memberships import members_of
+
+        return await members_of(info, self.row.id, roles, bool(include_nested), search, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
+    async def member_count(self, info: Info, include_nested: bool | None = False) -> int:
+        from resolvers.memberships import member_count
+
+        return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
+    # issue 5: progress summary and review queue
+    @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
+    async def progress_summary(
+        self, info: Info, include_nested: bool | None = True
+    ) -> Annotated[GroupProgressSummary, strawberry.lazy("resolvers.progress")] | None:
+        from resolvers.progress import progress_summary_of
+
+        return await progress_summary_of(info, self, include_nested)
+
+    @strawberry.field(
+        extensions=[requires(Permission.REVIEW_WORK)],
+        description="Submissions by members (and nested members) waiting for manual grading, oldest first; "
+        "the caller's own work and consent-based members' work are not listed.",
+    )
+    async def review_queue(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
+        from resolvers.reviews import review_queue_of
+
+        return await review_queue_of(info, self, first, after)
+    # issue 6: the progress report and its export URL
+    @strawberry.field(
+        extensions=[requires(Permission.EXPORT_GROUP)],
+        description="One row per (member, enrolled course): the group progress report.",
+    )
+    async def progress_report(
+        self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
+        first: int | None = 100, after: str | None = None,
+    ) -> Annotated[ProgressReportConnection, strawberry.lazy("resolvers.reports")] | None:
+        from resolvers.reports import progress_report
+
+        nested = include_nested is not False
+        return await progress_report(info, self.row.id, course_id, nested, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field(
+        extensions=[requires(Permission.EXPORT_GROUP)],
+        description="Relative URL of the streamed CSV/XLSX progress export.",
+    )
+    def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
+        from resolvers.reports import progress_export_url
+
+        return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
+
 
 async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
     reach: Reach = await info.context.load_reach()
@@ -139,12 +219,194 @@ class CreateGroupInput:
     slug: str | None = strawberry.field(default=None, description="Derived from the name when absent.")
 
 
+@strawberry.input
+class UpdateGroupInput:
+    name: str | None = None
+    description: str | None = None
+    parent_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Re-nest under another group; a cycle is refused."
+    )
+    make_root: bool | None = strawberry.field(default=None, description="true: make it a root group.")
+
+
+async def group_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
+    """The group named by `id` (NOT_FOUND when missing or invisible)."""
+    return Subjects(groups=[(await require_visible_group(info, kwargs["id"])).row.id])  # type: ignore[list-item]
+
+
+async def update_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
+    """The group, and the new parent when re-nesting: the caller must manage both."""
+    subjects = await group_target(info, kwargs)
+    parent_id = kwargs["input"].parent_id
+    if parent_id is not None:
+        subjects.groups.append((await require_visible_group(info, parent_id, "parentId")).row.id)  # type: ignore[arg-type]
+    return subjects
+
+
+def refresh_tree(info: Info) -> None:
+    """After the tree or roles change, later fields of the request read afresh."""
+    ctx = info.context
+    ctx.forget_reach()
+    ctx.loaders = Loaders(ctx.store)
+
+
+async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -> Group:
+    ctx = info.context
+    reach: Reach = await ctx.load_reach()
+    group_id = require_id(id, "Group")
+    if input.parent_id is not None and input.make_root:
+        raise BadInput("Give either parentId or makeRoot, not both.", field="parentId")
+    name = clean_text(input.name, "name") if input.name is not None else None
+    description = (
+        clean_text(input.description, "description", max_length=5000, required=False)
+        if input.description is not None
+        else None
+    )
+    new_parent_id = require_id(input.parent_id, "Group", "parentId") if input.parent_id is not None else None
+    if input.make_root and not (
+        reach.is_admin or (ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER")
+    ):
+        raise Forbidden("You may not make this a root group.")
+    limit = ctx.settings.max_group_depth
+    async with ctx.store.transaction() as session:
+        if new_parent_id is not None or input.make_root:
+            await lock_tree(session, exclusive=True)
+        row = await session.get(GroupRow, group_id)
+        if row is None:
+            raise NotFound("No such group.", field="id")
+        changes: dict[str, Any] = {}
+        if name is not None and name != row.name:
+            changes["name"] = [row.name, name]
+            row.name, row.name_normalized = name, name.lower()
+        if input.description is not None and (description or None) != row.description:
+            changes["description"] = True
+            row.description = description or None
+        moving = (new_parent_id is not None and new_parent_id != row.parent_id) or (
+            bool(input.make_root) and row.parent_id is not None
+        )
+        if moving:
+            new_depth = 0
+            if new_parent_id is not None:
+                if await is_descendant(session, new_parent_id, group_id):
+                    raise BadInput("A group cannot be nested under itself or one of its nested groups.", field="parentId")
+                parent = await session.get(GroupRow, new_parent_id)
+                new_depth = parent.depth + 1  # type: ignore[union-attr]
+            if new_depth + await subtree_height(session, group_id) > limit:
+                raise BadInput(f"Groups nest at most {limit} levels deep.", field="parentId")
+            changes["parent_id"] = [row.parent_id, new_parent_id]
+            session.add(row)
+            await session.flush()
+            await move(session, group_id, new_parent_id)
+        session.add(row)
+        await session.flush()
+        await session.refresh(row)
+        if changes:
+            audit(session, ctx.viewer_id, "group.update", "group", group_id, **changes)
+    refresh_tree(info)
+    await ctx.load_reach()
+    return Group(row=row)
+
+
+async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bool:
+    """The group (and with deleteNested its subtree), its memberships and closure rows, in one transaction."""
+    ctx = info.context
+    group_id = require_id(id, "Group")
+    async with ctx.store.transaction() as session:
+        await lock_tree(session, exclusive=True)
+        row = await session.get(GroupRow, group_id)
+        if row is None:
+            raise NotFound("No such group.", field="id")
+        subtree = list(await session.scalars(select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)))
+        if len(subtree) > 1 and not delete_nested:
+            raise Conflict(
+                "The group has nested groups; pass deleteNested: true to delete them too.", field="deleteNested"
+            )
+        removed = await session.execute(delete(MembershipRow).where(MembershipRow.group_id.in_(subtree)))
+        await session.execute(delete(GroupClosure).where(GroupClosure.descendant_id.in_(subtree)))
+        await session.execute(
+            update(GroupRow).where(GroupRow.id.in_(subtree)).values(parent_id=None),
+            execution_options={"synchronize_session": False},
+        )
+        await session.execute(
+            delete(GroupRow).where(GroupRow.id.in_(subtree)), execution_options={"synchronize_session": False}
+        )
+        audit(
+            session, ctx.viewer_id, "group.delete", "group", group_id, name=row.name, parent_id=row.parent_id,
+            nested=sorted(g for g in subtree if g != group_id), memberships=removed.rowcount,
+        )
+    refresh_tree(info)
+    return True
+
+
+@strawberry.type
+class GroupEdge:
+    cursor: str
+    node: Group
+
+
+@strawberry.type
+class GroupConnection:
+    edges: list[GroupEdge]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+async def list_groups(info: Info, roots: bool, search: str | None, first: int | None, after: str | None) -> GroupConnection:
+    """Keyset pages by (lower-case name, id), filtered in SQL to the groups the viewer sees."""
+    store = info.context.store
+    reach: Reach = await info.context.load_reach()
+    size = page_size(info, first)
+    cursor = decode_cursor(after, [str, int])
+    search = clean_text(search, "search", required=False) or None
+    conditions = [group_visible(reach, GroupRow.id)]
+    if roots:
+        parent_hidden = ~group_visible(reach, GroupRow.parent_id) if not reach.is_admin else false()
+        conditions.append(or_(GroupRow.parent_id.is_(None), parent_hidden))
+    if search:
+        conditions.append(GroupRow.name_normalized.like(f"%{like_prefix(search.lower())}", escape="\\"))
+    query = select(GroupRow).where(*conditions)
+    if cursor is not None:
+        name, last_id = cursor
+        query = query.where(
+            or_(GroupRow.name_normalized > name, and_(GroupRow.name_normalized == name, GroupRow.id > last_id))
+        )
+    rows = list(await store.scalars(query.order_by(GroupRow.name_normalized, GroupRow.id).limit(size + 1)))
+    for row in rows:
+        info.context.loaders.groups.by_id.prime(row.id, row)
+    edges = [GroupEdge(cursor=encode_cursor(r.name_normalized, r.id), node=Group(row=r)) for r in rows[:size]]
+
+    async def count() -> int:
+        return int(await store.scalar(select(func.count()).select_from(GroupRow).where(*conditions)))
+
+    return GroupConnection(edges=edges, page_info=page_info(len(rows) > size, [e.cursor for e in edges]), count=count)
+
+
 @strawberry.type
 class GroupQueries:
     @strawberry.field
     async def group(self, info: Info, id: strawberry.ID) -> Group | None:
         group_id = decode_id(id, "Group")
         return None if group_id is None else await visible_group(info, group_id)
+
+    # issue 3: the list of visible groups
+    @strawberry.field(
+        extensions=[authenticated()],
+        description="Groups the caller may see: all for a site admin; else those where the caller holds a role, "
+        "with their descendants. roots: only the top of each visible tree.",
+    )
+    async def groups(
+        self,
+        info: Info,
+        roots: bool | None = False,
+        search: Annotated[str | None, strawberry.argument(description="Part of the name (case-insensitive).")] = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> GroupConnection:
+        return await list_groups(info, bool(roots), search, first, after)
 
 
 @strawberry.type
@@ -173,6 +435,7 @@ class GroupMutations:
         else:
             wanted = slugify(name)  # type: ignore[arg-type]
         async with ctx.store.transaction() as session:
+            await lock_tree(session, exclusive=False)  # issue 3: no re-nest of the parent's subtree meanwhile
             slug = await unique_slug(session, wanted)
             row = GroupRow(
                 name=name,  # type: ignore[arg-type]
@@ -185,11 +448,33 @@ class GroupMutations:
             session.add(row)
             await session.flush()
             await attach(session, row.id, row.parent_id)  # type: ignore[arg-type]
+            # issue 3: the depth the closure gives (the parent may have been re-nested since it was read)
+            row.depth = await session.scalar(
+                select(func.count()).select_from(GroupClosure).where(
+                    GroupClosure.descendant_id == row.id, GroupClosure.depth > 0
+                )
+            )
             session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
             audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
         ctx.forget_reach()
         await ctx.load_reach()
         return Group(row=row)
+
+    # issue 3: updateGroup, deleteGroup
+    @strawberry.mutation(
+        extensions=[requires(Permission.MANAGE_GROUP, target=update_target)],
+        description="Rename, describe, re-nest (MANAGE_GROUP on the new parent too; a cycle is refused) or make "
+        "a root group (site admins, or with self-service groups a LEADER held directly in the group).",
+    )
+    async def update_group(self, info: Info, id: strawberry.ID, input: UpdateGroupInput) -> Group:
+        return await update_group(info, id, input)
+
+    @strawberry.mutation(
+        extensions=[requires(Permission.MANAGE_GROUP, target=group_target)],
+        description="A group with nested groups is refused (CONFLICT) unless deleteNested is true.",
+    )
+    async def delete_group(self, info: Info, id: strawberry.ID, delete_nested: bool | None = False) -> bool:
+        return await delete_group(info, id, bool(delete_nested))
 
 
 async def count_members(session, group_id: int) -> int:  # type: ignore[no-untyped-def]

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
-from app.ids import to_global_id
+from app.audit import audit
+from app.errors import BadInput, Conflict, Forbidden, NotFound
+from app.ids import require_id, to_global_id
+from app.models import AccessRequest as AccessRequestRow
 from app.models import Membership as MembershipRow
-from permissions.filters import group_visible
-from resolvers.common import Node
+from dataloaders.loaders import Loaders
+from dataloaders.memberships import MemberFilter, Visible
+from permissions.classes import Subjects, requires
+from permissions.filters import group_visible, user_visible
+from permissions.reach import PLACED_ON_CONSENT, ROLES_GIVING, Permission, Reach, placement_basis
+from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import GroupRole
+from resolvers.groups import require_visible_group
+from resolvers.users import visible_users
 
 if TYPE_CHECKING:
     from resolvers.consent import AccessRequest
@@ -69,12 +80,8 @@ class Membership(Node):
 async def memberships_of_user(info: Info, user_id: int) -> list[Membership]:
     """The user's memberships in groups the viewer sees (the user is visible already)."""
     reach = await info.context.load_reach()
-    rows = await info.context.store.scalars(
-        select(MembershipRow)
-        .where(MembershipRow.user_id == user_id, group_visible(reach, MembershipRow.group_id))
-        .order_by(MembershipRow.id)
-    )
-    return [Membership(row=r) for r in rows]
+    loader = info.context.loaders.memberships.of_user(("of_user", id(reach)), lambda _u, g: group_visible(reach, g))
+    return [Membership(row=r) for r in await loader.load(user_id)]
 
 
 async def visible_membership(info: Info, membership_id: int) -> Membership | None:
@@ -89,3 +96,276 @@ async def visible_membership(info: Info, membership_id: int) -> Membership | Non
     if await visible_group(info, row.group_id) is None or await visible_user(info, row.user_id) is None:
         return None
     return Membership(row=row)
+
+
+# issue 3: the members list of a group (keyset pages, counts) and the membership mutations
+
+
+@strawberry.type
+class MembershipEdge:
+    cursor: str
+    node: Membership
+
+
+@strawberry.type
+class MembershipConnection:
+    edges: list[MembershipEdge]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
+    """The row filter for the memberships listed under `group_id` (a group the viewer sees), and a key for it.
+
+    Memberships show where the viewer may see their user. (Visibility of groups is closed under subtrees, so
+    the groups need no filter.) Where the viewer holds a staff role on the group, which inherits down, every
+    own (not consent-based) membership in its subtree is of a user the viewer is over: only consent-based
+    ones need the user check, and the OR skips that subquery for all the others."""
+    staff = bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[Permission.VIEW_PROFILE]))
+    if staff and not reach.is_admin:
+        return (id(reach), "staff"), lambda user_id, _g: or_(
+            MembershipRow.access_request_id.is_(None), user_visible(reach, user_id)
+        )
+    return (id(reach), "users"), lambda user_id, _g: user_visible(reach, user_id)
+
+
+async def member_count(info: Info, group_id: int, include_nested: bool) -> int:
+    reach = await info.context.load_reach()
+    scope, visible = member_visibility(reach, group_id)
+    loader = info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible)
+    return await loader.load(group_id)
+
+
+async def members_of(
+    info: Info,
+    group_id: int,
+    roles: list[GroupRole] | None,
+    include_nested: bool,
+    search: str | None,
+    first: int | None,
+    after: str | None,
+) -> MembershipConnection:
+    reach = await info.context.load_reach()
+    size = page_size(info, first)
+    cursor = decode_cursor(after, [str, int])
+    search = clean_text(search, "search", required=False) or None
+    filter = MemberFilter(
+        include_nested=include_nested,
+        roles=tuple(sorted(r.value for r in roles)) if roles is not None else None,
+        search=search.lower() if search else None,
+    )
+    scope, visible = member_visibility(reach, group_id)
+    loaders = info.context.loaders.memberships
+    page = await loaders.pages(scope, filter, visible, size, tuple(cursor) if cursor else None).load(group_id)  # type: ignore[arg-type]
+    edges = [MembershipEdge(cursor=encode_cursor(name, m.id), node=Membership(row=m)) for m, name in page.rows]
+
+    async def count() -> int:
+        return await loaders.counts(scope, filter, visible).load(group_id)
+
+    return MembershipConnection(edges=edges, page_info=page_info(page.has_next, [e.cursor for e in edges]), count=count)
+
+
+MAX_ADD = 1000
+
+
+def _named(ids: list[int]) -> str:
+    return ", ".join(to_global_id("User", i) for i in ids)
+
+
+async def add_members_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
+    return Subjects(groups=[(await require_visible_group(info, kwargs["group_id"], "groupId")).row.id])  # type: ignore[list-item]
+
+
+async def visible_membership_rows(info: Info, global_ids: list[strawberry.ID], field: str) -> list[MembershipRow]:
+    """The memberships named, each visible to the caller (NOT_FOUND naming the first that is not)."""
+    from resolvers.groups import visible_groups
+
+    ids = list(dict.fromkeys(require_id(g, "Membership", field) for g in global_ids))
+    if not ids:
+        raise BadInput(f"{field} must not be empty", field=field)
+    if len(ids) > MAX_ADD:
+        raise BadInput(f"at most {MAX_ADD} memberships at once", field=field)
+    found = {r.id: r for r in await info.context.store.scalars(select(MembershipRow).where(MembershipRow.id.in_(ids)))}
+    rows = [found.get(i) for i in ids]
+    present = [r for r in rows if r is not None]
+    groups = await visible_groups(info, [r.group_id for r in present])
+    users = await visible_users(info, [r.user_id for r in present])
+    shown = {r.id for r, g, u in zip(present, groups, users, strict=True) if g is not None and u is not None}
+    for membership_id, row in zip(ids, rows, strict=True):
+        if row is None or row.id not in shown:
+            raise NotFound(f"No such membership: {to_global_id('Membership', membership_id)}", field=field)
+    return present
+
+
+async def memberships_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
+    ids = kwargs.get("membership_ids") or [kwargs["membership_id"]]
+    rows = await visible_membership_rows(info, ids, "membershipIds" if "membership_ids" in kwargs else "membershipId")
+    return Subjects(groups=sorted({r.group_id for r in rows}))
+
+
+def refresh_after_change(info: Info) -> None:
+    info.context.forget_reach()
+    info.context.loaders = Loaders(info.context.store)
+
+
+async def add_members(info: Info, group_gid: strawberry.ID, user_gids: list[strawberry.ID], role: GroupRole) -> list[Membership]:
+    """All or nothing: every user must exist, be visible, not be in the group yet, and be placeable by the
+    caller (`placement_basis`); the first failing rule names the users it refuses."""
+    ctx = info.context
+    reach: Reach = await ctx.load_reach()
+    group = (await require_visible_group(info, group_gid, "groupId")).row
+    ids = list(dict.fromkeys(require_id(u, "User", "userIds") for u in user_gids))
+    if not ids:
+        raise BadInput("userIds must not be empty", field="userIds")
+    if len(ids) > MAX_ADD:
+        raise BadInput(f"at most {MAX_ADD} users at once", field="userIds")
+    users = await visible_users(info, ids)
+    missing = [i for i, u in zip(ids, users, strict=True) if u is None]
+    if missing:
+        raise NotFound(f"No such user: {_named(missing)}", field="userIds", userIds=_named(missing).split(", "))
+    present = [u for u in users if u is not None]
+    existing = set(
+        await ctx.store.scalars(
+            select(MembershipRow.user_id).where(MembershipRow.group_id == group.id, MembershipRow.user_id.in_(ids))
+        )
+    )
+    if existing:
+        already = [i for i in ids if i in existing]
+        raise Conflict(
+            f"Already in the group (a user holds one role per group; use changeMemberRole): {_named(already)}",
+            field="userIds", userIds=_named(already).split(", "),
+        )
+    if group.synced:
+        unsynced = [u.row.id for u in present if not u.row.synced]
+        if unsynced:
+            raise BadInput(
+                f"Only synced users may join a synced group: {_named(unsynced)}",  # type: ignore[arg-type]
+                field="userIds", userIds=_named(unsynced).split(", "),  # type: ignore[arg-type]
+            )
+    bases: dict[int, str] = {}
+    refused: list[int] = []
+    for user in present:
+        site_roles = [r for r in user.row.site_roles.split(",") if r]
+        basis = placement_basis(reach, group.id, user.user_subject, role.value, site_roles)  # type: ignore[arg-type]
+        if basis is None:
+            refused.append(user.row.id)  # type: ignore[arg-type]
+        else:
+            bases[user.row.id] = basis  # type: ignore[index]
+    if refused:
+        why = (
+            "ANALYST is given by site admins only, to users with the GROUP_ANALYST site role"
+            if role is GroupRole.ANALYST
+            else "You may not place these users in this group"
+        )
+        raise Forbidden(f"{why}: {_named(refused)}", field="userIds", userIds=_named(refused).split(", "))
+    on_consent = [u for u, b in bases.items() if b == PLACED_ON_CONSENT]
+    consents: dict[int, int] = {}
+    if on_consent:
+        consents = dict(
+            await ctx.store.all(
+                select(AccessRequestRow.subject_user_id, AccessRequestRow.id)
+                .where(
+                    AccessRequestRow.requester_id == reach.viewer_id,
+                    AccessRequestRow.status == "GRANTED",
+                    AccessRequestRow.subject_user_id.in_(on_consent),
+                )
+                .order_by(AccessRequestRow.id)
+            )
+        )
+    async with ctx.store.transaction() as session:
+        rows = [
+            MembershipRow(user_id=i, group_id=group.id, role=role.value, access_request_id=consents.get(i))  # type: ignore[arg-type]
+            for i in ids
+        ]
+        session.add_all(rows)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise Conflict("Some of these users joined the group meanwhile.", field="userIds") from None
+        for row in rows:
+            audit(
+                session, ctx.viewer_id, "membership.add", "membership", row.id, user_id=row.user_id,
+                group_id=row.group_id, role=row.role, basis=bases[row.user_id], access_request_id=row.access_request_id,
+            )
+    refresh_after_change(info)
+    await ctx.load_reach()
+    return [Membership(row=r) for r in rows]
+
+
+async def change_member_role(info: Info, membership_gid: strawberry.ID, role: GroupRole) -> Membership:
+    """A new role as addMembers would give it; ANALYST memberships are given and changed by site admins only;
+    memberships resting on a consent stay MEMBER."""
+    ctx = info.context
+    reach: Reach = await ctx.load_reach()
+    row = (await visible_membership_rows(info, [membership_gid], "membershipId"))[0]
+    if row.role == role.value:
+        return Membership(row=row)
+    if row.access_request_id is not None:
+        raise BadInput("A membership added on the strength of a consent is MEMBER only.", field="role")
+    if row.role == "ANALYST" and not reach.is_admin:
+        raise Forbidden("Only site admins change ANALYST memberships.")
+    user = (await visible_users(info, [row.user_id]))[0]
+    site_roles = [r for r in user.row.site_roles.split(",") if r]  # type: ignore[union-attr]
+    if placement_basis(reach, row.group_id, user.user_subject, role.value, site_roles) is None:  # type: ignore[union-attr]
+        if role is GroupRole.ANALYST:
+            raise Forbidden("ANALYST is given by site admins only, to users with the GROUP_ANALYST site role.")
+        raise Forbidden("You may not give this user that role here.")
+    before = row.role
+    async with ctx.store.transaction() as session:
+        fresh = await session.get(MembershipRow, row.id)
+        if fresh is None:
+            raise NotFound("No such membership.", field="membershipId")
+        fresh.role = role.value
+        session.add(fresh)
+        audit(session, ctx.viewer_id, "membership.role", "membership", fresh.id, user_id=fresh.user_id,
+              group_id=fresh.group_id, before=before, after=role.value)
+    refresh_after_change(info)
+    await ctx.load_reach()
+    return Membership(row=fresh)
+
+
+async def remove_members(info: Info, membership_gids: list[strawberry.ID]) -> int:
+    ctx = info.context
+    reach: Reach = await ctx.load_reach()
+    rows = await visible_membership_rows(info, membership_gids, "membershipIds")
+    if not reach.is_admin and any(r.role == "ANALYST" for r in rows):
+        raise Forbidden("Only site admins remove ANALYST memberships.")
+    async with ctx.store.transaction() as session:
+        result = await session.execute(delete(MembershipRow).where(MembershipRow.id.in_([r.id for r in rows])))
+        for row in rows:
+            audit(session, ctx.viewer_id, "membership.remove", "membership", row.id, user_id=row.user_id,
+                  group_id=row.group_id, role=row.role)
+    refresh_after_change(info)
+    return int(result.rowcount)
+
+
+@strawberry.type
+class MembershipMutations:
+    @strawberry.mutation(
+        extensions=[requires(Permission.MANAGE_GROUP, target=add_members_target)],
+        description="Each user must be reachable: the caller is a site admin; or the user already has a (not "
+        "consent-based)\nmembership in a group the caller manages; or the user GRANTED the caller access\n(the "
+        "membership then records that consent). ANALYST is given by site admins only,\nto GROUP_ANALYST users. "
+        "All or nothing. A user holds one role per group: one already in it is a CONFLICT.",
+    )
+    async def add_members(
+        self,
+        info: Info,
+        group_id: strawberry.ID,
+        user_ids: list[strawberry.ID],
+        # the default is the enum's value: the sorted schema that prints schema.graphql cannot serialize members
+        role: GroupRole | None = "MEMBER",  # type: ignore[assignment]
+    ) -> list[Membership]:
+        return await add_members(info, group_id, user_ids, GroupRole(role) if role else GroupRole.MEMBER)
+
+    @strawberry.mutation(extensions=[requires(Permission.MANAGE_GROUP, target=memberships_target)])
+    async def change_member_role(self, info: Info, membership_id: strawberry.ID, role: GroupRole) -> Membership:
+        return await change_member_role(info, membership_id, role)
+
+    @strawberry.mutation(extensions=[requires(Permission.MANAGE_GROUP, target=memberships_target)])
+    async def remove_members(self, info: Info, membership_ids: list[strawberry.ID]) -> int:
+        return await remove_members(info, membership_ids)

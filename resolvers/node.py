@@ -17,6 +17,12 @@ NODE_RESOLVERS: dict[str, str] = {
     "Membership": "resolvers.memberships:visible_membership",
     "AccessRequest": "resolvers.consent:visible_access_request",
     "GuardianLink": "resolvers.guardians:visible_guardian_link",
+    # issue 5
+    "Course": "resolvers.courses:visible_course",
+    "Step": "resolvers.courses:visible_step",
+    "Submission": "resolvers.reviews:visible_submission",
+    # issue 9
+    "AuditEvent": "resolvers.audit:visible_audit_event",
 }
 
 

@@ -13,7 +13,7 @@ from app.auth import API_TOKEN_PREFIX, SESSION_PREFIX, Credential, new_token, to
 from app.errors import BadInput, Unauthenticated
 from app.models import ApiToken, LoginEvent, Session, utcnow
 from app.models import User as UserRow
-from app.throttle import check_login_allowed
+from app.throttle import check_login_allowed, slow_down
 from permissions.classes import authenticated
 from resolvers.common import clean_text
 from resolvers.users import User, normalize_email, prepare_users
@@ -45,6 +45,7 @@ class SessionMutations:
         ctx = info.context
         normalized = normalize_email(email)[:320]
         address = ctx.client_address
+        await slow_down(ctx.database, ctx.settings, normalized, address)
         async with ctx.store.transaction() as session:
             await check_login_allowed(session, ctx.settings, normalized, address)
             row = await session.scalar(select(UserRow).where(UserRow.email_normalized == normalized))
@@ -90,6 +91,10 @@ class SessionMutations:
                 await session.execute(
                     update(ApiToken).where(ApiToken.id == credential.api_token_id).values(revoked_at=now)
                 )
+            if credential.session_id is not None:
+                audit(session, ctx.viewer_id, "session.logout", "session", credential.session_id)
+            else:
+                audit(session, ctx.viewer_id, "api_token.revoke", "api_token", credential.api_token_id)
         return True
 
     @strawberry.mutation(extensions=[authenticated()])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -16,14 +16,16 @@ from app.auth import hash_password
 from app.errors import BadInput, Conflict, NotFound
 from app.ids import decode_id, require_id, to_global_id
 from app.models import User as UserRow
+from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import requires
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, clean_text
-from resolvers.enums import AccountStatus, SiteRole, UserKind
+from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
 
 if TYPE_CHECKING:
     from resolvers.guardians import GuardianLink
     from resolvers.memberships import Membership
+    from resolvers.progress import ActivityConnection, CourseProgress  # issue 5
 
 
 @strawberry.type
@@ -121,6 +123,47 @@ class User(Node):
         from resolvers.guardians import guardian_links_of
 
         return await guardian_links_of(info, self)
+
+    # issue 5: progress cards, usage, activity feed, review count
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="One entry per enrolled course, or just the named ones; by course name.",
+    )
+    async def course_progress(
+        self, info: Info, course_ids: list[strawberry.ID] | None = None
+    ) -> list[Annotated[CourseProgress, strawberry.lazy("resolvers.progress")]] | None:
+        from resolvers.progress import course_progress_of
+
+        return await course_progress_of(info, self, course_ids)
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="Minutes of use in total; a learner with at least 1 minute is active.",
+    )
+    async def usage_minutes(self, info: Info) -> int | None:
+        from resolvers.progress import usage_minutes_of
+
+        return await usage_minutes_of(info, self)
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_ACTIVITY)],
+        description="Newest first: steps completed, discussion posts, submissions, reviews received.",
+    )
+    async def activity(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Annotated[ActivityConnection, strawberry.lazy("resolvers.progress")] | None:
+        from resolvers.progress import activity_of
+
+        return await activity_of(info, self, first, after)
+
+    @strawberry.field(
+        extensions=[requires(Permission.REVIEW_WORK)],
+        description="Submissions of this user waiting for manual grading (the red dot on the Review icon).",
+    )
+    async def pending_review_count(self, info: Info) -> int | None:
+        from resolvers.reviews import pending_review_count_of
+
+        return await pending_review_count_of(info, self)
 
 
 class UserSubject:
@@ -286,15 +329,127 @@ class UserMutations:
             if "OWNER" in wanted - before and "OWNER" not in ctx.reach.site_roles:
                 raise BadInput("Only an owner may make another owner.", field="roles")
             if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
-                seats_taken = await session.scalar(
-                    select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
-                )
-                if seats_taken >= ctx.settings.analyst_seats:
-                    raise Conflict(
-                        f"All {ctx.settings.analyst_seats} Group Analyst seats are taken.", field="roles"
-                    )
+                await take_analyst_seat(session, ctx.settings.analyst_seats)
             row.site_roles = site_roles_text(sorted(wanted))
             session.add(row)
-            audit(session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted))
+            dropped = 0
+            if "GROUP_ANALYST" in before and "GROUP_ANALYST" not in wanted:
+                dropped = await drop_analyst_memberships(session, row.id)  # type: ignore[arg-type]
+            audit(
+                session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted),
+                analyst_memberships_removed=dropped,
+            )
         ctx.forget_reach()
         return (await prepare_users(info, [row]))[0]
+
+
+# issue 6: Group Analyst seats
+ANALYST_SEAT_LOCK = 6_000_006  # PostgreSQL advisory lock key serializing seat grants
+
+
+async def take_analyst_seat(session, seats: int) -> None:  # type: ignore[no-untyped-def]
+    """CONFLICT when every seat is taken. Counted inside the write transaction: SQLite's writers are
+    serialized by BEGIN IMMEDIATE; on PostgreSQL a transaction-scoped advisory lock serializes concurrent
+    grants, so two admins cannot both take the last seat."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(ANALYST_SEAT_LOCK)))
+    taken = await session.scalar(
+        select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
+    )
+    if taken >= seats:
+        raise Conflict(f"All {seats} Group Analyst seats are taken.", field="roles")
+
+
+async def drop_analyst_memberships(session, user_id: int) -> int:  # type: ignore[no-untyped-def]
+    """A user who loses GROUP_ANALYST loses the ANALYST memberships too: the freed seat takes the access
+    with it (revoking never leaves access behind)."""
+    from sqlalchemy import delete
+
+    from app.models import Membership as MembershipRow
+
+    result = await session.execute(
+        delete(MembershipRow).where(MembershipRow.user_id == user_id, MembershipRow.role == "ANALYST")
+    )
+    return int(result.rowcount or 0)
+
+
+# issue 6: the admin user list
+
+
+@strawberry.input
+class UserFilter:
+    search: str | None = strawberry.field(default=None, description="Case-insensitive prefix of last name, or of email.")
+    kinds: list[UserKind] | None = None
+    roles: list[SiteRole] | None = None
+    analyst_of_group_id: strawberry.ID | None = strawberry.field(default=None, description="Users holding ANALYST in this group.")
+    no_groups: bool | None = strawberry.field(default=None, description="true: users with no membership at all.")
+    active: bool | None = strawberry.field(default=None, description="true: learners with at least 1 minute of use.")
+    status: AccountStatus | None = None
+    licence_type: LicenceType | None = None
+    no_pupils: bool | None = strawberry.field(default=None, description="true: external users with no pupil linked.")
+    last_login_before: datetime | None = strawberry.field(
+        default=None, description="Users whose last sign-in (or creation, if never) is before this instant."
+    )
+
+
+@strawberry.type
+class UserEdge:
+    cursor: str
+    node: User
+
+
+@strawberry.type
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+    search: strawberry.Private[UserSearch]
+
+    @strawberry.field
+    async def total_count(self, info: Info) -> int:
+        return await count_users(info.context.store, self.search)
+
+
+def user_search(filter: UserFilter | None) -> UserSearch:
+    if filter is None:
+        return UserSearch()
+    search = filter.search.strip() if filter.search else None
+    if search is not None and len(search) > 320:
+        raise BadInput("search must be at most 320 characters", field="filter.search")
+    group_id = None
+    if filter.analyst_of_group_id is not None:
+        group_id = require_id(filter.analyst_of_group_id, "Group", "filter.analystOfGroupId")
+    before = filter.last_login_before
+    if before is not None:
+        before = before.replace(tzinfo=UTC) if before.utcoffset() is None else before.astimezone(UTC)
+    return UserSearch(
+        search=search or None,
+        kinds=tuple(k.value for k in filter.kinds) if filter.kinds is not None else None,
+        roles=tuple(r.value for r in filter.roles) if filter.roles is not None else None,
+        analyst_of_group_id=group_id,
+        no_groups=filter.no_groups,
+        active=filter.active,
+        status=filter.status.value if filter.status else None,
+        licence_type=filter.licence_type.value if filter.licence_type else None,
+        no_pupils=filter.no_pupils,
+        last_login_before=before,
+    )
+
+
+@strawberry.type
+class UserListQueries:
+    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
+    async def users(
+        self, info: Info, filter: UserFilter | None = None, first: int | None = 50, after: str | None = None
+    ) -> UserConnection:
+        limit = page_size(info, first)
+        key = decode_cursor(after, (str, int))
+        search = user_search(filter)
+        rows = await search_users(info.context.store, search, tuple(key) if key else None, limit + 1)  # type: ignore[arg-type]
+        page = rows[:limit]
+        users = await prepare_users(info, page)
+        cursors = [encode_cursor(r.last_name_normalized, r.id) for r in page]
+        return UserConnection(
+            edges=[UserEdge(cursor=c, node=u) for c, u in zip(cursors, users, strict=True)],
+            page_info=page_info(len(rows) > limit, cursors),
+            search=search,
+        )

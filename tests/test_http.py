@@ -48,7 +48,7 @@ async def test_bad_requests_get_codes_and_the_server_keeps_serving(site: Site) -
         "/graphql", content=json.dumps({"query": "{ viewer { id } }", "pad": "x" * (site.settings.max_body_bytes + 1)}),
         headers={"content-type": "application/json"},
     )
-    assert huge.status_code == 413 and huge.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert huge.status_code == 413 and huge.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
     bad_token = await site.client.post("/graphql", json={"query": "{ viewer { id } }"}, headers={"Authorization": "Bearer nope"})
     assert bad_token.status_code == 401
     still = await site.gql("{ viewer { id } }")

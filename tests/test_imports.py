@@ -272,7 +272,7 @@ async def test_byte_limit(site: Site) -> None:
         headers={"Content-Type": "text/csv", "Authorization": f"Bearer {await site.token(admin)}"},
     )
     assert streamed.status_code == 413
-    assert (await upload(site, big, admin)).get("errors")[0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert (await upload(site, big, admin)).get("errors")[0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
     assert await site.count(Membership) == 0
 
 

@@ -1,0 +1,103 @@
+"""Set-based statements that work on both engines: IN-list lookups and multi-row inserts/upserts.
+
+PostgreSQL gets one bound array per column (`= ANY(:array)`, `INSERT ... SELECT unnest(:a), unnest(:b)`):
+asyncpg's executemany costs a round trip per row and long IN lists cost more client time than the query.
+SQLite gets IN lists in chunks (its bound-parameter limit) and a cached executemany, which runs in C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, ColumnElement, Integer, Table, and_, any_, bindparam, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+IN_CHUNK = 20_000  # below SQLite's 32,766 bound parameters
+ROWS_CHUNK = 50_000
+PAIRS_CHUNK = 5_000  # (a, b) pairs per SQLite statement: 10,000 bound parameters
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def chunks(values: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def one_of(postgres: bool, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (...)`, or on PostgreSQL `column = ANY(:array)` (one parameter)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def value_chunks(postgres: bool, values: Iterable[Any]) -> list[list[Any]]:
+    """The values for `one_of`: one chunk on PostgreSQL, several on SQLite when there are many."""
+    ordered = sorted(set(values))
+    if not ordered:
+        return []
+    return [ordered] if postgres else list(chunks(ordered, IN_CHUNK))
+
+
+Finish = Callable[[Any], Any]
+
+
+async def insert_rows(
+    session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], finish: Finish | None = None
+) -> list[Any]:
+    """Insert `rows` (tuples in the order of `names`). `finish` adds ON CONFLICT / RETURNING to the dialect's
+    insert (it may use `.excluded`). Returns the RETURNING rows (PostgreSQL only; SQLite runs executemany)."""
+    if not rows:
+        return []
+    if is_postgres(session):
+        returned: list[Any] = []
+        for chunk in chunks(rows, ROWS_CHUNK):
+            source = select(
+                *[
+                    func.unnest(bindparam(None, [r[i] for r in chunk], type_=ARRAY(table.c[name].type)))
+                    for i, name in enumerate(names)
+                ]
+            )
+            statement = postgresql.insert(table).from_select(list(names), source)
+            if finish is not None:
+                statement = finish(statement)
+            result = await session.execute(statement)
+            if result.returns_rows:
+                returned.extend(result.all())
+        return returned
+    statement = sqlite.insert(table)
+    if finish is not None:
+        statement = finish(statement)
+    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+    return []
+
+
+def unnest_pairs(pairs: Sequence[tuple[int, int]]) -> Any:
+    """PostgreSQL: the pairs as a subquery (a, b) of two unnested integer arrays."""
+    return select(
+        func.unnest(bindparam(None, [x for x, _ in pairs], type_=ARRAY(Integer))).label("a"),
+        func.unnest(bindparam(None, [y for _, y in pairs], type_=ARRAY(Integer))).label("b"),
+    ).subquery("pairs")
+
+
+async def existing_pairs(
+    session: AsyncSession, a: Any, b: Any, pairs: Iterable[tuple[int, int]], *where: ColumnElement[bool]
+) -> set[tuple[int, int]]:
+    """Which of the (a, b) pairs have a row (matching `where`): a join to the pairs on PostgreSQL, a row IN
+    list on SQLite, so only those pairs are read."""
+    ordered = sorted(set(pairs))
+    if not ordered:
+        return set()
+    if is_postgres(session):
+        joined = unnest_pairs(ordered)
+        rows = await session.execute(select(a, b).join(joined, and_(joined.c.a == a, joined.c.b == b)).where(*where))
+        return {(x, y) for x, y in rows}
+    found: set[tuple[int, int]] = set()
+    for chunk in chunks(ordered, PAIRS_CHUNK):
+        rows = await session.execute(select(a, b).where(tuple_(a, b).in_(chunk), *where))
+        found.update((x, y) for x, y in rows)
+    return found

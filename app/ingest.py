@@ -1,0 +1,359 @@
+"""Progress ingestion: a batch of learning-platform events applied set-based, all or nothing, idempotently.
+
+The batch costs about a dozen statements whatever its size: set-based lookups to validate every event,
+one insert of idempotency keys (`ingested_event`, ON CONFLICT DO NOTHING) to drop events seen before,
+then one multi-row upsert/insert per table and one UPDATE that completes enrollments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bulk import (
+    PAIRS_CHUNK,
+    chunks,
+    existing_pairs,
+    insert_rows,
+    is_postgres,
+    one_of,
+    unnest_pairs,
+    value_chunks,
+)
+from app.errors import AppError, BadInput
+from app.ids import require_id
+from app.models import (
+    ActivityEvent,
+    Course,
+    Enrollment,
+    IngestedEvent,
+    Step,
+    StepProgress,
+    Submission,
+    Usage,
+    User,
+    utcnow,
+)
+
+STEP_KINDS = ("VIEWED", "COMPLETED", "SUBMITTED")
+MAX_MINUTES = 24 * 60
+MAX_BODY = 20_000
+
+
+@dataclass
+class RawEvent:
+    """One ProgressEventInput, ids still global."""
+
+    user_id: str
+    kind: str
+    step_id: str | None = None
+    course_id: str | None = None
+    body: str | None = None
+    minutes: int | None = None
+    points: int | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass
+class Event:
+    index: int
+    kind: str
+    user_id: int
+    at: datetime
+    step_id: int | None = None
+    course_id: int | None = None
+    body: str | None = None
+    minutes: int | None = None
+    points: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Idempotency: the same (kind, user, step or course, occurredAt) counts once; for a discussion post
+        the text too, so two different posts in the same instant are both kept."""
+        target = self.step_id if self.step_id is not None else (self.course_id or "")
+        key = f"{self.kind}|{self.user_id}|{target}|{self.at.astimezone(UTC).isoformat()}"
+        if self.kind == "DISCUSSION_POST":
+            key += "|" + hashlib.sha256((self.body or "").encode()).hexdigest()[:32]
+        return key
+
+
+@dataclass
+class Outcome:
+    applied: int = 0
+    repeated: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, index: int, field_name: str, message: str) -> None:
+        self.items.append({"index": index, "field": field_name, "message": message})
+
+    def raise_if_any(self, total: int) -> None:
+        if self.items:
+            indexes = sorted({p["index"] for p in self.items})
+            shown = ", ".join(str(i) for i in indexes[:20]) + (", ..." if len(indexes) > 20 else "")
+            raise BadInput(
+                f"{len(indexes)} of {total} events are invalid (indexes {shown}); nothing was recorded.",
+                field="events",
+                invalidEvents=self.items,
+            )
+
+
+def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Problems) -> list[Event]:
+    """Shape checks that need no database."""
+    events: list[Event] = []
+    latest = now + skew
+    for index, item in enumerate(raw):
+        ok = True
+        try:
+            user_id = require_id(item.user_id, "User", "userId")
+        except AppError as error:
+            problems.add(index, "userId", error.message)
+            ok, user_id = False, 0
+        step_id = course_id = None
+        for name, value, type_name in (("stepId", item.step_id, "Step"), ("courseId", item.course_id, "Course")):
+            if value is None:
+                continue
+            try:
+                if name == "stepId":
+                    step_id = require_id(value, type_name, name)
+                else:
+                    course_id = require_id(value, type_name, name)
+            except AppError as error:
+                problems.add(index, name, error.message)
+                ok = False
+        at = item.occurred_at or now
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        if at > latest:
+            problems.add(index, "occurredAt", "occurredAt is in the future.")
+            ok = False
+        kind = item.kind
+        if kind in STEP_KINDS and item.step_id is None:
+            problems.add(index, "stepId", f"stepId is required for {kind}.")
+            ok = False
+        if kind == "DISCUSSION_POST":
+            if item.course_id is None:
+                problems.add(index, "courseId", "courseId is required for DISCUSSION_POST.")
+                ok = False
+            if not (item.body or "").strip():
+                problems.add(index, "body", "body (the post) is required for DISCUSSION_POST.")
+                ok = False
+        if item.body is not None and len(item.body) > MAX_BODY:
+            problems.add(index, "body", f"body must be at most {MAX_BODY} characters.")
+            ok = False
+        if kind == "USAGE":
+            if item.minutes is None:
+                problems.add(index, "minutes", "minutes is required for USAGE.")
+                ok = False
+            elif not 0 <= item.minutes <= MAX_MINUTES:
+                problems.add(index, "minutes", f"minutes must be between 0 and {MAX_MINUTES}.")
+                ok = False
+        if item.points is not None and kind != "COMPLETED":
+            problems.add(index, "points", "points are given only with COMPLETED.")
+            ok = False
+        if ok:
+            events.append(
+                Event(index, kind, user_id, at, step_id, course_id, item.body if kind in ("SUBMITTED", "DISCUSSION_POST") else None,
+                      item.minutes if kind == "USAGE" else None, item.points)
+            )
+    return events
+
+
+async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]:
+    """Existing users, steps (id -> course, kind, max points), courses, and (user, course) enrollments."""
+    postgres = is_postgres(session)
+    users: set[int] = set()
+    steps: dict[int, tuple[int, str, int | None]] = {}
+    courses: set[int] = set()
+    for chunk in value_chunks(postgres, (e.user_id for e in events)):
+        users.update(await session.scalars(select(User.id).where(one_of(postgres, User.id, chunk))))
+    for chunk in value_chunks(postgres, (e.step_id for e in events if e.step_id is not None)):
+        for step_id, course_id, kind, max_points in await session.execute(
+            select(Step.id, Step.course_id, Step.kind, Step.max_points).where(one_of(postgres, Step.id, chunk))
+        ):
+            steps[step_id] = (course_id, kind, max_points)
+    for chunk in value_chunks(postgres, (e.course_id for e in events if e.course_id is not None)):
+        courses.update(await session.scalars(select(Course.id).where(one_of(postgres, Course.id, chunk))))
+    courses.update(course for course, _, _ in steps.values())
+    wanted: set[tuple[int, int]] = set()
+    for e in events:
+        course_id = steps[e.step_id][0] if e.step_id in steps else e.course_id
+        if course_id is not None and e.user_id in users:
+            wanted.add((e.user_id, course_id))
+    enrollment = Enrollment.__table__.c  # type: ignore[attr-defined]
+    enrolled = await existing_pairs(session, enrollment.user_id, enrollment.course_id, wanted)
+    return users, steps, courses, enrolled
+
+
+def validate(events: list[Event], users: set[int], steps: dict[int, tuple[int, str, int | None]], courses: set[int],
+             enrolled: set[tuple[int, int]], problems: Problems) -> None:
+    for e in events:
+        if e.user_id not in users:
+            problems.add(e.index, "userId", "No such user.")
+            continue
+        if e.step_id is not None:
+            step = steps.get(e.step_id)
+            if step is None:
+                problems.add(e.index, "stepId", "No such step.")
+                continue
+            course_id, kind, max_points = step
+            if e.course_id is not None and e.course_id != course_id:
+                problems.add(e.index, "courseId", "The step is not in this course.")
+                continue
+            e.course_id = course_id
+            if e.kind == "SUBMITTED" and kind != "ASSIGNMENT":
+                problems.add(e.index, "stepId", "Only ASSIGNMENT steps take submissions.")
+            if e.points is not None and (max_points is None or not 0 <= e.points <= max_points):
+                problems.add(e.index, "points", "points must be between 0 and the step's maxPoints (graded steps only).")
+        elif e.course_id is not None and e.course_id not in courses:
+            problems.add(e.index, "courseId", "No such course.")
+            continue
+        if e.course_id is not None and (e.user_id, e.course_id) not in enrolled:
+            problems.add(e.index, "stepId" if e.step_id is not None else "courseId", "The user is not enrolled in this course.")
+
+
+async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> list[Event]:
+    """The events not applied before (nor earlier in this batch), their keys recorded."""
+    unique: dict[str, Event] = {}
+    for e in events:
+        unique.setdefault(e.key, e)
+    keys = list(unique)
+    table = IngestedEvent.__table__  # type: ignore[attr-defined]
+    if is_postgres(session):
+        returned = await insert_rows(
+            session, table, ["key", "created_at"], [(k, now) for k in keys],
+            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key),
+        )
+        new = {row[0] for row in returned}
+    else:
+        # SQLite writers hold the database lock from BEGIN IMMEDIATE: nobody inserts between read and write.
+        seen: set[str] = set()
+        for chunk in value_chunks(False, keys):
+            seen.update(await session.scalars(select(table.c.key).where(table.c.key.in_(chunk))))
+        new = set(keys) - seen
+        await insert_rows(session, table, ["key", "created_at"], [(k, now) for k in keys if k in new],
+                          lambda s: s.on_conflict_do_nothing(index_elements=["key"]))
+    return [e for k, e in unique.items() if k in new]
+
+
+def _earliest(current: datetime | None, candidate: datetime) -> datetime:
+    return candidate if current is None or candidate < current else current
+
+
+async def apply(session: AsyncSession, events: list[Event], now: datetime) -> None:
+    postgres = is_postgres(session)
+    sp_table = StepProgress.__table__  # type: ignore[attr-defined]
+    # one row per (user, step): first view (any step event counts as a view), first completion, latest points
+    progress: dict[tuple[int, int], list[Any]] = {}
+    for e in events:
+        if e.kind not in STEP_KINDS:
+            continue
+        row = progress.setdefault((e.user_id, e.step_id), [e.course_id, None, None, None, None])  # type: ignore[arg-type]
+        row[1] = _earliest(row[1], e.at)
+        if e.kind == "COMPLETED":
+            row[2] = _earliest(row[2], e.at)
+            if e.points is not None and (row[4] is None or e.at >= row[4]):
+                row[3], row[4] = e.points, e.at
+    completions = {key for key, row in progress.items() if row[2] is not None}
+    done_before = await existing_pairs(
+        session, sp_table.c.user_id, sp_table.c.step_id, completions, sp_table.c.completed_at.is_not(None)
+    )
+
+    def earliest_of(column: Any, new: Any) -> Any:
+        return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
+
+    def upsert_progress(statement: Any) -> Any:
+        x, c = statement.excluded, sp_table.c
+        return statement.on_conflict_do_update(
+            index_elements=["user_id", "step_id"],
+            set_={
+                "viewed_at": earliest_of(c.viewed_at, x.viewed_at),
+                "completed_at": earliest_of(c.completed_at, x.completed_at),
+                "points": func.coalesce(x.points, c.points),
+            },
+        )
+
+    await insert_rows(
+        session, sp_table, ["user_id", "step_id", "course_id", "viewed_at", "completed_at", "points"],
+        [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()], upsert_progress,
+    )
+
+    activity: list[tuple[Any, ...]] = []
+    submissions: list[tuple[Any, ...]] = []
+    first_completion: dict[tuple[int, int], Event] = {}
+    for e in events:
+        if e.kind == "COMPLETED" and (e.user_id, e.step_id) not in done_before:
+            key = (e.user_id, e.step_id)
+            if key not in first_completion or e.at < first_completion[key].at:  # type: ignore[index]
+                first_completion[key] = e  # type: ignore[index]
+        elif e.kind == "SUBMITTED":
+            submissions.append((e.user_id, e.step_id, e.course_id, e.body, e.at, "NEEDS_REVIEW"))
+            activity.append((e.user_id, "SUBMISSION", e.at, e.course_id, e.step_id, None))
+        elif e.kind == "DISCUSSION_POST":
+            activity.append((e.user_id, "DISCUSSION_POST", e.at, e.course_id, e.step_id, e.body))
+    activity.extend((e.user_id, "STEP_COMPLETED", e.at, e.course_id, e.step_id, None) for e in first_completion.values())
+    activity.sort(key=lambda row: row[2])
+    await insert_rows(
+        session, Submission.__table__, ["user_id", "step_id", "course_id", "body", "submitted_at", "status"],  # type: ignore[attr-defined]
+        submissions,
+    )
+    await insert_rows(
+        session, ActivityEvent.__table__, ["user_id", "kind", "occurred_at", "course_id", "step_id", "body"],  # type: ignore[attr-defined]
+        activity,
+    )
+
+    minutes: dict[tuple[int, Any], int] = defaultdict(int)
+    for e in events:
+        if e.kind == "USAGE":
+            minutes[(e.user_id, e.at.astimezone(UTC).date())] += e.minutes or 0
+    usage = Usage.__table__  # type: ignore[attr-defined]
+    await insert_rows(
+        session, usage, ["user_id", "day", "minutes"], [(u, d, m) for (u, d), m in minutes.items()],
+        lambda s: s.on_conflict_do_update(index_elements=["user_id", "day"], set_={"minutes": usage.c.minutes + s.excluded.minutes}),
+    )
+
+    # enrollments whose every step is now completed (courses with no steps never complete)
+    touched = {(u, progress[(u, s)][0]) for u, s in completions}
+    if touched:
+        e_table, sp, st = Enrollment.__table__, sp_table.c, Step.__table__.c  # type: ignore[attr-defined]
+        mine = and_(sp.user_id == e_table.c.user_id, sp.course_id == e_table.c.course_id)
+        step_count = select(func.count()).where(st.course_id == e_table.c.course_id).scalar_subquery()
+        done = select(func.count(sp.completed_at)).where(mine).scalar_subquery()
+        completes = and_(e_table.c.completed_at.is_(None), step_count > 0, done == step_count)
+        last = select(func.max(sp.completed_at)).where(mine).scalar_subquery()
+        if postgres:  # UPDATE ... FROM unnest(pairs): a row IN list of thousands of pairs plans badly there
+            pairs = unnest_pairs(sorted(touched))
+            await session.execute(
+                update(e_table).where(e_table.c.user_id == pairs.c.a, e_table.c.course_id == pairs.c.b, completes).values(completed_at=last)
+            )
+            return
+        for chunk in chunks(sorted(touched), PAIRS_CHUNK):
+            await session.execute(
+                update(e_table).where(tuple_(e_table.c.user_id, e_table.c.course_id).in_(chunk), completes).values(completed_at=last)
+            )
+
+async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, skew: timedelta, now: datetime | None = None) -> Outcome:
+    """Validate every event (BAD_USER_INPUT listing each bad index; nothing applied), then apply the new ones."""
+    now = now or utcnow()
+    problems = Problems()
+    events = parse(raw, now, skew, problems)
+    users, steps, courses, enrolled = await _lookups(session, events)
+    validate(events, users, steps, courses, enrolled, problems)
+    problems.raise_if_any(len(raw))
+    fresh = await _fresh(session, events, now)
+    await apply(session, fresh, now)
+    counts: dict[str, int] = defaultdict(int)
+    for e in fresh:
+        counts[e.kind] += 1
+    return Outcome(applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts))

@@ -1,0 +1,185 @@
+"""Memberships of groups: counts and keyset pages, batched over every group a response asks about.
+
+A resolver names the row filter (a `Visible` from permissions.filters) and the list arguments; every group
+asking with the same arguments shares one DataLoader, so a dashboard of 100 groups each asking
+`memberCount` or `members(first: 50)` is one SQL statement. The page query brings the users and groups
+of the memberships along and primes their loaders.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import aliased
+from strawberry.dataloader import DataLoader
+
+from app.models import Group, GroupClosure, Membership, User
+from dataloaders.groups import GroupLoaders
+from dataloaders.store import Store
+from dataloaders.users import UserLoaders
+
+# (membership.user_id, membership.group_id) -> the condition keeping memberships the viewer may see
+Visible = Callable[[Any, Any], ColumnElement[bool]]
+
+
+@dataclass(frozen=True)
+class MemberFilter:
+    """The arguments of `Group.members` that select rows (not the page)."""
+
+    include_nested: bool = False
+    roles: tuple[str, ...] | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class MemberPage:
+    rows: list[tuple[Membership, str]]  # (membership, user's normalized last name) for cursors
+    has_next: bool
+
+
+def like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%"
+
+
+class MembershipLoaders:
+    def __init__(self, store: Store, users: UserLoaders, groups: GroupLoaders) -> None:
+        self.store = store
+        self.users = users
+        self.groups = groups
+        self._counts: dict[Hashable, DataLoader[int, int]] = {}
+        self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
+        self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
+
+    def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
+        """user id -> that user's memberships the viewer may see, oldest first (one statement per batch)."""
+        loader = self._of_user.get(scope)
+        if loader is None:
+
+            async def load(user_ids: Sequence[int]) -> list[list[Membership]]:
+                rows = await self.store.scalars(
+                    select(Membership)
+                    .where(Membership.user_id.in_(sorted(set(user_ids))), visible(Membership.user_id, Membership.group_id))
+                    .order_by(Membership.id)
+                )
+                found: dict[int, list[Membership]] = defaultdict(list)
+                for row in rows:
+                    found[row.user_id].append(row)
+                return [found.get(u, []) for u in user_ids]
+
+            loader = self._of_user[scope] = DataLoader(load_fn=load)
+        return loader
+
+    # --- the shared FROM/WHERE ----------------------------------------------------------------
+
+    def _where(self, query, closure, group_ids: Sequence[int], filter: MemberFilter, visible: Visible):  # type: ignore[no-untyped-def]
+        """Memberships of each asked group (with its subtree when nested) that the viewer may see."""
+        query = query.select_from(closure).join(Membership, Membership.group_id == closure.descendant_id).where(
+            closure.ancestor_id.in_(sorted(set(group_ids))), visible(Membership.user_id, Membership.group_id)
+        )
+        if not filter.include_nested:
+            query = query.where(closure.depth == 0)
+        if filter.roles is not None:
+            query = query.where(Membership.role.in_(list(filter.roles)))
+        if filter.search:
+            pattern = like_prefix(filter.search.lower())
+            query = query.join(User, User.id == Membership.user_id).where(
+                or_(
+                    User.last_name_normalized.like(pattern, escape="\\"),
+                    func.lower(User.first_name).like(pattern, escape="\\"),
+                    User.email_normalized.like(pattern, escape="\\"),
+                )
+            )
+        return query
+
+    # --- counts -------------------------------------------------------------------------------
+
+    def counts(self, scope: Hashable, filter: MemberFilter, visible: Visible) -> DataLoader[int, int]:
+        """group id -> number of memberships the viewer may see (with `filter`)."""
+        key = (scope, filter)
+        loader = self._counts.get(key)
+        if loader is None:
+
+            async def load(group_ids: Sequence[int]) -> list[int]:
+                closure = aliased(GroupClosure)
+                query = self._where(
+                    select(closure.ancestor_id, func.count()), closure, group_ids, filter, visible
+                ).group_by(closure.ancestor_id)
+                found = {owner: int(n) for owner, n in await self.store.all(query)}
+                return [found.get(g, 0) for g in group_ids]
+
+            loader = self._counts[key] = DataLoader(load_fn=load)
+        return loader
+
+    # --- pages --------------------------------------------------------------------------------
+
+    def pages(
+        self, scope: Hashable, filter: MemberFilter, visible: Visible, first: int, after: tuple[str, int] | None
+    ) -> DataLoader[int, MemberPage]:
+        """group id -> the next `first` memberships after the cursor, ordered by last name then id.
+
+        One statement for all groups: ROW_NUMBER() per asked group, keeping `first + 1` rows of each
+        (for a single group, ORDER BY ... LIMIT)."""
+        key = (scope, filter, first, after)
+        loader = self._pages.get(key)
+        if loader is None:
+
+            async def load(group_ids: Sequence[int]) -> list[MemberPage]:
+                return await self._load_pages(group_ids, filter, visible, first, after)
+
+            loader = self._pages[key] = DataLoader(load_fn=load)
+        return loader
+
+    async def _load_pages(
+        self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, first: int,
+        after: tuple[str, int] | None,
+    ) -> list[MemberPage]:
+        closure = aliased(GroupClosure)
+        member_user = aliased(User)
+        order = (member_user.last_name_normalized, Membership.id)
+        single = len(set(group_ids)) == 1
+        columns = [
+            closure.ancestor_id.label("owner"),
+            Membership.id.label("membership_id"),
+            member_user.last_name_normalized.label("sort_name"),
+        ]
+        if not single:
+            columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
+        inner = self._where(select(*columns), closure, group_ids, filter, visible).join(
+            member_user, member_user.id == Membership.user_id
+        )
+        if after is not None:
+            name, last_id = after
+            inner = inner.where(
+                or_(
+                    member_user.last_name_normalized > name,
+                    and_(member_user.last_name_normalized == name, Membership.id > last_id),
+                )
+            )
+        if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
+            inner = inner.order_by(*order).limit(first + 1)
+        ranked = inner.subquery()
+        query = (
+            select(ranked.c.owner, ranked.c.sort_name, Membership, User, Group)
+            .join(Membership, Membership.id == ranked.c.membership_id)
+            .join(User, User.id == Membership.user_id)
+            .join(Group, Group.id == Membership.group_id)
+        )
+        if single:
+            query = query.order_by(ranked.c.sort_name, ranked.c.membership_id)
+        else:
+            query = query.where(ranked.c.rank <= first + 1).order_by(ranked.c.owner, ranked.c.rank)
+        pages: dict[int, list[tuple[Membership, str]]] = defaultdict(list)
+        for owner, sort_name, membership, user, group in await self.store.all(query):
+            pages[owner].append((membership, sort_name))
+            self.users.by_id.prime(user.id, user)
+            self.groups.by_id.prime(group.id, group)
+        out = []
+        for group_id in group_ids:
+            rows = pages.get(group_id, [])
+            out.append(MemberPage(rows=rows[:first], has_next=len(rows) > first))
+        return out

@@ -1,0 +1,204 @@
+"""Progress cards, step records, usage minutes, the activity feed and group summaries, set-based.
+
+A dashboard page of N learners costs the same few statements whatever N and however many courses: the
+cards of every learner on the page in one aggregate statement, their step records in one more. The
+aggregates differ per engine because the planners do: PostgreSQL does best with a GROUP BY over a join,
+SQLite with correlated subqueries that each walk the (user_id, course_id) index.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from strawberry.dataloader import DataLoader
+
+from app.bulk import one_of
+from app.models import ActivityEvent, Enrollment, GroupClosure, Membership, Step, StepProgress, Usage
+from dataloaders.store import Store
+
+LEARNER_ROLE = "MEMBER"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """One enrollment with its aggregates (counts of steps viewed/completed, points earned/available)."""
+
+    user_id: int
+    course_id: int
+    activated_at: datetime | None
+    expires_at: datetime | None
+    completed_at: datetime | None
+    viewed: int
+    completed: int
+    points: int | None
+    points_available: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step_id: int
+    viewed_at: datetime | None
+    completed_at: datetime | None
+    points: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CourseTotals:
+    course_id: int
+    enrolled: int
+    completed: int
+    average_percent_completed: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    learner_count: int
+    courses: tuple[CourseTotals, ...]
+
+
+# (user id, page size + 1, keyset after: (occurred_at, id) or None)
+ActivityKey = tuple[int, int, tuple[datetime, int] | None]
+
+
+class ProgressLoaders:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cards = DataLoader(load_fn=self._cards)
+        self.step_records = DataLoader(load_fn=self._step_records)
+        self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
+        self.activity = DataLoader(load_fn=self._activity)
+        self.summary = DataLoader(load_fn=self._summary)
+
+    @property
+    def postgres(self) -> bool:
+        return self.store.dialect == "postgresql"
+
+    async def _cards(self, user_ids: Sequence[int]) -> list[list[Card]]:
+        e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+        wanted = sorted(set(user_ids))
+        graded = case((sp.points.is_not(None), s.max_points))
+        if self.postgres:
+            query: Any = (
+                select(
+                    e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
+                    func.count(sp.viewed_at), func.count(sp.completed_at), func.sum(sp.points), func.sum(graded),
+                )
+                .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
+                .outerjoin(StepProgress.__table__, and_(sp.user_id == e.user_id, sp.course_id == e.course_id))  # type: ignore[attr-defined]
+                .outerjoin(Step.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
+                .where(one_of(True, e.user_id, wanted))
+                .group_by(e.id)
+            )
+        else:
+            mine = and_(sp.user_id == e.user_id, sp.course_id == e.course_id)
+            query = select(
+                e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
+                select(func.count(sp.viewed_at)).where(mine).scalar_subquery(),
+                select(func.count(sp.completed_at)).where(mine).scalar_subquery(),
+                select(func.sum(sp.points)).where(mine).scalar_subquery(),
+                select(func.sum(s.max_points)).join(StepProgress.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
+                .where(mine, sp.points.is_not(None)).scalar_subquery(),
+            ).where(one_of(False, e.user_id, wanted))
+        cards: dict[int, list[Card]] = defaultdict(list)
+        for row in await self.store.all(query):
+            cards[row[0]].append(Card(*row[:5], int(row[5] or 0), int(row[6] or 0), row[7], row[8]))  # type: ignore[arg-type]
+        return [cards.get(u, []) for u in user_ids]
+
+    async def _step_records(self, user_ids: Sequence[int]) -> list[dict[int, StepRecord]]:
+        sp = StepProgress.__table__.c  # type: ignore[attr-defined]
+        rows = await self.store.all(
+            select(sp.user_id, sp.step_id, sp.viewed_at, sp.completed_at, sp.points).where(
+                one_of(self.postgres, sp.user_id, sorted(set(user_ids)))
+            )
+        )
+        records: dict[int, dict[int, StepRecord]] = defaultdict(dict)
+        for user_id, step_id, viewed_at, completed_at, points in rows:
+            records[user_id][step_id] = StepRecord(step_id, viewed_at, completed_at, points)
+        return [records.get(u, {}) for u in user_ids]
+
+    async def _usage_minutes(self, user_ids: Sequence[int]) -> list[int]:
+        u = Usage.__table__.c  # type: ignore[attr-defined]
+        rows = await self.store.all(
+            select(u.user_id, func.sum(u.minutes)).where(one_of(self.postgres, u.user_id, sorted(set(user_ids)))).group_by(u.user_id)
+        )
+        totals = {user_id: int(total or 0) for user_id, total in rows}
+        return [totals.get(i, 0) for i in user_ids]
+
+    async def _activity(self, keys: Sequence[ActivityKey]) -> list[list[ActivityEvent]]:
+        """Newest first, keyset after (occurred_at, id). One user: ORDER BY ... LIMIT on the (user_id,
+        occurred_at, id) index; many users with the same page: one ROW_NUMBER() statement for all."""
+        a = ActivityEvent
+        groups: dict[tuple[int, tuple[datetime, int] | None], list[int]] = defaultdict(list)
+        for user_id, limit, after in keys:
+            groups[(limit, after)].append(user_id)
+        found: dict[ActivityKey, list[ActivityEvent]] = defaultdict(list)
+        for (limit, after), users in groups.items():
+            condition: Any = literal(True)
+            if after is not None:
+                at, last_id = after
+                condition = or_(a.occurred_at < at, and_(a.occurred_at == at, a.id < last_id))
+            if len(users) == 1:
+                rows = await self.store.scalars(
+                    select(a).where(a.user_id == users[0], condition).order_by(a.occurred_at.desc(), a.id.desc()).limit(limit)
+                )
+            else:
+                rank = func.row_number().over(partition_by=a.user_id, order_by=(a.occurred_at.desc(), a.id.desc())).label("rank")
+                ranked = select(a.id, rank).where(one_of(self.postgres, a.user_id, sorted(set(users))), condition).subquery()
+                rows = await self.store.scalars(
+                    select(a).join(ranked, ranked.c.id == a.id).where(ranked.c.rank <= limit)
+                    .order_by(a.user_id, a.occurred_at.desc(), a.id.desc())
+                )
+            for row in rows:
+                found[(row.user_id, limit, after)].append(row)
+        return [found.get(k, []) for k in keys]
+
+    async def _summary(self, keys: Sequence[tuple[int, bool]]) -> list[Summary]:
+        return [await self._one_summary(group_id, nested) for group_id, nested in keys]
+
+    async def _one_summary(self, group_id: int, nested: bool) -> Summary:
+        """One statement: the distinct learners (MEMBER memberships of the group, or of its whole subtree
+        through group_closure), then per course: enrolled, completed, and the average percent completed,
+        which is 100 * (steps completed by all its learners) / (learners * steps of the course)."""
+        m, gc = Membership.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
+        e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+        if nested:
+            members = select(m.user_id).join(GroupClosure.__table__, gc.descendant_id == m.group_id)  # type: ignore[attr-defined]
+            members = members.where(gc.ancestor_id == group_id)
+        else:
+            members = select(m.user_id).where(m.group_id == group_id)
+        learners = members.where(m.role == LEARNER_ROLE).distinct().cte("learners")
+        enrolled = (
+            select(e.course_id, func.count().label("n"), func.count(e.completed_at).label("done"))
+            .where(e.user_id.in_(select(learners.c.user_id)))
+            .group_by(e.course_id)
+            .cte("enrolled")
+        )
+        completed_steps = (
+            select(sp.course_id, func.count().label("steps_done"))
+            .where(sp.user_id.in_(select(learners.c.user_id)), sp.completed_at.is_not(None))
+            .group_by(sp.course_id)
+            .cte("completed_steps")
+        )
+        step_count = select(func.count()).where(s.course_id == enrolled.c.course_id).scalar_subquery()
+        average = case(
+            (step_count == 0, literal(0.0)),
+            else_=100.0 * func.coalesce(completed_steps.c.steps_done, 0) / (enrolled.c.n * step_count),
+        )
+        per_course = select(enrolled.c.course_id, enrolled.c.n, enrolled.c.done, average).select_from(
+            enrolled.outerjoin(completed_steps, completed_steps.c.course_id == enrolled.c.course_id)
+        )
+        head = select(literal(0), func.count(), literal(0), literal(0.0)).select_from(learners)
+        rows = await self.store.all(union_all(head, per_course))
+        learner_count = 0
+        courses: list[CourseTotals] = []
+        for course_id, n, done, avg in rows:
+            if course_id == 0:
+                learner_count = int(n)
+            else:
+                courses.append(CourseTotals(int(course_id), int(n), int(done), float(avg or 0.0)))
+        return Summary(learner_count, tuple(courses))

@@ -1,0 +1,227 @@
+"""The group progress report: one row per (member, enrolled course), for Group.progressReport and the
+CSV/XLSX exports alike.
+
+Rows are ordered by the keyset (group id, user id, course id): the first two follow the membership index
+(group_id, role, user_id), and enrollments join on their own (user id, course id) index, so a page after
+any cursor costs what the first page costs (no OFFSET, no sort of the whole group). Percentages are SQL
+aggregates per row (correlated counts on the step_progress (user, course) index and on the course's
+steps), computed only for the page's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, tuple_, union_all
+
+from app.models import Course, Enrollment, Group, GroupClosure, Membership, Step, StepProgress, Usage, User
+from dataloaders.imports import has_no_membership, is_active_learner
+from dataloaders.store import Store
+
+CHUNK_ROWS = 5_000
+
+_m = Membership.__table__.c
+_e = Enrollment.__table__.c
+_u = User.__table__.c
+_g = Group.__table__.c
+_c = Course.__table__.c
+_s = Step.__table__.c
+_p = StepProgress.__table__.c
+_closure = GroupClosure.__table__.c
+
+Key = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ReportScope:
+    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree."""
+
+    group_id: int
+    include_nested: bool = True
+    course_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    group_id: int
+    user_id: int
+    course_id: int
+    first_name: str
+    last_name: str
+    email: str
+    company: str | None
+    group_name: str
+    course_name: str
+    activated_at: datetime | None
+    percent_viewed: float
+    percent_completed: float
+    completed_at: datetime | None
+    expires_at: datetime | None
+
+    @property
+    def key(self) -> Key:
+        return (self.group_id, self.user_id, self.course_id)
+
+
+def _scope_filter(scope: ReportScope) -> list[Any]:
+    if scope.include_nested:
+        groups = _m.group_id.in_(select(_closure.descendant_id).where(_closure.ancestor_id == scope.group_id))
+    else:
+        groups = _m.group_id == scope.group_id
+    conditions = [groups, _m.role == "MEMBER", _m.access_request_id.is_(None)]
+    if scope.course_id is not None:
+        conditions.append(_e.course_id == scope.course_id)
+    return conditions
+
+
+def _joined(statement: Select[Any]) -> Select[Any]:
+    return statement.select_from(Membership.__table__).join(Enrollment.__table__, _e.user_id == _m.user_id)
+
+
+def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[Any]:
+    """One page (or export chunk) of rows after the keyset `after`. The inner query picks the page's keys
+    along the (group, role, user) index; names and percentages are looked up for those rows only."""
+    keys = _joined(select(_m.group_id, _m.user_id, _e.course_id, _e.activated_at, _e.completed_at, _e.expires_at))
+    keys = keys.where(*_scope_filter(scope))
+    if after is None:
+        page = keys.order_by(_m.group_id, _m.user_id, _e.course_id).limit(limit).subquery("page")
+    else:
+        # (group, user, course) > cursor, split so that no condition spans two tables (both planners then
+        # estimate it from the membership index alone): the cursor's own member's later courses, then
+        # the members after the cursor's
+        group_id, user_id, course_id = after
+        rest_of_member = keys.where(_m.group_id == group_id, _m.user_id == user_id, _e.course_id > course_id)
+        later_members = keys.where(_m.group_id >= group_id, tuple_(_m.group_id, _m.user_id) > tuple_(group_id, user_id))
+        order = (_m.group_id, _m.user_id, _e.course_id)
+        arms = [arm.order_by(*order).limit(limit).subquery() for arm in (rest_of_member, later_members)]
+        both = union_all(*(select(arm) for arm in arms)).subquery("after_cursor")
+        page = select(both).order_by(both.c.group_id, both.c.user_id, both.c.course_id).limit(limit).subquery("page")
+    k = page.c
+    steps = select(func.count()).where(_s.course_id == k.course_id).correlate(page).scalar_subquery()
+    progress = _p.user_id == k.user_id, _p.course_id == k.course_id
+    viewed = (
+        select(func.count())
+        .where(*progress, or_(_p.viewed_at.is_not(None), _p.completed_at.is_not(None)))
+        .correlate(page)
+        .scalar_subquery()
+    )
+    completed = select(func.count()).where(*progress, _p.completed_at.is_not(None)).correlate(page).scalar_subquery()
+    return (
+        select(
+            k.group_id, k.user_id, k.course_id, _u.first_name, _u.last_name, _u.email, _u.company, _g.name, _c.name,
+            k.activated_at, steps, viewed, completed, k.completed_at, k.expires_at,
+        )
+        .select_from(page)
+        .join(User.__table__, _u.id == k.user_id)
+        .join(Group.__table__, _g.id == k.group_id)
+        .join(Course.__table__, _c.id == k.course_id)
+        .order_by(k.group_id, k.user_id, k.course_id)
+    )
+
+
+def count_statement(scope: ReportScope) -> Select[Any]:
+    return _joined(select(func.count())).where(*_scope_filter(scope))
+
+
+def _percent(done: int, steps: int, completed_at: datetime | None) -> float:
+    if steps == 0:
+        return 100.0 if completed_at is not None else 0.0
+    return round(100.0 * min(done, steps) / steps, 1)
+
+
+def to_row(raw: Any) -> ReportRow:
+    (group_id, user_id, course_id, first, last, email, company, group_name, course_name, activated, steps,
+     viewed, completed, completed_at, expires_at) = raw
+    return ReportRow(
+        group_id, user_id, course_id, first, last, email, company, group_name, course_name, activated,
+        _percent(viewed, steps, completed_at), _percent(completed, steps, completed_at), completed_at, expires_at,
+    )
+
+
+async def report_page(store: Store, scope: ReportScope, after: Key | None, limit: int) -> list[ReportRow]:
+    return [to_row(r) for r in await store.all(rows_statement(scope, after, limit))]
+
+
+async def report_count(store: Store, scope: ReportScope) -> int:
+    return int(await store.scalar(count_statement(scope)))
+
+
+async def report_chunks(store: Store, scope: ReportScope, chunk_rows: int = CHUNK_ROWS) -> AsyncIterator[list[ReportRow]]:
+    """Every row, `chunk_rows` at a time: one keyset query per chunk, so at most one chunk is held."""
+    after: Key | None = None
+    while True:
+        rows = await report_page(store, scope, after, chunk_rows)
+        if rows:
+            yield rows
+        if len(rows) < chunk_rows:
+            return
+        after = rows[-1].key
+
+
+async def course_exists(store: Store, course_id: int) -> bool:
+    return bool(await store.scalar(select(func.count()).select_from(Course.__table__).where(_c.id == course_id)))
+
+
+
+# --- the admin exports (groups, memberships, unassigned active students): keyset by one id ------------
+
+_parent = Group.__table__.alias("parent")
+_usage = Usage.__table__.c
+
+
+def groups_statement(after: int | None, limit: int) -> Select[Any]:
+    """Group ID, Group Name, Slug, Description, Created At, Parent Group ID, Parent Group Name."""
+    statement = (
+        select(_g.id, _g.name, _g.slug, _g.description, _g.created_at, _g.parent_id, _parent.c.name)
+        .select_from(Group.__table__)
+        .outerjoin(_parent, _parent.c.id == _g.parent_id)
+    )
+    if after is not None:
+        statement = statement.where(_g.id > after)
+    return statement.order_by(_g.id).limit(limit)
+
+
+def memberships_statement(after: int | None, limit: int) -> Select[Any]:
+    """Membership ID, User ID, First Name, Last Name, Email, Group ID, Group Name, Role, Group Parent ID,
+    Membership Created At."""
+    statement = (
+        select(
+            _m.id, _m.user_id, _u.first_name, _u.last_name, _u.email, _m.group_id, _g.name, _m.role,
+            _g.parent_id, _m.created_at,
+        )
+        .select_from(Membership.__table__)
+        .join(User.__table__, _u.id == _m.user_id)
+        .join(Group.__table__, _g.id == _m.group_id)
+    )
+    if after is not None:
+        statement = statement.where(_m.id > after)
+    return statement.order_by(_m.id).limit(limit)
+
+
+def unassigned_students_statement(after: int | None, limit: int) -> Select[Any]:
+    """student_id (external id, else email: the importer takes either), first_name, last_name, email,
+    usage_minutes; the learners unassignedActiveStudentCount counts."""
+    minutes = select(func.coalesce(func.sum(_usage.minutes), 0)).where(_usage.user_id == _u.id).scalar_subquery()
+    statement = select(
+        _u.id, func.coalesce(_u.external_id, _u.email), _u.first_name, _u.last_name, _u.email, minutes
+    ).where(_u.kind == "LEARNER", has_no_membership(_u.id), is_active_learner(_u.id))
+    if after is not None:
+        statement = statement.where(_u.id > after)
+    return statement.order_by(_u.id).limit(limit)
+
+
+async def id_chunks(
+    store: Store, statement: Callable[[int | None, int], Select[Any]], chunk_rows: int = CHUNK_ROWS
+) -> AsyncIterator[Sequence[Any]]:
+    """Every row of `statement(after_id, limit)` (the id first in each row), one keyset query per chunk."""
+    after: int | None = None
+    while True:
+        rows = await store.all(statement(after, chunk_rows))
+        if rows:
+            yield rows
+        if len(rows) < chunk_rows:
+            return
+        after = rows[-1][0]

@@ -1,0 +1,254 @@
+"""Courses and their steps: the catalogue, createCourse and enroll.
+
+Course and Step objects are built once per request from the course loader (a course with all its steps),
+so every field below them is synchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from sqlalchemy import and_, func, or_, select, update
+from strawberry.types import Info
+
+from app.audit import audit
+from app.bulk import insert_rows, is_postgres, one_of, value_chunks
+from app.errors import BadInput, NotFound
+from app.ids import require_id, to_global_id
+from app.models import Course as CourseRow
+from app.models import Enrollment as EnrollmentRow
+from app.models import Step as StepRow
+from app.models import User as UserRow
+from app.models import utcnow
+from dataloaders.courses import CourseBundle
+from permissions.classes import authenticated, requires
+from permissions.reach import Permission
+from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+
+MAX_STEPS = 1000
+MAX_POINTS = 100_000
+
+
+@strawberry.enum
+class StepKind(Enum):
+    LESSON = "LESSON"
+    QUIZ = "QUIZ"
+    ASSIGNMENT = "ASSIGNMENT"
+
+
+@strawberry.type
+class Course(Node):
+    """Plain attributes rather than resolver methods where a dashboard reads them thousands of times:
+    graphql-core's default resolver costs a fraction of a Strawberry method resolver."""
+
+    row: strawberry.Private[CourseRow]
+    name: str
+    steps: list[Step] = strawberry.field(description="In position order.")
+    step_count: int
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Course", self.row.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
+
+@strawberry.type
+class Step(Node):
+    row: strawberry.Private[StepRow]
+    course: Course
+    title: str
+    position: int = strawberry.field(description="1-based order within the course.")
+    kind: StepKind
+    max_points: int | None = strawberry.field(description="Points available when graded; null when the step is not graded.")
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Step", self.row.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
+
+def course_view(info: Info, bundle: CourseBundle) -> Course:
+    """The request's one Course object for a course (and one Step object per step)."""
+    views: dict[int, Course] = info.context.extra.setdefault("course_views", {})
+    view = views.get(bundle.course.id)  # type: ignore[arg-type]
+    if view is None:
+        view = Course(row=bundle.course, name=bundle.course.name, steps=[], step_count=len(bundle.steps))
+        view.steps.extend(
+            Step(row=s, course=view, title=s.title, position=s.position, kind=StepKind(s.kind), max_points=s.max_points)
+            for s in bundle.steps
+        )
+        views[bundle.course.id] = view  # type: ignore[index]
+        steps: dict[int, Step] = info.context.extra.setdefault("step_views", {})
+        for step in view.steps:
+            steps[step.row.id] = step  # type: ignore[index]
+    return view
+
+
+async def course_views(info: Info, ids: Sequence[int]) -> dict[int, Course]:
+    """Courses by id (missing ones left out), through the request's course cache."""
+    bundles = await info.context.loaders.courses.by_id.load_many(list(ids))
+    return {b.course.id: course_view(info, b) for b in bundles if b is not None}
+
+
+def step_view(info: Info, step_id: int) -> Step | None:
+    """A Step of a course already loaded in this request."""
+    return info.context.extra.get("step_views", {}).get(step_id)
+
+
+async def visible_course(info: Info, course_id: int) -> Course | None:
+    """Any signed-in user may see the catalogue."""
+    if info.context.viewer is None:
+        return None
+    return (await course_views(info, [course_id])).get(course_id)
+
+
+async def visible_step(info: Info, step_id: int) -> Step | None:
+    if info.context.viewer is None:
+        return None
+    row = await info.context.loaders.courses.step_by_id.load(step_id)
+    if row is None:
+        return None
+    await course_views(info, [row.course_id])
+    return step_view(info, step_id)
+
+
+@strawberry.input
+class StepInput:
+    title: str
+    kind: StepKind
+    max_points: int | None = strawberry.field(default=None, description="Null: not graded. Else 1..100000.")
+
+
+@strawberry.type
+class CourseEdge:
+    cursor: str
+    node: Course
+
+
+@strawberry.type
+class CourseConnection:
+    edges: list[CourseEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class CourseQueries:
+    @strawberry.field(extensions=[authenticated()], description="The course catalogue, by name.")
+    async def courses(self, info: Info, first: int | None = 50, after: str | None = None) -> CourseConnection:
+        store = info.context.store
+        limit = page_size(info, first)
+        query = select(CourseRow).order_by(CourseRow.name, CourseRow.id).limit(limit + 1)
+        keyset = decode_cursor(after, [str, int])
+        if keyset is not None:
+            name, last_id = keyset
+            query = query.where(or_(CourseRow.name > name, and_(CourseRow.name == name, CourseRow.id > last_id)))
+        rows = list(await store.scalars(query))
+        total = int(await store.scalar(select(func.count()).select_from(CourseRow)))
+        rows, has_next = rows[:limit], len(rows) > limit
+        views = await course_views(info, [r.id for r in rows])  # type: ignore[misc]
+        edges = [CourseEdge(cursor=encode_cursor(r.name, r.id), node=views[r.id]) for r in rows]  # type: ignore[index]
+        return CourseConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
+
+
+@strawberry.type
+class CourseMutations:
+    @strawberry.mutation(
+        extensions=[requires(Permission.SITE_ADMIN)],
+        description="Site admins (and their API tokens) build the catalogue. Steps take positions 1..n in the "
+        "order given; a course may have no steps yet.",
+    )
+    async def create_course(self, info: Info, name: str, steps: list[StepInput]) -> Course:
+        ctx = info.context
+        clean_name = clean_text(name, "name")
+        if len(steps) > MAX_STEPS:
+            raise BadInput(f"A course has at most {MAX_STEPS} steps.", field="steps")
+        cleaned = []
+        for n, step in enumerate(steps):
+            title = clean_text(step.title, f"steps.{n}.title")
+            if step.max_points is not None and not 1 <= step.max_points <= MAX_POINTS:
+                raise BadInput(f"maxPoints must be between 1 and {MAX_POINTS}", field=f"steps.{n}.maxPoints")
+            cleaned.append((title, step.kind.value, step.max_points))
+        async with ctx.store.transaction() as session:
+            course = CourseRow(name=clean_name)  # type: ignore[arg-type]
+            session.add(course)
+            await session.flush()
+            rows = [
+                StepRow(course_id=course.id, title=title, position=n + 1, kind=kind, max_points=points)  # type: ignore[arg-type]
+                for n, (title, kind, points) in enumerate(cleaned)
+            ]
+            session.add_all(rows)
+            await session.flush()
+            audit(session, ctx.viewer_id, "course.create", "course", course.id, name=clean_name, steps=len(rows))
+        bundle = CourseBundle(course, tuple(rows))
+        ctx.loaders.courses.prime([bundle])
+        return course_view(info, bundle)
+
+    @strawberry.mutation(
+        extensions=[requires(Permission.SITE_ADMIN)],
+        description="Enrolls users in a course: site admins and their API tokens (the learning platform); a group "
+        "leader asks an admin. Returns how many users were newly enrolled. Users already enrolled keep their "
+        "enrollment; when expiresAt is given their access end moves to it. Unknown users: BAD_USER_INPUT, "
+        "nobody enrolled.",
+    )
+    async def enroll(
+        self, info: Info, user_ids: list[strawberry.ID], course_id: strawberry.ID, expires_at: datetime | None = None
+    ) -> int:
+        ctx = info.context
+        course_pk = require_id(course_id, "Course", "courseId")
+        limit = ctx.settings.max_progress_batch
+        if len(user_ids) > limit:
+            raise BadInput(f"At most {limit} users at a time.", field="userIds")
+        wanted = sorted({require_id(u, "User", "userIds") for u in user_ids})
+        now = utcnow()
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=now.tzinfo)
+            if expires_at <= now:
+                raise BadInput("expiresAt must be in the future.", field="expiresAt")
+        async with ctx.store.transaction() as session:
+            postgres = is_postgres(session)
+            if await session.get(CourseRow, course_pk) is None:
+                raise NotFound("No such course.", field="courseId")
+            found: set[int] = set()
+            enrolled: set[int] = set()
+            for chunk in value_chunks(postgres, wanted):
+                found.update(await session.scalars(select(UserRow.id).where(one_of(postgres, UserRow.id, chunk))))
+                enrolled.update(
+                    await session.scalars(
+                        select(EnrollmentRow.user_id).where(
+                            EnrollmentRow.course_id == course_pk, one_of(postgres, EnrollmentRow.user_id, chunk)
+                        )
+                    )
+                )
+            missing = [u for u in wanted if u not in found]
+            if missing:
+                raise BadInput(
+                    f"{len(missing)} of the users do not exist.", field="userIds",
+                    userIds=[to_global_id("User", u) for u in missing],
+                )
+            new = [u for u in wanted if u not in enrolled]
+            table = EnrollmentRow.__table__  # type: ignore[attr-defined]
+            await insert_rows(
+                session, table, ["user_id", "course_id", "activated_at", "expires_at"],
+                [(u, course_pk, now, expires_at) for u in new],
+            )
+            if expires_at is not None and enrolled:
+                for chunk in value_chunks(postgres, enrolled):
+                    await session.execute(
+                        update(EnrollmentRow)
+                        .where(EnrollmentRow.course_id == course_pk, one_of(postgres, EnrollmentRow.user_id, chunk))
+                        .values(expires_at=expires_at)
+                    )
+            audit(session, ctx.viewer_id, "course.enroll", "course", course_pk, enrolled=len(new),
+                  extended=len(enrolled) if expires_at is not None else 0, expires_at=expires_at)
+        return len(new)

@@ -1,0 +1,292 @@
+"""Progress cards, group summaries, the activity feed, usage minutes, and recordProgress (ingestion).
+
+Everything below `User.courseProgress` is synchronous: the resolver loads the cards of every user on the
+page in one batch (dataloaders.progress), the courses with their steps in another, and, only when the
+query asks for `steps`, the step records in a third; then it hands plain objects down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
+from strawberry.types import Info
+
+from app.audit import audit
+from app.errors import BadInput
+from app.ids import require_id
+from app.ingest import RawEvent, record_progress
+from app.models import ActivityEvent as ActivityRow
+from dataloaders.progress import Card, StepRecord
+from permissions.classes import requires
+from permissions.reach import Permission
+from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.courses import Course, Step, course_views, step_view
+
+if TYPE_CHECKING:
+    from resolvers.groups import Group
+    from resolvers.users import User
+
+
+def percent(part: int | None, whole: int | None) -> float:
+    if not whole:
+        return 0.0
+    return round(min(100.0, 100.0 * (part or 0) / whole), 2)
+
+
+@strawberry.type
+class StepProgress:
+    step: Step
+    viewed_at: datetime | None
+    completed_at: datetime | None
+    points: int | None = strawberry.field(description="Points earned on a graded step; null until graded.")
+
+
+@strawberry.type(description="A learner's progress card for one course.")
+class CourseProgress:
+    """Computed when built: plain attributes resolve far faster than resolver methods (thousands per page)."""
+
+    course: Course
+    activated_at: datetime | None = strawberry.field(description="Enrollment date.")
+    expires_at: datetime | None = strawberry.field(description="When access to the course ends.")
+    completed_at: datetime | None = strawberry.field(
+        description="When every step was completed (never, for a course with no steps)."
+    )
+    percent_viewed: float = strawberry.field(
+        description="Share of steps viewed, 0..100 (a completed or submitted step counts as viewed; 0 for a course "
+        "with no steps)."
+    )
+    percent_completed: float = strawberry.field(description="Share of steps completed, 0..100 (0 for a course with no steps).")
+    grade_percent: float | None = strawberry.field(
+        description="Points earned over points available on graded steps, 0..100; null when nothing is graded yet. "
+        "Only graded steps that have points (reviewed, or scored by the platform) count."
+    )
+    steps_completed: int
+    step_count: int
+    steps: list[StepProgress] = strawberry.field(description="One entry per step of the course, in position order.")
+
+
+def card_of(card: Card, course: Course, steps: list[StepProgress]) -> CourseProgress:
+    count = course.step_count
+    return CourseProgress(
+        course=course, activated_at=card.activated_at, expires_at=card.expires_at, completed_at=card.completed_at,
+        percent_viewed=percent(card.viewed, count), percent_completed=percent(card.completed, count),
+        grade_percent=percent(card.points, card.points_available) if card.points_available else None,
+        steps_completed=card.completed, step_count=count, steps=steps,
+    )
+
+
+def asks_for(info: Info, name: str) -> bool:
+    """Whether the query selects `name` directly under this field (through fragments too). Decided once per
+    field of the query, not once per user: every user of a list shares the same field nodes."""
+    raw = info._raw_info
+    key = ("asks_for", name, id(raw.field_nodes[0]))
+    cache: dict[Any, bool] = info.context.extra
+    if key not in cache:
+
+        def walk(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> bool:
+            for selection in selection_set.selections if selection_set else ():
+                if isinstance(selection, FieldNode) and selection.name.value == name:
+                    return True
+                if isinstance(selection, InlineFragmentNode) and walk(selection.selection_set, seen):
+                    return True
+                if isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                    fragment = raw.fragments.get(selection.name.value)
+                    if fragment is not None and walk(fragment.selection_set, seen | {selection.name.value}):
+                        return True
+            return False
+
+        cache[key] = any(walk(node.selection_set, frozenset()) for node in raw.field_nodes)
+    return cache[key]
+
+
+def _empty_records() -> dict[int, StepRecord]:
+    return {}
+
+
+async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
+    loaders = info.context.loaders
+    user_id: int = user.row.id  # type: ignore[assignment]
+    wanted = None if course_ids is None else {require_id(c, "Course", "courseIds") for c in course_ids}
+    cards = [c for c in await loaders.progress.cards.load(user_id) if wanted is None or c.course_id in wanted]
+    courses = await course_views(info, [c.course_id for c in cards])
+    with_steps = asks_for(info, "steps")
+    records = await loaders.progress.step_records.load(user_id) if with_steps and cards else _empty_records()
+    out: list[CourseProgress] = []
+    for card in cards:
+        course = courses.get(card.course_id)
+        if course is None:
+            continue
+        steps: list[StepProgress] = []
+        if with_steps:
+            for step in course.steps:
+                record = records.get(step.row.id)  # type: ignore[arg-type]
+                steps.append(
+                    StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points)
+                    if record is not None
+                    else StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
+                )
+        out.append(card_of(card, course, steps))
+    out.sort(key=lambda p: (p.course.name, p.course.row.id))
+    return out
+
+
+async def usage_minutes_of(info: Info, user: User) -> int:
+    return await info.context.loaders.progress.usage_minutes.load(user.row.id)
+
+
+# --- summary -----------------------------------------------------------------------------------------------
+
+
+@strawberry.type
+class CourseSummary:
+    course: Course
+    enrolled_count: int
+    completed_count: int
+    average_percent_completed: float = strawberry.field(description="Mean of the enrolled learners' percentCompleted.")
+
+
+@strawberry.type
+class GroupProgressSummary:
+    learner_count: int = strawberry.field(
+        description="Distinct learners counted: users holding a MEMBER membership in the group (and its descendants "
+        "when nested)."
+    )
+    courses: list[CourseSummary] = strawberry.field(description="Courses any of them is enrolled in, by name.")
+
+
+async def progress_summary_of(info: Info, group: Group, include_nested: bool) -> GroupProgressSummary:
+    summary = await info.context.loaders.progress.summary.load((group.row.id, include_nested is not False))
+    courses = await course_views(info, [c.course_id for c in summary.courses])
+    rows = [
+        CourseSummary(
+            course=courses[c.course_id], enrolled_count=c.enrolled, completed_count=c.completed,
+            average_percent_completed=round(c.average_percent_completed, 2),
+        )
+        for c in summary.courses
+        if c.course_id in courses
+    ]
+    rows.sort(key=lambda r: (r.course.row.name, r.course.row.id))
+    return GroupProgressSummary(learner_count=summary.learner_count, courses=rows)
+
+
+# --- activity ----------------------------------------------------------------------------------------------
+
+
+@strawberry.enum
+class ActivityKind(Enum):
+    STEP_COMPLETED = "STEP_COMPLETED"
+    DISCUSSION_POST = "DISCUSSION_POST"
+    SUBMISSION = "SUBMISSION"
+    REVIEW = "REVIEW"
+
+
+@strawberry.type
+class ActivityEvent:
+    kind: ActivityKind
+    occurred_at: datetime
+    course: Course | None
+    step: Step | None
+    body: str | None = strawberry.field(description="Text of a discussion post or of review feedback.")
+
+
+@strawberry.type
+class ActivityEdge:
+    cursor: str
+    node: ActivityEvent
+
+
+@strawberry.type
+class ActivityConnection:
+    edges: list[ActivityEdge]
+    page_info: PageInfo
+
+
+async def activity_of(info: Info, user: User, first: int | None, after: str | None) -> ActivityConnection:
+    """Newest first; the cursor is the keyset (occurredAt, id) of the last event seen."""
+    limit = page_size(info, first)
+    keyset = decode_cursor(after, [datetime, int])
+    position = (keyset[0], keyset[1]) if keyset else None
+    rows: list[ActivityRow] = await info.context.loaders.progress.activity.load((user.row.id, limit + 1, position))
+    rows, has_next = rows[:limit], len(rows) > limit
+    await course_views(info, [r.course_id for r in rows if r.course_id is not None])
+    views: dict[int, Course] = info.context.extra.get("course_views", {})
+    edges = [
+        ActivityEdge(
+            cursor=encode_cursor(r.occurred_at, r.id),
+            node=ActivityEvent(
+                kind=ActivityKind(r.kind), occurred_at=r.occurred_at,
+                course=views.get(r.course_id) if r.course_id is not None else None,
+                step=step_view(info, r.step_id) if r.step_id is not None else None,
+                body=r.body,
+            ),
+        )
+        for r in rows
+    ]
+    return ActivityConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]))
+
+
+# --- ingestion ---------------------------------------------------------------------------------------------
+
+
+@strawberry.enum
+class ProgressEventKind(Enum):
+    VIEWED = strawberry.enum_value("VIEWED", description="stepId required.")
+    COMPLETED = strawberry.enum_value("COMPLETED", description="stepId required.")
+    SUBMITTED = strawberry.enum_value(
+        "SUBMITTED", description="stepId of an ASSIGNMENT required; body is the work. Creates a Submission NEEDS_REVIEW."
+    )
+    DISCUSSION_POST = strawberry.enum_value("DISCUSSION_POST", description="courseId required; body is the post.")
+    USAGE = strawberry.enum_value("USAGE", description="minutes required: time spent using the product.")
+
+
+@strawberry.input
+class ProgressEventInput:
+    user_id: strawberry.ID
+    kind: ProgressEventKind
+    step_id: strawberry.ID | None = None
+    course_id: strawberry.ID | None = None
+    body: str | None = None
+    minutes: int | None = strawberry.field(default=None, description="USAGE: 0..1440, added to the user's day.")
+    occurred_at: datetime | None = strawberry.field(default=None, description="Defaults to now.")
+    points: int | None = strawberry.field(
+        default=None, description="COMPLETED of a graded step scored by the platform (a QUIZ): 0..maxPoints."
+    )
+
+
+@strawberry.type
+class ProgressMutations:
+    @strawberry.mutation(
+        extensions=[requires(Permission.SITE_ADMIN)],
+        description="Batch ingestion from the learning platform; idempotent for the same (user, kind, step, "
+        "occurredAt) (a DISCUSSION_POST: and the same text). All or nothing. Site admins and their API tokens (the learning platform) may record. "
+        "At most `maxProgressBatch` events (setting, 10,000). Every event is checked first: unknown user or "
+        "step, a step of a course the user is not enrolled in, missing or negative minutes, a time in the "
+        "future beyond the clock skew allowed; any bad event gives BAD_USER_INPUT with "
+        "extensions.invalidEvents [{index, field, message}] for every one of them, and nothing is recorded. "
+        "Returns how many events were applied (repeats of events already recorded count 0). A VIEWED, "
+        "COMPLETED or SUBMITTED step counts as viewed; completing the last step completes the enrollment.",
+    )
+    async def record_progress(self, info: Info, events: list[ProgressEventInput]) -> int:
+        ctx = info.context
+        limit = ctx.settings.max_progress_batch
+        if len(events) > limit:
+            raise BadInput(f"At most {limit} events in one batch.", field="events")
+        raw = [
+            RawEvent(
+                user_id=e.user_id, kind=e.kind.value, step_id=e.step_id, course_id=e.course_id, body=e.body,
+                minutes=e.minutes, points=e.points, occurred_at=e.occurred_at,
+            )
+            for e in events
+        ]
+        async with ctx.store.transaction() as session:
+            outcome = await record_progress(
+                session, raw, skew=timedelta(seconds=ctx.settings.progress_clock_skew_seconds)
+            )
+            audit(session, ctx.viewer_id, "progress.record", "user", None, events=len(raw),
+                  applied=outcome.applied, repeated=outcome.repeated, kinds=outcome.counts)
+        return outcome.applied

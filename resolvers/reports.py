@@ -1,0 +1,121 @@
+"""Group.progressReport: the rows of the progress export, keyset-paginated; and the export URLs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.errors import NotFound
+from app.ids import require_id
+from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
+from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.enums import ExportFormat
+
+if TYPE_CHECKING:
+    from resolvers.users import User
+
+
+@strawberry.type(description="One row of the group progress report (the analyst export).")
+class ProgressReportRow:
+    row: strawberry.Private[ReportRow]
+
+    @strawberry.field
+    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("resolvers.users")]:
+        from resolvers.users import prepare_users
+
+        user = await info.context.loaders.users.by_id.load(self.row.user_id)
+        return (await prepare_users(info, [user]))[0]
+
+    @strawberry.field
+    def first_name(self) -> str:
+        return self.row.first_name
+
+    @strawberry.field
+    def last_name(self) -> str:
+        return self.row.last_name
+
+    @strawberry.field
+    def email(self) -> str | None:
+        return self.row.email
+
+    @strawberry.field
+    def company(self) -> str | None:
+        return self.row.company
+
+    @strawberry.field
+    def group_name(self) -> str:
+        return self.row.group_name
+
+    @strawberry.field
+    def course_name(self) -> str:
+        return self.row.course_name
+
+    @strawberry.field
+    def activated_at(self) -> datetime | None:
+        return self.row.activated_at
+
+    @strawberry.field
+    def percent_viewed(self) -> float:
+        return self.row.percent_viewed
+
+    @strawberry.field
+    def percent_completed(self) -> float:
+        return self.row.percent_completed
+
+    @strawberry.field
+    def completed_at(self) -> datetime | None:
+        return self.row.completed_at
+
+    @strawberry.field
+    def expires_at(self) -> datetime | None:
+        return self.row.expires_at
+
+
+@strawberry.type
+class ProgressReportEdge:
+    cursor: str
+    node: ProgressReportRow
+
+
+@strawberry.type
+class ProgressReportConnection:
+    edges: list[ProgressReportEdge]
+    page_info: PageInfo
+    scope: strawberry.Private[ReportScope]
+
+    @strawberry.field(description="Every row of the report (all pages).")
+    async def total_count(self, info: Info) -> int:
+        return await report_count(info.context.store, self.scope)
+
+
+def _cursor(row: ReportRow) -> str:
+    return encode_cursor(*row.key)
+
+
+async def progress_report(
+    info: Info, group_id: int, course_id: strawberry.ID | None, include_nested: bool, first: int | None,
+    after: str | None,
+) -> ProgressReportConnection:
+    limit = page_size(info, first)
+    key = decode_cursor(after, (int, int, int))
+    course: int | None = None
+    if course_id is not None:
+        course = require_id(course_id, "Course", "courseId")
+        if not await course_exists(info.context.store, course):
+            raise NotFound("No such course.", field="courseId")
+    scope = ReportScope(group_id, include_nested, course)
+    rows = await report_page(info.context.store, scope, tuple(key) if key else None, limit + 1)  # type: ignore[arg-type]
+    page = rows[:limit]
+    cursors = [_cursor(r) for r in page]
+    return ProgressReportConnection(
+        edges=[ProgressReportEdge(cursor=c, node=ProgressReportRow(row=r)) for c, r in zip(cursors, page, strict=True)],
+        page_info=page_info(len(rows) > limit, cursors),
+        scope=scope,
+    )
+
+
+def progress_export_url(group_id: int, format: ExportFormat) -> str:
+    return f"/exports/groups/{group_id}/progress.{format.value.lower()}"

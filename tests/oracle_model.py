@@ -1,0 +1,180 @@
+"""A plain-Python model of who may see what, written from the rules in the contract (the `Permission`
+enum descriptions, field descriptions) and the documented decisions in permissions/reach.py, WITHOUT
+importing any production permission code. The permission oracle (tests/test_oracle.py) checks the API
+against it.
+
+The rules, as written there:
+- SITE_ADMIN: site OWNER or ADMIN.
+- "Over a user": holds LEADER, MENTOR or ANALYST in a group where that user has a membership, or in any
+  ancestor of such a group (inherited down, never up). Only the user's own memberships count, not those
+  added on the strength of a consent (reach.py: UserRef).
+- VIEW_PROFILE: self, admin, LEADER/MENTOR/ANALYST over them, a GRANTED consent from them, a guardian link.
+- VIEW_CONTACT (email, company): self, admin, over them, a GRANTED consent.
+- user/node/group return null for what the caller may not see; a protected field the caller may not
+  read is null with a FORBIDDEN error.
+- Groups the caller may see: all for a site admin; else those where the caller holds a role (any, MEMBER
+  too), with their descendants.
+- viewerRole: the effective role, staff roles inherited from ancestors; MEMBER only where held.
+- viewerPermissions (on a group): VIEW_PROGRESS (L/M/A), REVIEW_WORK (L/M), MANAGE_GROUP (L),
+  EXPORT_GROUP (L/A), held here or on an ancestor; all of them for a site admin.
+- Memberships of a user: those the caller may see (the group visible); a membership by id shows where
+  both its group and its user do.
+- Guardian links: only where the caller may see both users.
+- Access requests: seen by the requester, the subject and site admins; the subject is shown to the
+  requester only once GRANTED; a PENDING request past its expiry reads EXPIRED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAFF = ("LEADER", "MENTOR", "ANALYST")
+GROUP_PERMISSION_ROLES = {
+    "VIEW_PROGRESS": {"LEADER", "MENTOR", "ANALYST"},
+    "REVIEW_WORK": {"LEADER", "MENTOR"},
+    "MANAGE_GROUP": {"LEADER"},
+    "EXPORT_GROUP": {"LEADER", "ANALYST"},
+}
+
+
+@dataclass(frozen=True)
+class MUser:
+    id: int
+    kind: str
+    roles: tuple[str, ...]
+    email: str
+    company: str | None
+    first_name: str
+
+
+@dataclass(frozen=True)
+class MGroup:
+    id: int
+    parent: int | None
+    name: str
+
+
+@dataclass(frozen=True)
+class MMembership:
+    id: int
+    user: int
+    group: int
+    role: str
+    consent: int | None
+
+
+@dataclass(frozen=True)
+class MRequest:
+    id: int
+    requester: int
+    subject_email: str
+    subject_user: int | None
+    status: str  # as it reads: PENDING, GRANTED, DENIED, REVOKED, EXPIRED
+
+
+@dataclass(frozen=True)
+class MLink:
+    id: int
+    external: int
+    pupil: int
+
+
+@dataclass
+class World:
+    users: dict[int, MUser] = field(default_factory=dict)
+    groups: dict[int, MGroup] = field(default_factory=dict)
+    memberships: dict[int, MMembership] = field(default_factory=dict)
+    requests: dict[int, MRequest] = field(default_factory=dict)
+    links: dict[int, MLink] = field(default_factory=dict)
+
+    # --- the tree ---------------------------------------------------------------------------------
+
+    def ancestors(self, group: int) -> list[int]:
+        """Root first, the group itself excluded."""
+        chain = []
+        parent = self.groups[group].parent
+        while parent is not None:
+            chain.append(parent)
+            parent = self.groups[parent].parent
+        return list(reversed(chain))
+
+    def roles_at(self, viewer: int, group: int) -> set[str]:
+        """Roles the viewer holds on `group`, directly or on an ancestor (any of the viewer's memberships)."""
+        line = {group, *self.ancestors(group)}
+        return {m.role for m in self.memberships.values() if m.user == viewer and m.group in line}
+
+    # --- people -----------------------------------------------------------------------------------
+
+    def is_admin(self, viewer: int | None) -> bool:
+        return viewer is not None and bool({"OWNER", "ADMIN"} & set(self.users[viewer].roles))
+
+    def over(self, viewer: int, user: int, roles: set[str]) -> bool:
+        own_groups = {m.group for m in self.memberships.values() if m.user == user and m.consent is None}
+        return any(self.roles_at(viewer, g) & roles for g in own_groups)
+
+    def granted(self, viewer: int, user: int) -> bool:
+        return any(
+            r.requester == viewer and r.subject_user == user and r.status == "GRANTED" for r in self.requests.values()
+        )
+
+    def guardian_of(self, viewer: int, user: int) -> bool:
+        return any(link.external == viewer and link.pupil == user for link in self.links.values())
+
+    def view_profile(self, viewer: int | None, user: int) -> bool:
+        if viewer is None or user not in self.users:
+            return False
+        return (
+            self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF))
+            or self.granted(viewer, user) or self.guardian_of(viewer, user)
+        )
+
+    def view_contact(self, viewer: int | None, user: int) -> bool:
+        if viewer is None:
+            return False
+        return self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF)) or self.granted(viewer, user)
+
+    # --- groups -----------------------------------------------------------------------------------
+
+    def sees_group(self, viewer: int | None, group: int) -> bool:
+        if viewer is None or group not in self.groups:
+            return False
+        return self.is_admin(viewer) or bool(self.roles_at(viewer, group))
+
+    def viewer_role(self, viewer: int | None, group: int) -> str | None:
+        if viewer is None:
+            return None
+        held = self.roles_at(viewer, group)
+        for role in STAFF:
+            if role in held:
+                return role
+        direct = {m.role for m in self.memberships.values() if m.user == viewer and m.group == group}
+        return "MEMBER" if "MEMBER" in direct else None
+
+    def viewer_permissions(self, viewer: int | None, group: int) -> list[str]:
+        if viewer is None:
+            return []
+        if self.is_admin(viewer):
+            return sorted(GROUP_PERMISSION_ROLES)
+        held = self.roles_at(viewer, group)
+        return sorted(p for p, roles in GROUP_PERMISSION_ROLES.items() if held & roles)
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    def is_subject(self, viewer: int | None, request: MRequest) -> bool:
+        if viewer is None:
+            return False
+        if request.subject_user is not None:
+            return request.subject_user == viewer
+        return request.subject_email.lower() == self.users[viewer].email.lower()
+
+    def sees_request(self, viewer: int | None, request: MRequest) -> bool:
+        return viewer is not None and (
+            self.is_admin(viewer) or request.requester == viewer or self.is_subject(viewer, request)
+        )
+
+    def shown_subject(self, viewer: int | None, request: MRequest) -> int | None:
+        if self.is_subject(viewer, request):
+            return viewer
+        if self.is_admin(viewer) or (request.requester == viewer and request.status == "GRANTED"):
+            return request.subject_user
+        return None

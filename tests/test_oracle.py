@@ -1,0 +1,394 @@
+"""The permission oracle (property-based, Hypothesis), on SQLite and PostgreSQL.
+
+Each example is a random site: group trees up to 5 levels, users of every kind with random site roles,
+memberships with every role, access requests in every state (some with memberships added on their
+strength), guardian links. It is written straight into the database (one bulk insert per table), then
+several viewers (anonymous too) each send one random query over the protected fields, reached through
+`user`, `group`, `node` and nested lists. The answer must equal what the plain-Python model in
+tests/oracle_model.py allows, exactly: no value the model forbids, no null where it allows a value, and
+one FORBIDDEN error per protected field it refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from app.auth import token_hash
+from app.db import Database
+from app.ids import to_global_id
+from app.models import (
+    TABLES_IN_DELETE_ORDER,
+    AccessRequest,
+    Group,
+    GroupClosure,
+    GuardianLink,
+    Membership,
+    Session,
+    User,
+    utcnow,
+)
+from app.server import create_app
+from app.settings import Settings
+from tests.oracle_model import MGroup, MLink, MMembership, MRequest, MUser, World
+
+EXAMPLES_PER_ENGINE = int(os.environ.get("GROUPGRAPH_ORACLE_EXAMPLES", "160"))
+VIEWERS_PER_EXAMPLE = 3
+KINDS = ("STAFF", "LEARNER", "EXTERNAL")
+SITE_ROLES = ((), (), (), (), ("ADMIN",), ("OWNER",), ("GROUP_ANALYST",))
+GROUP_ROLES = ("LEADER", "MENTOR", "ANALYST", "MEMBER")
+STATUSES = ("PENDING", "GRANTED", "DENIED", "REVOKED", "EXPIRED")
+USER_FIELDS = ("firstName", "email", "company", "status", "lastLoginAt", "loginCount", "memberships", "guardianLinks")
+GROUP_FIELDS = ("name", "parent", "ancestors", "children", "viewerRole", "viewerPermissions")
+ADMIN_FIELDS = {"status": "ACTIVE", "lastLoginAt": None, "loginCount": 0}
+
+
+@dataclass
+class Example:
+    world: World
+    viewers: list[int | None]
+    user_fields: list[str]
+    group_fields: list[str]
+
+
+@st.composite
+def examples(draw: Callable[..., Any]) -> Example:
+    world = World()
+    n_users = draw(st.integers(2, 8))
+    for uid in range(1, n_users + 1):
+        world.users[uid] = MUser(
+            id=uid, kind=draw(st.sampled_from(KINDS)), roles=draw(st.sampled_from(SITE_ROLES)),
+            email=f"u{uid}@example.com", company=draw(st.sampled_from((None, "Acme", "Globex"))),
+            first_name=f"First{uid}",
+        )
+    depth: dict[int, int] = {}
+    for gid in range(1, draw(st.integers(1, 8)) + 1):
+        candidates = [g for g, d in depth.items() if d < 4]  # depth 0..4: trees of up to 5 levels
+        parent = draw(st.one_of(st.none(), st.sampled_from(candidates))) if candidates else None
+        depth[gid] = 0 if parent is None else depth[parent] + 1
+        world.groups[gid] = MGroup(id=gid, parent=parent, name=f"Group {gid}")
+    users = st.sampled_from(sorted(world.users))
+    groups = st.sampled_from(sorted(world.groups))
+    pairs = draw(st.lists(st.tuples(users, groups, st.sampled_from(GROUP_ROLES)), max_size=14, unique_by=lambda t: t[:2]))
+    for n, (uid, gid, role) in enumerate(pairs, 1):
+        world.memberships[n] = MMembership(id=n, user=uid, group=gid, role=role, consent=None)
+    taken = {(m.user, m.group) for m in world.memberships.values()}
+    asks = draw(st.lists(st.tuples(users, st.one_of(st.none(), users), st.sampled_from(STATUSES), st.booleans()), max_size=6))
+    for rid, (requester, subject, status, by_email) in enumerate(asks, 1):
+        if subject == requester:
+            continue
+        email = world.users[subject].email if subject is not None else f"nobody{rid}@example.com"
+        # an answered request always records its subject; a pending one may know it by email only
+        known = subject if (status not in ("PENDING", "EXPIRED") or not by_email) else None
+        world.requests[rid] = MRequest(id=rid, requester=requester, subject_email=email, subject_user=known, status=status)
+        if status == "GRANTED" and subject is not None and draw(st.booleans()):
+            gid = draw(groups)
+            if (subject, gid) not in taken:
+                taken.add((subject, gid))
+                mid = len(world.memberships) + 1
+                world.memberships[mid] = MMembership(id=mid, user=subject, group=gid, role="MEMBER", consent=rid)
+    externals = [u for u in world.users.values() if u.kind == "EXTERNAL"]
+    learners = [u for u in world.users.values() if u.kind == "LEARNER"]
+    if externals and learners:
+        linked = draw(st.lists(st.tuples(st.sampled_from(externals), st.sampled_from(learners)), max_size=4, unique=True))
+        for lid, (external, pupil) in enumerate(linked, 1):
+            world.links[lid] = MLink(id=lid, external=external.id, pupil=pupil.id)
+    viewers = draw(st.lists(st.one_of(st.none(), users), min_size=VIEWERS_PER_EXAMPLE, max_size=VIEWERS_PER_EXAMPLE))
+    user_fields = draw(st.lists(st.sampled_from(USER_FIELDS), min_size=1, max_size=5, unique=True))
+    group_fields = draw(st.lists(st.sampled_from(GROUP_FIELDS), min_size=1, max_size=4, unique=True))
+    return Example(world, viewers, user_fields, group_fields)
+
+
+# --- writing a world into the database -------------------------------------------------------------------
+
+
+def token_of(uid: int) -> str:
+    return f"ggs_oracle_{uid}"
+
+
+async def write(database: Database, world: World) -> None:
+    now = utcnow()
+    async with database.transaction() as session:
+        for table in TABLES_IN_DELETE_ORDER:
+            await session.execute(text(f'DELETE FROM "{table}"'))
+        session.add_all(
+            User(
+                id=u.id, email=u.email, email_normalized=u.email, first_name=u.first_name, last_name="Oracle",
+                last_name_normalized="oracle", kind=u.kind, site_roles=",".join(u.roles), company=u.company,
+            )
+            for u in world.users.values()
+        )
+        await session.flush()
+        session.add_all(
+            Session(user_id=u, token_hash=token_hash(token_of(u)), expires_at=now + timedelta(hours=1))
+            for u in world.users
+        )
+        await session.flush()
+        session.add_all(
+            Group(id=g.id, parent_id=g.parent, name=g.name, name_normalized=g.name.lower(), slug=f"g{g.id}",
+                  depth=len(world.ancestors(g.id)))
+            for g in world.groups.values()
+        )
+        await session.flush()
+        session.add_all(
+            GroupClosure(ancestor_id=a, descendant_id=g, depth=len(chain) - i)
+            for g in world.groups
+            for chain in [[*world.ancestors(g), g]]
+            for i, a in enumerate(chain, 1)
+        )
+        session.add_all(
+            AccessRequest(
+                id=r.id, requester_id=r.requester, subject_email=r.subject_email,
+                subject_email_normalized=r.subject_email.lower(), subject_user_id=r.subject_user,
+                status="PENDING" if r.status == "EXPIRED" else r.status, created_at=now - timedelta(days=40),
+                expires_at=now - timedelta(days=10) if r.status == "EXPIRED" else now + timedelta(days=20),
+                decided_at=None if r.status in ("PENDING", "EXPIRED") else now,
+            )
+            for r in world.requests.values()
+        )
+        await session.flush()
+        await session.flush()
+        session.add_all(
+            Membership(id=m.id, user_id=m.user, group_id=m.group, role=m.role, access_request_id=m.consent)
+            for m in world.memberships.values()
+        )
+        session.add_all(
+            GuardianLink(id=link.id, external_user_id=link.external, pupil_id=link.pupil, licence_type="PARENT_GUARDIAN")
+            for link in world.links.values()
+        )
+
+
+# --- the query and the answer the model expects -----------------------------------------------------------
+
+
+def gid(kind: str, ident: int) -> str:
+    return to_global_id(kind, ident)
+
+
+def user_selection(fields: list[str]) -> str:
+    parts = ["id"]
+    for name in fields:
+        if name == "memberships":
+            parts.append("memberships { id role group { id } }")
+        elif name == "guardianLinks":
+            parts.append("guardianLinks { id externalUser { id email } pupil { id } }")
+        else:
+            parts.append(name)
+    return " ".join(parts)
+
+
+def group_selection(fields: list[str]) -> str:
+    nested = {"parent": "parent { id }", "ancestors": "ancestors { id }", "children": "children { id }"}
+    return " ".join(["id", *(nested.get(f, f) for f in fields)])
+
+
+def build_query(example: Example) -> str:
+    world = example.world
+    parts = [f'u{u}: user(id: "{gid("User", u)}") {{ {user_selection(example.user_fields)} }}' for u in world.users]
+    parts += [f'g{g}: group(id: "{gid("Group", g)}") {{ {group_selection(example.group_fields)} }}' for g in world.groups]
+    parts += [
+        f'm{m}: node(id: "{gid("Membership", m)}") {{ ... on Membership {{ id role user {{ id email }} group {{ id }} }} }}'
+        for m in world.memberships
+    ]
+    parts += [
+        f'r{r}: node(id: "{gid("AccessRequest", r)}") {{ ... on AccessRequest {{ id status requester {{ id }} subject {{ id }} }} }}'
+        for r in world.requests
+    ]
+    parts += [
+        f'l{link}: node(id: "{gid("GuardianLink", link)}") {{ ... on GuardianLink {{ id externalUser {{ id }} pupil {{ id }} }} }}'
+        for link in world.links
+    ]
+    parts.append(f'n: node(id: "{gid("User", 1)}") {{ id ... on User {{ firstName }} }}')
+    parts.append("viewer { id }")
+    return "{ " + " ".join(parts) + " }"
+
+
+class Expected:
+    def __init__(self, world: World, viewer: int | None) -> None:
+        self.world = world
+        self.viewer = viewer
+        self.forbidden = 0
+
+    def guarded(self, allowed: bool, value: Any) -> Any:
+        if allowed:
+            return value
+        self.forbidden += 1
+        return None
+
+    def user(self, uid: int, fields: list[str]) -> dict[str, Any] | None:
+        w, v = self.world, self.viewer
+        if not w.view_profile(v, uid):
+            return None
+        user = w.users[uid]
+        out: dict[str, Any] = {"id": gid("User", uid)}
+        for name in fields:
+            if name == "firstName":
+                out[name] = user.first_name
+            elif name in ("email", "company"):
+                out[name] = self.guarded(w.view_contact(v, uid), user.email if name == "email" else user.company)
+            elif name in ADMIN_FIELDS:
+                out[name] = self.guarded(w.is_admin(v), ADMIN_FIELDS[name])
+            elif name == "memberships":
+                out[name] = [
+                    {"id": gid("Membership", m.id), "role": m.role, "group": {"id": gid("Group", m.group)}}
+                    for m in w.memberships.values()
+                    if m.user == uid and w.sees_group(v, m.group)
+                ]
+            elif name == "guardianLinks":
+                out[name] = [
+                    {
+                        "id": gid("GuardianLink", link.id),
+                        "externalUser": {
+                            "id": gid("User", link.external),
+                            "email": self.guarded(w.view_contact(v, link.external), w.users[link.external].email),
+                        },
+                        "pupil": {"id": gid("User", link.pupil)},
+                    }
+                    for link in w.links.values()
+                    if uid in (link.external, link.pupil) and w.view_profile(v, link.external) and w.view_profile(v, link.pupil)
+                ]
+        return out
+
+    def group(self, group_id: int, fields: list[str]) -> dict[str, Any] | None:
+        w, v = self.world, self.viewer
+        if not w.sees_group(v, group_id):
+            return None
+        group = w.groups[group_id]
+        out: dict[str, Any] = {"id": gid("Group", group_id)}
+        for name in fields:
+            if name == "name":
+                out[name] = group.name
+            elif name == "parent":
+                shown = group.parent is not None and w.sees_group(v, group.parent)
+                out[name] = {"id": gid("Group", group.parent)} if shown else None  # type: ignore[arg-type]
+            elif name == "ancestors":
+                out[name] = [{"id": gid("Group", a)} for a in w.ancestors(group_id) if w.sees_group(v, a)]
+            elif name == "children":
+                out[name] = [
+                    {"id": gid("Group", c.id)} for c in w.groups.values() if c.parent == group_id and w.sees_group(v, c.id)
+                ]
+            elif name == "viewerRole":
+                out[name] = w.viewer_role(v, group_id)
+            elif name == "viewerPermissions":
+                out[name] = w.viewer_permissions(v, group_id)
+        return out
+
+    def membership(self, mid: int) -> dict[str, Any] | None:
+        w, v = self.world, self.viewer
+        m = w.memberships[mid]
+        if not (w.sees_group(v, m.group) and w.view_profile(v, m.user)):
+            return None
+        return {
+            "id": gid("Membership", mid), "role": m.role,
+            "user": {"id": gid("User", m.user), "email": self.guarded(w.view_contact(v, m.user), w.users[m.user].email)},
+            "group": {"id": gid("Group", m.group)},
+        }
+
+    def request(self, rid: int) -> dict[str, Any] | None:
+        w, v = self.world, self.viewer
+        r = w.requests[rid]
+        if not w.sees_request(v, r):
+            return None
+        subject = w.shown_subject(v, r)
+        return {
+            "id": gid("AccessRequest", rid), "status": r.status, "requester": {"id": gid("User", r.requester)},
+            "subject": {"id": gid("User", subject)} if subject is not None else None,
+        }
+
+    def link(self, lid: int) -> dict[str, Any] | None:
+        w, v = self.world, self.viewer
+        link = w.links[lid]
+        if not (w.view_profile(v, link.external) and w.view_profile(v, link.pupil)):
+            return None
+        return {"id": gid("GuardianLink", lid), "externalUser": {"id": gid("User", link.external)}, "pupil": {"id": gid("User", link.pupil)}}
+
+    def answer(self, example: Example) -> dict[str, Any]:
+        w, v = self.world, self.viewer
+        data: dict[str, Any] = {}
+        for u in w.users:
+            data[f"u{u}"] = self.user(u, example.user_fields)
+        for g in w.groups:
+            data[f"g{g}"] = self.group(g, example.group_fields)
+        for m in w.memberships:
+            data[f"m{m}"] = self.membership(m)
+        for r in w.requests:
+            data[f"r{r}"] = self.request(r)
+        for link in w.links:
+            data[f"l{link}"] = self.link(link)
+        data["n"] = {"id": gid("User", 1), "firstName": w.users[1].first_name} if w.view_profile(v, 1) else None
+        data["viewer"] = {"id": gid("User", v)} if v is not None else None
+        return data
+
+
+def normalized(value: Any) -> Any:
+    """Lists compared as sets of their items (order is each list's own business, tested elsewhere)."""
+    if isinstance(value, dict):
+        return {k: normalized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [normalized(v) for v in value]
+        return sorted(items, key=repr)
+    return value
+
+
+# --- the property -----------------------------------------------------------------------------------------
+
+
+def check_example(example: Example, answers: list[tuple[int | None, dict[str, Any]]]) -> None:
+    for viewer, body in answers:
+        expected = Expected(example.world, viewer)
+        data = expected.answer(example)
+        assert normalized(body.get("data")) == normalized(data), f"viewer {viewer}: {example}"
+        codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+        assert codes == ["FORBIDDEN"] * expected.forbidden, f"viewer {viewer}: {codes} {example}"
+
+
+def test_permission_oracle(engine: str) -> None:
+    """Sync on purpose: Hypothesis drives the examples, each run on this test's own event loop."""
+    loop = asyncio.new_event_loop()
+    oracle_settings = Settings(
+        database_url=engine, max_aliases=1000, max_query_cost=10**9, max_tokens=10**6, max_query_depth=30,
+        max_body_bytes=10**7,
+    )
+    database = Database(oracle_settings)
+    app = create_app(oracle_settings, database)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://oracle")
+    seen = {"examples": 0, "queries": 0}
+
+    async def ask(example: Example) -> list[tuple[int | None, dict[str, Any]]]:
+        await write(database, example.world)
+        query = build_query(example)
+        answers = []
+        for viewer in example.viewers:
+            headers = {"Authorization": f"Bearer {token_of(viewer)}"} if viewer is not None else {}
+            response = await client.post("/graphql", json={"query": query}, headers=headers)
+            answers.append((viewer, response.json()))
+        return answers
+
+    @settings(
+        max_examples=EXAMPLES_PER_ENGINE, deadline=None, database=None, derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(examples())
+    def holds(example: Example) -> None:
+        answers = loop.run_until_complete(ask(example))
+        seen["examples"] += 1
+        seen["queries"] += len(answers)
+        check_example(example, answers)
+
+    try:
+        holds()
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(database.dispose())
+        loop.close()
+    print(f"\npermission oracle on {engine.split(':')[0]}: {seen['examples']} examples, {seen['queries']} queries")
+    assert seen["examples"] >= EXAMPLES_PER_ENGINE
