@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Table, any_, bindparam, func, select
+from sqlalchemy import ARRAY, ColumnElement, Integer, Table, and_, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 IN_CHUNK = 20_000  # below SQLite's 32,766 bound parameters
 ROWS_CHUNK = 50_000
+PAIRS_CHUNK = 5_000  # (a, b) pairs per SQLite statement: 10,000 bound parameters
 
 
 def is_postgres(session: AsyncSession) -> bool:
@@ -73,3 +74,30 @@ async def insert_rows(
         statement = finish(statement)
     await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
     return []
+
+
+def unnest_pairs(pairs: Sequence[tuple[int, int]]) -> Any:
+    """PostgreSQL: the pairs as a subquery (a, b) of two unnested integer arrays."""
+    return select(
+        func.unnest(bindparam(None, [x for x, _ in pairs], type_=ARRAY(Integer))).label("a"),
+        func.unnest(bindparam(None, [y for _, y in pairs], type_=ARRAY(Integer))).label("b"),
+    ).subquery("pairs")
+
+
+async def existing_pairs(
+    session: AsyncSession, a: Any, b: Any, pairs: Iterable[tuple[int, int]], *where: ColumnElement[bool]
+) -> set[tuple[int, int]]:
+    """Which of the (a, b) pairs have a row (matching `where`): a join to the pairs on PostgreSQL, a row IN
+    list on SQLite, so only those pairs are read."""
+    ordered = sorted(set(pairs))
+    if not ordered:
+        return set()
+    if is_postgres(session):
+        joined = unnest_pairs(ordered)
+        rows = await session.execute(select(a, b).join(joined, and_(joined.c.a == a, joined.c.b == b)).where(*where))
+        return {(x, y) for x, y in rows}
+    found: set[tuple[int, int]] = set()
+    for chunk in chunks(ordered, PAIRS_CHUNK):
+        rows = await session.execute(select(a, b).where(tuple_(a, b).in_(chunk), *where))
+        found.update((x, y) for x, y in rows)
+    return found

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -47,7 +48,6 @@ from permissions.reach import Permission, Reach
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_SHEET_ROWS = 1_048_576
-FORMULA_STARTS = ("=", "+", "-", "@")
 
 GROUP_COLUMNS = [
     "Group ID", "Group Name", "Slug", "Description", "Created At", "Parent Group ID", "Parent Group Name",
@@ -74,11 +74,13 @@ class TooManyRows(Exception):
 
 def guard(text: str) -> str:
     """Spreadsheets run a cell starting with = + - @ as a formula: make it text."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text and text[0] in "=+-@" else text
 
 
 def iso(value: datetime) -> str:
     """ISO 8601 in UTC; stored times are UTC (naive ones read back from SQLite too)."""
+    if value.tzinfo is UTC:
+        return value.isoformat(timespec="seconds")[:-6] + "Z"
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="seconds") + "Z"
@@ -94,7 +96,7 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return repr(value)
     return value
 
 
@@ -105,8 +107,11 @@ def naive_utc(value: datetime) -> datetime:
 # --- writers ---------------------------------------------------------------------------------------------
 
 
-async def csv_lines(columns: Sequence[str], chunks: AsyncIterator[Sequence[Cells]]) -> AsyncIterator[bytes]:
-    """The header, then one encoded block per chunk of rows."""
+async def csv_lines(
+    columns: Sequence[str], chunks: AsyncIterator[Sequence[Cells]], preformatted: bool = False
+) -> AsyncIterator[bytes]:
+    """The header, then one encoded block per chunk of rows (cells formatted by csv_cell unless the rows
+    come `preformatted`, guarded and as text)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
@@ -114,7 +119,7 @@ async def csv_lines(columns: Sequence[str], chunks: AsyncIterator[Sequence[Cells
     async for rows in chunks:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows([csv_cell(v) for v in row] for row in rows)
+        writer.writerows(rows if preformatted else ([csv_cell(v) for v in row] for row in rows))
         yield buffer.getvalue().encode()
 
 
@@ -282,6 +287,16 @@ def progress_cells(row: ReportRow) -> Cells:
     )
 
 
+def progress_csv_row(row: ReportRow) -> Cells:
+    """progress_cells as CSV text, without csv_cell's per-value type dispatch (the export's hot loop)."""
+    return (
+        guard(row.first_name), guard(row.last_name), guard(row.email), guard(row.company or ""),
+        guard(row.group_name), guard(row.course_name), iso(row.activated_at) if row.activated_at else "",
+        repr(row.percent_completed), iso(row.completed_at) if row.completed_at else "",
+        iso(row.expires_at) if row.expires_at else "",
+    )
+
+
 async def _progress_scope(request: Request, context: Context, reach: Reach) -> tuple[ReportScope, str]:
     group_id = database_id(request.path_params["id"], "Group", "id")
     group = await context.loaders.groups.by_id.load(group_id)
@@ -315,16 +330,18 @@ async def _progress(request: Request, format: str) -> Response:
     )
     chunk_rows = context.settings.export_chunk_rows
 
+    cells = progress_csv_row if format == "CSV" else progress_cells
+
     async def chunks() -> AsyncIterator[Sequence[Cells]]:
         try:
             async for rows in report_chunks(context.store, scope, chunk_rows):
-                yield [progress_cells(r) for r in rows]
+                yield [cells(r) for r in rows]
         finally:
             await context.store.close()
 
-    filename = f"{slug}-progress.{format.lower()}"
+    filename = re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{format.lower()}"
     if format == "CSV":
-        return csv_response(filename, csv_lines(PROGRESS_COLUMNS, chunks()), context.store.close)
+        return csv_response(filename, csv_lines(PROGRESS_COLUMNS, chunks(), preformatted=True), context.store.close)
     try:
         return await workbook_response(
             filename, "Progress", PROGRESS_COLUMNS, chunks(), "export one course at a time (courseId)"

@@ -14,10 +14,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bulk import insert_rows, is_postgres, one_of, value_chunks
+from app.bulk import (
+    PAIRS_CHUNK,
+    chunks,
+    existing_pairs,
+    insert_rows,
+    is_postgres,
+    one_of,
+    unnest_pairs,
+    value_chunks,
+)
 from app.errors import AppError, BadInput
 from app.ids import require_id
 from app.models import (
@@ -33,7 +42,6 @@ from app.models import (
     utcnow,
 )
 
-KINDS = ("VIEWED", "COMPLETED", "SUBMITTED", "DISCUSSION_POST", "USAGE")
 STEP_KINDS = ("VIEWED", "COMPLETED", "SUBMITTED")
 MAX_MINUTES = 24 * 60
 MAX_BODY = 20_000
@@ -178,18 +186,13 @@ async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int]
     for chunk in value_chunks(postgres, (e.course_id for e in events if e.course_id is not None)):
         courses.update(await session.scalars(select(Course.id).where(one_of(postgres, Course.id, chunk))))
     courses.update(course for course, _, _ in steps.values())
-    enrolled: set[tuple[int, int]] = set()
-    wanted_users = [e.user_id for e in events if e.kind != "USAGE"]
-    if courses and wanted_users:
-        for chunk in value_chunks(postgres, wanted_users):
-            enrolled.update(
-                (u, c)
-                for u, c in await session.execute(
-                    select(Enrollment.user_id, Enrollment.course_id).where(
-                        one_of(postgres, Enrollment.user_id, chunk), one_of(postgres, Enrollment.course_id, sorted(courses))
-                    )
-                )
-            )
+    wanted: set[tuple[int, int]] = set()
+    for e in events:
+        course_id = steps[e.step_id][0] if e.step_id in steps else e.course_id
+        if course_id is not None and e.user_id in users:
+            wanted.add((e.user_id, course_id))
+    enrollment = Enrollment.__table__.c  # type: ignore[attr-defined]
+    enrolled = await existing_pairs(session, enrollment.user_id, enrollment.course_id, wanted)
     return users, steps, courses, enrolled
 
 
@@ -263,19 +266,9 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
             if e.points is not None and (row[4] is None or e.at >= row[4]):
                 row[3], row[4] = e.points, e.at
     completions = {key for key, row in progress.items() if row[2] is not None}
-    done_before: set[tuple[int, int]] = set()
-    if completions:
-        for chunk in value_chunks(postgres, (u for u, _ in completions)):
-            done_before.update(
-                (u, s)
-                for u, s in await session.execute(
-                    select(sp_table.c.user_id, sp_table.c.step_id).where(
-                        one_of(postgres, sp_table.c.user_id, chunk),
-                        one_of(postgres, sp_table.c.step_id, sorted({s for _, s in completions})),
-                        sp_table.c.completed_at.is_not(None),
-                    )
-                )
-            )
+    done_before = await existing_pairs(
+        session, sp_table.c.user_id, sp_table.c.step_id, completions, sp_table.c.completed_at.is_not(None)
+    )
 
     def earliest_of(column: Any, new: Any) -> Any:
         return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
@@ -337,19 +330,18 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
         mine = and_(sp.user_id == e_table.c.user_id, sp.course_id == e_table.c.course_id)
         step_count = select(func.count()).where(st.course_id == e_table.c.course_id).scalar_subquery()
         done = select(func.count(sp.completed_at)).where(mine).scalar_subquery()
-        for chunk in value_chunks(postgres, (u for u, _ in touched)):
+        completes = and_(e_table.c.completed_at.is_(None), step_count > 0, done == step_count)
+        last = select(func.max(sp.completed_at)).where(mine).scalar_subquery()
+        if postgres:  # UPDATE ... FROM unnest(pairs): a row IN list of thousands of pairs plans badly there
+            pairs = unnest_pairs(sorted(touched))
             await session.execute(
-                update(e_table)
-                .where(
-                    e_table.c.completed_at.is_(None),
-                    one_of(postgres, e_table.c.user_id, chunk),
-                    one_of(postgres, e_table.c.course_id, sorted({c for _, c in touched})),
-                    step_count > 0,
-                    done == step_count,
-                )
-                .values(completed_at=select(func.max(sp.completed_at)).where(mine).scalar_subquery())
+                update(e_table).where(e_table.c.user_id == pairs.c.a, e_table.c.course_id == pairs.c.b, completes).values(completed_at=last)
             )
-
+            return
+        for chunk in chunks(sorted(touched), PAIRS_CHUNK):
+            await session.execute(
+                update(e_table).where(tuple_(e_table.c.user_id, e_table.c.course_id).in_(chunk), completes).values(completed_at=last)
+            )
 
 async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, skew: timedelta, now: datetime | None = None) -> Outcome:
     """Validate every event (BAD_USER_INPUT listing each bad index; nothing applied), then apply the new ones."""

@@ -112,6 +112,8 @@ class Membership(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("user_id", "group_id", name="uq_membership_user_group"),
         Index("ix_membership_group_role", "group_id", "role"),
+        # issue 6: the progress report's keyset order (group, user) among a group's members
+        Index("ix_membership_group_role_user", "group_id", "role", "user_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -76,3 +76,17 @@ async def move(session: AsyncSession, group_id: int, new_parent_id: int | None) 
         update(Group).where(Group.id.in_(subtree.scalar_subquery())).values(depth=depth_of),
         execution_options={"synchronize_session": False},
     )
+
+
+# issue 3: tree changes under a lock
+TREE_LOCK = (3, 0)  # pg_advisory_xact_lock(3, 0): the group tree
+
+
+async def lock_tree(session: AsyncSession, *, exclusive: bool) -> None:
+    """On PostgreSQL, re-nesting and deleting (exclusive) wait for each other and for creates (shared), so a
+    cycle check or a subtree's closure rows are never computed from a tree another transaction is changing.
+    SQLite serializes writers already (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    await session.execute(select(lock(*TREE_LOCK)))

@@ -86,7 +86,7 @@ async def fill(database: Database, engine: str, rows: int) -> str:
         """INSERT INTO group_closure (ancestor_id, descendant_id, depth) SELECT parent_id, id, 1 FROM "group"
            WHERE parent_id IS NOT NULL""",
         *(f"INSERT INTO course (name, created_at) VALUES ('Course {c}', {ts})" for c in range(COURSES)),
-        """INSERT INTO step (course_id, title, position, kind) SELECT c.id, 'Step', p.position, 'READ'
+        """INSERT INTO step (course_id, title, position, kind) SELECT c.id, 'Step', p.position, 'LESSON'
             FROM course c CROSS JOIN (SELECT 0 AS position UNION ALL SELECT 1 UNION ALL SELECT 2
             UNION ALL SELECT 3 UNION ALL SELECT 4) p""",
         f"""{with_}INSERT INTO "user" (email, email_normalized, kind, first_name, last_name, last_name_normalized,

@@ -24,7 +24,9 @@ summary AS (SELECT e.course_id, count(*) AS enrolled, count(e.completed_at) AS c
                    avg(100.0 * coalesce(d.done, 0) / sc.n) AS average
             FROM enrollment e JOIN learners l ON l.user_id = e.user_id JOIN sc ON sc.course_id = e.course_id
             LEFT JOIN done d ON d.user_id = e.user_id AND d.course_id = e.course_id GROUP BY e.course_id),
-page AS (SELECT * FROM mem WHERE role = 'MEMBER' ORDER BY id LIMIT 101),
+page AS (SELECT mem.*, row_number() OVER (ORDER BY u.last_name_normalized, u.first_name, mem.id) AS pos
+         FROM mem JOIN "user" u ON u.id = mem.user_id WHERE mem.role = 'MEMBER'
+         ORDER BY u.last_name_normalized, u.first_name, mem.id LIMIT 101),
 prog AS (SELECT sp.user_id, sp.course_id, count(sp.viewed_at) AS viewed, count(sp.completed_at) AS done,
                 sum(sp.points) AS points, sum(s.max_points) FILTER (WHERE sp.points IS NOT NULL) AS max_points
          FROM step_progress sp JOIN step s ON s.id = sp.step_id
@@ -34,7 +36,7 @@ cp AS (SELECT e.user_id, json_agg(json_build_object(
            'completedAt', e.completed_at, 'percentViewed', 100.0 * coalesce(p.viewed, 0) / sc.n,
            'percentCompleted', 100.0 * coalesce(p.done, 0) / sc.n,
            'gradePercent', 100.0 * p.points / nullif(p.max_points, 0), 'stepsCompleted', coalesce(p.done, 0),
-           'stepCount', sc.n) ORDER BY c.id) AS courses
+           'stepCount', sc.n) ORDER BY c.name) AS courses
        FROM enrollment e JOIN course c ON c.id = e.course_id JOIN sc ON sc.course_id = e.course_id
        LEFT JOIN prog p ON p.user_id = e.user_id AND p.course_id = e.course_id
        WHERE e.user_id IN (SELECT user_id FROM page) GROUP BY e.user_id)
@@ -51,16 +53,16 @@ SELECT json_build_object('data', json_build_object('group', json_build_object(
   'progressSummary', json_build_object('learnerCount', (SELECT count(*) FROM learners),
      'courses', (SELECT coalesce(json_agg(json_build_object('course', json_build_object('name', c.name),
                    'enrolledCount', s.enrolled, 'completedCount', s.completed, 'averagePercentCompleted', s.average)
-                   ORDER BY c.id), '[]') FROM summary s JOIN course c ON c.id = s.course_id)),
+                   ORDER BY c.name), '[]') FROM summary s JOIN course c ON c.id = s.course_id)),
   'members', json_build_object(
      'totalCount', (SELECT count(*) FROM mem WHERE role = 'MEMBER'),
      'pageInfo', json_build_object('hasNextPage', (SELECT count(*) > 100 FROM page),
-                                   'endCursor', (SELECT max(id)::text FROM (SELECT id FROM page ORDER BY id LIMIT 100) x)),
+                                   'endCursor', (SELECT id::text FROM page WHERE pos = LEAST(100, (SELECT count(*) FROM page)))),
      'edges', (SELECT coalesce(json_agg(json_build_object('node', json_build_object(
                  'role', p.role, 'group', json_build_object('name', pg.name),
                  'user', json_build_object('firstName', u.first_name, 'lastName', u.last_name, 'email', u.email,
-                                           'courseProgress', coalesce(cp.courses, '[]')))) ORDER BY p.id), '[]')
-               FROM (SELECT * FROM page ORDER BY id LIMIT 100) p JOIN "user" u ON u.id = p.user_id
+                                           'courseProgress', coalesce(cp.courses, '[]')))) ORDER BY p.pos), '[]')
+               FROM (SELECT * FROM page WHERE pos <= 100) p JOIN "user" u ON u.id = p.user_id
                JOIN "group" pg ON pg.id = p.group_id LEFT JOIN cp ON cp.user_id = p.user_id))
 )))::text
 FROM "group" g WHERE g.id = :g
@@ -76,7 +78,9 @@ summary AS (SELECT e.course_id, count(*) AS enrolled, count(e.completed_at) AS c
                                 WHERE sp.user_id = e.user_id AND sp.course_id = e.course_id)
                        / (SELECT n FROM sc WHERE sc.course_id = e.course_id)) AS average
             FROM enrollment e WHERE e.user_id IN (SELECT user_id FROM learners) GROUP BY e.course_id),
-page AS MATERIALIZED (SELECT * FROM mem WHERE role = 'MEMBER' ORDER BY id LIMIT 101),
+page AS MATERIALIZED (SELECT mem.*, row_number() OVER (ORDER BY u.last_name_normalized, u.first_name, mem.id) AS pos
+         FROM mem JOIN "user" u ON u.id = mem.user_id WHERE mem.role = 'MEMBER'
+         ORDER BY u.last_name_normalized, u.first_name, mem.id LIMIT 101),
 cp AS (SELECT user_id, json_group_array(json(card)) AS courses FROM (
          SELECT e.user_id, json_object(
            'course', json_object('name', c.name), 'activatedAt', e.activated_at, 'expiresAt', e.expires_at,
@@ -92,7 +96,7 @@ cp AS (SELECT user_id, json_group_array(json(card)) AS courses FROM (
                               WHERE sp.user_id = e.user_id AND sp.course_id = e.course_id),
            'stepCount', sc.n) AS card
          FROM enrollment e JOIN course c ON c.id = e.course_id JOIN sc ON sc.course_id = e.course_id
-         WHERE e.user_id IN (SELECT user_id FROM page) ORDER BY e.user_id, c.id)
+         WHERE e.user_id IN (SELECT user_id FROM page) ORDER BY e.user_id, c.name)
        GROUP BY user_id)
 SELECT json_object('data', json_object('group', json_object(
   'name', g.name, 'depth', g.depth,
@@ -108,17 +112,17 @@ SELECT json_object('data', json_object('group', json_object(
   'progressSummary', json_object('learnerCount', (SELECT count(*) FROM learners),
      'courses', (SELECT json_group_array(json_object('course', json_object('name', name), 'enrolledCount', enrolled,
                    'completedCount', completed, 'averagePercentCompleted', average)) FROM (
-                   SELECT c.name, s.* FROM summary s JOIN course c ON c.id = s.course_id ORDER BY c.id))),
+                   SELECT c.name, s.* FROM summary s JOIN course c ON c.id = s.course_id ORDER BY c.name))),
   'members', json_object(
      'totalCount', (SELECT count(*) FROM mem WHERE role = 'MEMBER'),
      'pageInfo', json_object('hasNextPage', json((SELECT CASE WHEN count(*) > 100 THEN 'true' ELSE 'false' END FROM page)),
-                             'endCursor', (SELECT CAST(max(id) AS TEXT) FROM (SELECT id FROM page ORDER BY id LIMIT 100))),
+                             'endCursor', (SELECT CAST(id AS TEXT) FROM page WHERE pos = min(100, (SELECT count(*) FROM page)))),
      'edges', (SELECT json_group_array(json(edge)) FROM (
                  SELECT json_object('node', json_object('role', p.role, 'group', json_object('name', pg.name),
                    'user', json_object('firstName', u.first_name, 'lastName', u.last_name, 'email', u.email,
                                        'courseProgress', json(coalesce(cp.courses, '[]'))))) AS edge
-                 FROM (SELECT * FROM page ORDER BY id LIMIT 100) p JOIN "user" u ON u.id = p.user_id
-                 JOIN "group" pg ON pg.id = p.group_id LEFT JOIN cp ON cp.user_id = p.user_id ORDER BY p.id)))
+                 FROM (SELECT * FROM page WHERE pos <= 100) p JOIN "user" u ON u.id = p.user_id
+                 JOIN "group" pg ON pg.id = p.group_id LEFT JOIN cp ON cp.user_id = p.user_id ORDER BY p.pos)))
 )))
 FROM "group" g WHERE g.id = :g
 """

@@ -8,6 +8,7 @@ of the memberships along and primes their loaders.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,26 @@ class MembershipLoaders:
         self.groups = groups
         self._counts: dict[Hashable, DataLoader[int, int]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
+        self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
+
+    def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
+        """user id -> that user's memberships the viewer may see, oldest first (one statement per batch)."""
+        loader = self._of_user.get(scope)
+        if loader is None:
+
+            async def load(user_ids: Sequence[int]) -> list[list[Membership]]:
+                rows = await self.store.scalars(
+                    select(Membership)
+                    .where(Membership.user_id.in_(sorted(set(user_ids))), visible(Membership.user_id, Membership.group_id))
+                    .order_by(Membership.id)
+                )
+                found: dict[int, list[Membership]] = defaultdict(list)
+                for row in rows:
+                    found[row.user_id].append(row)
+                return [found.get(u, []) for u in user_ids]
+
+            loader = self._of_user[scope] = DataLoader(load_fn=load)
+        return loader
 
     # --- the shared FROM/WHERE ----------------------------------------------------------------
 
@@ -85,11 +106,35 @@ class MembershipLoaders:
         if loader is None:
 
             async def load(group_ids: Sequence[int]) -> list[int]:
+                # The children of the asked groups are counted in the same statement, so a dashboard asking
+                # memberCount on a group and on its children costs one count statement whether the group
+                # has children or not. The children come from the children loader (when the query asks for
+                # Group.children, its very batch: awaiting its futures one by one, not through a gather, wakes
+                # this task right after that field's, before the children's own memberCount asks).
+                asked = list(dict.fromkeys(group_ids))
+                loader = self._counts[key]
+                kids: list[int] = []
+                if filter.roles is None and filter.search is None:  # memberCount's filter
+                    futures = [self.groups.children.load(g) for g in asked]  # one batch
+                    for future in futures:
+                        kids += [c.id for c in await future]
+                pending: dict[int, asyncio.Future[int]] = {}
+                for kid in kids:
+                    if kid not in asked and loader.cache_map.get(kid) is None:
+                        pending[kid] = asyncio.get_running_loop().create_future()
+                        loader.cache_map.set(kid, pending[kid])
                 closure = aliased(GroupClosure)
                 query = self._where(
-                    select(closure.ancestor_id, func.count()), closure, group_ids, filter, visible
+                    select(closure.ancestor_id, func.count()), closure, [*asked, *pending], filter, visible
                 ).group_by(closure.ancestor_id)
-                found = {owner: int(n) for owner, n in await self.store.all(query)}
+                try:
+                    found = {owner: int(n) for owner, n in await self.store.all(query)}
+                except BaseException as exc:
+                    for future in pending.values():
+                        future.set_exception(exc)
+                    raise
+                for kid, future in pending.items():
+                    future.set_result(found.get(kid, 0))
                 return [found.get(g, 0) for g in group_ids]
 
             loader = self._counts[key] = DataLoader(load_fn=load)
@@ -102,7 +147,8 @@ class MembershipLoaders:
     ) -> DataLoader[int, MemberPage]:
         """group id -> the next `first` memberships after the cursor, ordered by last name then id.
 
-        One statement for all groups: ROW_NUMBER() per asked group, keeping `first + 1` rows of each."""
+        One statement for all groups: ROW_NUMBER() per asked group, keeping `first + 1` rows of each
+        (for a single group, ORDER BY ... LIMIT)."""
         key = (scope, filter, first, after)
         loader = self._pages.get(key)
         if loader is None:
@@ -119,16 +165,16 @@ class MembershipLoaders:
     ) -> list[MemberPage]:
         closure = aliased(GroupClosure)
         member_user = aliased(User)
-        rank = func.row_number().over(
-            partition_by=closure.ancestor_id, order_by=(member_user.last_name_normalized, Membership.id)
-        )
-        columns = select(
+        order = (member_user.last_name_normalized, Membership.id)
+        single = len(set(group_ids)) == 1
+        columns = [
             closure.ancestor_id.label("owner"),
             Membership.id.label("membership_id"),
             member_user.last_name_normalized.label("sort_name"),
-            rank.label("rank"),
-        )
-        inner = self._where(columns, closure, group_ids, filter, visible).join(
+        ]
+        if not single:
+            columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
+        inner = self._where(select(*columns), closure, group_ids, filter, visible).join(
             member_user, member_user.id == Membership.user_id
         )
         if after is not None:
@@ -139,15 +185,19 @@ class MembershipLoaders:
                     and_(member_user.last_name_normalized == name, Membership.id > last_id),
                 )
             )
+        if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
+            inner = inner.order_by(*order).limit(first + 1)
         ranked = inner.subquery()
         query = (
             select(ranked.c.owner, ranked.c.sort_name, Membership, User, Group)
             .join(Membership, Membership.id == ranked.c.membership_id)
             .join(User, User.id == Membership.user_id)
             .join(Group, Group.id == Membership.group_id)
-            .where(ranked.c.rank <= first + 1)
-            .order_by(ranked.c.owner, ranked.c.rank)
         )
+        if single:
+            query = query.order_by(ranked.c.sort_name, ranked.c.membership_id)
+        else:
+            query = query.where(ranked.c.rank <= first + 1).order_by(ranked.c.owner, ranked.c.rank)
         pages: dict[int, list[tuple[Membership, str]]] = defaultdict(list)
         for owner, sort_name, membership, user, group in await self.store.all(query):
             pages[owner].append((membership, sort_name))

@@ -1,10 +1,11 @@
 """The group progress report: one row per (member, enrolled course), for Group.progressReport and the
 CSV/XLSX exports alike.
 
-Rows are ordered by the keyset (user id, group id, course id): the first two are the unique index of
-`membership`, and enrollments join on their own (user id, course id) index, so a page after any cursor
-costs what the first page costs (no OFFSET). Percentages are SQL aggregates per row (correlated counts on
-the step_progress (user, course) index and on the course's steps), computed only for the rows returned.
+Rows are ordered by the keyset (group id, user id, course id): the first two follow the membership index
+(group_id, role, user_id), and enrollments join on their own (user id, course id) index, so a page after
+any cursor costs what the first page costs (no OFFSET, no sort of the whole group). Percentages are SQL
+aggregates per row (correlated counts on the step_progress (user, course) index and on the course's
+steps), computed only for the page's rows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import Select, func, or_, select, tuple_, union_all
 
 from app.models import Course, Enrollment, Group, GroupClosure, Membership, Step, StepProgress, Usage, User
 from dataloaders.imports import has_no_membership, is_active_learner
@@ -45,8 +46,8 @@ class ReportScope:
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:
-    user_id: int
     group_id: int
+    user_id: int
     course_id: int
     first_name: str
     last_name: str
@@ -62,7 +63,7 @@ class ReportRow:
 
     @property
     def key(self) -> Key:
-        return (self.user_id, self.group_id, self.course_id)
+        return (self.group_id, self.user_id, self.course_id)
 
 
 def _scope_filter(scope: ReportScope) -> list[Any]:
@@ -81,57 +82,63 @@ def _joined(statement: Select[Any]) -> Select[Any]:
 
 
 def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[Any]:
-    """One page (or export chunk) of rows after the keyset `after`."""
-    steps = select(func.count()).where(_s.course_id == _e.course_id).correlate_except(Step.__table__).scalar_subquery()
-    progress = _p.user_id == _m.user_id, _p.course_id == _e.course_id
+    """One page (or export chunk) of rows after the keyset `after`. The inner query picks the page's keys
+    along the (group, role, user) index; names and percentages are looked up for those rows only."""
+    keys = _joined(select(_m.group_id, _m.user_id, _e.course_id, _e.activated_at, _e.completed_at, _e.expires_at))
+    keys = keys.where(*_scope_filter(scope))
+    if after is None:
+        page = keys.order_by(_m.group_id, _m.user_id, _e.course_id).limit(limit).subquery("page")
+    else:
+        # (group, user, course) > cursor, split so that no condition spans two tables (both planners then
+        # estimate it from the membership index alone): the cursor's own member's later courses, then
+        # the members after the cursor's
+        group_id, user_id, course_id = after
+        rest_of_member = keys.where(_m.group_id == group_id, _m.user_id == user_id, _e.course_id > course_id)
+        later_members = keys.where(_m.group_id >= group_id, tuple_(_m.group_id, _m.user_id) > tuple_(group_id, user_id))
+        order = (_m.group_id, _m.user_id, _e.course_id)
+        arms = [arm.order_by(*order).limit(limit).subquery() for arm in (rest_of_member, later_members)]
+        both = union_all(*(select(arm) for arm in arms)).subquery("after_cursor")
+        page = select(both).order_by(both.c.group_id, both.c.user_id, both.c.course_id).limit(limit).subquery("page")
+    k = page.c
+    steps = select(func.count()).where(_s.course_id == k.course_id).correlate(page).scalar_subquery()
+    progress = _p.user_id == k.user_id, _p.course_id == k.course_id
     viewed = (
         select(func.count())
         .where(*progress, or_(_p.viewed_at.is_not(None), _p.completed_at.is_not(None)))
-        .correlate_except(StepProgress.__table__)
+        .correlate(page)
         .scalar_subquery()
     )
-    completed = (
-        select(func.count())
-        .where(*progress, _p.completed_at.is_not(None))
-        .correlate_except(StepProgress.__table__)
-        .scalar_subquery()
-    )
-    statement = _joined(
+    completed = select(func.count()).where(*progress, _p.completed_at.is_not(None)).correlate(page).scalar_subquery()
+    return (
         select(
-            _m.user_id, _m.group_id, _e.course_id, _u.first_name, _u.last_name, _u.email, _u.company, _g.name,
-            _c.name, _e.activated_at, steps, viewed, completed, _e.completed_at, _e.expires_at,
+            k.group_id, k.user_id, k.course_id, _u.first_name, _u.last_name, _u.email, _u.company, _g.name, _c.name,
+            k.activated_at, steps, viewed, completed, k.completed_at, k.expires_at,
         )
+        .select_from(page)
+        .join(User.__table__, _u.id == k.user_id)
+        .join(Group.__table__, _g.id == k.group_id)
+        .join(Course.__table__, _c.id == k.course_id)
+        .order_by(k.group_id, k.user_id, k.course_id)
     )
-    statement = (
-        statement.join(User.__table__, _u.id == _m.user_id)
-        .join(Group.__table__, _g.id == _m.group_id)
-        .join(Course.__table__, _c.id == _e.course_id)
-        .where(*_scope_filter(scope))
-    )
-    if after is not None:
-        # the redundant `user_id >=` lets both planners start the membership index scan at the cursor
-        statement = statement.where(
-            _m.user_id >= after[0], tuple_(_m.user_id, _m.group_id, _e.course_id) > tuple_(*after)
-        )
-    return statement.order_by(_m.user_id, _m.group_id, _e.course_id).limit(limit)
 
 
 def count_statement(scope: ReportScope) -> Select[Any]:
     return _joined(select(func.count())).where(*_scope_filter(scope))
 
 
-def _percent(done: int, steps: int, completed_at: datetime | None) -> float:
-    if steps == 0:
-        return 100.0 if completed_at is not None else 0.0
-    return round(100.0 * min(done, steps) / steps, 1)
+def _percent(done: int, steps: int) -> float:
+    """As CourseProgress has it (resolvers/progress.py): 0..100, two decimals, 0 for a course without steps."""
+    if not steps:
+        return 0.0
+    return round(min(100.0, 100.0 * (done or 0) / steps), 2)
 
 
 def to_row(raw: Any) -> ReportRow:
-    (user_id, group_id, course_id, first, last, email, company, group_name, course_name, activated, steps,
+    (group_id, user_id, course_id, first, last, email, company, group_name, course_name, activated, steps,
      viewed, completed, completed_at, expires_at) = raw
     return ReportRow(
-        user_id, group_id, course_id, first, last, email, company, group_name, course_name, activated,
-        _percent(viewed, steps, completed_at), _percent(completed, steps, completed_at), completed_at, expires_at,
+        group_id, user_id, course_id, first, last, email, company, group_name, course_name, activated,
+        _percent(viewed, steps), _percent(completed, steps), completed_at, expires_at,
     )
 
 

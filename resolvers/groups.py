@@ -18,7 +18,7 @@ from app.ids import decode_id, require_id, to_global_id
 from app.models import Group as GroupRow
 from app.models import GroupClosure
 from app.models import Membership as MembershipRow
-from app.tree import attach, is_descendant, move, subtree_height
+from app.tree import attach, is_descendant, lock_tree, move, subtree_height
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
@@ -269,6 +269,8 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         raise Forbidden("You may not make this a root group.")
     limit = ctx.settings.max_group_depth
     async with ctx.store.transaction() as session:
+        if new_parent_id is not None or input.make_root:
+            await lock_tree(session, exclusive=True)
         row = await session.get(GroupRow, group_id)
         if row is None:
             raise NotFound("No such group.", field="id")
@@ -310,6 +312,7 @@ async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bo
     ctx = info.context
     group_id = require_id(id, "Group")
     async with ctx.store.transaction() as session:
+        await lock_tree(session, exclusive=True)
         row = await session.get(GroupRow, group_id)
         if row is None:
             raise NotFound("No such group.", field="id")
@@ -432,6 +435,7 @@ class GroupMutations:
         else:
             wanted = slugify(name)  # type: ignore[arg-type]
         async with ctx.store.transaction() as session:
+            await lock_tree(session, exclusive=False)  # issue 3: no re-nest of the parent's subtree meanwhile
             slug = await unique_slug(session, wanted)
             row = GroupRow(
                 name=name,  # type: ignore[arg-type]
@@ -444,6 +448,12 @@ class GroupMutations:
             session.add(row)
             await session.flush()
             await attach(session, row.id, row.parent_id)  # type: ignore[arg-type]
+            # issue 3: the depth the closure gives (the parent may have been re-nested since it was read)
+            row.depth = await session.scalar(
+                select(func.count()).select_from(GroupClosure).where(
+                    GroupClosure.descendant_id == row.id, GroupClosure.depth > 0
+                )
+            )
             session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
             audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
         ctx.forget_reach()

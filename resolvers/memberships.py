@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
@@ -20,7 +20,7 @@ from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
 from permissions.filters import group_visible, user_visible
-from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis
+from permissions.reach import PLACED_ON_CONSENT, ROLES_GIVING, Permission, Reach, placement_basis
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import GroupRole
 from resolvers.groups import require_visible_group
@@ -80,12 +80,8 @@ class Membership(Node):
 async def memberships_of_user(info: Info, user_id: int) -> list[Membership]:
     """The user's memberships in groups the viewer sees (the user is visible already)."""
     reach = await info.context.load_reach()
-    rows = await info.context.store.scalars(
-        select(MembershipRow)
-        .where(MembershipRow.user_id == user_id, group_visible(reach, MembershipRow.group_id))
-        .order_by(MembershipRow.id)
-    )
-    return [Membership(row=r) for r in rows]
+    loader = info.context.loaders.memberships.of_user(("of_user", id(reach)), lambda _u, g: group_visible(reach, g))
+    return [Membership(row=r) for r in await loader.load(user_id)]
 
 
 async def visible_membership(info: Info, membership_id: int) -> Membership | None:
@@ -122,15 +118,25 @@ class MembershipConnection:
         return await self.count()
 
 
-def member_visibility(reach: Reach) -> Visible:
-    """Memberships shown in a visible group's lists: those of users the viewer may see. (Visibility of
-    groups is closed under subtrees, so every membership of a visible group's subtree is in a visible group.)"""
-    return lambda user_id, _group_id: user_visible(reach, user_id)
+def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
+    """The row filter for the memberships listed under `group_id` (a group the viewer sees), and a key for it.
+
+    Memberships show where the viewer may see their user. (Visibility of groups is closed under subtrees, so
+    the groups need no filter.) Where the viewer holds a staff role on the group, which inherits down, every
+    own (not consent-based) membership in its subtree is of a user the viewer is over: only consent-based
+    ones need the user check, and the OR skips that subquery for all the others."""
+    staff = bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[Permission.VIEW_PROFILE]))
+    if staff and not reach.is_admin:
+        return (id(reach), "staff"), lambda user_id, _g: or_(
+            MembershipRow.access_request_id.is_(None), user_visible(reach, user_id)
+        )
+    return (id(reach), "users"), lambda user_id, _g: user_visible(reach, user_id)
 
 
 async def member_count(info: Info, group_id: int, include_nested: bool) -> int:
     reach = await info.context.load_reach()
-    loader = info.context.loaders.memberships.counts(id(reach), MemberFilter(include_nested), member_visibility(reach))
+    scope, visible = member_visibility(reach, group_id)
+    loader = info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible)
     return await loader.load(group_id)
 
 
@@ -152,13 +158,13 @@ async def members_of(
         roles=tuple(sorted(r.value for r in roles)) if roles is not None else None,
         search=search.lower() if search else None,
     )
-    visible = member_visibility(reach)
+    scope, visible = member_visibility(reach, group_id)
     loaders = info.context.loaders.memberships
-    page = await loaders.pages(id(reach), filter, visible, size, tuple(cursor) if cursor else None).load(group_id)  # type: ignore[arg-type]
+    page = await loaders.pages(scope, filter, visible, size, tuple(cursor) if cursor else None).load(group_id)  # type: ignore[arg-type]
     edges = [MembershipEdge(cursor=encode_cursor(name, m.id), node=Membership(row=m)) for m, name in page.rows]
 
     async def count() -> int:
-        return await loaders.counts(id(reach), filter, visible).load(group_id)
+        return await loaders.counts(scope, filter, visible).load(group_id)
 
     return MembershipConnection(edges=edges, page_info=page_info(page.has_next, [e.cursor for e in edges]), count=count)
 
@@ -196,8 +202,10 @@ async def visible_membership_rows(info: Info, global_ids: list[strawberry.ID], f
 
 
 async def memberships_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
-    ids = kwargs.get("membership_ids") or [kwargs["membership_id"]]
-    rows = await visible_membership_rows(info, ids, "membershipIds" if "membership_ids" in kwargs else "membershipId")
+    if "membership_ids" in kwargs:
+        rows = await visible_membership_rows(info, kwargs["membership_ids"], "membershipIds")
+    else:
+        rows = await visible_membership_rows(info, [kwargs["membership_id"]], "membershipId")
     return Subjects(groups=sorted({r.group_id for r in rows}))
 
 
@@ -233,13 +241,13 @@ async def add_members(info: Info, group_gid: strawberry.ID, user_gids: list[stra
             f"Already in the group (a user holds one role per group; use changeMemberRole): {_named(already)}",
             field="userIds", userIds=_named(already).split(", "),
         )
-    if group.synced:
-        unsynced = [u.row.id for u in present if not u.row.synced]
-        if unsynced:
-            raise BadInput(
-                f"Only synced users may join a synced group: {_named(unsynced)}",  # type: ignore[arg-type]
-                field="userIds", userIds=_named(unsynced).split(", "),  # type: ignore[arg-type]
-            )
+    mismatched = [u.row.id for u in present if u.row.synced != group.synced]
+    if mismatched:  # the rostering sync owns synced users and synced groups: they only go together
+        rule = "Only synced users may join a synced group" if group.synced else "Synced users join synced groups only"
+        raise BadInput(
+            f"{rule}: {_named(mismatched)}",  # type: ignore[arg-type]
+            field="userIds", userIds=_named(mismatched).split(", "),  # type: ignore[arg-type]
+        )
     bases: dict[int, str] = {}
     refused: list[int] = []
     for user in present:

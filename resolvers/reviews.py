@@ -67,7 +67,7 @@ class Submission(Node):
 
     @strawberry.field
     def course(self) -> Course:
-        return self.step_obj.parent
+        return self.step_obj.course
 
     @strawberry.field
     def body(self) -> str | None:

@@ -25,9 +25,19 @@ PG_URL_BASE = os.environ.get("GROUPGRAPH_TEST_PG_BASE", "postgresql+asyncpg://po
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
+ENGINES = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "engines(*names): run a database test on these engines only (a fault of one engine)")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
-        metafunc.parametrize("engine", ["sqlite", "postgres"], indirect=True, scope="session")
+        marker = metafunc.definition.get_closest_marker("engines")
+        engines = list(marker.args) if marker else list(ENGINES)
+        assert set(engines) <= set(ENGINES), engines
+        metafunc.parametrize("engine", engines, indirect=True, scope="session")
 
 
 async def _pg_reachable() -> str | None:

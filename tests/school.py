@@ -18,7 +18,7 @@ async def course(site: Site, name: str, steps: int) -> tuple[Course, list[Step]]
         row = Course(name=name)
         session.add(row)
         await session.flush()
-        made = [Step(course_id=row.id, title=f"{name} {i}", position=i, kind="READ") for i in range(steps)]
+        made = [Step(course_id=row.id, title=f"{name} {i}", position=i, kind="LESSON") for i in range(steps)]
         session.add_all(made)
     return row, made
 

@@ -86,13 +86,43 @@ async def test_analyst_reads_assigned_subtrees_only(site: Site) -> None:
 
 
 async def test_analyst_can_do_nothing_else(site: Site) -> None:
+    from app.models import Enrollment, Step, Submission
+
     s = await school(site)
     analyst = s["analyst"]
-    before = (await site.count(Group), await site.count(Membership), await site.count(AuditEvent))
+    async with site.database.session() as session:
+        from sqlalchemy import select
+
+        step = (await session.scalars(select(Step).where(Step.course_id == s["maths"].id))).first()
+    async with site.database.transaction() as session:
+        submission = Submission(user_id=s["bob"].id, step_id=step.id, course_id=s["maths"].id, body="my essay")
+        session.add(submission)
+    ann_in_a = await site.count(Membership, Membership.user_id == s["ann"].id)
+    assert ann_in_a == 1
+    async with site.database.session() as session:
+        ann_membership = (await session.scalars(select(Membership).where(Membership.user_id == s["ann"].id))).one()
+
+    def tables() -> Any:
+        return asyncio.gather(
+            site.count(Group), site.count(Membership), site.count(AuditEvent), site.count(Enrollment),
+            site.count(Submission, Submission.status == "NEEDS_REVIEW"),
+        )
+
+    before = await tables()
+    a, ann, cid = gid("Group", s["a"]), gid("User", s["ann"]), gid("User", s["cid"])
     attempts: list[tuple[str, dict[str, Any]]] = [
-        ("mutation($p: ID!) { createGroup(input: {name: \"Mine\", parentId: $p}) { id } }", {"p": gid("Group", s["a"])}),
+        ("mutation($p: ID!) { createGroup(input: {name: \"Mine\", parentId: $p}) { id } }", {"p": a}),
         (SET_ROLES, {"id": gid("User", analyst), "roles": ["ADMIN", "GROUP_ANALYST"]}),
         ("{ unassignedActiveStudentCount }", {}),
+        ("{ users { totalCount } }", {}),
+        ("mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u) { id } }", {"g": a, "u": [cid]}),
+        ("mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u, role: MENTOR) { id } }", {"g": a, "u": [ann]}),
+        ("mutation($m: ID!) { changeMemberRole(membershipId: $m, role: LEADER) { id } }", {"m": gid("Membership", ann_membership)}),
+        ("mutation($m: [ID!]!) { removeMembers(membershipIds: $m) }", {"m": [gid("Membership", ann_membership)]}),
+        ("mutation($g: ID!) { updateGroup(id: $g, input: {name: \"Renamed\"}) { name } }", {"g": a}),
+        ("mutation($g: ID!) { deleteGroup(id: $g) }", {"g": a}),
+        ("mutation($c: ID!, $u: [ID!]!) { enroll(courseId: $c, userIds: $u) }", {"c": gid("Course", s["art"]), "u": [ann]}),
+        ("mutation($id: ID!) { reviewSubmission(id: $id, points: 1) { id } }", {"id": gid("Submission", submission)}),
     ]
     for query, variables in attempts:
         body = await site.gql(query, variables, as_user=analyst)
@@ -105,7 +135,7 @@ async def test_analyst_can_do_nothing_else(site: Site) -> None:
     assert imported.status_code == 422 and "may not manage" in imported.text
     for path in ("/exports/groups.csv", "/exports/memberships.csv", "/exports/unassigned-active-students.csv"):
         assert (await site.client.get(path, headers=token)).status_code == 403
-    assert (await site.count(Group), await site.count(Membership), await site.count(AuditEvent)) == before
+    assert await tables() == before
 
 
 USERS = """query($filter: UserFilter, $first: Int, $after: String) {
@@ -195,3 +225,27 @@ async def test_users_keyset_pages(site: Site) -> None:
         after = connection["pageInfo"]["endCursor"]
     assert len(seen) == 12 and len(set(seen)) == 12
     assert max(costs) == min(costs)
+
+
+async def test_admins_assign_analysts_with_add_members(site: Site) -> None:
+    s = await school(site)
+    admin = s["admin"]
+    newcomer = await site.user("New", kind="STAFF")
+    await site.member(newcomer, s["a"])  # so that the school's leader sees them
+    add = "mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u, role: ANALYST) { role } }"
+    variables = {"g": gid("Group", s["b"]), "u": [gid("User", newcomer)]}
+    refused = await site.gql(add, variables, as_user=admin)
+    assert errors_of(refused) == ["FORBIDDEN"]  # not a GROUP_ANALYST yet
+    assert await site.count(Membership, Membership.user_id == newcomer.id) == 1
+    # the school's leader manages Class B but may not make analysts either
+    body = await site.gql(SET_ROLES, {"id": gid("User", newcomer), "roles": ["GROUP_ANALYST"]}, as_user=admin)
+    assert "errors" not in body
+    assert errors_of(await site.gql(add, variables, as_user=s["leader"])) == ["FORBIDDEN"]
+    assert (await site.gql(add, variables, as_user=admin))["data"]["addMembers"] == [{"role": "ANALYST"}]
+    response = await site.client.get(f"/exports/groups/{s['b'].id}/progress.csv", headers=auth(await site.token(newcomer)))
+    assert [r[0] for r in parse(response.content)[1:]] == ["Cid"]
+    listed = await site.gql(
+        "query($g: ID!) { users(filter: {analystOfGroupId: $g}) { edges { node { firstName } } } }",
+        {"g": gid("Group", s["b"])}, as_user=admin,
+    )
+    assert listed["data"]["users"]["edges"] == [{"node": {"firstName": "New"}}]

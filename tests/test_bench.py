@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.site import Site
+from tests.site import Site, errors_of, gid
 
 
 @pytest.fixture
@@ -43,3 +43,32 @@ def test_multi_worker_listener_is_tcp_so_accepted_sockets_get_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[0] == "127.0.0.1"
     finally:
         sock.close()
+
+
+async def test_a_valid_query_is_validated_once_and_a_rejected_one_every_time(site: Site) -> None:
+    from app import query_cache
+
+    viewer = await site.user("Quinn", roles="ADMIN")
+    query = "query Again { viewer { email firstName } }"
+    first = await site.gql(query, as_user=viewer)
+    assert any(key[1] == query for key in query_cache._valid)
+    assert await site.gql(query, as_user=viewer) == first == {"data": {"viewer": {"email": viewer.email, "firstName": "Quinn"}}}
+    too_deep = "{ viewer { email } group(id: \"x\") { " + "parent { " * 14 + "name" + " }" * 14 + " } }"
+    for _ in range(2):
+        body = await site.gql(too_deep, as_user=viewer)
+        assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP" and "data" not in body
+    assert not any(key[1] == too_deep for key in query_cache._valid)
+
+
+async def test_a_cached_query_still_meets_the_page_and_cost_limits_of_its_variables(site: Site) -> None:
+    """The document is validated once, but `first` may come as a variable: its limits hold every time."""
+    viewer = await site.user("Quinn", roles="ADMIN")
+    group = await site.group("Cached")
+    query = "query Page($id: ID!, $first: Int) { group(id: $id) { members(first: $first) { totalCount } } }"
+    small = await site.gql(query, {"id": gid("Group", group), "first": 10}, as_user=viewer)
+    assert small == {"data": {"group": {"members": {"totalCount": 0}}}}
+    for _ in range(2):
+        huge = await site.gql(query, {"id": gid("Group", group), "first": 1_000_000}, as_user=viewer)
+        assert errors_of(huge) == ["PAGE_TOO_LARGE"] and "data" not in huge
+        nul = await site.gql(query, {"id": "x\x00", "first": 10}, as_user=viewer)
+        assert errors_of(nul) == ["BAD_USER_INPUT"]

@@ -481,3 +481,45 @@ async def test_concurrent_requests_and_answers_stay_consistent(site: Site) -> No
     assert outcomes[0] == "CONFLICT" and outcomes[1] in ("DENIED", "GRANTED")
     assert sorted(errors_of(b) for b in answers) == [[], ["CONFLICT"]]
     assert await site.count(AuditEvent, AuditEvent.action.in_(["access_request.grant", "access_request.deny"])) == 1
+
+
+PROGRESS = "query($id: ID!) { user(id: $id) { firstName courseProgress { course { name } percentCompleted } } }"
+ADD = "mutation($g: ID!, $u: [ID!]!) { addMembers(groupId: $g, userIds: $u, role: MEMBER) { id accessRequest { id } } }"
+
+
+async def test_after_revoke_progress_and_placement_end_and_other_memberships_stay(site: Site) -> None:
+    """Through the API only: the grant gives progress and placement; the revocation takes both back on
+    the very next request, removes the consent-based membership and leaves the admin-added one."""
+    from tests.progress_helpers import course, enroll
+
+    rita = await site.user("Rita", kind="STAFF")
+    sam = await site.user("Sam")
+    admin = await site.user("Ada", roles="ADMIN", kind="STAFF")
+    class_a = await site.group("Class A")
+    class_b = await site.group("Class B")
+    await site.member(rita, class_a, "LEADER")
+    fractions = await course(site, admin, "Fractions", [("LESSON", None), ("QUIZ", 10)])
+    await enroll(site, admin, [sam], fractions)
+
+    asked = await ask(site, rita, sam.email)
+    denied_before = await site.gql(ADD, {"g": gid("Group", class_a), "u": [gid("User", sam)]}, as_user=rita)
+    assert errors_of(denied_before) and await site.count(Membership, Membership.user_id == sam.id) == 0
+
+    await answer(site, sam, asked["id"], "GRANT")
+    seen = (await site.gql(PROGRESS, {"id": gid("User", sam)}, as_user=rita))["data"]["user"]
+    assert seen == {"firstName": "Sam", "courseProgress": [{"course": {"name": "Fractions"}, "percentCompleted": 0.0}]}
+    placed = await site.gql(ADD, {"g": gid("Group", class_a), "u": [gid("User", sam)]}, as_user=rita)
+    assert placed["data"]["addMembers"][0]["accessRequest"] == {"id": asked["id"]}
+    by_admin = await site.gql(ADD, {"g": gid("Group", class_b), "u": [gid("User", sam)]}, as_user=admin)
+    assert by_admin["data"]["addMembers"][0]["accessRequest"] is None
+
+    await site.gql(REVOKE, {"id": asked["id"]}, as_user=sam)
+    # Invisible objects read as null without an error (an error would tell that the id exists).
+    assert await site.gql(PROGRESS, {"id": gid("User", sam)}, as_user=rita) == {"data": {"user": None}}
+    again = await site.gql(ADD, {"g": gid("Group", class_a), "u": [gid("User", sam)]}, as_user=rita)
+    assert errors_of(again) == ["NOT_FOUND"] and again["data"] is None  # Sam is no longer visible to Rita
+    async with site.database.session() as session:
+        left = (await session.execute(select(Membership.group_id, Membership.access_request_id).where(Membership.user_id == sam.id))).all()
+    assert [tuple(m) for m in left] == [(class_b.id, None)]
+    # The admin, over Sam through class B, still sees the progress.
+    assert (await site.gql(PROGRESS, {"id": gid("User", sam)}, as_user=admin))["data"]["user"] == seen

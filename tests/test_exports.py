@@ -32,7 +32,7 @@ async def test_progress_csv_rows_quoting_and_formula_guard(site: Site) -> None:
         ["Ann", "Archer", "ann@example.com", "'=cmd|' /C calc'!A0", "Class A", "Maths", "2026-03-02T09:30:00Z",
          "100.0", "2026-03-09T12:00:00Z", "2027-01-01T00:00:00Z"],
         ["Ann", "Archer", "ann@example.com", "'=cmd|' /C calc'!A0", "Class A", "Art", "2026-03-02T09:30:00Z",
-         "33.3", "", ""],
+         "33.33", "", ""],
         ["Bob", "Baker, Jr.", "bob@example.com", 'Say "hi"', "Class A", "Maths", "2026-03-02T09:30:00Z", "0.0", "", ""],
         ["Cid", "Cole", "cid@example.com", "", "Class B", "Art", "2026-03-02T09:30:00Z", "0.0", "", ""],
     ]
@@ -92,7 +92,7 @@ async def test_progress_xlsx_reads_back(site: Site) -> None:
         "Ann", "Archer", "ann@example.com", "=cmd|' /C calc'!A0", "Class A", "Maths", datetime(2026, 3, 2, 9, 30),
         100.0, datetime(2026, 3, 9, 12, 0), datetime(2027, 1, 1),
     ]
-    assert [r[:2] + r[5:6] + r[7:8] for r in rows[2:]] == [["Ann", "Archer", "Art", 33.3], ["Bob", "Baker, Jr.", "Maths", 0.0]]
+    assert [r[:2] + r[5:6] + r[7:8] for r in rows[2:]] == [["Ann", "Archer", "Art", 33.33], ["Bob", "Baker, Jr.", "Maths", 0.0]]
     # the company cell is a text cell, not a formula
     workbook = load_workbook(io.BytesIO(response.content))
     assert workbook.active["D2"].data_type == "s"
@@ -203,3 +203,36 @@ async def test_unassigned_active_students_go_back_into_the_importer(site: Site) 
     assert json.loads(imported.content)["membershipsCreated"] == 2
     again = await site.client.get("/exports/unassigned-active-students.csv", headers=headers)
     assert parse(again.content)[1:] == []
+
+
+async def test_api_tokens_export_too(site: Site) -> None:
+    from datetime import timedelta
+
+    from app.auth import API_TOKEN_PREFIX, new_token, token_hash
+    from app.models import ApiToken, utcnow
+
+    s = await school(site)
+    token = new_token(API_TOKEN_PREFIX)
+    revoked = new_token(API_TOKEN_PREFIX)
+    async with site.database.transaction() as session:
+        session.add(ApiToken(user_id=s["analyst"].id, name="reports", token_hash=token_hash(token)))
+        session.add(
+            ApiToken(user_id=s["analyst"].id, name="old", token_hash=token_hash(revoked), revoked_at=utcnow() - timedelta(days=1))
+        )
+    url = f"/exports/groups/{s['a'].id}/progress.csv"
+    response = await site.client.get(url, headers=auth(token))
+    assert response.status_code == 200 and len(parse(response.content)) == 4
+    assert (await site.client.get(url, headers=auth(revoked))).status_code == 401
+
+
+async def test_xlsx_past_the_sheet_limit_is_refused_not_cut(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.exports
+
+    s = await school(site)
+    monkeypatch.setattr(app.exports, "MAX_SHEET_ROWS", 4)  # header + 3 rows fit; the school has 4
+    headers = auth(await site.token(s["admin"]))
+    refused = await site.client.get(f"/exports/groups/{s['root'].id}/progress.xlsx", headers=headers)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    fits = await site.client.get(f"/exports/groups/{s['a'].id}/progress.xlsx", headers=headers)
+    assert fits.status_code == 200
+    assert len(list(load_workbook(io.BytesIO(fits.content), read_only=True).active.iter_rows())) == 4

@@ -46,9 +46,8 @@ async def instance(site: Site, **overrides: Any) -> AsyncIterator[httpx.AsyncCli
     await database.dispose()
 
 
+@pytest.mark.engines("postgres")  # pg_terminate_backend is PostgreSQL's
 async def test_postgres_backend_terminated_mid_request(site: Site, engine: str) -> None:
-    if not engine.startswith("postgresql"):
-        pytest.skip("pg_terminate_backend is PostgreSQL's")
     import asyncpg
 
     admin = await site.user("Ann", roles="ADMIN")
@@ -109,9 +108,8 @@ async def test_concurrent_writers_from_two_instances_lose_nothing(site: Site) ->
     assert await site.count(ApiToken) == 40 and await site.count(AuditEvent) == 40
 
 
+@pytest.mark.engines("sqlite")  # SQLite's file lock
 async def test_sqlite_locked_past_the_busy_timeout_is_a_clean_error(site: Site, engine: str) -> None:
-    if not engine.startswith("sqlite"):
-        pytest.skip("SQLite's write lock")
     user = await site.user("Lo")
     token = await site.token(user)
     before = await dump(site.database)

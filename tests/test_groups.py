@@ -3,6 +3,7 @@ updateGroup and deleteGroup, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -49,6 +50,11 @@ async def test_groups_list_is_what_the_viewer_sees(site: Site) -> None:
     outsider = await site.user("Out")
 
     assert await names(site, admin) == (["A", "A1", "A11", "A2", "B", "B1"], 6)
+    for viewer in (admin, leader):  # the sign-in, the reach, the page, the count
+        await site.token(viewer)
+        with site.statements() as counted:
+            await names(site, viewer)
+        assert counted.count == 4
     assert await names(site, admin, roots=True) == (["A", "B"], 2)
     assert await names(site, leader) == (["A1", "A11"], 2)
     assert await names(site, leader, roots=True) == (["A1"], 1)
@@ -265,3 +271,73 @@ async def test_subtree_and_ancestors_are_one_statement_whatever_the_depth(site: 
         assert len(body["data"]["group"]["ancestors"]) == depth
         counts.append(counted.count)
     assert counts[0] == counts[1]
+
+
+async def test_renesting_changes_what_the_next_request_sees(site: Site) -> None:
+    g = await forest(site)
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    await site.member(leader, g["A"], "LEADER")
+    pupil = await site.user("Pupil")
+    await site.member(pupil, g["A11"])
+    query = "query($g: ID!, $u: ID!) { group(id: $g) { name viewerRole } user(id: $u) { firstName email } }"
+    variables = {"g": gid("Group", g["A11"]), "u": gid("User", pupil)}
+    before = await site.gql(query, variables, as_user=leader)
+    assert before == {"data": {"group": {"name": "A11", "viewerRole": "LEADER"}, "user": {"firstName": "Pupil", "email": pupil.email}}}
+    moved = await site.gql(UPDATE, {"id": gid("Group", g["A1"]), "input": {"parentId": gid("Group", g["B"])}}, as_user=admin)
+    assert "errors" not in moved, moved
+    after = await site.gql(query, variables, as_user=leader)
+    assert after == {"data": {"group": None, "user": None}}
+    assert await names(site, leader) == (["A", "A2"], 2)
+
+
+CREATE = """mutation($input: CreateGroupInput!) { createGroup(input: $input) { name slug depth viewerRole parent { name } } }"""
+
+
+async def test_create_group_rules_and_bad_input(site: Site) -> None:
+    g = await forest(site)
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Leo", kind="STAFF")
+    await site.member(leader, g["A1"], "LEADER")
+    made = await site.gql(CREATE, {"input": {"name": "Sub", "parentId": gid("Group", g["A1"])}}, as_user=leader)
+    assert made == {"data": {"createGroup": {"name": "Sub", "slug": "sub", "depth": 2, "viewerRole": "LEADER", "parent": {"name": "A1"}}}}
+    again = await site.gql(CREATE, {"input": {"name": "Sub", "parentId": gid("Group", g["A1"])}}, as_user=leader)
+    assert again["data"]["createGroup"]["slug"] == "sub-2"
+    await assert_tree_consistent(site)
+    for name in ("", "   ", "x" * 201):
+        body = await site.gql(CREATE, {"input": {"name": name}}, as_user=admin)
+        assert errors_of(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "name"
+    # a parent the caller cannot see: NOT_FOUND, like one that does not exist
+    for parent in (gid("Group", g["B"]), gid("Group", 999999)):
+        body = await site.gql(CREATE, {"input": {"name": "X", "parentId": parent}}, as_user=leader)
+        assert errors_of(body) == ["NOT_FOUND"]
+    # a visible parent the caller does not manage
+    member = await site.user("Mo")
+    await site.member(member, g["A2"])
+    body = await site.gql(CREATE, {"input": {"name": "X", "parentId": gid("Group", g["A2"])}}, as_user=member)
+    assert errors_of(body) == ["FORBIDDEN"]
+    missing = await site.gql(UPDATE, {"id": gid("Group", 999999), "input": {"name": "Y"}}, as_user=admin)
+    assert errors_of(missing) == ["NOT_FOUND"]
+    assert await site.gql("query($id: ID!) { group(id: $id) { name } }", {"id": gid("Group", 999999)}, as_user=admin) == {
+        "data": {"group": None}
+    }
+    assert await site.count(Group) == 8
+
+
+async def test_concurrent_renests_never_make_a_cycle(site: Site) -> None:
+    """A under B and B under A at the same time: one wins, the other is refused, the tree stays right."""
+    a = await site.group("A")
+    b = await site.group("B")
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    await site.token(admin)
+    for _ in range(3):
+        first, second = await asyncio.gather(
+            site.gql(UPDATE, {"id": gid("Group", a), "input": {"parentId": gid("Group", b)}}, as_user=admin),
+            site.gql(UPDATE, {"id": gid("Group", b), "input": {"parentId": gid("Group", a)}}, as_user=admin),
+        )
+        outcomes = sorted(["ok" if "errors" not in r else errors_of(r)[0] for r in (first, second)])
+        assert outcomes == ["BAD_USER_INPUT", "ok"], (first, second)
+        await assert_tree_consistent(site)
+        for group in (a, b):  # both roots again for the next round
+            await site.gql(UPDATE, {"id": gid("Group", group), "input": {"makeRoot": True}}, as_user=admin)
+        await assert_tree_consistent(site)

@@ -17,7 +17,7 @@ from app.schema import PUBLIC_FIELDS, SchemaNotDenyByDefault, check_deny_by_defa
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 from permissions.classes import CLASSES
-from permissions.reach import Permission, Reach
+from permissions.reach import GROUP_PERMISSIONS, Permission, Reach
 from resolvers.groups import Group as GroupType
 from resolvers.users import User as UserType
 from tests.site import Site, errors_of, gid
@@ -184,6 +184,15 @@ async def test_several_paths_do_not_combine(site: Site) -> None:
     assert errors_of(mroot) == ["NOT_FOUND"]
     ok = await site.gql(ADD, {"g": gid("Group", g["C11"]), "u": [gid("User", u["m21"])]}, as_user=c1lead)
     assert ok == {"data": {"addMembers": [{"role": "MEMBER"}]}}
+    # a consent-based membership gives nobody "over" reach: the analyst of C1 does not see m21 in C11
+    listed = await site.gql(
+        "query($id: ID!) { group(id: $id) { memberCount members { totalCount edges { node { user { firstName } } } } } }",
+        {"id": gid("Group", g["C11"])}, as_user=u["analyst"],
+    )
+    assert listed["data"]["group"]["memberCount"] == 1
+    assert [e["node"]["user"]["firstName"] for e in listed["data"]["group"]["members"]["edges"]] == ["m11"]
+    hidden = await site.gql("query($id: ID!) { user(id: $id) { firstName } }", {"id": gid("User", u["m21"])}, as_user=u["analyst"])
+    assert hidden == {"data": {"user": None}}
     # the consent-based membership in C11 gives the rootlead's and analyst's paths nothing new either way,
     # and gives c1lead no "over" reach: VIEW_ACTIVITY on m21 stays denied
     reach = await reach_of(site, c1lead)
@@ -261,3 +270,46 @@ def test_deny_by_default() -> None:
         line = next(line for line in sdl.splitlines() if line.strip().startswith(f"{mutation}("))
         assert line.endswith("@requires(permission: MANAGE_GROUP)"), line
     assert "): GroupConnection! @authenticated" in sdl
+
+
+async def test_viewer_permissions_come_from_the_enforcing_classes(site: Site) -> None:
+    """For every viewer and group of the matrix: viewerPermissions == the group permissions whose class allows."""
+    fixture = await fixture_site(site)
+    for viewer in VIEWERS:
+        user = fixture.users[viewer]
+        info = SimpleNamespace(context=SimpleNamespace(viewer=user, reach=await reach_of(site, user)))
+        for name, row in fixture.groups.items():
+            source = GroupType(row=row)
+            allowed = [p.value for p in GROUP_PERMISSIONS if CLASSES[p]().has_permission(source, info)]  # type: ignore[arg-type]
+            assert allowed == PERMISSIONS.get((viewer, name), []), (viewer, name)
+
+
+# each Permission guarding a field: (field selection on a user or group, holder, non-holder, subject)
+FIELDS = {
+    Permission.SITE_ADMIN: ("user", "status", "admin", "rootlead", "m11"),
+    Permission.VIEW_CONTACT: ("user", "email", "analyst", "parent", "m11"),
+    Permission.VIEW_PROGRESS: ("group", "progressSummary { learnerCount }", "mentor", "c1lead", "C21"),
+    Permission.VIEW_ACTIVITY: ("user", "activity { edges { cursor } }", "mentor", "analyst", "c1lead"),
+    Permission.REVIEW_WORK: ("group", "reviewQueue { totalCount }", "mentor", "mroot", "C2"),
+    Permission.EXPORT_GROUP: ("group", "progressExportUrl", "analyst", "mroot", "C1"),
+}
+
+
+async def test_denied_fields_are_null_with_one_forbidden_error(site: Site) -> None:
+    """Over HTTP, per permission: the holder reads the field; the other viewer, who sees the object, gets
+    null and exactly one FORBIDDEN error on that field's path. (VIEW_PROFILE is visibility itself: an
+    object the viewer may not see is null without an error; MANAGE_GROUP guards mutations, see the matrix.)"""
+    fixture = await fixture_site(site)
+    for permission, (kind, selection, holder, other, subject) in FIELDS.items():
+        field = selection.split(" ")[0]
+        row = fixture.users[subject] if kind == "user" else fixture.groups[subject]
+        query = f'{{ {kind}(id: "{gid(kind.capitalize(), row)}") {{ name: {"firstName" if kind == "user" else "name"} {selection} }} }}'
+        allowed = await site.gql(query, as_user=fixture.users[holder])
+        assert "errors" not in allowed and allowed["data"][kind][field] is not None, (permission, allowed)
+        denied = await site.gql(query, as_user=fixture.users[other])
+        assert denied["data"][kind] is not None, (permission, other, denied)
+        assert denied["data"][kind]["name"] is not None, (permission, "the object itself is visible")
+        assert denied["data"][kind][field] is None, permission
+        assert [(e["extensions"]["code"], e["path"]) for e in denied["errors"]] == [("FORBIDDEN", [kind, field])], permission
+    invisible = await site.gql(f'{{ user(id: "{gid("User", fixture.users["m21"])}") {{ firstName }} }}', as_user=fixture.users["analyst"])
+    assert invisible == {"data": {"user": None}}

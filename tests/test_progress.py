@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from app.auth import API_TOKEN_PREFIX, new_token, token_hash
 from app.models import (
@@ -356,3 +358,75 @@ async def test_activity_feed_pages_without_gaps_or_repeats(site: Site) -> None:
     assert denied["data"]["user"] == {"activity": None} and errors_of(denied) == ["FORBIDDEN"]
     bad = await site.gql(query, {"id": gid("User", lea), "a": "not-a-cursor"}, as_user=mentor)
     assert errors_of(bad) == ["BAD_USER_INPUT"]
+
+
+async def test_batch_statements_do_not_grow_with_events(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    learners = [await site.user(f"L{n}") for n in range(10)]
+    c = await course(site, admin, "Big", [("LESSON", None)] * 9 + [("ASSIGNMENT", 10)])
+    await enroll(site, admin, learners, c)
+    counts = []
+    for size, start in ((20, 0), (400, 20)):
+        at = utcnow() - timedelta(days=1)
+        kinds = ["VIEWED", "COMPLETED", "SUBMITTED", "DISCUSSION_POST", "USAGE"]
+        batch = []
+        for n in range(start, start + size):
+            kind, learner = kinds[n % 5], learners[n % 10]
+            when = at + timedelta(seconds=n)
+            if kind in ("VIEWED", "COMPLETED"):
+                batch.append(event(learner, kind, c["steps"][n % 9], when))
+            elif kind == "SUBMITTED":
+                batch.append(event(learner, kind, c["steps"][9], when, body="work"))
+            elif kind == "DISCUSSION_POST":
+                batch.append(event(learner, kind, at=when, courseId=c["id"], body=f"post {n}"))
+            else:
+                batch.append(event(learner, kind, at=when, minutes=2))
+        with site.statements() as counted:
+            body = await record(site, admin, batch)
+        assert body == {"data": {"recordProgress": size}}, body
+        counts.append(counted.count)
+    assert counts[0] == counts[1] and counts[1] <= 16, counts
+    assert await site.count(Submission) == 84
+    async with site.database.session() as session:
+        assert await session.scalar(select(func.sum(Usage.minutes))) == 84 * 2
+    assert await site.count(Enrollment, Enrollment.completed_at.is_not(None)) == 0  # the assignment is never COMPLETED
+
+
+async def test_step_detail_is_loaded_only_when_asked_for(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    c = await course(site, admin, "Algebra", [("LESSON", None), ("LESSON", None)])
+    await enroll(site, admin, [lea], c)
+    assert "errors" not in await record(site, admin, [event(lea, "COMPLETED", c["steps"][1], utcnow() - timedelta(minutes=1))])
+    plain = "query($id: ID!) { user(id: $id) { courseProgress { percentCompleted } } }"
+    inline = "query($id: ID!) { user(id: $id) { courseProgress { percentCompleted ... on CourseProgress { steps { completedAt } } } } }"
+    spread = "query($id: ID!) { user(id: $id) { courseProgress { ...s } } } fragment s on CourseProgress { percentCompleted steps { completedAt } }"
+    counts = {}
+    for name, query in (("plain", plain), ("inline", inline), ("spread", spread)):
+        await site.gql(query, {"id": gid("User", lea)}, as_user=lea)
+        with site.statements() as counted:
+            body = await site.gql(query, {"id": gid("User", lea)}, as_user=lea)
+        card = body["data"]["user"]["courseProgress"][0]
+        assert card["percentCompleted"] == 50.0
+        if name != "plain":
+            assert [s["completedAt"] is not None for s in card["steps"]] == [False, True], name
+        counts[name] = counted.count
+    assert counts["inline"] == counts["spread"] == counts["plain"] + 1, counts
+
+
+async def test_the_same_batch_sent_twice_at_once_counts_once(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    learners = [await site.user(f"L{n}") for n in range(5)]
+    c = await course(site, admin, "Algebra", [("LESSON", None)] * 4)
+    await enroll(site, admin, learners, c)
+    at = utcnow() - timedelta(hours=1)
+    batch = [event(u, "COMPLETED", s, at) for u in learners for s in c["steps"]]
+    batch += [event(u, "USAGE", at=at, minutes=10) for u in learners]
+    await site.token(admin)
+    first, second = await asyncio.gather(record(site, admin, batch), record(site, admin, batch))
+    assert "errors" not in first and "errors" not in second, (first, second)
+    assert first["data"]["recordProgress"] + second["data"]["recordProgress"] == len(batch)
+    async with site.database.session() as session:
+        assert await session.scalar(select(func.sum(Usage.minutes))) == 50
+    assert await site.count(ActivityEvent) == 20 and await site.count(StepProgress) == 20
+    assert await site.count(Enrollment, Enrollment.completed_at.is_not(None)) == 5

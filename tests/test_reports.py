@@ -50,10 +50,10 @@ async def test_report_rows_match_the_csv(site: Site) -> None:
     }
     assert nodes[0]["completedAt"].startswith("2026-03-09T12:00")
     assert [(n["firstName"], n["courseName"], n["percentViewed"], n["percentCompleted"]) for n in nodes] == [
-        ("Ann", "Maths", 100.0, 100.0), ("Ann", "Art", 66.7, 33.3), ("Bob", "Maths", 25.0, 0.0), ("Cid", "Art", 0.0, 0.0),
+        ("Ann", "Maths", 100.0, 100.0), ("Ann", "Art", 66.67, 33.33), ("Bob", "Maths", 25.0, 0.0), ("Cid", "Art", 0.0, 0.0),
     ]
     exported = await site.client.get(data["csv"], headers=auth(await site.token(s["leader"])))
-    assert [[n["firstName"], n["lastName"], n["groupName"], n["courseName"], f"{n['percentCompleted']:.1f}"] for n in nodes] == [
+    assert [[n["firstName"], n["lastName"], n["groupName"], n["courseName"], repr(n['percentCompleted'])] for n in nodes] == [
         [r[0], r[1], r[4], r[5], r[7]] for r in parse(exported.content)[1:]
     ]
 
@@ -121,9 +121,28 @@ async def test_keyset_pages_cover_every_row_once_at_a_flat_cost(site: Site) -> N
         await report(site, root, admin, first=7, after=after)
         report_sql = [s for s in counted.statements if "enrollment" in s and "LIMIT" in s.upper()]
         # the cursor is a keyset condition on the membership index (SQLite prints a constant OFFSET 0)
-        assert len(report_sql) == 1 and "membership.user_id >=" in report_sql[0]
+        assert len(report_sql) == 1 and "membership.group_id >=" in report_sql[0]
         assert " OFFSET" not in report_sql[0].upper() or "OFFSET ?" in report_sql[0]
     bad = await report(site, root, admin, first=7, after="bm90IGEgY3Vyc29y")
     assert errors_of(bad) == ["BAD_USER_INPUT"]
     too_many = await report(site, root, admin, first=10_000)
     assert errors_of(too_many) == ["PAGE_TOO_LARGE"]
+
+
+async def test_report_percentages_agree_with_course_progress(site: Site) -> None:
+    s = await school(site)
+    body = await report(site, s["a"], s["leader"])
+    rows = {
+        (e["node"]["firstName"], e["node"]["courseName"]): (e["node"]["percentViewed"], e["node"]["percentCompleted"])
+        for e in body["data"]["group"]["progressReport"]["edges"]
+    }
+    cards: dict[tuple[str, str], tuple[float, float]] = {}
+    for who in ("ann", "bob"):
+        progress = await site.gql(
+            "query($id: ID!) { user(id: $id) { firstName courseProgress { course { name } percentViewed percentCompleted } } }",
+            {"id": gid("User", s[who])}, as_user=s["leader"],
+        )
+        user = progress["data"]["user"]
+        for card in user["courseProgress"]:
+            cards[(user["firstName"], card["course"]["name"])] = (card["percentViewed"], card["percentCompleted"])
+    assert rows == cards
