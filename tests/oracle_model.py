@@ -28,7 +28,9 @@ The rules, as written there:
 - A group's members and memberCount: the memberships of the group (includeNested: of its subtree) whose
   user the caller may see. progressSummary: VIEW_PROGRESS on the group; reviewQueue: REVIEW_WORK on it,
   holding NEEDS_REVIEW submissions of its (nested) members by their own memberships, never the caller's
-  own; progressReport and progressExportUrl: EXPORT_GROUP.
+  own; progressReport and progressExportUrl: EXPORT_GROUP, the report holding one row per (MEMBER
+  membership by the member's own right in the group or its subtree, enrolled course). A submission by id:
+  for whoever may see the submitter's progress.
 """
 
 from __future__ import annotations
@@ -229,4 +231,15 @@ class World:
         return [
             s for s in self.submissions.values()
             if s.status == "NEEDS_REVIEW" and s.user in members and s.user != viewer
+        ]
+
+    def report_rows(self, group: int) -> list[tuple[int, int, int]]:
+        """(group, user, course) rows of the group's progress report (nested, all courses)."""
+        scope = self.subtree(group)
+        return [
+            (m.group, m.user, c)
+            for m in self.memberships.values()
+            if m.group in scope and m.role == "MEMBER" and m.consent is None
+            for c in self.courses
+            if (m.user, c) in self.enrollments
         ]

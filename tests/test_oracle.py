@@ -228,7 +228,7 @@ def group_selection(fields: list[str]) -> str:
         "memberCount": "memberCount nestedCount: memberCount(includeNested: true)",
         "progressSummary": "progressSummary { __typename }",
         "reviewQueue": "reviewQueue { totalCount edges { node { id } } }",
-        "progressReport": "progressReport { pageInfo { hasPreviousPage } }",
+        "progressReport": "progressReport { totalCount edges { node { user { id email } groupName courseName } } }",
     }
     return " ".join(["id", *(nested.get(f, f) for f in fields)])
 
@@ -248,6 +248,10 @@ def build_query(example: Example, viewer: int | None) -> str:
     parts += [
         f'l{link}: node(id: "{gid("GuardianLink", link)}") {{ ... on GuardianLink {{ id externalUser {{ id }} pupil {{ id }} }} }}'
         for link in world.links
+    ]
+    parts += [
+        f's{x}: node(id: "{gid("Submission", x)}") {{ ... on Submission {{ id status user {{ id }} }} }}'
+        for x in world.submissions
     ]
     parts.append(f'n: node(id: "{gid("User", 1)}") {{ id ... on User {{ firstName }} }}')
     parts.append("viewer { id }")
@@ -364,7 +368,18 @@ class Expected:
                 out[name] = self.guarded(w.may_on_group(v, "REVIEW_WORK", group_id), shown)
             elif name == "progressReport":
                 allowed = w.may_on_group(v, "EXPORT_GROUP", group_id)
-                out[name] = self.guarded(allowed, {"pageInfo": {"hasPreviousPage": False}})
+                rows = w.report_rows(group_id) if allowed else []
+                report = {
+                    "totalCount": len(rows),
+                    "edges": [
+                        {"node": {
+                            "user": {"id": gid("User", u), "email": self.guarded(w.view_contact(v, u), w.users[u].email)},
+                            "groupName": w.groups[g].name, "courseName": f"Course {c}",
+                        }}
+                        for g, u, c in rows
+                    ],
+                }
+                out[name] = self.guarded(allowed, report)
             elif name == "progressExportUrl":
                 allowed = w.may_on_group(v, "EXPORT_GROUP", group_id)
                 out[name] = self.guarded(allowed, f"/exports/groups/{group_id}/progress.csv")
@@ -412,6 +427,9 @@ class Expected:
             data[f"r{r}"] = self.request(r)
         for link in w.links:
             data[f"l{link}"] = self.link(link)
+        for x in w.submissions.values():
+            shown = w.view_progress(v, x.user)
+            data[f"s{x.id}"] = {"id": gid("Submission", x.id), "status": x.status, "user": {"id": gid("User", x.user)}} if shown else None
         data["n"] = {"id": gid("User", 1), "firstName": w.users[1].first_name} if w.view_profile(v, 1) else None
         data["viewer"] = {"id": gid("User", v)} if v is not None else None
         if v is not None:
