@@ -1,9 +1,10 @@
 """Query limits that run before any resolver: depth, aliases, tokens, cost, page size, introspection.
 
 Each refusal carries its own `extensions.code` (LIMIT_CODES), so a client can tell which limit it hit.
-Depth, aliases and tokens are Strawberry's own limiters; their errors are given their code by
-`limit_code` (they carry none). Cost and page size are one validation rule here, built per request
-so that it sees the request's variables.
+Tokens are Strawberry's own limiter (the parser stops); its error is given its code by `limit_code`.
+Depth, aliases, cost and page size are one validation rule here: one walk that visits each fragment once
+(Strawberry's depth and alias limiters walk every spread again: exponential time on a few hundred tokens
+of fragments spreading fragments), built per request so that it sees the request's variables.
 
 The cost of an operation (after the `@listSize` idea of the GraphQL cost directive): every field costs
 1; the selection under a field with a `first` argument is counted `first` times (its value, a variable's
@@ -39,9 +40,7 @@ from graphql import (
 )
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 
@@ -64,8 +63,6 @@ LIMIT_CODES = (
 
 # Strawberry's limiters report plain errors; their messages tell which limit it was.
 _MESSAGES = (
-    (re.compile(r"exceeds maximum operation depth of \d+"), QUERY_TOO_DEEP),
-    (re.compile(r"^\d+ aliases found\. Allowed: \d+"), TOO_MANY_ALIASES),
     (re.compile(r"Document contains more than \d+ tokens"), TOO_MANY_TOKENS),
 )
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
@@ -102,6 +99,11 @@ def _int_argument(field: FieldNode, name: str, variables: dict[str, Any]) -> int
 
 
 class _Costing:
+    """One walk of an operation giving its cost and its depth. Each (fragment, type) is walked once and
+    remembered, so a document that spreads fragments into fragments ("...F1 ...F1" in F2, and so on) costs
+    time linear in its size, however large the cost it describes (Strawberry's QueryDepthLimiter walks
+    every spread again and took seconds on such a 300-token document)."""
+
     def __init__(self, context: ValidationContext, variables: dict[str, Any], max_page: int) -> None:
         self.context = context
         self.variables = variables
@@ -110,34 +112,50 @@ class _Costing:
             d.name.value: d for d in context.document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.page_errors: list[tuple[FieldNode, int]] = []
+        self.memo: dict[tuple[str, str], tuple[int, int, int]] = {}
 
-    def cost(self, selection_set: SelectionSetNode | None, parent: Any, seen: frozenset[str]) -> int:
+    def walk(
+        self, selection_set: SelectionSetNode | None, parent: Any, seen: frozenset[str]
+    ) -> tuple[int, int, int]:
+        """(cost, depth, aliases) of a selection set: depth 0 when it holds only leaf fields; aliases
+        counted in every spread of a fragment, as Strawberry's MaxAliasesLimiter counts them."""
         if selection_set is None:
-            return 0
-        total = 0
+            return 0, 0, 0
+        total = deepest = aliases = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                total += self.field_cost(selection, parent, seen)
+                cost, depth, named = self.field(selection, parent, seen)
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.context.schema.get_type(condition.name.value) if condition else parent
-                total += self.cost(selection.selection_set, target or parent, seen)
+                cost, depth, named = self.walk(selection.selection_set, target or parent, seen)
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in seen:  # unknown or cyclic: other rules report it
-                    continue
-                target = self.context.schema.get_type(fragment.type_condition.name.value)
-                total += self.cost(fragment.selection_set, target or parent, seen | {name})
-        return total
+                cost, depth, named = self.spread(selection.name.value, parent, seen)
+            else:
+                continue
+            total += cost
+            deepest = max(deepest, depth)
+            aliases += named
+        return total, deepest, aliases
 
-    def field_cost(self, field: FieldNode, parent: Any, seen: frozenset[str]) -> int:
+    def spread(self, name: str, parent: Any, seen: frozenset[str]) -> tuple[int, int, int]:
+        fragment = self.fragments.get(name)
+        if fragment is None or name in seen:  # unknown or cyclic: other rules report it
+            return 0, 0, 0
+        target = self.context.schema.get_type(fragment.type_condition.name.value) or parent
+        key = (name, getattr(target, "name", ""))
+        if key not in self.memo:
+            self.memo[key] = self.walk(fragment.selection_set, target, seen | {name})
+        return self.memo[key]
+
+    def field(self, field: FieldNode, parent: Any, seen: frozenset[str]) -> tuple[int, int, int]:
         name = field.name.value
+        alias = 1 if field.alias else 0
         if name.startswith("__") or not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
-            return 0
+            return 0, 0, alias  # introspection (off in production) and unknown fields (refused by validation)
         definition = parent.fields.get(name)
         if definition is None:
-            return 0
+            return 0, 0, alias
         if "first" in definition.args:
             first = _int_argument(field, "first", self.variables)
             if first is None:
@@ -152,21 +170,44 @@ class _Costing:
             multiplier = ASSUMED_LIST_SIZE
         else:
             multiplier = 1
-        return 1 + multiplier * self.cost(field.selection_set, get_named_type(definition.type), seen)
+        if field.selection_set is None:
+            return 1, 0, alias
+        cost, depth, aliases = self.walk(field.selection_set, get_named_type(definition.type), seen)
+        return 1 + multiplier * cost, depth + 1, alias + aliases
 
 
 def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationRule]:
-    class CostAndPageSize(ValidationRule):
+    class DepthCostAndPageSize(ValidationRule):
         per_request = True  # depends on the variables: app.query_cache runs it even for a cached document
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
             costing = _Costing(context, variables, settings.max_page_size)
-            costs = [
-                (d, costing.cost(d.selection_set, context.schema.get_root_type(d.operation), frozenset()))
+            walked = [
+                (d, *costing.walk(d.selection_set, context.schema.get_root_type(d.operation), frozenset()))
                 for d in context.document.definitions
                 if isinstance(d, OperationDefinitionNode)
             ]
+            aliases = sum(named for _, _, _, named in walked)
+            if aliases > settings.max_aliases:
+                context.report_error(
+                    GraphQLError(
+                        f"{aliases} aliases, over the limit of {settings.max_aliases}.",
+                        extensions={"code": TOO_MANY_ALIASES, "aliases": aliases, "limit": settings.max_aliases},
+                    )
+                )
+                return
+            for definition, _, depth, _ in walked:
+                if depth > settings.max_query_depth:
+                    name = definition.name.value if definition.name else "anonymous"
+                    context.report_error(
+                        GraphQLError(
+                            f"'{name}' is {depth} levels deep, over the limit of {settings.max_query_depth}.",
+                            definition,
+                            extensions={"code": QUERY_TOO_DEEP, "depth": depth, "limit": settings.max_query_depth},
+                        )
+                    )
+                    return
             if costing.page_errors:  # the page size is the error; the cost it implies is beside the point
                 field, first = costing.page_errors[0]
                 context.report_error(
@@ -177,7 +218,7 @@ def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationR
                     )
                 )
                 return
-            for definition, cost in costs:
+            for definition, cost, _, _ in walked:
                 if cost > settings.max_query_cost:
                     context.report_error(
                         GraphQLError(
@@ -188,7 +229,7 @@ def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationR
                         )
                     )
 
-    return CostAndPageSize
+    return DepthCostAndPageSize
 
 
 class QueryCost(SchemaExtension):
@@ -242,15 +283,9 @@ def nul_rule(variables: dict[str, Any]) -> type[ValidationRule]:
     return NoNul
 
 
-def _skip_introspection(context: Any) -> bool:
-    return context.field_name.startswith("__")
-
-
 def limit_extensions(settings: Settings) -> list[Any]:
     """Zero-argument factories, as Strawberry wants them (an instance would be shared across requests)."""
     extensions: list[Any] = [
-        partial(QueryDepthLimiter, max_depth=settings.max_query_depth, should_ignore=_skip_introspection),
-        partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(QueryCost, settings),
     ]
@@ -273,7 +308,7 @@ def operation_costs(schema: Any, query: str, variables: dict[str, Any] | None = 
     context = ValidationContext(schema, document, TypeInfo(schema), lambda _error: None)
     costing = _Costing(context, variables or {}, 10**18)
     return [
-        costing.cost(d.selection_set, schema.get_root_type(d.operation), frozenset())
+        costing.walk(d.selection_set, schema.get_root_type(d.operation), frozenset())[0]
         for d in document.definitions
         if isinstance(d, OperationDefinitionNode)
     ]

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.db import Database
 from app.graphql_view import GroupGraphView
+from app.http_errors import EXCEPTION_HANDLERS
 from app.logs import configure_logging
 from app.metrics import POOL_CHECKED_OUT, POOL_SIZE, registry
 from app.schema import build_schema
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Route("/graphql", view, methods=["GET", "POST"]),
         ],
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,  # issue 9: JSON errors with a code everywhere
     )
     app.state.settings = settings
     app.state.database = database

@@ -75,9 +75,10 @@ def summary(reports: list[dict[str, Any]]) -> str:
             elif row.get("note"):
                 cells.append(row["note"][:60])
             else:
+                rows = f"{row['rows']} rows, " if row.get("rows") else ""
                 rate = f"{row.get('rows_per_s')} rows/s, " if row.get("rows_per_s") else ""
-                cells.append(f"{row.get('rows', '')} rows, {rate}first byte {row.get('ttfb_ms')} ms, "
-                             f"{row.get('seconds')} s, RSS {row.get('peak_rss_mb')} MB")
+                cells.append(f"{rows}{rate}first byte {row.get('ttfb_ms')} ms, {row.get('seconds')} s, "
+                             f"{row.get('bytes', 0) / 1e6:.1f} MB, RSS {row.get('peak_rss_mb')} MB")
         label = f"{scenario} ({target})" if not scenario.startswith("L ") else f"{scenario}, {workers} worker(s)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     copies = [(r.get("floors", {}).get("E copy root") or {}) for r in reports]

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     floors: dict[str, Any] = {}
     fields: set[str] = set()
-    for workers in (1, 2):
+    for workers in (1, 2) if "L" in only else (1,):
         server = Server(url, workers)
         print(f"uvicorn with {workers} worker(s) on {args.engine}/{args.preset}", flush=True)
         server.start()

@@ -8,6 +8,7 @@ of the memberships along and primes their loaders.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -105,11 +106,35 @@ class MembershipLoaders:
         if loader is None:
 
             async def load(group_ids: Sequence[int]) -> list[int]:
+                # The children of the asked groups are counted in the same statement, so a dashboard asking
+                # memberCount on a group and on its children costs one count statement whether the group
+                # has children or not. The children come from the children loader (when the query asks for
+                # Group.children, its very batch: awaiting its futures one by one, not through a gather, wakes
+                # this task right after that field's, before the children's own memberCount asks).
+                asked = list(dict.fromkeys(group_ids))
+                loader = self._counts[key]
+                kids: list[int] = []
+                if filter.roles is None and filter.search is None:  # memberCount's filter
+                    futures = [self.groups.children.load(g) for g in asked]  # one batch
+                    for future in futures:
+                        kids += [c.id for c in await future]
+                pending: dict[int, asyncio.Future[int]] = {}
+                for kid in kids:
+                    if kid not in asked and loader.cache_map.get(kid) is None:
+                        pending[kid] = asyncio.get_running_loop().create_future()
+                        loader.cache_map.set(kid, pending[kid])
                 closure = aliased(GroupClosure)
                 query = self._where(
-                    select(closure.ancestor_id, func.count()), closure, group_ids, filter, visible
+                    select(closure.ancestor_id, func.count()), closure, [*asked, *pending], filter, visible
                 ).group_by(closure.ancestor_id)
-                found = {owner: int(n) for owner, n in await self.store.all(query)}
+                try:
+                    found = {owner: int(n) for owner, n in await self.store.all(query)}
+                except BaseException as exc:
+                    for future in pending.values():
+                        future.set_exception(exc)
+                    raise
+                for kid, future in pending.items():
+                    future.set_result(found.get(kid, 0))
                 return [found.get(g, 0) for g in group_ids]
 
             loader = self._counts[key] = DataLoader(load_fn=load)

@@ -1,9 +1,7 @@
 """Progress cards, step records, usage minutes, the activity feed and group summaries, set-based.
 
 A dashboard page of N learners costs the same few statements whatever N and however many courses: the
-cards of every learner on the page in one aggregate statement, their step records in one more. The
-aggregates differ per engine because the planners do: PostgreSQL does best with a GROUP BY over a join,
-SQLite with correlated subqueries that each walk the (user_id, course_id) index.
+cards of every learner on the page in one aggregate statement, their step records in one more.
 """
 
 from __future__ import annotations
@@ -79,31 +77,23 @@ class ProgressLoaders:
         return self.store.dialect == "postgresql"
 
     async def _cards(self, user_ids: Sequence[int]) -> list[list[Card]]:
+        """One GROUP BY over enrollment LEFT JOIN step_progress (and step, for the points available) for every
+        user of the batch. Measured against one correlated subquery per aggregate, 500 learners: PostgreSQL
+        14 ms vs 32 ms (bench medium data); SQLite 4 vs 10 ms (bench medium), 27 vs 35 ms (20 sparse courses
+        each), 39 vs 62 ms (20 courses of 10 steps, every step done): GROUP BY on both engines."""
         e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
-        wanted = sorted(set(user_ids))
         graded = case((sp.points.is_not(None), s.max_points))
-        if self.postgres:
-            query: Any = (
-                select(
-                    e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
-                    func.count(sp.viewed_at), func.count(sp.completed_at), func.sum(sp.points), func.sum(graded),
-                )
-                .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
-                .outerjoin(StepProgress.__table__, and_(sp.user_id == e.user_id, sp.course_id == e.course_id))  # type: ignore[attr-defined]
-                .outerjoin(Step.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
-                .where(one_of(True, e.user_id, wanted))
-                .group_by(e.id)
-            )
-        else:
-            mine = and_(sp.user_id == e.user_id, sp.course_id == e.course_id)
-            query = select(
+        query = (
+            select(
                 e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
-                select(func.count(sp.viewed_at)).where(mine).scalar_subquery(),
-                select(func.count(sp.completed_at)).where(mine).scalar_subquery(),
-                select(func.sum(sp.points)).where(mine).scalar_subquery(),
-                select(func.sum(s.max_points)).join(StepProgress.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
-                .where(mine, sp.points.is_not(None)).scalar_subquery(),
-            ).where(one_of(False, e.user_id, wanted))
+                func.count(sp.viewed_at), func.count(sp.completed_at), func.sum(sp.points), func.sum(graded),
+            )
+            .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
+            .outerjoin(StepProgress.__table__, and_(sp.user_id == e.user_id, sp.course_id == e.course_id))  # type: ignore[attr-defined]
+            .outerjoin(Step.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
+            .where(one_of(self.postgres, e.user_id, sorted(set(user_ids))))
+            .group_by(e.id, e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at)
+        )
         cards: dict[int, list[Card]] = defaultdict(list)
         for row in await self.store.all(query):
             cards[row[0]].append(Card(*row[:5], int(row[5] or 0), int(row[6] or 0), row[7], row[8]))  # type: ignore[arg-type]

@@ -202,8 +202,10 @@ async def visible_membership_rows(info: Info, global_ids: list[strawberry.ID], f
 
 
 async def memberships_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
-    ids = kwargs.get("membership_ids") or [kwargs["membership_id"]]
-    rows = await visible_membership_rows(info, ids, "membershipIds" if "membership_ids" in kwargs else "membershipId")
+    if "membership_ids" in kwargs:
+        rows = await visible_membership_rows(info, kwargs["membership_ids"], "membershipIds")
+    else:
+        rows = await visible_membership_rows(info, [kwargs["membership_id"]], "membershipId")
     return Subjects(groups=sorted({r.group_id for r in rows}))
 
 
@@ -239,13 +241,13 @@ async def add_members(info: Info, group_gid: strawberry.ID, user_gids: list[stra
             f"Already in the group (a user holds one role per group; use changeMemberRole): {_named(already)}",
             field="userIds", userIds=_named(already).split(", "),
         )
-    if group.synced:
-        unsynced = [u.row.id for u in present if not u.row.synced]
-        if unsynced:
-            raise BadInput(
-                f"Only synced users may join a synced group: {_named(unsynced)}",  # type: ignore[arg-type]
-                field="userIds", userIds=_named(unsynced).split(", "),  # type: ignore[arg-type]
-            )
+    mismatched = [u.row.id for u in present if u.row.synced != group.synced]
+    if mismatched:  # the rostering sync owns synced users and synced groups: they only go together
+        rule = "Only synced users may join a synced group" if group.synced else "Synced users join synced groups only"
+        raise BadInput(
+            f"{rule}: {_named(mismatched)}",  # type: ignore[arg-type]
+            field="userIds", userIds=_named(mismatched).split(", "),  # type: ignore[arg-type]
+        )
     bases: dict[int, str] = {}
     refused: list[int] = []
     for user in present:

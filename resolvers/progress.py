@@ -104,10 +104,6 @@ def asks_for(info: Info, name: str) -> bool:
     return cache[key]
 
 
-def _empty_records() -> dict[int, StepRecord]:
-    return {}
-
-
 async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
     loaders = info.context.loaders
     user_id: int = user.row.id  # type: ignore[assignment]
@@ -115,7 +111,9 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
     cards = [c for c in await loaders.progress.cards.load(user_id) if wanted is None or c.course_id in wanted]
     courses = await course_views(info, [c.course_id for c in cards])
     with_steps = asks_for(info, "steps")
-    records = await loaders.progress.step_records.load(user_id) if with_steps and cards else _empty_records()
+    records: dict[int, StepRecord] = await loaders.progress.step_records.load(user_id) if with_steps and cards else {}
+    # a step nobody has touched reads the same for every learner: one object per step for the whole request
+    untouched: dict[int, StepProgress] = info.context.extra.setdefault("untouched_steps", {})
     out: list[CourseProgress] = []
     for card in cards:
         course = courses.get(card.course_id)
@@ -124,12 +122,14 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
         steps: list[StepProgress] = []
         if with_steps:
             for step in course.steps:
-                record = records.get(step.row.id)  # type: ignore[arg-type]
-                steps.append(
-                    StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points)
-                    if record is not None
-                    else StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
-                )
+                step_id: int = step.row.id  # type: ignore[assignment]
+                record = records.get(step_id)
+                if record is not None:
+                    steps.append(StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points))
+                else:
+                    if step_id not in untouched:
+                        untouched[step_id] = StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
+                    steps.append(untouched[step_id])
         out.append(card_of(card, course, steps))
     out.sort(key=lambda p: (p.course.name, p.course.row.id))
     return out

@@ -130,7 +130,7 @@ async def main(engine: str) -> None:
         await admin.execute(f'CREATE DATABASE "{name}"')
         await admin.close()
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    settings = Settings(database_url=url, max_page_size=1000, max_body_bytes=50_000_000)
+    settings = Settings(database_url=url, max_page_size=1000, max_body_bytes=50_000_000, max_query_cost=10_000_000)
     database = Database(settings)
     try:
         await upgrade(database.engine)

@@ -22,6 +22,13 @@ The rules, as written there:
 - Guardian links: only where the caller may see both users.
 - Access requests: seen by the requester, the subject and site admins; the subject is shown to the
   requester only once GRANTED; a PENDING request past its expiry reads EXPIRED.
+- VIEW_PROGRESS (courseProgress, usageMinutes): self, admin, L/M/A over them, a GRANTED consent, a guardian
+  link. VIEW_ACTIVITY (activity): self, admin, L/M over them. REVIEW_WORK (pendingReviewCount): admin,
+  L/M over the submitter (not self).
+- A group's members and memberCount: the memberships of the group (includeNested: of its subtree) whose
+  user the caller may see. progressSummary: VIEW_PROGRESS on the group; reviewQueue: REVIEW_WORK on it,
+  holding NEEDS_REVIEW submissions of its (nested) members by their own memberships, never the caller's
+  own; progressReport and progressExportUrl: EXPORT_GROUP.
 """
 
 from __future__ import annotations
@@ -79,6 +86,15 @@ class MLink:
     pupil: int
 
 
+@dataclass(frozen=True)
+class MSubmission:
+    id: int
+    user: int
+    course: int
+    step: int
+    status: str
+
+
 @dataclass
 class World:
     users: dict[int, MUser] = field(default_factory=dict)
@@ -86,6 +102,9 @@ class World:
     memberships: dict[int, MMembership] = field(default_factory=dict)
     requests: dict[int, MRequest] = field(default_factory=dict)
     links: dict[int, MLink] = field(default_factory=dict)
+    courses: list[int] = field(default_factory=list)
+    enrollments: set[tuple[int, int]] = field(default_factory=set)  # (user, course)
+    submissions: dict[int, MSubmission] = field(default_factory=dict)
 
     # --- the tree ---------------------------------------------------------------------------------
 
@@ -178,3 +197,36 @@ class World:
         if self.is_admin(viewer) or (request.requester == viewer and request.status == "GRANTED"):
             return request.subject_user
         return None
+
+    # --- progress, activity, review ----------------------------------------------------------------
+
+    def view_progress(self, viewer: int | None, user: int) -> bool:
+        return self.view_profile(viewer, user)  # the same paths as VIEW_PROFILE, by the descriptions
+
+    def view_activity(self, viewer: int | None, user: int) -> bool:
+        if viewer is None:
+            return False
+        return self.is_admin(viewer) or viewer == user or self.over(viewer, user, {"LEADER", "MENTOR"})
+
+    def review_work(self, viewer: int | None, user: int) -> bool:
+        if viewer is None:
+            return False
+        return self.is_admin(viewer) or self.over(viewer, user, {"LEADER", "MENTOR"})
+
+    def may_on_group(self, viewer: int | None, permission: str, group: int) -> bool:
+        return permission in self.viewer_permissions(viewer, group)
+
+    def subtree(self, group: int) -> set[int]:
+        return {g for g in self.groups if g == group or group in self.ancestors(g)}
+
+    def members(self, viewer: int | None, group: int, nested: bool) -> list[MMembership]:
+        scope = self.subtree(group) if nested else {group}
+        return [m for m in self.memberships.values() if m.group in scope and self.view_profile(viewer, m.user)]
+
+    def review_queue(self, viewer: int | None, group: int) -> list[MSubmission]:
+        scope = self.subtree(group)
+        members = {m.user for m in self.memberships.values() if m.group in scope and m.consent is None}
+        return [
+            s for s in self.submissions.values()
+            if s.status == "NEEDS_REVIEW" and s.user in members and s.user != viewer
+        ]

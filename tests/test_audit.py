@@ -424,3 +424,23 @@ async def test_export_downloads_are_audited(site: Site) -> None:
     assert [(e.action, e.actor_id) for e in events] == [("export.pupils_without_licence", admin.id)]
     detail = json.loads(events[0].detail)  # type: ignore[arg-type]
     assert detail == {"format": "XLSX", "licence_type": "PUPIL"}
+
+
+async def test_every_export_route_audits_its_download(site: Site) -> None:
+    """Walks the app's /exports routes: each download by a site admin writes exactly one audit event."""
+    from starlette.routing import Route
+
+    admin, _, learner = await people(site)
+    group = await site.group("Class")
+    await site.member(learner, group)
+    headers = {"Authorization": f"Bearer {await site.token(admin)}"}
+    paths = [r.path for r in site.app.routes if isinstance(r, Route) and r.path.startswith("/exports/")]
+    assert len(paths) >= 7, paths
+    for path in paths:
+        before = await site.count(AuditEvent)
+        url = path.replace("{id}", str(group.id))
+        response = await site.client.get(url, params={"licenceType": "PUPIL"}, headers=headers)
+        assert response.status_code == 200, (path, response.text[:200])
+        async with site.database.session() as session:
+            events = list(await session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+        assert len(events) == before + 1 and events[-1].actor_id == admin.id, path

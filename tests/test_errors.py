@@ -130,3 +130,25 @@ async def test_unexpected_errors_are_masked_and_logged_with_the_request_id(
     # the next request is fine
     ok = await site.client.post("/graphql", json={"query": "{ auditLog { edges { cursor } } }"}, headers=headers)
     assert ok.json() == {"data": {"auditLog": {"edges": []}}}
+
+
+async def test_the_rest_of_the_http_surface_answers_json_with_codes(
+    site: Site, broken_table: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = await site.user("Ann", roles="ADMIN")
+    headers = {"Authorization": f"Bearer {await site.token(admin)}"}
+    transport = httpx.ASGITransport(app=site.app, raise_app_exceptions=False)  # as a server would answer
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        missing = await client.get("/nope")
+        assert missing.status_code == 404 and assert_clean(missing)[0]["extensions"]["code"] == "NOT_FOUND"
+        wrong_method = await client.delete("/exports/groups.csv")
+        assert wrong_method.status_code == 405 and assert_clean(wrong_method)[0]["extensions"]["code"] == "BAD_USER_INPUT"
+        capsys.readouterr()
+        async with broken_table:  # the export's audit write fails
+            broken = await client.get("/exports/groups.csv", headers=headers)
+    assert broken.status_code == 500
+    errors = assert_clean(broken)
+    request_id = errors[0]["extensions"]["requestId"]
+    assert errors == [{"message": "Internal server error.", "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}}]
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "unexpected_error" and e["request_id"] == request_id for e in logged)

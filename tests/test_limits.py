@@ -154,3 +154,27 @@ async def test_nul_characters_are_bad_input_before_any_resolver(site: Site) -> N
         assert errors_of(body) == ["BAD_USER_INPUT"] and "data" not in body, body
         assert all("audit_event" not in s and "INSERT" not in s for s in counted.statements)
     assert await site.count(User) == 1
+
+
+async def test_fragment_bombs_are_refused_at_once(site: Site) -> None:
+    """Fragments spreading fragments twice, 40 levels: 2**40 fields once expanded, a few hundred tokens.
+    Each fragment is walked once (a walk of every spread would never finish)."""
+    levels = 40
+    fragments = " ".join(
+        ["fragment F0 on User { a: id }"] + [f"fragment F{i} on User {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, levels)]
+    )
+    codes = await refused(site, f"{{ viewer {{ ...F{levels - 1} }} }} {fragments}")
+    assert codes == ["TOO_MANY_ALIASES"]
+    no_alias = fragments.replace("a: id", "id")
+    assert await refused(site, f"{{ viewer {{ ...F{levels - 1} }} }} {no_alias}") == ["QUERY_TOO_COSTLY"]
+    deep = " ".join(
+        ["fragment D0 on Group { id }"] + [f"fragment D{i} on Group {{ parent {{ ...D{i - 1} }} children {{ ...D{i - 1} }} }}" for i in range(1, 30)]
+    )
+    assert await refused(site, f'{{ group(id: "R3JvdXA6MQ==") {{ ...D29 }} }} {deep}') == ["QUERY_TOO_DEEP"]
+
+
+async def test_nesting_past_the_parser_recursion_is_a_clean_error(site: Site) -> None:
+    levels = 1500
+    query = "{ viewer " + "{ memberships " * levels + "{ id }" + " }" * levels + " }"
+    codes = await refused(site, query)
+    assert codes in (["GRAPHQL_VALIDATION_FAILED"], ["QUERY_TOO_DEEP"]), codes

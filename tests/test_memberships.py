@@ -63,7 +63,12 @@ async def test_dashboard_statements_do_not_grow(site: Site) -> None:
     assert large["memberCount"] == 8 + 10 * 12 + 1
     assert large["members"]["totalCount"] == 8 + 10 * 11
     assert len(large["members"]["edges"]) == 100
-    assert small_count == large_count == 10
+    # a leaf group (no children to count) costs the same: its children are counted with it when it has any
+    leaf = await site.group("Leaf", root)
+    await site.member(await site.user("Lone"), leaf)
+    leaf_data, leaf_count = await bench(site, leaf, leader, 100)
+    assert leaf_data["children"] == [] and leaf_data["memberCount"] == 1
+    assert small_count == large_count == leaf_count == 9
 
 
 DASHBOARD = """query($id: ID!) { group(id: $id) {
@@ -235,6 +240,11 @@ async def test_add_members_on_consent_and_synced_rule(site: Site) -> None:
     body = await site.gql(ADD, {"g": gid("Group", synced), "u": [gid("User", plain)]}, as_user=admin)
     assert errors_of(body) == ["BAD_USER_INPUT"] and gid("User", plain) in body["errors"][0]["message"]
     assert await site.count(Membership, Membership.group_id == synced.id) == 0
+    rostered = await site.user("Rostered", synced=True)
+    body = await site.gql(ADD, {"g": gid("Group", group), "u": [gid("User", rostered)]}, as_user=admin)
+    assert errors_of(body) == ["BAD_USER_INPUT"] and gid("User", rostered) in body["errors"][0]["message"]
+    body = await site.gql(ADD, {"g": gid("Group", synced), "u": [gid("User", rostered)]}, as_user=admin)
+    assert body["data"]["addMembers"][0]["user"] == {"firstName": "Rostered"}
 
 
 async def test_analyst_rules(site: Site) -> None:
@@ -303,6 +313,11 @@ async def test_change_and_remove_take_effect_on_the_next_request(site: Site) -> 
     body = await site.gql(REMOVE, {"m": [gid("Membership", pupil_row.id), gid("Membership", hidden.id)]}, as_user=leader)
     assert errors_of(body) == ["NOT_FOUND"]
     assert await site.count(Membership, Membership.group_id == group.id) == 3
+    for bad in ([], ["not-an-id"], [gid("User", pupil)]):
+        body = await site.gql(REMOVE, {"m": bad}, as_user=leader)
+        assert errors_of(body) == ["BAD_USER_INPUT"], bad
+    empty = await site.gql(ADD, {"g": gid("Group", group), "u": []}, as_user=leader)
+    assert errors_of(empty) == ["BAD_USER_INPUT"]
     body = await site.gql(REMOVE, {"m": [gid("Membership", pupil_row.id)]}, as_user=leader)
     assert body == {"data": {"removeMembers": 1}}
     assert await members(site, helper, group) == (["Leader", "Helper"], 2, 2)

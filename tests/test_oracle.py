@@ -34,12 +34,16 @@ from app.models import (
     GuardianLink,
     Membership,
     Session,
+    Step,
+    Submission,
     User,
     utcnow,
 )
+from app.models import Course as CourseRow
+from app.models import Enrollment as EnrollmentRow
 from app.server import create_app
 from app.settings import Settings
-from tests.oracle_model import MGroup, MLink, MMembership, MRequest, MUser, World
+from tests.oracle_model import MGroup, MLink, MMembership, MRequest, MSubmission, MUser, World
 
 EXAMPLES_PER_ENGINE = int(os.environ.get("GROUPGRAPH_ORACLE_EXAMPLES", "160"))
 VIEWERS_PER_EXAMPLE = 3
@@ -47,8 +51,14 @@ KINDS = ("STAFF", "LEARNER", "EXTERNAL")
 SITE_ROLES = ((), (), (), (), ("ADMIN",), ("OWNER",), ("GROUP_ANALYST",))
 GROUP_ROLES = ("LEADER", "MENTOR", "ANALYST", "MEMBER")
 STATUSES = ("PENDING", "GRANTED", "DENIED", "REVOKED", "EXPIRED")
-USER_FIELDS = ("firstName", "email", "company", "status", "lastLoginAt", "loginCount", "memberships", "guardianLinks")
-GROUP_FIELDS = ("name", "parent", "ancestors", "children", "viewerRole", "viewerPermissions")
+USER_FIELDS = (
+    "firstName", "email", "company", "status", "lastLoginAt", "loginCount", "memberships", "guardianLinks",
+    "courseProgress", "usageMinutes", "activity", "pendingReviewCount",
+)
+GROUP_FIELDS = (
+    "name", "parent", "ancestors", "children", "viewerRole", "viewerPermissions", "members", "membersNested",
+    "memberCount", "progressSummary", "reviewQueue", "progressReport", "progressExportUrl",
+)
 ADMIN_FIELDS = {"status": "ACTIVE", "lastLoginAt": None, "loginCount": 0}
 
 
@@ -102,9 +112,16 @@ def examples(draw: Callable[..., Any]) -> Example:
         linked = draw(st.lists(st.tuples(st.sampled_from(externals), st.sampled_from(learners)), max_size=4, unique=True))
         for lid, (external, pupil) in enumerate(linked, 1):
             world.links[lid] = MLink(id=lid, external=external.id, pupil=pupil.id)
+    world.courses = list(range(1, draw(st.integers(1, 2)) + 1))
+    world.enrollments = set(draw(st.lists(st.tuples(users, st.sampled_from(world.courses)), max_size=8)))
+    for user, course_id in sorted(world.enrollments):
+        if draw(st.booleans()):
+            sid = len(world.submissions) + 1
+            status = draw(st.sampled_from(("NEEDS_REVIEW", "NEEDS_REVIEW", "REVIEWED")))
+            world.submissions[sid] = MSubmission(id=sid, user=user, course=course_id, step=2 * course_id, status=status)
     viewers = draw(st.lists(st.one_of(st.none(), users), min_size=VIEWERS_PER_EXAMPLE, max_size=VIEWERS_PER_EXAMPLE))
-    user_fields = draw(st.lists(st.sampled_from(USER_FIELDS), min_size=1, max_size=5, unique=True))
-    group_fields = draw(st.lists(st.sampled_from(GROUP_FIELDS), min_size=1, max_size=4, unique=True))
+    user_fields = draw(st.lists(st.sampled_from(USER_FIELDS), min_size=1, max_size=6, unique=True))
+    group_fields = draw(st.lists(st.sampled_from(GROUP_FIELDS), min_size=1, max_size=6, unique=True))
     return Example(world, viewers, user_fields, group_fields)
 
 
@@ -161,6 +178,19 @@ async def write(database: Database, world: World) -> None:
             Membership(id=m.id, user_id=m.user, group_id=m.group, role=m.role, access_request_id=m.consent)
             for m in world.memberships.values()
         )
+        session.add_all(CourseRow(id=c, name=f"Course {c}") for c in world.courses)
+        await session.flush()
+        session.add_all(
+            Step(id=2 * c - 1 + k, course_id=c, title=f"Step {k}", position=k + 1, kind=("LESSON", "ASSIGNMENT")[k])
+            for c in world.courses
+            for k in (0, 1)
+        )
+        session.add_all(EnrollmentRow(user_id=u, course_id=c) for u, c in world.enrollments)
+        await session.flush()
+        session.add_all(
+            Submission(id=x.id, user_id=x.user, step_id=x.step, course_id=x.course, body="work", status=x.status)
+            for x in world.submissions.values()
+        )
         session.add_all(
             GuardianLink(id=link.id, external_user_id=link.external, pupil_id=link.pupil, licence_type="PARENT_GUARDIAN")
             for link in world.links.values()
@@ -179,6 +209,10 @@ def user_selection(fields: list[str]) -> str:
     for name in fields:
         if name == "memberships":
             parts.append("memberships { id role group { id } }")
+        elif name == "courseProgress":
+            parts.append("courseProgress { course { id } }")
+        elif name == "activity":
+            parts.append("activity { pageInfo { hasPreviousPage } }")
         elif name == "guardianLinks":
             parts.append("guardianLinks { id externalUser { id email } pupil { id } }")
         else:
@@ -187,11 +221,19 @@ def user_selection(fields: list[str]) -> str:
 
 
 def group_selection(fields: list[str]) -> str:
-    nested = {"parent": "parent { id }", "ancestors": "ancestors { id }", "children": "children { id }"}
+    nested = {
+        "parent": "parent { id }", "ancestors": "ancestors { id }", "children": "children { id }",
+        "members": "members { totalCount edges { node { id user { id email } } } }",
+        "membersNested": "membersNested: members(includeNested: true) { totalCount edges { node { id group { id } } } }",
+        "memberCount": "memberCount nestedCount: memberCount(includeNested: true)",
+        "progressSummary": "progressSummary { __typename }",
+        "reviewQueue": "reviewQueue { totalCount edges { node { id } } }",
+        "progressReport": "progressReport { pageInfo { hasPreviousPage } }",
+    }
     return " ".join(["id", *(nested.get(f, f) for f in fields)])
 
 
-def build_query(example: Example) -> str:
+def build_query(example: Example, viewer: int | None) -> str:
     world = example.world
     parts = [f'u{u}: user(id: "{gid("User", u)}") {{ {user_selection(example.user_fields)} }}' for u in world.users]
     parts += [f'g{g}: group(id: "{gid("Group", g)}") {{ {group_selection(example.group_fields)} }}' for g in world.groups]
@@ -209,6 +251,8 @@ def build_query(example: Example) -> str:
     ]
     parts.append(f'n: node(id: "{gid("User", 1)}") {{ id ... on User {{ firstName }} }}')
     parts.append("viewer { id }")
+    if viewer is not None:  # @authenticated and non-null: an anonymous caller would lose the whole answer
+        parts.append("groups(first: 100) { totalCount edges { node { id } } }")
     return "{ " + " ".join(parts) + " }"
 
 
@@ -256,6 +300,16 @@ class Expected:
                     for link in w.links.values()
                     if uid in (link.external, link.pupil) and w.view_profile(v, link.external) and w.view_profile(v, link.pupil)
                 ]
+            elif name == "courseProgress":
+                courses = [{"course": {"id": gid("Course", c)}} for u, c in w.enrollments if u == uid]
+                out[name] = self.guarded(w.view_progress(v, uid), courses)
+            elif name == "usageMinutes":
+                out[name] = self.guarded(w.view_progress(v, uid), 0)
+            elif name == "activity":
+                out[name] = self.guarded(w.view_activity(v, uid), {"pageInfo": {"hasPreviousPage": False}})
+            elif name == "pendingReviewCount":
+                pending = sum(1 for x in w.submissions.values() if x.user == uid and x.status == "NEEDS_REVIEW")
+                out[name] = self.guarded(w.review_work(v, uid), pending)
         return out
 
     def group(self, group_id: int, fields: list[str]) -> dict[str, Any] | None:
@@ -280,6 +334,40 @@ class Expected:
                 out[name] = w.viewer_role(v, group_id)
             elif name == "viewerPermissions":
                 out[name] = w.viewer_permissions(v, group_id)
+            elif name == "members":
+                rows = w.members(v, group_id, nested=False)
+                out[name] = {
+                    "totalCount": len(rows),
+                    "edges": [
+                        {"node": {"id": gid("Membership", m.id), "user": {
+                            "id": gid("User", m.user),
+                            "email": self.guarded(w.view_contact(v, m.user), w.users[m.user].email),
+                        }}}
+                        for m in rows
+                    ],
+                }
+            elif name == "membersNested":
+                rows = w.members(v, group_id, nested=True)
+                out[name] = {
+                    "totalCount": len(rows),
+                    "edges": [{"node": {"id": gid("Membership", m.id), "group": {"id": gid("Group", m.group)}}} for m in rows],
+                }
+            elif name == "memberCount":
+                out[name] = len(w.members(v, group_id, nested=False))
+                out["nestedCount"] = len(w.members(v, group_id, nested=True))
+            elif name == "progressSummary":
+                allowed = w.may_on_group(v, "VIEW_PROGRESS", group_id)
+                out[name] = self.guarded(allowed, {"__typename": "GroupProgressSummary"})
+            elif name == "reviewQueue":
+                queue = w.review_queue(v, group_id)
+                shown = {"totalCount": len(queue), "edges": [{"node": {"id": gid("Submission", x.id)}} for x in queue]}
+                out[name] = self.guarded(w.may_on_group(v, "REVIEW_WORK", group_id), shown)
+            elif name == "progressReport":
+                allowed = w.may_on_group(v, "EXPORT_GROUP", group_id)
+                out[name] = self.guarded(allowed, {"pageInfo": {"hasPreviousPage": False}})
+            elif name == "progressExportUrl":
+                allowed = w.may_on_group(v, "EXPORT_GROUP", group_id)
+                out[name] = self.guarded(allowed, f"/exports/groups/{group_id}/progress.csv")
         return out
 
     def membership(self, mid: int) -> dict[str, Any] | None:
@@ -326,6 +414,9 @@ class Expected:
             data[f"l{link}"] = self.link(link)
         data["n"] = {"id": gid("User", 1), "firstName": w.users[1].first_name} if w.view_profile(v, 1) else None
         data["viewer"] = {"id": gid("User", v)} if v is not None else None
+        if v is not None:
+            shown = [g for g in w.groups if w.sees_group(v, g)]
+            data["groups"] = {"totalCount": len(shown), "edges": [{"node": {"id": gid("Group", g)}} for g in shown]}
         return data
 
 
@@ -365,9 +456,9 @@ def test_permission_oracle(engine: str) -> None:
 
     async def ask(example: Example) -> list[tuple[int | None, dict[str, Any]]]:
         await write(database, example.world)
-        query = build_query(example)
         answers = []
         for viewer in example.viewers:
+            query = build_query(example, viewer)
             headers = {"Authorization": f"Bearer {token_of(viewer)}"} if viewer is not None else {}
             response = await client.post("/graphql", json={"query": query}, headers=headers)
             answers.append((viewer, response.json()))

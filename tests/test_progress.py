@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -411,3 +412,21 @@ async def test_step_detail_is_loaded_only_when_asked_for(site: Site) -> None:
             assert [s["completedAt"] is not None for s in card["steps"]] == [False, True], name
         counts[name] = counted.count
     assert counts["inline"] == counts["spread"] == counts["plain"] + 1, counts
+
+
+async def test_the_same_batch_sent_twice_at_once_counts_once(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    learners = [await site.user(f"L{n}") for n in range(5)]
+    c = await course(site, admin, "Algebra", [("LESSON", None)] * 4)
+    await enroll(site, admin, learners, c)
+    at = utcnow() - timedelta(hours=1)
+    batch = [event(u, "COMPLETED", s, at) for u in learners for s in c["steps"]]
+    batch += [event(u, "USAGE", at=at, minutes=10) for u in learners]
+    await site.token(admin)
+    first, second = await asyncio.gather(record(site, admin, batch), record(site, admin, batch))
+    assert "errors" not in first and "errors" not in second, (first, second)
+    assert first["data"]["recordProgress"] + second["data"]["recordProgress"] == len(batch)
+    async with site.database.session() as session:
+        assert await session.scalar(select(func.sum(Usage.minutes))) == 50
+    assert await site.count(ActivityEvent) == 20 and await site.count(StepProgress) == 20
+    assert await site.count(Enrollment, Enrollment.completed_at.is_not(None)) == 5

@@ -154,6 +154,11 @@ async def test_queue_lists_nested_members_oldest_first_in_pages(site: Site) -> N
             break
         after = queue["pageInfo"]["endCursor"]
     assert seen == ["first of all", "my essay", "a drawing", "newest"]
+    # check agrees with list: every queued submission is also there by id, for the same caller
+    listed = await site.gql(QUEUE, {"id": gid("Group", room["school"]), "n": 10}, as_user=room["leader"])
+    for edge in listed["data"]["group"]["reviewQueue"]["edges"]:
+        node = await site.gql("query($id: ID!) { node(id: $id) { ... on Submission { body } } }", {"id": edge["node"]["id"]}, as_user=room["leader"])
+        assert node["data"]["node"] == {"body": edge["node"]["body"]}
     # the subclass queue holds only its own members' work; a mentor of the class sees the class and below
     sub_queue = await site.gql(QUEUE, {"id": gid("Group", sub), "n": 10}, as_user=room["mentor"])
     assert [e["node"]["user"]["firstName"] for e in sub_queue["data"]["group"]["reviewQueue"]["edges"]] == ["Lou"]

@@ -1,0 +1,47 @@
+"""The group dashboard (issue 8's D1 and D2 queries) costs the same number of SQL statements, at most 15,
+whatever the group's size, on both databases (groups of the same shape: both with nested groups)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.presets import seed_preset
+from bench.scenarios import D1, D2, gid
+from tests.site import Site
+
+MAX_STATEMENTS = 15
+
+
+async def statements_for(site: Site, token: str, query: str, group_id: int) -> tuple[int, dict[str, Any]]:
+    with site.statements() as counted:
+        body = await site.gql(query, {"id": gid(group_id)}, token=token)
+    return counted.count, body
+
+
+@pytest.mark.parametrize("viewer,small,large", [("admin", "level2", "root"), ("leader", "level2", "level1")])
+async def test_dashboard_statements_do_not_grow_with_the_group_or_the_page(
+    site: Site, viewer: str, small: str, large: str
+) -> None:
+    seeded = await seed_preset(site.settings.database_url, "small")
+    assert seeded is not None
+    token = seeded["viewers"][viewer]["token"]
+    groups = seeded["groups"]
+    counts: dict[tuple[str, str], int] = {}
+    totals: dict[str, int] = {}
+    for name, query in (("D1", D1), ("D2", D2)):
+        for target in (small, large):
+            count, body = await statements_for(site, token, query, groups[target])
+            assert "errors" not in body, body["errors"][:2]
+            group = body["data"]["group"]
+            edges = group["members"]["edges"]
+            assert len(edges) == min(group["members"]["totalCount"], 100 if name == "D1" else 500)
+            assert all(edge["node"]["user"]["courseProgress"] for edge in edges)  # every learner has 2 courses
+            assert group["progressSummary"]["learnerCount"] == group["members"]["totalCount"]
+            totals[target] = group["members"]["totalCount"]
+            counts[(name, target)] = count
+    assert totals[small] < 100 < 2 * totals[small] < totals[large]  # within one D1 page, and over it
+    assert max(counts.values()) <= MAX_STATEMENTS, counts
+    for name in ("D1", "D2"):  # D2 asks for more (steps), so it may cost more than D1, but not with size
+        assert counts[(name, small)] == counts[(name, large)], counts
