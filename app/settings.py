@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 5_000
-    max_query_cost: int = 100_000
+    max_query_cost: int = 500_000  # the issue-8 D2 dashboard (500 members, cards with steps) costs ~362k
     max_page_size: int = 500
     max_batch_size: int = 10
 

@@ -14,12 +14,6 @@ from tests.site import Site
 MAX_STATEMENTS = 15
 
 
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    """D2 (500 members, their cards and steps) is estimated at ~362k, over the default cost limit (100k)."""
-    return {"max_query_cost": 1_000_000}
-
-
 async def statements_for(site: Site, token: str, query: str, group_id: int) -> tuple[int, dict[str, Any]]:
     with site.statements() as counted:
         body = await site.gql(query, {"id": gid(group_id)}, token=token)
