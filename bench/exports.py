@@ -153,6 +153,7 @@ def download(url: str, engine: str, rows: int, format: str, token: str) -> Resul
         first_byte = None
         size = 0
         lines = 0
+        tail = b""
         with httpx.stream(
             "GET", f"http://127.0.0.1:{port}/exports/groups/1/progress.{format.lower()}",
             headers={"Authorization": f"Bearer {token}"}, timeout=3600,
@@ -163,7 +164,8 @@ def download(url: str, engine: str, rows: int, format: str, token: str) -> Resul
                 if first_byte is None:
                     first_byte = time.perf_counter() - started
                 size += len(chunk)
-                lines += chunk.count(b"\r\n")
+                lines += (tail + chunk).count(b"\r\n")  # a line end may be split across two chunks
+                tail = chunk[-1:]
         seconds = time.perf_counter() - started
         peak = _rss_mib(worker.pid, "VmHWM")
     finally:
