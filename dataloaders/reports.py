@@ -10,12 +10,27 @@ steps), computed only for the page's rows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, tuple_, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Numeric,
+    Select,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql
 
 from app.models import Course, Enrollment, Group, GroupClosure, Membership, Step, StepProgress, Usage, User
 from dataloaders.imports import has_no_membership, is_active_learner
@@ -81,12 +96,18 @@ def _joined(statement: Select[Any]) -> Select[Any]:
     return statement.select_from(Membership.__table__).join(Enrollment.__table__, _e.user_id == _m.user_id)
 
 
-def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[Any]:
-    """One page (or export chunk) of rows after the keyset `after`. The inner query picks the page's keys
-    along the (group, role, user) index; names and percentages are looked up for those rows only."""
+def _report(scope: ReportScope, after: Key | None, limit: int | None) -> Select[Any]:
+    """The report's one query: its rows after the keyset `after` (all of them when `limit` is None), as the
+    page's keys and the raw columns of ReportRow (names, step counts, enrollment times), in keyset order.
+    The inner query picks the page's keys along the (group, role, user) index; names and percentages are
+    looked up for those rows only."""
     keys = _joined(select(_m.group_id, _m.user_id, _e.course_id, _e.activated_at, _e.completed_at, _e.expires_at))
     keys = keys.where(*_scope_filter(scope))
-    if after is None:
+    if limit is None:
+        # the whole report in one statement (the COPY export): no keyset, the outer ORDER BY orders it
+        assert after is None, "a keyset needs a limit"
+        page = keys.subquery("page")
+    elif after is None:
         page = keys.order_by(_m.group_id, _m.user_id, _e.course_id).limit(limit).subquery("page")
     else:
         # (group, user, course) > cursor, split so that no condition spans two tables (both planners then
@@ -111,8 +132,9 @@ def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[
     completed = select(func.count()).where(*progress, _p.completed_at.is_not(None)).correlate(page).scalar_subquery()
     return (
         select(
-            k.group_id, k.user_id, k.course_id, _u.first_name, _u.last_name, _u.email, _u.company, _g.name, _c.name,
-            k.activated_at, steps, viewed, completed, k.completed_at, k.expires_at,
+            k.group_id, k.user_id, k.course_id, _u.first_name, _u.last_name, _u.email, _u.company,
+            _g.name.label("group_name"), _c.name.label("course_name"), k.activated_at, steps.label("steps"),
+            viewed.label("viewed"), completed.label("completed"), k.completed_at, k.expires_at,
         )
         .select_from(page)
         .join(User.__table__, _u.id == k.user_id)
@@ -120,6 +142,11 @@ def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[
         .join(Course.__table__, _c.id == k.course_id)
         .order_by(k.group_id, k.user_id, k.course_id)
     )
+
+
+def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[Any]:
+    """One page (or export chunk) of rows after the keyset `after`: the columns to_row reads."""
+    return _report(scope, after, limit)
 
 
 def count_statement(scope: ReportScope) -> Select[Any]:
@@ -160,6 +187,92 @@ async def report_chunks(store: Store, scope: ReportScope, chunk_rows: int = CHUN
         if len(rows) < chunk_rows:
             return
         after = rows[-1].key
+
+
+# --- the same report as CSV text cells, formatted by PostgreSQL (the COPY export) ---------------------
+
+_DOUBLE = postgresql.DOUBLE_PRECISION()
+
+
+def _number(value: int, sql_type: str = "") -> ColumnElement[Any]:
+    """A constant of our own written into the SQL text (no bind parameter), `sql_type` to cast it."""
+    if sql_type:
+        return literal_column(f"{int(value)}::{sql_type}", _DOUBLE if sql_type == "float8" else Numeric())
+    return literal_column(str(int(value)), Integer())
+
+
+def _quoted(value: str) -> ColumnElement[Any]:
+    """A string constant of our own written into the SQL text."""
+    return literal_column("'" + value.replace("'", "''") + "'")
+
+
+def guarded_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """app.exports.guard in SQL (a text starting with = + - @ gets a leading '), and '' as NULL: COPY writes
+    NULL as an empty field but an empty string as "", where Python's csv writes "" (and None, as "") as an
+    empty field."""
+    starts_formula = func.substr(value, _number(1), _number(1)).in_([_quoted(c) for c in "=+-@"])
+    return func.nullif(case((starts_formula, _quoted("'").concat(value)), else_=value), _quoted(""))
+
+
+def iso_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """app.exports.iso in SQL: 2026-01-02T03:04:05Z (UTC, whole seconds: to_char drops the fraction as
+    isoformat(timespec="seconds") does); NULL stays NULL (an empty field)."""
+    return func.to_char(func.timezone(_quoted("UTC"), value), _quoted('YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+
+
+def percent_cents(done: ColumnElement[Any], steps: ColumnElement[Any]) -> ColumnElement[Any]:
+    """100 x _percent(done, steps) as an exact integer: round(min(100.0, 100.0 * done / steps), 2) of Python
+    floats, 0 without steps. Off a tie the quotient rounds to the nearest hundredth (the float's error,
+    < 1e-14, is far smaller than the distance to a tie). On a tie (100 * done / steps = m / 200, m odd)
+    Python rounds the double x = 100.0 * done / steps correctly: half to even when x is the tie exactly
+    (steps = 32, 160, 800...), else towards the side x lies on (steps >= 4000). So x is compared with m / 200
+    exactly: x split into its whole part and its fraction counted in units of 2**-60 (x >= 0.005 > 2**-8 and
+    a double has 53 bits, so the fraction is a whole number of such units)."""
+    scaled = done * _number(10_000)
+    quotient = scaled // steps
+    twice_remainder = (scaled % steps) * _number(2)
+    x = cast(done, _DOUBLE) * _number(100, "float8") / cast(steps, _DOUBLE)
+    whole = func.trunc(x)
+    fraction_units = cast(cast((x - whole) * _number(2**60, "float8"), BigInteger()), Numeric())
+    odd_tie = quotient * _number(2) + _number(1)
+    above_tie = func.sign(
+        fraction_units * _number(200) + (cast(whole, Numeric()) * _number(200) - odd_tie) * _number(2**60, "numeric")
+    )
+    tie = case((above_tie > _number(0), quotient + _number(1)), (above_tie < _number(0), quotient), else_=quotient + quotient % _number(2))
+    return case(
+        (steps == _number(0), _number(0)),
+        (done >= steps, _number(10_000)),
+        (twice_remainder < steps, quotient),
+        (twice_remainder > steps, quotient + _number(1)),
+        else_=tie,
+    )
+
+
+def percent_text(done: ColumnElement[Any], steps: ColumnElement[Any]) -> ColumnElement[Any]:
+    """repr(_percent(done, steps)): the hundredths with trailing zeros dropped but one decimal kept (50.0,
+    33.33, 0.5, 100.0, 0.0), as repr prints a float of at most two decimals up to 100."""
+    return func.to_char(cast(percent_cents(done, steps), Numeric()) / _number(100), _quoted("FM9990.09"))
+
+
+def csv_statement(scope: ReportScope) -> Select[Any]:
+    """The export's CSV cells for every row of the report (the very query of report_chunks, without its
+    keyset), in the same order, each cell as text exactly as app.exports.progress_csv_row writes it: Student
+    First Name, Student Last Name, Student Email, Company, Group Name, Course Name, Activated At,
+    % Completed, Completed Date, Expiry Date. PostgreSQL only (COPY). OFFSET 0 keeps the report a
+    subquery, so its per-row counts run once per row, not once per reference in the formatting."""
+    report = _report(scope, None, None).offset(_number(0)).subquery("report")
+    r = report.c
+    return select(
+        guarded_text(r.first_name), guarded_text(r.last_name), guarded_text(r.email), guarded_text(r.company),
+        guarded_text(r.group_name), guarded_text(r.course_name), iso_text(r.activated_at),
+        percent_text(r.completed, r.steps), iso_text(r.completed_at), iso_text(r.expires_at),
+    ).order_by(r.group_id, r.user_id, r.course_id)
+
+
+async def copy_csv(store: Store, scope: ReportScope, output: Callable[[bytes], Awaitable[Any]]) -> None:
+    """Every row of the report as CSV (no header, LF line ends), written by PostgreSQL's COPY and handed
+    to `output` block by block as it arrives; the server waits while `output` waits."""
+    await store.copy_csv(csv_statement(scope), output)
 
 
 async def course_exists(store: Store, course_id: int) -> bool:
