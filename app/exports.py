@@ -46,6 +46,7 @@ from dataloaders.reports import (
     report_chunks,
     unassigned_students_statement,
 )
+from dataloaders.store import Store
 from permissions.reach import Permission, Reach
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -338,8 +339,8 @@ class CopyExport:
     the body (the response is cut short, never ended as if complete). close() (the body's end, and the
     response's background task after a client disconnect) stops the COPY and closes the store."""
 
-    def __init__(self, context: Context, scope: ReportScope, queue_blocks: int = COPY_QUEUE_BLOCKS) -> None:
-        self.store = context.store
+    def __init__(self, store: Store, scope: ReportScope, queue_blocks: int = COPY_QUEUE_BLOCKS) -> None:
+        self.store = store
         self.scope = scope
         self.blocks: asyncio.Queue[bytes | bytearray | Exception | None] = asyncio.Queue(queue_blocks)
         self.task: asyncio.Task[None] | None = None
@@ -417,7 +418,7 @@ async def _progress(request: Request, format: str) -> Response:
 
     filename = re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{format.lower()}"
     if format == "CSV" and context.settings.export_use_copy and context.store.dialect == "postgresql":
-        export = CopyExport(context, scope)
+        export = CopyExport(context.store, scope)
         return csv_response(filename, export.body(), export.close)
     if format == "CSV":
         return csv_response(filename, csv_lines(PROGRESS_COLUMNS, chunks(), preformatted=True), context.store.close)
