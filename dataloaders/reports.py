@@ -6,6 +6,9 @@ Rows are ordered by the keyset (group id, user id, course id): the first two fol
 any cursor costs what the first page costs (no OFFSET, no sort of the whole group). Percentages are SQL
 aggregates per row (correlated counts on the step_progress (user, course) index and on the course's
 steps), computed only for the page's rows.
+
+On PostgreSQL the progress CSV is one statement instead, csv_statement, for COPY: the same rows (_keys),
+joins and order (_named), its cells formatted as text by the server exactly as app/exports.py writes them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    FromClause,
     Integer,
     Numeric,
     Select,
@@ -121,16 +125,16 @@ def _page(scope: ReportScope, after: Key | None, limit: int) -> Subquery:
     return select(both).order_by(both.c.group_id, both.c.user_id, both.c.course_id).limit(limit).subquery("page")
 
 
-def _named(statement: Select[Any], page: Subquery | Select[Any], course: Any = None) -> Select[Any]:
+def _named(statement: Select[Any], page: Subquery, course: FromClause | None = None) -> Select[Any]:
     """`statement` over the rows `page` with their user, group and course (`course`: the course table or a
     stand-in with its id and name), in the report's order (group id, user id, course id)."""
-    k = page.c  # type: ignore[union-attr]
-    course = Course.__table__ if course is None else course
+    k = page.c
+    courses = Course.__table__ if course is None else course
     return (
         statement.select_from(page)
         .join(User.__table__, _u.id == k.user_id)
         .join(Group.__table__, _g.id == k.group_id)
-        .join(course, course.c.id == k.course_id)
+        .join(courses, courses.c.id == k.course_id)
         .order_by(k.group_id, k.user_id, k.course_id)
     )
 
