@@ -31,6 +31,7 @@ STUDENT = "student_id"
 GROUPS = "groups"
 CHUNK = 5_000
 SYNCED_RULE = "non-synced students may only join non-synced groups"
+SYNCED_STUDENT_RULE = "synced students may only join synced groups"
 
 
 class OverLimit(BadInput):
@@ -288,8 +289,9 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
             pair = (student.id, gid)
             if pair in existing or pair in plan.new:
                 continue
-            if group_synced and not student.synced:
-                plan.errors.append(RowError(row.line, GROUPS, f"{SYNCED_RULE} ('{slug}' is synced)"))
+            if group_synced != student.synced:  # both ways, as addMembers checks it
+                rule = f"{SYNCED_RULE} ('{slug}' is synced)" if group_synced else f"{SYNCED_STUDENT_RULE} ('{slug}' is not)"
+                plan.errors.append(RowError(row.line, GROUPS, rule))
                 continue
             basis = placement_basis(reach, gid, subject, "MEMBER", student.site_roles)  # type: ignore[arg-type]
             if basis is None:

@@ -150,6 +150,12 @@ async def test_synced_groups_take_synced_students_only(site: Site) -> None:
         "message": f"non-synced students may only join non-synced groups ('{synced_class.slug}' is synced)",
     }]
     assert await site.count(Membership) == 0
+    into_plain = await post_csv(site, f"student_id,groups\nP1,{club.slug}\nR1,{club.slug}\n".encode(), admin)
+    assert into_plain.status_code == 422
+    assert into_plain.json()["errors"] == [{
+        "line": 3, "column": "groups", "message": f"synced students may only join synced groups ('{club.slug}' is not)",
+    }]
+    assert await site.count(Membership) == 0
     ok = await post_csv(site, f"student_id,groups\nP1,{club.slug}\nR1,{synced_class.slug}\n".encode(), admin)
     assert ok.status_code == 200, ok.json()
     assert await memberships(site) == {(plain, club.id), (rostered, synced_class.id)}
