@@ -308,7 +308,9 @@ def progress_csv_row(row: ReportRow) -> Cells:
 
 # --- the progress CSV written by PostgreSQL (COPY) ---------------------------------------------------------
 
-COPY_QUEUE_BLOCKS = 4  # blocks of COPY output (asyncpg's reads, tens of kB each) held between database and client
+# Blocks of COPY output held between database and client. asyncpg hands over what it has read: ~8 kB each,
+# at most ~90 kB seen in a 950,000-row export (coalescing them into bigger writes gained nothing).
+COPY_QUEUE_BLOCKS = 4
 
 
 class CrlfLines:
