@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # issue 6: rows fetched per keyset query by the streamed exports
     export_chunk_rows: int = 5000
+    # the progress CSV on PostgreSQL: written by the server (COPY ... TO STDOUT), streamed as it comes; off:
+    # the keyset chunks formatted in Python, as on SQLite (the same bytes)
+    export_use_copy: bool = True
     # issue 9: sign-in slow-down before RATE_LIMITED (app.throttle)
     login_slowdown_after: int = 3
     login_slowdown_seconds: float = 0.5

@@ -7,11 +7,11 @@ operation at a time, so every statement goes through a lock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Executable, Result
+from sqlalchemy import Executable, Result, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Database
@@ -50,6 +50,25 @@ class Store:
     async def scalar(self, statement: Executable, params: Any = None) -> Any:
         async with self._lock:
             return (await self._get().execute(statement, params)).scalar()
+
+    async def copy_csv(
+        self, statement: Executable, output: Callable[[bytes], Awaitable[Any]], local_settings: Mapping[str, str] | None = None
+    ) -> str:
+        """PostgreSQL only: `COPY (statement) TO STDOUT WITH (FORMAT csv)` on the session's own connection
+        (in its transaction, after `local_settings` for that transaction), each block of output awaited by
+        `output` as it arrives (asyncpg reads no more while `output` waits, so the server waits too). Holds
+        the store for the whole COPY: cancel the task running it before closing the store. Returns the
+        COPY's status ("COPY <rows>")."""
+        async with self._lock:
+            connection = await self._get().connection()
+            for name, value in (local_settings or {}).items():
+                await connection.execute(select(func.set_config(name, value, True)))
+            compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+            params = compiled.construct_params()
+            args = [params[name] for name in compiled.positiontup or ()]
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None and connection.dialect.name == "postgresql", "COPY needs PostgreSQL"
+            return str(await driver.copy_from_query(compiled.string, *args, output=output, format="csv"))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
