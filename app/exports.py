@@ -407,8 +407,12 @@ async def _progress(request: Request, format: str) -> Response:
         context, "export.progress", "group", scope.group_id, format=format, include_nested=scope.include_nested,
         course_id=scope.course_id,
     )
-    chunk_rows = context.settings.export_chunk_rows
+    filename = re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{format.lower()}"
+    if format == "CSV" and context.settings.export_use_copy and context.store.dialect == "postgresql":
+        export = CopyExport(context.store, scope)
+        return csv_response(filename, export.body(), export.close)
 
+    chunk_rows = context.settings.export_chunk_rows
     cells = progress_csv_row if format == "CSV" else progress_cells
 
     async def chunks() -> AsyncIterator[Sequence[Cells]]:
@@ -418,10 +422,6 @@ async def _progress(request: Request, format: str) -> Response:
         finally:
             await context.store.close()
 
-    filename = re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{format.lower()}"
-    if format == "CSV" and context.settings.export_use_copy and context.store.dialect == "postgresql":
-        export = CopyExport(context.store, scope)
-        return csv_response(filename, export.body(), export.close)
     if format == "CSV":
         return csv_response(filename, csv_lines(PROGRESS_COLUMNS, chunks(), preformatted=True), context.store.close)
     try:
