@@ -18,7 +18,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
 
     def _upgrade(connection) -> None:  # type: ignore[no-untyped-def]

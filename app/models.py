@@ -32,6 +32,7 @@ class User(SQLModel, table=True):
     site_roles: str = Field(default="", max_length=100)
     status: str = Field(default="ACTIVE", max_length=16)
     synced: bool = False
+    home_group_id: int | None = Field(default=None, sa_column=fk("group.id", ondelete="SET NULL", nullable=True))
     agreed_to_download_reports: bool = True
     password_hash: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
@@ -72,6 +73,7 @@ class Group(SQLModel, table=True):
     slug: str = Field(max_length=220, unique=True)
     description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     synced: bool = False
+    external_id: str | None = Field(default=None, max_length=200, unique=True)
     depth: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -124,6 +126,7 @@ class Membership(SQLModel, table=True):
         default=None, sa_column=fk("access_request.id", ondelete="CASCADE", nullable=True)
     )
     created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
 
 
 class GuardianLink(SQLModel, table=True):
