@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from app.db import Database, DatabaseConfigError
 from app.settings import Settings, get_settings
+from app.store.db import Database, DatabaseConfigError
 
 cli = typer.Typer(add_completion=False, help="groupgraph: a GraphQL backend for tracking learners through groups.")
 
@@ -36,7 +36,7 @@ def _fail(message: str) -> None:
 
 
 async def _migrate(database: Database) -> None:
-    from app.migrate import upgrade
+    from app.store.migrate import upgrade
 
     try:
         await upgrade(database.engine)
@@ -65,8 +65,8 @@ def seed(
     ] = None,
 ) -> None:
     """Fill the database with the demo, or a deterministic benchmark preset (small, medium, large)."""
-    from app.presets import SHAPES, seed_preset
-    from app.seed import run_seed
+    from app.demo.presets import SHAPES, seed_preset
+    from app.demo.seed import run_seed
 
     if preset != "demo" and preset not in SHAPES:
         _fail(f"unknown preset {preset!r}; choose one of demo, {', '.join(SHAPES)}")
@@ -101,8 +101,8 @@ def create_user(
     database_url: Annotated[str | None, typer.Option("--database-url")] = None,
 ) -> None:
     """Create a user and print its global id."""
-    from app.errors import AppError
-    from app.ids import to_global_id
+    from app.runtime.errors import AppError
+    from app.runtime.ids import to_global_id
     from resolvers.users import create_user_row
 
     if kind not in ("STAFF", "LEARNER", "EXTERNAL"):
@@ -145,7 +145,7 @@ def deliver_email(
     database_url: Annotated[str | None, typer.Option("--database-url")] = None,
 ) -> None:
     """Send the queued outbox emails over SMTP (GROUPGRAPH_SMTP_HOST and friends), with retries."""
-    from app.mailer import deliver_all_due, run_worker
+    from app.services.mailer import deliver_all_due, run_worker
 
     settings = _settings(database_url)
     if not settings.smtp_host:
@@ -174,7 +174,7 @@ def serve(
     workers: Annotated[int, typer.Option("--workers")] = 1,
 ) -> None:
     """Serve GraphQL (GraphiQL at /graphql when enabled)."""
-    from app.serving import run
+    from app.http.serving import run
 
     settings = _settings()
     _database(settings)  # fail early, in one line, on a bad database path

@@ -8,10 +8,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from app.auth import Credential
-from app.db import Database
-from app.models import User
+from app.services.auth import Credential
 from app.settings import Settings
+from app.store.db import Database
+from app.store.models import User
 from dataloaders.loaders import Loaders
 from dataloaders.reach import load_reach_rows
 from dataloaders.store import Store

@@ -15,9 +15,9 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.private import is_private
 
-from app.errors import AppError
-from app.logs import log
-from app.metrics import ERRORS, LATENCY
+from app.runtime.errors import AppError
+from app.runtime.logs import log
+from app.runtime.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
@@ -34,15 +34,15 @@ from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
     NodeQueries, UserQueries, GroupQueries, ConsentQueries, GuardianQueries, ImportQueries,
-    CourseQueries,  # issue 5
-    UserListQueries,  # issue 6
-    AuditQueries,  # issue 9
+    CourseQueries,
+    UserListQueries,
+    AuditQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
-    # issue 3: membership mutations
+    # membership mutations
     MembershipMutations,
-    CourseMutations, ProgressMutations, ReviewMutations,  # issue 5
+    CourseMutations, ProgressMutations, ReviewMutations,
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
@@ -63,7 +63,7 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     # a link shows only where the viewer may see both of its users (resolvers.guardians)
     GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
-    # issue 5: the catalogue is open to every signed-in user; a submission is shown only to those who may see
+    # the catalogue is open to every signed-in user; a submission is shown only to those who may see
     # the submitter's progress (resolvers.reviews), and then whole.
     Course: {"id", "database_id", "name", "steps", "step_count"},
     Step: {"id", "database_id", "course", "title", "position", "kind", "max_points"},
@@ -71,7 +71,7 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "id", "database_id", "user", "step", "course", "body", "submitted_at", "status", "points", "feedback",
         "reviewed_by", "reviewed_at",
     },
-    # issue 9: only site admins reach audit events (auditLog, node)
+    # only site admins reach audit events (auditLog, node)
     AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},
 }
 
@@ -158,7 +158,7 @@ def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
 def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool = False) -> strawberry.Schema:
     """The schema. `sorted_for_printing` only for schema.graphql: graphql-core's sorted copy of the schema
     loses Strawberry's enum serializers, so the served schema is never sorted."""
-    from app.limits import limit_extensions
+    from app.runtime.limits import limit_extensions
 
     settings = settings or get_settings()
     check_deny_by_default(PUBLIC_FIELDS)

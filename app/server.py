@@ -12,19 +12,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.db import Database
-from app.graphql_view import GroupGraphView
-from app.http_errors import EXCEPTION_HANDLERS
-from app.logs import configure_logging
-from app.metrics import POOL_CHECKED_OUT, POOL_SIZE, registry
+from app.http.errors import EXCEPTION_HANDLERS
+from app.http.graphql_view import GroupGraphView
+from app.runtime.logs import configure_logging
+from app.runtime.metrics import POOL_CHECKED_OUT, POOL_SIZE, registry
 from app.schema import build_schema
 from app.settings import Settings, get_settings
+from app.store.db import Database
 
 
 def extra_routes() -> list[BaseRoute]:
     """Routes of the HTTP surface beside /graphql (exports, imports), each module owning its own."""
     routes: list[BaseRoute] = []
-    for module_name in ("app.exports", "app.imports", "app.gateway_exports"):
+    for module_name in ("app.http.exports", "app.http.imports", "app.http.gateway_exports"):
         try:
             module = __import__(module_name, fromlist=["routes"])
         except ModuleNotFoundError as exc:
@@ -79,19 +79,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Route("/graphql", view, methods=["GET", "POST"]),
         ],
         lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,  # issue 9: JSON errors with a code everywhere
+        exception_handlers=EXCEPTION_HANDLERS,  # JSON errors with a code everywhere
     )
     app.state.settings = settings
     app.state.database = database
     app.state.schema = schema
     app.state.background = []
-    if settings.bench:  # issue 8: per-request SQL cost headers for scripts/bench
-        from app.bench_metrics import BenchHeaders, instrument
+    if settings.bench:  # per-request SQL cost headers for scripts/bench
+        from app.http.bench_metrics import BenchHeaders, instrument
 
         instrument(database)
         app.add_middleware(BenchHeaders)
     if settings.smtp_host:
-        from app.mailer import background_worker
+        from app.services.mailer import background_worker
 
         app.state.background.append(background_worker(database, settings))
     return app

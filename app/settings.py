@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 5_000
-    max_query_cost: int = 500_000  # the issue-8 D2 dashboard (500 members, cards with steps) costs ~362k
+    max_query_cost: int = 500_000  # the bench's D2 dashboard (500 members, cards with steps) costs ~362k
     max_page_size: int = 500
     max_batch_size: int = 10
 
@@ -54,15 +54,15 @@ class Settings(BaseSettings):
 
     max_statistics_buckets: int = 1000
 
-    # issue 8: bench instrumentation (x-bench-* response headers with per-request SQL statements and time)
+    # bench instrumentation (x-bench-* response headers with per-request SQL statements and time)
     bench: bool = False
 
-    # issue 6: rows fetched per keyset query by the streamed exports
+    # rows fetched per keyset query by the streamed exports
     export_chunk_rows: int = 5000
     # the progress CSV on PostgreSQL: written by the server (COPY ... TO STDOUT), streamed as it comes; off:
     # the keyset chunks formatted in Python, as on SQLite (the same bytes)
     export_use_copy: bool = True
-    # issue 9: sign-in slow-down before RATE_LIMITED (app.throttle)
+    # sign-in slow-down before RATE_LIMITED (app.services.throttle)
     login_slowdown_after: int = 3
     login_slowdown_seconds: float = 0.5
     login_slowdown_max_seconds: float = 3.0

@@ -28,10 +28,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from app.auth import SESSION_PREFIX, new_token, token_hash
-from app.db import Database
-from app.migrate import upgrade
+from app.services.auth import SESSION_PREFIX, new_token, token_hash
 from app.settings import Settings
+from app.store.db import Database
+from app.store.migrate import upgrade
 
 PG_ADMIN_DSN = os.environ.get("GROUPGRAPH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_URL_BASE = os.environ.get("GROUPGRAPH_TEST_PG_BASE", "postgresql+asyncpg://postgres@127.0.0.1:5432/")

@@ -167,7 +167,7 @@ async def run_floors(url: str, seed: dict[str, Any], args: argparse.Namespace, o
 
 async def run_exports(server: Server, seed: dict[str, Any], args: argparse.Namespace) -> list[Result]:
     """Stream the progress CSV/XLSX of the root group and of a level-1 group over HTTP: rows/s, first byte, RSS.
-    bench.exports (issue 6's standalone measurement) runs too when it is there."""
+    bench.exports (the exports' standalone measurement) runs too when it is there."""
     results: list[Result] = []
     token = seed["viewers"]["admin"]["token"]
     async with httpx.AsyncClient(base_url=server.base, timeout=600) as client:
@@ -243,7 +243,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def targets(rows: list[dict[str, Any]], floors: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 8's targets, each with the measured value and met / missed / n/a."""
+    """The performance targets, each with the measured value and met / missed / n/a."""
     def find(scenario: str, viewer: str, target: str, workers: int = 1) -> dict[str, Any]:
         for row in rows:
             if (row["scenario"], row["viewer"], row["target"], row["workers"]) == (scenario, viewer, target, workers):

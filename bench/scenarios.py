@@ -1,4 +1,4 @@
-"""The scenarios of issue 8, timed over HTTP against the live server."""
+"""The benchmark scenarios, timed over HTTP against the live server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from app.ids import to_global_id
+from app.runtime.ids import to_global_id
 
 COURSE_PROGRESS = (
     "course { name } activatedAt expiresAt completedAt percentViewed percentCompleted gradePercent "

@@ -48,7 +48,7 @@ def _sqlite_holds(path: str, digest: str) -> bool:
 
 async def _holds_token(url: str, token: str) -> bool:
     """The seeded database still holds the admin token of the viewers file (no one reseeded it since)."""
-    from app.auth import token_hash
+    from app.services.auth import token_hash
 
     if url.startswith("sqlite"):
         return _sqlite_holds(url.split("///", 1)[1], token_hash(token))
@@ -79,9 +79,9 @@ async def _pg_recreate(url: str) -> None:
 
 
 async def _migrate(url: str) -> None:
-    from app.db import Database
-    from app.migrate import upgrade
     from app.settings import Settings
+    from app.store.db import Database
+    from app.store.migrate import upgrade
 
     database = Database(Settings(database_url=url))
     try:
@@ -92,7 +92,7 @@ async def _migrate(url: str) -> None:
 
 def ensure_seeded(engine: str, preset: str, reseed: bool = False) -> dict[str, Any]:
     """Seed once per (engine, preset); the viewers file marks a finished seed."""
-    from app.presets import seed_preset, write_viewers
+    from app.demo.presets import seed_preset, write_viewers
 
     CACHE.mkdir(exist_ok=True)
     (CACHE / ".gitignore").write_text("*\n")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from app.models import AuditEvent
+from app.store.models import AuditEvent
 from dataloaders.store import Store
 
 

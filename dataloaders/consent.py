@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
-from app.models import AccessRequest
+from app.store.models import AccessRequest
 from dataloaders.store import Store
 
 PENDING, GRANTED, DENIED, REVOKED, EXPIRED = "PENDING", "GRANTED", "DENIED", "REVOKED", "EXPIRED"

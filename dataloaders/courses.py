@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from strawberry.dataloader import DataLoader
 
-from app.models import Course, Step
+from app.store.models import Course, Step
 from dataloaders.store import Store
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from strawberry.dataloader import DataLoader
 
-from app.models import Group, GroupClosure
+from app.store.models import Group, GroupClosure
 from dataloaders.store import Store
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, case, column, exists, func, not_, or
 from sqlmodel.sql.sqltypes import UTCDateTime
 from strawberry.dataloader import DataLoader
 
-from app.models import GuardianLink, LoginEvent
+from app.store.models import GuardianLink, LoginEvent
 from dataloaders.store import Store
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, exists, func, not_, select
 
-from app.models import Membership, Usage, User
+from app.store.models import Membership, Usage, User
 from dataloaders.store import Store
 
 ACTIVE_MINUTES = 1

@@ -20,9 +20,9 @@ class Loaders:
         self.groups = GroupLoaders(store)
         self.consent = ConsentLoaders(store)
         self.guardians = GuardianLoaders(store)
-        # issue 3: member lists and counts, batched over groups
+        # member lists and counts, batched over groups
         self.memberships = MembershipLoaders(store, self.users, self.groups)
-        # issue 5
+
         self.courses = CourseLoaders(store)
         self.progress = ProgressLoaders(store)
         self.reviews = ReviewLoaders(store)

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
-from app.models import Group, GroupClosure, Membership, User
+from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.groups import GroupLoaders
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from strawberry.dataloader import DataLoader
 
-from app.bulk import one_of
-from app.models import ActivityEvent, Enrollment, GroupClosure, Membership, Step, StepProgress, Usage
+from app.store.bulk import one_of
+from app.store.models import ActivityEvent, Enrollment, GroupClosure, Membership, Step, StepProgress, Usage
 from dataloaders.store import Store
 
 LEARNER_ROLE = "MEMBER"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import literal, select, union_all
 
-from app.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
 from dataloaders.store import Store
 
 

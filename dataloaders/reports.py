@@ -8,7 +8,7 @@ aggregates per row (correlated counts on the step_progress (user, course) index 
 steps), computed only for the page's rows.
 
 On PostgreSQL the progress CSV is one statement instead, csv_statement, for COPY: the same rows (_keys),
-joins and order (_named), its cells formatted as text by the server exactly as app/exports.py writes them.
+joins and order (_named), its cells formatted as text by the server exactly as app/http/exports.py writes them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from app.models import Course, Enrollment, Group, GroupClosure, Membership, Step, StepProgress, Usage, User
+from app.store.models import (
+    Course,
+    Enrollment,
+    Group,
+    GroupClosure,
+    Membership,
+    Step,
+    StepProgress,
+    Usage,
+    User,
+)
 from dataloaders.imports import has_no_membership, is_active_learner
 from dataloaders.store import Store
 
@@ -224,7 +234,7 @@ def _quoted(value: str) -> ColumnElement[Any]:
 
 
 def guarded_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """app.exports.guard in SQL (a text starting with = + - @ gets a leading '), and '' as NULL: COPY writes
+    """app.http.exports.guard in SQL (a text starting with = + - @ gets a leading '), and '' as NULL: COPY writes
     NULL as an empty field but an empty string as "", where Python's csv writes "" (and None, as "") as an
     empty field. (ascii() is the first character's code: cheaper than a substring per cell.)"""
     starts_formula = func.ascii(value).in_([_number(ord(c)) for c in "=+-@"])
@@ -232,7 +242,7 @@ def guarded_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
 
 
 def iso_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """app.exports.iso in SQL: 2026-01-02T03:04:05Z (UTC, whole seconds: to_char drops the fraction as
+    """app.http.exports.iso in SQL: 2026-01-02T03:04:05Z (UTC, whole seconds: to_char drops the fraction as
     isoformat(timespec="seconds") does); NULL stays NULL (an empty field)."""
     return func.to_char(func.timezone(_quoted("UTC"), value), _quoted('YYYY-MM-DD"T"HH24:MI:SS"Z"'))
 
@@ -273,7 +283,7 @@ def percent_text(done: ColumnElement[Any], steps: ColumnElement[Any]) -> ColumnE
 
 def csv_statement(scope: ReportScope) -> Select[Any]:
     """The export's CSV cells for every row of the report (the rows, joins and order of rows_statement,
-    without a keyset), each cell as text exactly as app.exports.progress_csv_row writes it: Student First
+    without a keyset), each cell as text exactly as app.http.exports.progress_csv_row writes it: Student First
     Name, Student Last Name, Student Email, Company, Group Name, Course Name, Activated At, % Completed,
     Completed Date, Expiry Date. PostgreSQL only (COPY).
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
-from app.bulk import one_of
-from app.models import GroupClosure, Membership, Submission
+from app.store.bulk import one_of
+from app.store.models import GroupClosure, Membership, Submission
 from dataloaders.store import Store
 
 NEEDS_REVIEW = "NEEDS_REVIEW"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Executable, Result, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
+from app.store.db import Database
 
 
 class Store:
@@ -95,7 +95,7 @@ class Store:
             try:
                 await session.close()
             except Exception as exc:  # any failure here is logged, never sent
-                from app.logs import log
+                from app.runtime.logs import log
 
                 log.warning("session_close_failed", error=type(exc).__name__)
                 try:

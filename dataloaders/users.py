@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, tuple_
 from strawberry.dataloader import DataLoader
 
-from app.models import Membership, User
+from app.store.models import Membership, User
 from dataloaders.store import Store
 
 
@@ -45,7 +45,7 @@ class UserLoaders:
             self.by_id.prime(user.id, user)
 
 
-# issue 6: the admin user list (users(filter:)), keyset-ordered by (last name, id)
+# the admin user list (users(filter:)), keyset-ordered by (last name, id)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 from strawberry.types import Info
 
-from app.errors import Forbidden, Unauthenticated
+from app.runtime.errors import Forbidden, Unauthenticated
 from permissions.reach import Permission, Reach, UserRef
 
 

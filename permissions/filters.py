@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from app.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
 from permissions.reach import CONSENT_GIVES, GUARDIAN_GIVES, ROLES_GIVING, SELF_MAY, Permission, Reach
 
 

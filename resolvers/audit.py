@@ -7,8 +7,8 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from app.ids import to_global_id
-from app.models import AuditEvent as AuditEventRow
+from app.runtime.ids import to_global_id
+from app.store.models import AuditEvent as AuditEventRow
 from dataloaders.audit import audit_event, audit_page
 from permissions.classes import requires
 from permissions.reach import Permission

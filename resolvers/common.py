@@ -12,7 +12,7 @@ import strawberry
 from strawberry.types import Info
 
 from app.context import Context
-from app.errors import BadInput
+from app.runtime.errors import BadInput
 
 
 @strawberry.interface

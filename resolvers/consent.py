@@ -23,13 +23,13 @@ import strawberry
 from sqlalchemy import delete, func, select
 from strawberry.types import Info
 
-from app.audit import audit
-from app.errors import BadInput, Conflict, Forbidden, NotFound, RateLimited
-from app.ids import require_id, to_global_id
-from app.models import AccessRequest as AccessRequestRow
-from app.models import Membership as MembershipRow
-from app.models import OutboxEmail, utcnow
-from app.models import User as UserRow
+from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound, RateLimited
+from app.runtime.ids import require_id, to_global_id
+from app.services.audit import audit
+from app.store.models import AccessRequest as AccessRequestRow
+from app.store.models import Membership as MembershipRow
+from app.store.models import OutboxEmail, utcnow
+from app.store.models import User as UserRow
 from dataloaders.consent import (
     DENIED,
     GRANTED,

@@ -14,15 +14,15 @@ import strawberry
 from sqlalchemy import and_, func, or_, select, update
 from strawberry.types import Info
 
-from app.audit import audit
-from app.bulk import insert_rows, is_postgres, one_of, value_chunks
-from app.errors import BadInput, NotFound
-from app.ids import require_id, to_global_id
-from app.models import Course as CourseRow
-from app.models import Enrollment as EnrollmentRow
-from app.models import Step as StepRow
-from app.models import User as UserRow
-from app.models import utcnow
+from app.runtime.errors import BadInput, NotFound
+from app.runtime.ids import require_id, to_global_id
+from app.services.audit import audit
+from app.store.bulk import insert_rows, is_postgres, one_of, value_chunks
+from app.store.models import Course as CourseRow
+from app.store.models import Enrollment as EnrollmentRow
+from app.store.models import Step as StepRow
+from app.store.models import User as UserRow
+from app.store.models import utcnow
 from dataloaders.courses import CourseBundle
 from permissions.classes import authenticated, requires
 from permissions.reach import Permission

@@ -12,13 +12,13 @@ import strawberry
 from sqlalchemy import and_, delete, false, func, or_, select, update
 from strawberry.types import Info
 
-from app.audit import audit
-from app.errors import BadInput, Conflict, Forbidden, NotFound
-from app.ids import decode_id, require_id, to_global_id
-from app.models import Group as GroupRow
-from app.models import GroupClosure
-from app.models import Membership as MembershipRow
-from app.tree import attach, is_descendant, lock_tree, move, subtree_height
+from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
+from app.runtime.ids import decode_id, require_id, to_global_id
+from app.services.audit import audit
+from app.services.tree import attach, is_descendant, lock_tree, move, subtree_height
+from app.store.models import Group as GroupRow
+from app.store.models import GroupClosure
+from app.store.models import Membership as MembershipRow
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from resolvers.memberships import MembershipConnection
-if TYPE_CHECKING:  # issue 5
+if TYPE_CHECKING:
     from resolvers.progress import GroupProgressSummary
     from resolvers.reviews import SubmissionConnection
 
@@ -106,7 +106,7 @@ class Group(Node):
     def viewer_permissions(self, info: Info) -> list[Permission]:
         return info.context.reach.group_permissions(self.row.id)
 
-    # issue 3: members and member counts (batched over groups by dataloaders.memberships)
+    # members and member counts (batched over groups by dataloaders.memberships)
     @strawberry.field(description="includeNested: also memberships of all descendant groups.")
     async def members(
         self,
@@ -128,7 +128,7 @@ class Group(Node):
         from resolvers.memberships import member_count
 
         return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
-    # issue 5: progress summary and review queue
+    # progress summary and review queue
     @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
     async def progress_summary(
         self, info: Info, include_nested: bool | None = True
@@ -148,7 +148,7 @@ class Group(Node):
         from resolvers.reviews import review_queue_of
 
         return await review_queue_of(info, self, first, after)
-    # issue 6: the progress report and its export URL
+    # the progress report and its export URL
     @strawberry.field(
         extensions=[requires(Permission.EXPORT_GROUP)],
         description="One row per (member, enrolled course): the group progress report.",
@@ -392,7 +392,7 @@ class GroupQueries:
         group_id = decode_id(id, "Group")
         return None if group_id is None else await visible_group(info, group_id)
 
-    # issue 3: the list of visible groups
+    # the list of visible groups
     @strawberry.field(
         extensions=[authenticated()],
         description="Groups the caller may see: all for a site admin; else those where the caller holds a role, "
@@ -435,7 +435,7 @@ class GroupMutations:
         else:
             wanted = slugify(name)  # type: ignore[arg-type]
         async with ctx.store.transaction() as session:
-            await lock_tree(session, exclusive=False)  # issue 3: no re-nest of the parent's subtree meanwhile
+            await lock_tree(session, exclusive=False)  # no re-nest of the parent's subtree meanwhile
             slug = await unique_slug(session, wanted)
             row = GroupRow(
                 name=name,  # type: ignore[arg-type]
@@ -448,7 +448,7 @@ class GroupMutations:
             session.add(row)
             await session.flush()
             await attach(session, row.id, row.parent_id)  # type: ignore[arg-type]
-            # issue 3: the depth the closure gives (the parent may have been re-nested since it was read)
+            # the depth the closure gives (the parent may have been re-nested since it was read)
             row.depth = await session.scalar(
                 select(func.count()).select_from(GroupClosure).where(
                     GroupClosure.descendant_id == row.id, GroupClosure.depth > 0
@@ -460,7 +460,7 @@ class GroupMutations:
         await ctx.load_reach()
         return Group(row=row)
 
-    # issue 3: updateGroup, deleteGroup
+    # updateGroup, deleteGroup
     @strawberry.mutation(
         extensions=[requires(Permission.MANAGE_GROUP, target=update_target)],
         description="Rename, describe, re-nest (MANAGE_GROUP on the new parent too; a cycle is refused) or make "

@@ -12,15 +12,15 @@ import strawberry
 from sqlalchemy import delete, select, update
 from strawberry.types import Info
 
-from app.audit import audit
-from app.auth import verify_password
-from app.errors import BadInput, Conflict, Forbidden, NotFound
-from app.ids import require_id, to_global_id
-from app.mailer import queue_email
-from app.models import ApiToken, LoginEvent, Session, utcnow
-from app.models import GuardianLink as GuardianLinkRow
-from app.models import User as UserRow
-from app.throttle import check_login_allowed
+from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
+from app.runtime.ids import require_id, to_global_id
+from app.services.audit import audit
+from app.services.auth import verify_password
+from app.services.mailer import queue_email
+from app.services.throttle import check_login_allowed
+from app.store.models import ApiToken, LoginEvent, Session, utcnow
+from app.store.models import GuardianLink as GuardianLinkRow
+from app.store.models import User as UserRow
 from dataloaders.guardians import login_buckets
 from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach

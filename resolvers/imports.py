@@ -9,8 +9,8 @@ import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.types import Info
 
-from app.errors import BadInput
-from app.importer import ImportResult, import_group_assignments
+from app.runtime.errors import BadInput
+from app.services.importer import ImportResult, import_group_assignments
 from dataloaders.imports import unassigned_active_count
 from permissions.classes import authenticated, requires
 from permissions.reach import Permission
@@ -78,5 +78,8 @@ UTF-8 (with or without BOM), CRLF or LF, blank lines skipped, header case and sp
 extra columns ignored. Limits (bytes, rows) from settings: over them, BAD_USER_INPUT.""",
     )
     async def import_group_assignments(self, info: Info, file: Upload, dry_run: bool | None = False) -> ImportReport:
-        result = await import_group_assignments(info.context, upload_chunks(file), bool(dry_run))
+        ctx = info.context
+        result = await import_group_assignments(
+            ctx.store, ctx.settings, await ctx.load_reach(), ctx.viewer_id, upload_chunks(file), bool(dry_run)
+        )
         return ImportReport.of(result)

@@ -11,11 +11,11 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
-from app.audit import audit
-from app.errors import BadInput, Conflict, Forbidden, NotFound
-from app.ids import require_id, to_global_id
-from app.models import AccessRequest as AccessRequestRow
-from app.models import Membership as MembershipRow
+from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
+from app.runtime.ids import require_id, to_global_id
+from app.services.audit import audit
+from app.store.models import AccessRequest as AccessRequestRow
+from app.store.models import Membership as MembershipRow
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
@@ -98,7 +98,7 @@ async def visible_membership(info: Info, membership_id: int) -> Membership | Non
     return Membership(row=row)
 
 
-# issue 3: the members list of a group (keyset pages, counts) and the membership mutations
+# the members list of a group (keyset pages, counts) and the membership mutations
 
 
 @strawberry.type

@@ -7,7 +7,7 @@ import importlib
 import strawberry
 from strawberry.types import Info
 
-from app.ids import parse_global_id
+from app.runtime.ids import parse_global_id
 from resolvers.common import Node
 
 # type name -> "module:function" taking (info, database_id) and returning the object or None
@@ -17,11 +17,11 @@ NODE_RESOLVERS: dict[str, str] = {
     "Membership": "resolvers.memberships:visible_membership",
     "AccessRequest": "resolvers.consent:visible_access_request",
     "GuardianLink": "resolvers.guardians:visible_guardian_link",
-    # issue 5
+
     "Course": "resolvers.courses:visible_course",
     "Step": "resolvers.courses:visible_step",
     "Submission": "resolvers.reviews:visible_submission",
-    # issue 9
+
     "AuditEvent": "resolvers.audit:visible_audit_event",
 }
 

@@ -16,11 +16,11 @@ import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
 
-from app.audit import audit
-from app.errors import BadInput
-from app.ids import require_id
-from app.ingest import RawEvent, record_progress
-from app.models import ActivityEvent as ActivityRow
+from app.runtime.errors import BadInput
+from app.runtime.ids import require_id
+from app.services.audit import audit
+from app.services.ingest import RawEvent, record_progress
+from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.progress import Card, StepRecord
 from permissions.classes import requires
 from permissions.reach import Permission

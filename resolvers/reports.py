@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from app.errors import NotFound
-from app.ids import require_id
+from app.runtime.errors import NotFound
+from app.runtime.ids import require_id
 from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
 from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import ExportFormat

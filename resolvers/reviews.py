@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from strawberry.types import Info
 
-from app.audit import audit
-from app.bulk import insert_rows
-from app.errors import BadInput, Forbidden, NotFound
-from app.ids import require_id, to_global_id
-from app.models import ActivityEvent as ActivityRow
-from app.models import StepProgress as StepProgressRow
-from app.models import Submission as SubmissionRow
-from app.models import utcnow
+from app.runtime.errors import BadInput, Forbidden, NotFound
+from app.runtime.ids import require_id, to_global_id
+from app.services.audit import audit
+from app.store.bulk import insert_rows
+from app.store.models import ActivityEvent as ActivityRow
+from app.store.models import StepProgress as StepProgressRow
+from app.store.models import Submission as SubmissionRow
+from app.store.models import utcnow
 from dataloaders.reviews import REVIEWED
 from permissions.classes import Subjects, requires
 from permissions.reach import Permission, Reach

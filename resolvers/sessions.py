@@ -8,12 +8,19 @@ import strawberry
 from sqlalchemy import select, update
 from strawberry.types import Info
 
-from app.audit import audit
-from app.auth import API_TOKEN_PREFIX, SESSION_PREFIX, Credential, new_token, token_hash, verify_password
-from app.errors import BadInput, Unauthenticated
-from app.models import ApiToken, LoginEvent, Session, utcnow
-from app.models import User as UserRow
-from app.throttle import check_login_allowed, slow_down
+from app.runtime.errors import BadInput, Unauthenticated
+from app.services.audit import audit
+from app.services.auth import (
+    API_TOKEN_PREFIX,
+    SESSION_PREFIX,
+    Credential,
+    new_token,
+    token_hash,
+    verify_password,
+)
+from app.services.throttle import check_login_allowed, slow_down
+from app.store.models import ApiToken, LoginEvent, Session, utcnow
+from app.store.models import User as UserRow
 from permissions.classes import authenticated
 from resolvers.common import clean_text
 from resolvers.users import User, normalize_email, prepare_users

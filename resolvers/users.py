@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
-from app.audit import audit
-from app.auth import hash_password
-from app.errors import BadInput, Conflict, NotFound
-from app.ids import decode_id, require_id, to_global_id
-from app.models import User as UserRow
+from app.runtime.errors import BadInput, Conflict, NotFound
+from app.runtime.ids import decode_id, require_id, to_global_id
+from app.services.audit import audit
+from app.services.auth import hash_password
+from app.store.models import User as UserRow
 from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import requires
 from permissions.reach import Permission, Reach
@@ -25,7 +25,7 @@ from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
 if TYPE_CHECKING:
     from resolvers.guardians import GuardianLink
     from resolvers.memberships import Membership
-    from resolvers.progress import ActivityConnection, CourseProgress  # issue 5
+    from resolvers.progress import ActivityConnection, CourseProgress
 
 
 @strawberry.type
@@ -124,7 +124,7 @@ class User(Node):
 
         return await guardian_links_of(info, self)
 
-    # issue 5: progress cards, usage, activity feed, review count
+    # progress cards, usage, activity feed, review count
     @strawberry.field(
         extensions=[requires(Permission.VIEW_PROGRESS)],
         description="One entry per enrolled course, or just the named ones; by course name.",
@@ -343,7 +343,7 @@ class UserMutations:
         return (await prepare_users(info, [row]))[0]
 
 
-# issue 6: Group Analyst seats
+# Group Analyst seats
 ANALYST_SEAT_LOCK = 6_000_006  # PostgreSQL advisory lock key serializing seat grants
 
 
@@ -365,7 +365,7 @@ async def drop_analyst_memberships(session, user_id: int) -> int:  # type: ignor
     with it (revoking never leaves access behind)."""
     from sqlalchemy import delete
 
-    from app.models import Membership as MembershipRow
+    from app.store.models import Membership as MembershipRow
 
     result = await session.execute(
         delete(MembershipRow).where(MembershipRow.user_id == user_id, MembershipRow.role == "ANALYST")
@@ -373,7 +373,7 @@ async def drop_analyst_memberships(session, user_id: int) -> int:  # type: ignor
     return int(result.rowcount or 0)
 
 
-# issue 6: the admin user list
+# the admin user list
 
 
 @strawberry.input

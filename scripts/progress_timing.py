@@ -25,14 +25,14 @@ import httpx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from app.auth import API_TOKEN_PREFIX, new_token, token_hash
-from app.bulk import insert_rows
-from app.db import Database
-from app.ids import to_global_id
-from app.migrate import upgrade
-from app.models import ApiToken, Course, Enrollment, Group, Membership, Step, User, utcnow
+from app.runtime.ids import to_global_id
+from app.services.auth import API_TOKEN_PREFIX, new_token, token_hash
+from app.services.tree import attach
 from app.settings import Settings
-from app.tree import attach
+from app.store.bulk import insert_rows
+from app.store.db import Database
+from app.store.migrate import upgrade
+from app.store.models import ApiToken, Course, Enrollment, Group, Membership, Step, User, utcnow
 
 LEARNERS = int(os.environ.get("LEARNERS", 5000))
 DASHBOARD = int(os.environ.get("DASHBOARD", 500))

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.db import Database
 from app.settings import Settings
+from app.store.db import Database
 from tests.site import Site
 
 PG_ADMIN_DSN = os.environ.get("GROUPGRAPH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -54,7 +54,7 @@ async def _pg_reachable() -> str | None:
 @pytest.fixture(scope="session")
 async def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     """The database URL of a freshly migrated database of the requested engine."""
-    from app.migrate import upgrade
+    from app.store.migrate import upgrade
 
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("db") / "groupgraph-test.db"
@@ -97,8 +97,8 @@ def settings_overrides() -> dict[str, Any]:
 @pytest.fixture
 async def site(engine: str, settings_overrides: dict[str, Any]) -> AsyncIterator[Site]:
     """An empty database of the engine under test, an app on it, and helpers to fill and query it."""
-    from app.models import TABLES_IN_DELETE_ORDER
     from app.server import create_app
+    from app.store.models import TABLES_IN_DELETE_ORDER
 
     settings = Settings(database_url=engine, graphiql=True, **settings_overrides)
     database = Database(settings)

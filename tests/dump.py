@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
-from app.db import Database
+from app.store.db import Database
 
 
 async def dump(database: Database, skip: tuple[str, ...] = ()) -> dict[str, list[tuple[Any, ...]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.models import User
+from app.store.models import User
 from tests.site import Site, gid
 
 CREATE_COURSE = """mutation($name: String!, $steps: [StepInput!]!) {

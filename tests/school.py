@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from app.models import Course, Enrollment, Step, StepProgress, User
+from app.store.models import Course, Enrollment, Step, StepProgress, User
 from tests.site import Site
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

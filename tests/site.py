@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from app.auth import SESSION_PREFIX, hash_password, new_token, token_hash
-from app.db import Database
-from app.ids import to_global_id
-from app.models import Group, Membership, Session, User, utcnow
+from app.runtime.ids import to_global_id
+from app.services.auth import SESSION_PREFIX, hash_password, new_token, token_hash
+from app.services.tree import attach
 from app.settings import Settings
-from app.tree import attach
+from app.store.db import Database
+from app.store.models import Group, Membership, Session, User, utcnow
 
 PASSWORD = "correct horse battery"
 _PASSWORD_HASH = hash_password(PASSWORD)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.models import AuditEvent, Group, Membership, User
+from app.store.models import AuditEvent, Group, Membership, User
 from tests.school import auth, parse, school
 from tests.site import Site, errors_of, gid
 
@@ -86,7 +86,7 @@ async def test_analyst_reads_assigned_subtrees_only(site: Site) -> None:
 
 
 async def test_analyst_can_do_nothing_else(site: Site) -> None:
-    from app.models import Enrollment, Step, Submission
+    from app.store.models import Enrollment, Step, Submission
 
     s = await school(site)
     analyst = s["analyst"]
@@ -158,7 +158,7 @@ async def test_users_filters(site: Site) -> None:
 
     from sqlalchemy import update
 
-    from app.models import GuardianLink, Usage
+    from app.store.models import GuardianLink, Usage
 
     s = await school(site)
     admin = s["admin"]

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from graphql import GraphQLInputObjectType, GraphQLList, GraphQLNonNull, GraphQLScalarType, get_nullable_type
 
-from app.models import Course, Enrollment, Step, User
 from app.schema import build_schema
+from app.store.models import Course, Enrollment, Step, User
 from tests.dump import differences, dump
 from tests.site import Site, gid
 
@@ -95,7 +95,7 @@ async def _import(site: Site) -> Case:
     return Case("", {"csv": good}, {"csv": bad}, admin, upload=True)
 
 
-# issue 3: members
+# members
 @case("addMembers")
 async def _add_members(site: Site) -> Case:
     admin = await site.user("Ann", roles="ADMIN")
@@ -119,7 +119,7 @@ async def _remove_members(site: Site) -> Case:
     return Case(q, {"m": members}, {"m": [*members[:4], foreign, *members[4:]]}, leader)
 
 
-# issue 5: courses and progress
+# courses and progress
 async def course_rows(site: Site, steps: int = GOOD) -> tuple[Course, list[Step]]:
     async with site.database.transaction() as session:
         row = Course(name="Algebra")
@@ -166,7 +166,7 @@ async def _record_progress(site: Site) -> Case:
 async def _row(site: Site, global_id: str) -> User:
     from sqlalchemy import select
 
-    from app.ids import parse_global_id
+    from app.runtime.ids import parse_global_id
 
     async with site.database.session() as session:
         return (await session.scalars(select(User).where(User.id == parse_global_id(global_id)[1]))).one()

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.models import (
+from app.schema import build_schema
+from app.store.models import (
     AccessRequest,
     AuditEvent,
     Course,
@@ -27,7 +28,6 @@ from app.models import (
     User,
     utcnow,
 )
-from app.schema import build_schema
 from tests.dump import differences, dump
 from tests.site import PASSWORD, Site, errors_of, gid
 
@@ -126,7 +126,7 @@ async def _create_group(site: Site) -> Case:
     return Case((q, {"i": {"name": "Class"}}, admin), (q, {"i": {"name": " "}}, admin), {"group.create"})
 
 
-# issue 3: group and membership mutations
+# group and membership mutations
 @case("updateGroup")
 async def _update_group(site: Site) -> Case:
     admin, *_ = await people(site)
@@ -260,7 +260,7 @@ async def _import(site: Site) -> Case:
     return Case((ok, {}, admin), (bad, {}, admin), {"import.group_assignments"}, upload=True)
 
 
-# issue 5: courses, progress and review
+# courses, progress and review
 async def course(site: Site, kinds: tuple[str, ...] = ("LESSON", "ASSIGNMENT")) -> tuple[Course, list[Step]]:
     async with site.database.transaction() as session:
         row = Course(name="Algebra")

@@ -36,7 +36,7 @@ async def test_no_bench_headers_by_default(site: Site) -> None:
 def test_multi_worker_listener_is_tcp_so_accepted_sockets_get_nodelay() -> None:
     import socket
 
-    from app.serving import TcpConfig
+    from app.http.serving import TcpConfig
 
     sock = TcpConfig("app.asgi:app", host="127.0.0.1", port=0, workers=2).bind_socket()
     try:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from app.db import Database
-from app.models import AccessRequest, AuditEvent, Membership, OutboxEmail, User, utcnow
+from app.store.db import Database
+from app.store.models import AccessRequest, AuditEvent, Membership, OutboxEmail, User, utcnow
 from dataloaders.reach import load_reach_rows
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders
@@ -78,7 +78,7 @@ async def reach_of(database: Database, viewer: User) -> Reach:
 
 
 async def expire(site: Site, request_id: str) -> None:
-    from app.ids import parse_global_id
+    from app.runtime.ids import parse_global_id
 
     _, database_id = parse_global_id(request_id)
     async with site.database.transaction() as session:
@@ -97,7 +97,7 @@ async def subject_of(database: Database, user: User) -> UserSubject:
 
 
 def database_id(global_id: str) -> int:
-    from app.ids import parse_global_id
+    from app.runtime.ids import parse_global_id
 
     return parse_global_id(global_id)[1]
 

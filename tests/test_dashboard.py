@@ -1,4 +1,4 @@
-"""The group dashboard (issue 8's D1 and D2 queries) costs the same number of SQL statements, at most 15,
+"""The group dashboard (the bench's D1 and D2 queries) costs the same number of SQL statements, at most 15,
 whatever the group's size, on both databases (groups of the same shape: both with nested groups)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.presets import seed_preset
+from app.demo.presets import seed_preset
 from bench.scenarios import D1, D2, gid
 from tests.site import Site
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.errors import CODES
-from app.limits import LIMIT_CODES
+from app.runtime.errors import CODES
+from app.runtime.limits import LIMIT_CODES
 from tests.site import Site, gid
 
 LEAKS = re.compile(

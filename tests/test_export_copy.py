@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import BigInteger, Select, Text, cast, literal_column, select, text
 
 import dataloaders.reports
-from app.exports import COPY_QUEUE_BLOCKS, CopyExport, CrlfLines
+from app.http.exports import COPY_QUEUE_BLOCKS, CopyExport, CrlfLines
 from dataloaders.reports import ReportScope, _percent, percent_text
 from dataloaders.store import Store
 from tests.school import auth, course, enroll, parse, progress

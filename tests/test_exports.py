@@ -13,7 +13,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import insert
 
-from app.models import AuditEvent, Enrollment, Membership, Usage, User
+from app.store.models import AuditEvent, Enrollment, Membership, Usage, User
 from tests.school import auth, course, parse, school
 from tests.site import Site, gid
 
@@ -210,8 +210,8 @@ async def test_unassigned_active_students_go_back_into_the_importer(site: Site) 
 async def test_api_tokens_export_too(site: Site) -> None:
     from datetime import timedelta
 
-    from app.auth import API_TOKEN_PREFIX, new_token, token_hash
-    from app.models import ApiToken, utcnow
+    from app.services.auth import API_TOKEN_PREFIX, new_token, token_hash
+    from app.store.models import ApiToken, utcnow
 
     s = await school(site)
     token = new_token(API_TOKEN_PREFIX)
@@ -228,10 +228,10 @@ async def test_api_tokens_export_too(site: Site) -> None:
 
 
 async def test_xlsx_past_the_sheet_limit_is_refused_not_cut(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.exports
+    import app.http.exports
 
     s = await school(site)
-    monkeypatch.setattr(app.exports, "MAX_SHEET_ROWS", 4)  # header + 3 rows fit; the school has 4
+    monkeypatch.setattr(app.http.exports, "MAX_SHEET_ROWS", 4)  # header + 3 rows fit; the school has 4
     headers = auth(await site.token(s["admin"]))
     refused = await site.client.get(f"/exports/groups/{s['root'].id}/progress.xlsx", headers=headers)
     assert refused.status_code == 422 and refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from app.db import Database
-from app.models import ApiToken, AuditEvent, Session, User
 from app.server import create_app
+from app.store.db import Database
+from app.store.models import ApiToken, AuditEvent, Session, User
 from tests.dump import differences, dump
 from tests.site import Site, errors_of, gid
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.models import AuditEvent, Group, GroupClosure, Membership, User
+from app.store.models import AuditEvent, Group, GroupClosure, Membership, User
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 from tests.site import Site, errors_of, gid

@@ -11,7 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from app.models import (
+from app.store.models import (
     ApiToken,
     AuditEvent,
     GuardianLink,

@@ -56,7 +56,7 @@ async def test_bad_requests_get_codes_and_the_server_keeps_serving(site: Site) -
 
 
 async def test_unknown_ids_read_as_null(site: Site) -> None:
-    from app.ids import to_global_id
+    from app.runtime.ids import to_global_id
 
     body = await site.gql("query($id: ID!) { user(id: $id) { id } node(id: $id) { id } }", {"id": to_global_id("User", 999)})
     assert body == {"data": {"user": None, "node": None}}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from app.models import AccessRequest, AuditEvent, Group, Membership, User, utcnow
+from app.store.models import AccessRequest, AuditEvent, Group, Membership, User, utcnow
 from tests.site import Site, errors_of
 
 REPORT = "dryRun applied rowCount membershipsCreated unchanged errors { line column message }"

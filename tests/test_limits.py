@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from app.db import Database
-from app.limits import operation_costs
-from app.models import User
+from app.runtime.limits import operation_costs
 from app.server import create_app
+from app.store.db import Database
+from app.store.models import User
 from tests.site import Site, errors_of
 
 

@@ -14,8 +14,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from app.mailer import deliver_due, queue_email
-from app.models import OutboxEmail, utcnow
+from app.services.mailer import deliver_due, queue_email
+from app.store.models import OutboxEmail, utcnow
 from tests.site import Site, gid
 
 
@@ -151,9 +151,9 @@ async def test_permanent_failure_and_unreachable_server_give_up(site: Site, inbo
 
 def test_cli_and_server_start_delivery_only_with_smtp_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.cli import cli
-    from app.db import Database
     from app.server import create_app
     from app.settings import Settings, get_settings
+    from app.store.db import Database
 
     monkeypatch.delenv("GROUPGRAPH_SMTP_HOST", raising=False)
     get_settings.cache_clear()

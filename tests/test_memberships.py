@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.models import AccessRequest, AuditEvent, Group, Membership, User, utcnow
+from app.store.models import AccessRequest, AuditEvent, Group, Membership, User, utcnow
 from tests.site import Site, errors_of, gid
 
 BENCH = """query($id: ID!, $first: Int) { group(id: $id) {
@@ -79,7 +79,7 @@ DASHBOARD = """query($id: ID!) { group(id: $id) {
 
 
 async def test_two_level_dashboard_statements_do_not_grow(site: Site) -> None:
-    """Issue 3's dashboard: a group, its children two levels down, each with members and memberCount."""
+    """The leader's dashboard: a group, its children two levels down, each with members and memberCount."""
     counts = []
     for children, members_each in ((2, 1), (8, 5)):
         root, leader, _ = await tree(site, children, members_each)

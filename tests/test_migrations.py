@@ -7,10 +7,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401  (registers the tables)
-from app.db import Database
-from app.migrate import alembic_config
+import app.store.models  # noqa: F401  (registers the tables)
 from app.settings import Settings
+from app.store.db import Database
+from app.store.migrate import alembic_config
 
 
 async def test_migrations_match_models(engine: str) -> None:

@@ -23,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from app.auth import token_hash
-from app.db import Database
-from app.ids import to_global_id
-from app.models import (
+from app.runtime.ids import to_global_id
+from app.server import create_app
+from app.services.auth import token_hash
+from app.settings import Settings
+from app.store.db import Database
+from app.store.models import (
     TABLES_IN_DELETE_ORDER,
     AccessRequest,
     Group,
@@ -39,10 +41,8 @@ from app.models import (
     User,
     utcnow,
 )
-from app.models import Course as CourseRow
-from app.models import Enrollment as EnrollmentRow
-from app.server import create_app
-from app.settings import Settings
+from app.store.models import Course as CourseRow
+from app.store.models import Enrollment as EnrollmentRow
 from tests.oracle_model import MGroup, MLink, MMembership, MRequest, MSubmission, MUser, World
 
 EXAMPLES_PER_ENGINE = int(os.environ.get("GROUPGRAPH_ORACLE_EXAMPLES", "160"))

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import strawberry
 
-from app.models import AccessRequest, Group, GuardianLink, User, utcnow
 from app.schema import PUBLIC_FIELDS, SchemaNotDenyByDefault, check_deny_by_default, schema_sdl
+from app.store.models import AccessRequest, Group, GuardianLink, User, utcnow
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 from permissions.classes import CLASSES

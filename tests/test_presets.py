@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from app.models import (
+from app.demo.presets import SHAPES, level_sizes, plan_preset, seed_preset
+from app.store.models import (
     AccessRequest,
     Enrollment,
     Group,
@@ -18,7 +19,6 @@ from app.models import (
     Usage,
     User,
 )
-from app.presets import SHAPES, level_sizes, plan_preset, seed_preset
 from tests.site import Site
 
 TOKENS = {key: f"gga_{key}" for key in ("admin", "leader", "mentor", "analyst")}

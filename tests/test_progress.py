@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.auth import API_TOKEN_PREFIX, new_token, token_hash
-from app.models import (
+from app.services.auth import API_TOKEN_PREFIX, new_token, token_hash
+from app.store.models import (
     ActivityEvent,
     ApiToken,
     AuditEvent,

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from app.models import Enrollment, Membership, User
+from app.store.models import Enrollment, Membership, User
 from tests.school import auth, course, parse, school
 from tests.site import Site, errors_of, gid
 

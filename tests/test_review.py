@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.models import AccessRequest, ActivityEvent, AuditEvent, GuardianLink, Submission, utcnow
+from app.store.models import AccessRequest, ActivityEvent, AuditEvent, GuardianLink, Submission, utcnow
 from tests.progress_helpers import course, enroll, event, record
 from tests.site import Site, errors_of, gid
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from app.auth import token_hash
-from app.models import LoginEvent, Session
+from app.services.auth import token_hash
+from app.store.models import LoginEvent, Session
 from tests.site import PASSWORD, Site, errors_of
 
 LOGIN = """mutation($email: String!, $password: String!) {

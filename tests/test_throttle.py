@@ -13,11 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from app.db import Database
-from app.models import LoginEvent, utcnow
 from app.server import create_app
+from app.services.throttle import failure_delay
 from app.settings import Settings
-from app.throttle import failure_delay
+from app.store.db import Database
+from app.store.models import LoginEvent, utcnow
 from tests.site import PASSWORD, Site, errors_of
 
 PER_EMAIL = 3

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.models import AuditEvent, Membership, User
+from app.store.models import AuditEvent, Membership, User
 from tests.site import Site, errors_of
 
 IMPORT = """mutation($file: Upload!, $dry: Boolean) {

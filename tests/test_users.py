@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.models import AuditEvent, User
+from app.store.models import AuditEvent, User
 from tests.site import Site, errors_of, gid
 
 CREATE = """mutation($input: CreateUserInput!) {

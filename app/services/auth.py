@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import ApiToken, Session, User, utcnow
+from app.store.models import ApiToken, Session, User, utcnow
 
 SESSION_PREFIX = "ggs_"
 API_TOKEN_PREFIX = "gga_"

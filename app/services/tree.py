@@ -6,7 +6,7 @@ from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.models import Group, GroupClosure
+from app.store.models import Group, GroupClosure
 
 
 async def attach(session: AsyncSession, group_id: int, parent_id: int | None) -> None:
@@ -78,7 +78,7 @@ async def move(session: AsyncSession, group_id: int, new_parent_id: int | None) 
     )
 
 
-# issue 3: tree changes under a lock
+# tree changes under a lock
 TREE_LOCK = (3, 0)  # pg_advisory_xact_lock(3, 0): the group tree
 
 

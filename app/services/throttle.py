@@ -15,10 +15,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
-from app.errors import RateLimited
-from app.models import LoginEvent, utcnow
+from app.runtime.errors import RateLimited
 from app.settings import Settings
+from app.store.db import Database
+from app.store.models import LoginEvent, utcnow
 
 LOCK_NAMESPACE = 5  # pg_advisory_xact_lock(namespace, hashtext(email)): one sign-in at a time per email
 TOO_MANY = "Too many failed sign-ins. Try again later."

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app.auth import API_TOKEN_PREFIX, hash_password, new_token, token_hash
+from app.services.auth import API_TOKEN_PREFIX, hash_password, new_token, token_hash
 
 SEED = 8
 ADMIN_EMAIL = "admin@example.com"
@@ -321,9 +321,9 @@ async def seed_preset(
 ) -> dict[str, Any] | None:
     """Migrate, then fill an empty database with `preset`. Returns counts, seconds, viewers and groups
     (None when `if_empty` and the database already has users)."""
-    from app.db import Database
-    from app.migrate import upgrade
     from app.settings import Settings
+    from app.store.db import Database
+    from app.store.migrate import upgrade
 
     started = time.perf_counter()
     database = Database(Settings(database_url=database_url))

@@ -114,7 +114,7 @@ class Membership(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("user_id", "group_id", name="uq_membership_user_group"),
         Index("ix_membership_group_role", "group_id", "role"),
-        # issue 6: the progress report's keyset order (group, user) among a group's members
+        # the progress report's keyset order (group, user) among a group's members
         Index("ix_membership_group_role_user", "group_id", "role", "user_id"),
     )
 

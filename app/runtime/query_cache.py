@@ -1,7 +1,7 @@
 """Parse and validate a query text once per process, not once per request.
 
 A dashboard sends the same query text again and again; validating it against the schema cost ~5 ms and
-parsing it ~1 ms per request (issue 8's D1). Only documents that passed validation are remembered, so every
+parsing it ~1 ms per request (the group dashboard). Only documents that passed validation are remembered, so every
 limit (depth, aliases, tokens, introspection) still rejects a bad query every time it is sent. Rules that
 depend on the request's variables (cost, page size, NUL; marked `per_request`) run on every request, cached
 document or not: a query once sent with `first: 10` may come back with `first: 1000000`.

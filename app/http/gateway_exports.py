@@ -1,7 +1,7 @@
 """External gateway exports (site admins): external-users.xlsx and pupils-without-licence.xlsx.
 
 Rows are streamed from the database (`yield_per`) into the shared constant-memory workbook writer
-(app.exports): a temporary file, then streamed to the client. A sheet holds at most 1,048,576 rows: past
+(app.http.exports): a temporary file, then streamed to the client. A sheet holds at most 1,048,576 rows: past
 that the export is refused, never cut short.
 """
 
@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.exports import open_export, record_download, workbook_response
-from app.graphql_view import error_body
-from app.models import GuardianLink, User
+from app.http.exports import open_export, record_download, workbook_response
+from app.http.graphql_view import error_body
+from app.store.models import GuardianLink, User
 
 LICENCE_TYPES = ("PARENT_GUARDIAN", "PUPIL", "OTHER")
 EXTERNAL_USER_COLUMNS = [

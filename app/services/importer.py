@@ -21,10 +21,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import audit
-from app.context import Context
-from app.errors import BadInput, Conflict
-from app.models import AccessRequest, Group, Membership, User, utcnow
+from app.runtime.errors import BadInput, Conflict
+from app.services.audit import audit
+from app.settings import Settings
+from app.store.models import AccessRequest, Group, Membership, User, utcnow
+from dataloaders.store import Store
 from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis
 
 STUDENT = "student_id"
@@ -343,15 +344,21 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
 
 
 async def import_group_assignments(
-    ctx: Context, chunks: AsyncIterator[bytes], dry_run: bool, source: str = "graphql"
+    store: Store,
+    settings: Settings,
+    reach: Reach,
+    viewer_id: int | None,
+    chunks: AsyncIterator[bytes],
+    dry_run: bool,
+    source: str = "graphql",
 ) -> ImportResult:
-    """Read, validate, and (unless dry_run or any error) apply in one transaction."""
-    data = await read_limited(chunks, ctx.settings.max_upload_bytes)
-    parsed = parse_csv(data, ctx.settings.max_import_rows)
-    reach = await ctx.load_reach()
+    """Read, validate, and (unless dry_run or any error) apply in one transaction, as the viewer whose reach
+    this is."""
+    data = await read_limited(chunks, settings.max_upload_bytes)
+    parsed = parse_csv(data, settings.max_import_rows)
     if parsed.errors and not parsed.rows:
         return ImportResult(dry_run, False, 0, 0, 0, parsed.errors)
-    async with ctx.store.transaction() as session:
+    async with store.transaction() as session:
         plan = await plan_import(session, reach, parsed.rows)
         errors = sorted([*parsed.errors, *plan.errors], key=lambda e: e.line)
         if errors:
@@ -360,7 +367,7 @@ async def import_group_assignments(
             return ImportResult(True, True, plan.rows, len(plan.new), plan.unchanged, [])
         await apply_plan(session, plan)
         audit(
-            session, ctx.viewer_id, "import.group_assignments", "import", None, source=source, rows=plan.rows,
+            session, viewer_id, "import.group_assignments", "import", None, source=source, rows=plan.rows,
             created=len(plan.new), unchanged=plan.unchanged, groups=plan.created_per_group,
         )
     return ImportResult(False, True, plan.rows, len(plan.new), plan.unchanged, [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from app.errors import BadInput
+from app.runtime.errors import BadInput
 
 
 def to_global_id(type_name: str, database_id: int) -> str:

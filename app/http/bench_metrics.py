@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import event
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db import Database
+from app.store.db import Database
 
-SKIPPED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")  # as app.db.StatementCounter
+SKIPPED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")  # as app.store.db.StatementCounter
 
 
 @dataclass

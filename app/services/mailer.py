@@ -21,10 +21,10 @@ from email.utils import format_datetime
 import aiosmtplib
 from sqlalchemy import select, update
 
-from app.db import Database
-from app.logs import log
-from app.models import OutboxEmail, utcnow
+from app.runtime.logs import log
 from app.settings import Settings
+from app.store.db import Database
+from app.store.models import OutboxEmail, utcnow
 
 
 def queue_email(session, kind: str, to_address: str, subject: str, body: str) -> OutboxEmail:  # type: ignore[no-untyped-def]

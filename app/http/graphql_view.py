@@ -15,14 +15,14 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from app.auth import Credential, authenticate, bearer_token
 from app.context import Context
-from app.db import Database
-from app.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
-from app.logs import REQUEST_ID
-from app.metrics import REQUESTS
+from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
+from app.runtime.logs import REQUEST_ID
+from app.runtime.metrics import REQUESTS
 from app.schema import format_error
+from app.services.auth import Credential, authenticate, bearer_token
 from app.settings import Settings
+from app.store.db import Database
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CSRF_HEADERS = ("apollo-require-preflight", "x-requested-with", "graphql-preflight")

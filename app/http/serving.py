@@ -2,7 +2,7 @@
 
 uvicorn's `Config.bind_socket()` leaves `proto` at 0 and asyncio only sets TCP_NODELAY on accepted sockets
 whose proto is IPPROTO_TCP, so with `--workers N` every keep-alive response after the first waited ~40 ms
-for the client's delayed ACK (uvicorn issue #3149; measured by scripts/bench: 48 ms instead of 4 ms).
+for the client's delayed ACK (reported upstream to uvicorn as #3149; measured by scripts/bench: 48 ms instead of 4 ms).
 """
 
 from __future__ import annotations

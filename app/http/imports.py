@@ -9,9 +9,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.context import Context
-from app.errors import AppError
-from app.graphql_view import credential_for, error_body
-from app.importer import import_group_assignments
+from app.http.graphql_view import credential_for, error_body
+from app.runtime.errors import AppError
+from app.services.importer import import_group_assignments
 
 CSV_TYPES = ("text/csv", "application/csv")
 
@@ -51,7 +51,10 @@ async def group_assignments(request: Request) -> Response:
         return context
     dry_run = request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
     try:
-        result = await import_group_assignments(context, request.stream(), dry_run, source="http")
+        result = await import_group_assignments(
+            context.store, context.settings, await context.load_reach(), context.viewer_id, request.stream(), dry_run,
+            source="http",
+        )
     except AppError as exc:
         return error_response(exc)
     finally:

@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bulk import (
+from app.runtime.errors import AppError, BadInput
+from app.runtime.ids import require_id
+from app.store.bulk import (
     PAIRS_CHUNK,
     chunks,
     existing_pairs,
@@ -27,9 +29,7 @@ from app.bulk import (
     unnest_pairs,
     value_chunks,
 )
-from app.errors import AppError, BadInput
-from app.ids import require_id
-from app.models import (
+from app.store.models import (
     ActivityEvent,
     Course,
     Enrollment,

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import AuditEvent
+from app.store.models import AuditEvent
 
 
 def _default(value: Any) -> Any:

@@ -29,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.audit import audit
 from app.context import Context
-from app.errors import AppError, BadInput, Forbidden, NotFound
-from app.graphql_view import error_body
-from app.ids import parse_global_id
-from app.imports import error_response, request_context
+from app.http.graphql_view import error_body
+from app.http.imports import error_response, request_context
+from app.runtime.errors import AppError, BadInput, Forbidden, NotFound
+from app.runtime.ids import parse_global_id
+from app.services.audit import audit
 from dataloaders.reports import (
     ReportRow,
     ReportScope,
@@ -213,7 +213,7 @@ async def open_export(request: Request, admin_only: bool = False) -> tuple[Conte
 async def record_download(context: Context, action: str, target_type: str, target_id: int | None, **detail: Any) -> None:
     """One audit event per download, in its own short transaction (the rows are read afterwards). If it
     fails, the request's session is closed here: the caller's stream never starts to close it, and on
-    PostgreSQL its open read transaction would hold table locks until garbage collection (issue 9)."""
+    PostgreSQL its open read transaction would hold table locks until garbage collection."""
     try:
         async with context.database.transaction() as session:
             audit(session, context.viewer_id, action, target_type, target_id, **detail)

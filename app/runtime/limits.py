@@ -178,7 +178,7 @@ class _Costing:
 
 def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationRule]:
     class DepthCostAndPageSize(ValidationRule):
-        per_request = True  # depends on the variables: app.query_cache runs it even for a cached document
+        per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
@@ -263,7 +263,7 @@ def nul_rule(variables: dict[str, Any]) -> type[ValidationRule]:
     for string literals in the document and string variables alike."""
 
     class NoNul(ValidationRule):
-        per_request = True  # depends on the variables: app.query_cache runs it even for a cached document
+        per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
@@ -293,8 +293,8 @@ def limit_extensions(settings: Settings) -> list[Any]:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
-    # issue 8: a query text that passed every rule above is not parsed and validated again
-    from app.query_cache import query_caches
+    # a query text that passed every rule above is not parsed and validated again
+    from app.runtime.query_cache import query_caches
 
     extensions += query_caches()
     return extensions

@@ -1,4 +1,4 @@
-"""The demo data that `scripts/serve` seeds on an empty database (bench presets: app/presets.py)."""
+"""The demo data that `scripts/serve` seeds on an empty database (bench presets: app/demo/presets.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
-from app.models import (
+from app.services.tree import attach
+from app.store.db import Database
+from app.store.models import (
     ActivityEvent,
     Course,
     Enrollment,
@@ -22,7 +23,6 @@ from app.models import (
     User,
     utcnow,
 )
-from app.tree import attach
 
 PRESETS = ("demo",)
 DEMO_OWNER_EMAIL = "owner@example.com"
