@@ -46,7 +46,7 @@ def test_multi_worker_listener_is_tcp_so_accepted_sockets_get_nodelay() -> None:
 
 
 async def test_a_valid_query_is_validated_once_and_a_rejected_one_every_time(site: Site) -> None:
-    from app import query_cache
+    from app.runtime import query_cache
 
     viewer = await site.user("Quinn", roles="ADMIN")
     query = "query Again { viewer { email firstName } }"

@@ -41,7 +41,7 @@ VIEWER = "{ viewer { firstName } }"
 @pytest.fixture(autouse=True)
 def gateway_routes(site: Site) -> None:
     """The gateway's export routes, as app/server.py registers them once they are merged."""
-    from app import gateway_exports
+    from app.http import gateway_exports
 
     site.app.router.routes[0:0] = gateway_exports.routes
 
