@@ -6,7 +6,6 @@ import json
 import uuid
 from typing import Any
 
-import structlog
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,7 +17,6 @@ from strawberry.types import ExecutionResult
 from app.context import Context
 from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
 from app.runtime.logs import REQUEST_ID
-from app.runtime.metrics import REQUESTS
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
 from app.settings import Settings
@@ -60,14 +58,13 @@ class GroupGraphView(GraphQL):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        request_id = uuid.uuid4().hex[:16]
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        REQUEST_ID.set(request_id)
+        request_id = REQUEST_ID.get()  # app.http.observe gave every request one
+        if request_id is None:
+            request_id = uuid.uuid4().hex[:16]
+            REQUEST_ID.set(request_id)
         request = Request(scope, receive)
         response = await self._respond(request, scope, receive, request_id)
         response.headers["x-request-id"] = request_id
-        REQUESTS.labels(path="/graphql", status=str(response.status_code)).inc()
-        structlog.contextvars.unbind_contextvars("request_id")
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, scope: Scope, receive: Receive, request_id: str) -> Response:
