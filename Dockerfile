@@ -38,7 +38,7 @@ ENV PATH=/opt/groupgraph/bin:$PATH \
     GROUPGRAPH_HOST=0.0.0.0 \
     GROUPGRAPH_PORT=8000
 WORKDIR /var/lib/groupgraph
-USER groupgraph:groupgraph
+USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \

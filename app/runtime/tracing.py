@@ -5,7 +5,7 @@ sampler, headers, protocol: OTLP over HTTP/protobuf).
 A traced request is: the server span of the ASGI instrumentation ("POST /graphql", carrying
 `groupgraph.request_id`), a child span per GraphQL operation named like "query Dashboard" (app.schema), and
 under it a span per SQL statement (the SQLAlchemy instrumentation). Health, readiness and metrics requests
-are not traced. URLs are recorded without their query string (a signed link's token stays out).
+are not traced, nor their SQL. URLs are recorded without their query string (a signed link's token stays out).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.trace import Tracer, TracerProvider
 
 TRACER: Tracer | None = None
-EXCLUDED_URLS = "healthz,readyz,metrics"
+UNTRACED_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))  # probes and scrapes: not even their SQL
 REQUEST_ID_ATTRIBUTE = "groupgraph.request_id"
 _URL_ATTRIBUTES = ("http.url", "http.target", "url.full")
 
@@ -52,6 +52,21 @@ def _without_query(span: Any, scope: dict[str, Any]) -> None:
         span.set_attribute("url.query", "")
 
 
+class _ProbesUntraced:
+    def __init__(self, traced: Any, plain: Any) -> None:
+        self.traced = traced
+        self.plain = plain
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in UNTRACED_PATHS:
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+            with suppress_instrumentation():
+                await self.plain(scope, receive, send)
+        else:
+            await self.traced(scope, receive, send)
+
+
 class Tracing:
     """Tracing switched on for one app: its engines instrumented, its ASGI app wrapped."""
 
@@ -65,15 +80,19 @@ class Tracing:
         self.instrumentor = SQLAlchemyInstrumentor()
         if self.instrumentor.is_instrumented_by_opentelemetry:
             self.instrumentor.uninstrument()
-        self.instrumentor.instrument(engines=[e.sync_engine for e in engines], tracer_provider=provider)
+        # The instrumentation declares SQLAlchemy < 2.1 while it works with 2.1 (its engine events are
+        # unchanged; tests/test_observability.py shows the statement spans on both databases).
+        self.instrumentor.instrument(
+            engines=[e.sync_engine for e in engines], tracer_provider=provider, skip_dep_check=True
+        )
 
     def wrap(self, app: Any) -> Any:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        return OpenTelemetryMiddleware(
-            app, excluded_urls=EXCLUDED_URLS, tracer_provider=self.provider, server_request_hook=_without_query,
-            exclude_spans=["receive", "send"],
+        traced = OpenTelemetryMiddleware(
+            app, tracer_provider=self.provider, server_request_hook=_without_query, exclude_spans=["receive", "send"]
         )
+        return _ProbesUntraced(traced, app)
 
     def stop(self) -> None:
         global TRACER
