@@ -25,12 +25,20 @@ from structlog.types import EventDict, WrappedLogger
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def _emit(line: str) -> None:
+    """One write per line (print() writes the text and the newline apart, and the workers of a server share
+    one stderr: their lines would interleave), to whatever sys.stderr is at the time of writing (a stream
+    bound at configuration would be a closed one under test capture)."""
+    stream = sys.stderr
+    stream.write(line + "\n")
+    stream.flush()
+
+
 class _StderrLogger:
-    """One JSON line per event on whatever sys.stderr is at the time of writing (a logger bound to the
-    stream of the moment of configuration would write to a closed stream under test capture)."""
+    """One JSON line per event (see _emit)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        _emit(message)
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -72,7 +80,7 @@ class StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(self.format(record), file=sys.stderr, flush=True)
+            _emit(self.format(record))
         except Exception:  # a failing log line must not fail the caller
             self.handleError(record)
 
@@ -163,4 +171,4 @@ def access(fields: dict[str, Any]) -> None:
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "level": "info", "event": "request",
         "logger": "groupgraph.access", "pid": os.getpid(), **fields,
     }
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+    _emit(json.dumps(line, default=str))
