@@ -8,8 +8,8 @@ layers that learn them (app.context, app.schema) on the request's RequestInfo.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +42,21 @@ class ObservedApp:
         self.app = app
         self.routes = routes
         self.access_log = access_log
+        # the metric children of each label set, looked up once (the label sets are bounded)
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._per_route: dict[str, tuple[Any, Any]] = {}
+
+    def count(self, route: str, method: str, status: int) -> None:
+        child = self._counted.get((route, method, status))
+        if child is None:
+            child = self._counted[(route, method, status)] = metrics.REQUESTS.labels(route, method, str(status))
+        child.inc()
+
+    def per_route(self, route: str) -> tuple[Any, Any]:
+        children = self._per_route.get(route)
+        if children is None:
+            children = self._per_route[route] = (metrics.REQUEST_SECONDS.labels(route), metrics.RESPONSE_BYTES.labels(route))
+        return children
 
     def route(self, scope: Scope) -> str:
         return self.routes.get(id(scope.get("endpoint")), metrics.OTHER)
@@ -56,7 +71,7 @@ class ObservedApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex[:16]
+        request_id = os.urandom(8).hex()
         info = RequestInfo(request_id)
         info_token = CURRENT_REQUEST.set(info)
         id_token = REQUEST_ID.set(request_id)
@@ -82,7 +97,7 @@ class ObservedApp:
                 if not any(name == b"x-request-id" for name, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
                 # counted before the client can see the answer: a scrape right after it counts this request
-                metrics.REQUESTS.labels(self.route(scope), method, str(status)).inc()
+                self.count(self.route(scope), method, status)
             elif kind == "http.response.body":
                 sent += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
@@ -102,10 +117,11 @@ class ObservedApp:
             metrics.IN_FLIGHT.dec()
             route = self.route(scope)
             seconds = time.perf_counter() - started
-            metrics.REQUEST_SECONDS.labels(route).observe(seconds)
-            metrics.RESPONSE_BYTES.labels(route).inc(sent)
+            duration, volume = self.per_route(route)
+            duration.observe(seconds)
+            volume.inc(sent)
             if status == 0:  # nothing was sent: the server answers 500
-                metrics.REQUESTS.labels(route, method, "500").inc()
+                self.count(route, method, 500)
             if self.access_log:
                 client = scope.get("client")
                 access({
