@@ -29,7 +29,8 @@ RUN /opt/groupgraph/bin/pip install --no-deps . \
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 groupgraph \
     && useradd --system --uid 10001 --gid groupgraph --home-dir /var/lib/groupgraph --create-home \
-       --shell /usr/sbin/nologin groupgraph
+       --shell /usr/sbin/nologin groupgraph \
+    && (python -m pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true)
 COPY --from=build /opt/groupgraph /opt/groupgraph
 ENV PATH=/opt/groupgraph/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -128,7 +128,7 @@ def test_library_logs_and_tracebacks_are_single_json_lines(capsys: pytest.Captur
 # --- tracing ---------------------------------------------------------------------------------------------
 
 
-async def test_the_spans_of_one_dashboard_request(site: Site) -> None:
+async def test_the_spans_of_one_dashboard_request(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -168,6 +168,8 @@ async def test_the_spans_of_one_dashboard_request(site: Site) -> None:
     parents = [s.parent.span_id for s in sql]  # type: ignore[union-attr]
     assert parents.count(server.context.span_id) == 1  # the bearer token's session
     assert parents.count(operation.context.span_id) == counted.count - 1
+    (logged,) = [e for e in log_lines(capsys.readouterr().err) if e["event"] == "request" and e["path"] == "/graphql"]
+    assert logged["trace_id"] == format(server.context.trace_id, "032x")  # logs and traces meet
     ids = {s.context.span_id for s in spans}
     assert all(s.parent.span_id in ids for s in spans if s is not server)  # type: ignore[union-attr]
 

@@ -76,10 +76,14 @@ class ObservedApp:
         info_token = CURRENT_REQUEST.set(info)
         id_token = REQUEST_ID.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        if tracing.TRACER is not None:
+        trace_id = None
+        if tracing.TRACER is not None:  # the server span is the current one: it gets the request id, the log its trace id
             from opentelemetry import trace
 
-            trace.get_current_span().set_attribute(tracing.REQUEST_ID_ATTRIBUTE, request_id)
+            span = trace.get_current_span()
+            span.set_attribute(tracing.REQUEST_ID_ATTRIBUTE, request_id)
+            if span.get_span_context().is_valid:
+                trace_id = format(span.get_span_context().trace_id, "032x")
         method = scope["method"] if scope["method"] in metrics.HTTP_METHODS else metrics.OTHER
         status = 0
         sent = 0
@@ -128,6 +132,7 @@ class ObservedApp:
                     "request_id": request_id, "method": scope["method"], "path": scope["path"], "route": route,
                     "status": status or 500, "duration_ms": round(seconds * 1000, 3), "bytes": sent,
                     "operation": info.operation, "user_id": info.user_id, "client": client[0] if client else None,
+                    **({"trace_id": trace_id} if trace_id else {}),
                     **({"aborted": True} if failed is not None or (status and not complete) else {}),
                 })
             structlog.contextvars.unbind_contextvars("request_id")
