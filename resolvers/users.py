@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import func, select
@@ -18,24 +17,32 @@ from app.services.auth import hash_password
 from app.store.models import User as UserRow
 from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import requires
-from permissions.reach import Permission, Reach
+from permissions.reach import Permission
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
-
-if TYPE_CHECKING:
-    from resolvers.guardians import GuardianLink
-    from resolvers.memberships import Membership
-    from resolvers.progress import ActivityConnection, CourseProgress
+from resolvers.guardians import GuardianLink, guardian_links_of
+from resolvers.memberships import Membership, memberships_of_user
+from resolvers.progress import (
+    ActivityConnection,
+    CourseProgress,
+    activity_of,
+    course_progress_of,
+    usage_minutes_of,
+)
+from resolvers.reviews import pending_review_count_of
+from resolvers.views import UserView, check_email, normalize_email, prepare_users, visible_user
 
 
 @strawberry.type
 class User(Node):
+    """Resolved from `resolvers.views.UserView` objects, whatever domain hands them out."""
+
     row: strawberry.Private[UserRow]
     group_ids: strawberry.Private[frozenset[int] | None]
 
-    @property
-    def user_subject(self) -> UserSubject:
-        return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, UserView)
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -107,9 +114,7 @@ class User(Node):
         return self.row.login_count
 
     @strawberry.field(description="Memberships the caller may see (for the caller themself: all of their own).")
-    async def memberships(self, info: Info) -> list[Annotated[Membership, strawberry.lazy("resolvers.memberships")]]:
-        from resolvers.memberships import memberships_of_user
-
+    async def memberships(self, info: Info) -> list[Membership]:
         return await memberships_of_user(info, self.row.id)  # type: ignore[arg-type]
 
     @strawberry.field(
@@ -119,9 +124,7 @@ class User(Node):
     )
     async def guardian_links(
         self, info: Info
-    ) -> list[Annotated[GuardianLink, strawberry.lazy("resolvers.guardians")]] | None:
-        from resolvers.guardians import guardian_links_of
-
+    ) -> list[GuardianLink] | None:
         return await guardian_links_of(info, self)
 
     # progress cards, usage, activity feed, review count
@@ -131,9 +134,7 @@ class User(Node):
     )
     async def course_progress(
         self, info: Info, course_ids: list[strawberry.ID] | None = None
-    ) -> list[Annotated[CourseProgress, strawberry.lazy("resolvers.progress")]] | None:
-        from resolvers.progress import course_progress_of
-
+    ) -> list[CourseProgress] | None:
         return await course_progress_of(info, self, course_ids)
 
     @strawberry.field(
@@ -141,8 +142,6 @@ class User(Node):
         description="Minutes of use in total; a learner with at least 1 minute is active.",
     )
     async def usage_minutes(self, info: Info) -> int | None:
-        from resolvers.progress import usage_minutes_of
-
         return await usage_minutes_of(info, self)
 
     @strawberry.field(
@@ -151,9 +150,7 @@ class User(Node):
     )
     async def activity(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> Annotated[ActivityConnection, strawberry.lazy("resolvers.progress")] | None:
-        from resolvers.progress import activity_of
-
+    ) -> ActivityConnection | None:
         return await activity_of(info, self, first, after)
 
     @strawberry.field(
@@ -161,66 +158,7 @@ class User(Node):
         description="Submissions of this user waiting for manual grading (the red dot on the Review icon).",
     )
     async def pending_review_count(self, info: Info) -> int | None:
-        from resolvers.reviews import pending_review_count_of
-
         return await pending_review_count_of(info, self)
-
-
-class UserSubject:
-    """A user as permission decisions see it."""
-
-    __slots__ = ("database_id", "group_ids")
-
-    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
-        self.database_id = database_id
-        self.group_ids = group_ids
-
-
-def subject_of(user: User) -> UserSubject:
-    return user.user_subject
-
-
-async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[User]:
-    """Wrap rows as User objects ready for synchronous permission checks (one batch of group ids)."""
-    await info.context.load_reach()
-    group_ids = await info.context.loaders.users.group_ids.load_many([r.id for r in rows])
-    info.context.loaders.users.prime(rows)
-    return [User(row=row, group_ids=ids) for row, ids in zip(rows, group_ids, strict=True)]
-
-
-async def visible_users(info: Info, ids: Sequence[int], permission: Permission = Permission.VIEW_PROFILE) -> list[User | None]:
-    """Users by id, None for those missing or not visible to the viewer (the two look the same)."""
-    reach: Reach = await info.context.load_reach()
-    rows = await info.context.loaders.users.many(ids)
-    present = [r for r in rows if r is not None]
-    users = {u.row.id: u for u in await prepare_users(info, present)}
-    out: list[User | None] = []
-    for user_id in ids:
-        user = users.get(user_id)
-        out.append(user if user is not None and reach.may(permission, subject_of(user)) else None)
-    return out
-
-
-async def visible_user(info: Info, user_id: int) -> User | None:
-    return (await visible_users(info, [user_id]))[0]
-
-
-async def require_visible_user(info: Info, global_id: str, field: str = "userId") -> User:
-    user = await visible_user(info, require_id(global_id, "User", field))
-    if user is None:
-        raise NotFound("No such user.", field=field)
-    return user
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def check_email(email: str, field: str = "email") -> str:
-    email = email.strip()
-    if len(email) > 320 or "@" not in email or email.startswith("@") or email.endswith("@") or " " in email:
-        raise BadInput("email is not a valid address", field=field)
-    return email
 
 
 @strawberry.input
