@@ -47,35 +47,21 @@ class Group(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Group", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
-    def database_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    database_id: int
 
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
+    name: str
 
-    @strawberry.field(description="Unique across the site; used by imports and reports.")
-    def slug(self) -> str:
-        return self.row.slug
+    slug: str = strawberry.field(description="Unique across the site; used by imports and reports.")
 
-    @strawberry.field
-    def description(self) -> str | None:
-        return self.row.description
+    description: str | None
 
-    @strawberry.field(
+    synced: bool = strawberry.field(
         description="True for classes managed by the rostering sync: only synced users may join them."
     )
-    def synced(self) -> bool:
-        return self.row.synced
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
+    created_at: datetime
 
-    @strawberry.field(description="0 for a root group.")
-    def depth(self) -> int:
-        return self.row.depth
+    depth: int = strawberry.field(description="0 for a root group.")
 
     @strawberry.field(description="Null for a root group, or where the caller may not see the parent.")
     async def parent(self, info: Info) -> Group | None:

@@ -48,37 +48,23 @@ class User(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("User", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
-    def database_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    database_id: int
 
-    @strawberry.field(description="Set by the rostering system (SIS) or an import; unique when present.")
-    def external_id(self) -> str | None:
-        return self.row.external_id
+    external_id: str | None = strawberry.field(description="Set by the rostering system (SIS) or an import; unique when present.")
 
     @strawberry.field
     def kind(self) -> UserKind:
         return UserKind(self.row.kind)
 
-    @strawberry.field
-    def first_name(self) -> str:
-        return self.row.first_name
+    first_name: str
 
-    @strawberry.field
-    def last_name(self) -> str:
-        return self.row.last_name
+    last_name: str
 
-    @strawberry.field
-    def title(self) -> str | None:
-        return self.row.title
+    title: str | None
 
-    @strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
-    def email(self) -> str | None:
-        return self.row.email
+    email: str | None = strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
 
-    @strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
-    def company(self) -> str | None:
-        return self.row.company
+    company: str | None = strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
 
     @strawberry.field
     def roles(self) -> list[SiteRole]:
@@ -88,30 +74,20 @@ class User(Node):
     def status(self) -> AccountStatus | None:
         return AccountStatus(self.row.status)
 
-    @strawberry.field(
+    synced: bool = strawberry.field(
         description="True for users managed by the rostering sync: only synced groups may hold them."
     )
-    def synced(self) -> bool:
-        return self.row.synced
 
-    @strawberry.field(
+    agreed_to_download_reports: bool = strawberry.field(
         description="Always true for accounts created since the gateway's version 4 (reports are downloaded, "
         "not posted); not editable."
     )
-    def agreed_to_download_reports(self) -> bool:
-        return self.row.agreed_to_download_reports
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
+    created_at: datetime
 
-    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
-    def last_login_at(self) -> datetime | None:
-        return self.row.last_login_at
+    last_login_at: datetime | None = strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
 
-    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
-    def login_count(self) -> int | None:
-        return self.row.login_count
+    login_count: int | None = strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
 
     @strawberry.field(description="Memberships the caller may see (for the caller themself: all of their own).")
     async def memberships(self, info: Info) -> list[Membership]:

@@ -43,6 +43,14 @@ class UserView:
     row: UserRow
     group_ids: frozenset[int] | None
 
+    def __getattr__(self, name: str) -> object:
+        """The row's columns, so that plain fields of the User type resolve without a method."""
+        return getattr(self.row, name)
+
+    @property
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
     @property
     def user_subject(self) -> UserSubject:
         return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
@@ -51,6 +59,14 @@ class UserView:
 @dataclass(slots=True)
 class GroupView:
     row: GroupRow
+
+    def __getattr__(self, name: str) -> object:
+        """The row's columns, so that plain fields of the Group type resolve without a method."""
+        return getattr(self.row, name)
+
+    @property
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
 
     @property
     def group_subject_id(self) -> int:
