@@ -37,11 +37,14 @@ class TcpConfig(uvicorn.Config):
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's shutdown, WebSockets first closed by the app with 1001 (uvicorn itself would send 1012)."""
+    """uvicorn's shutdown, after telling endless streams to end and closing WebSockets with 1001 (uvicorn
+    itself would send 1012)."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         from app.http.observe import close_websockets, open_websockets
+        from app.runtime.lifecycle import begin_stop
 
+        begin_stop()  # endless streams end by themselves (app.runtime.lifecycle)
         if open_websockets():
             closed = await close_websockets()
             log.info("websockets_closed", count=closed, code=1001)

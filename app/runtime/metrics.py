@@ -86,8 +86,19 @@ ERRORS = counter("groupgraph_graphql_errors_total", "GraphQL errors sent to clie
 
 
 def allow_operations(names: Iterable[str]) -> None:
-    """Give these operation names their own label value (call with the operations of trusted documents)."""
+    """Give these operation names their own label value."""
     KNOWN_OPERATIONS.update(n.strip() for n in names if n.strip())
+
+
+def allow_operations_of(documents: Iterable[str]) -> None:
+    """Give the named operations of these documents their own label value (call it with the trusted
+    documents when they are loaded: a fixed set chosen by the operator, not by clients)."""
+    from graphql import OperationDefinitionNode, parse
+
+    for document in documents:
+        allow_operations(
+            d.name.value for d in parse(document).definitions if isinstance(d, OperationDefinitionNode) and d.name
+        )
 
 
 # --- database pool (app.server wires the engine's pool events) --------------------------------------------
