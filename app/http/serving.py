@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import uvicorn
 from uvicorn.supervisors import Multiprocess, multiprocess
 
-from app.runtime.logs import log, logging_config
+from app.runtime.logs import level_name, log, logging_config
 
 
 class TcpConfig(uvicorn.Config):
@@ -91,7 +91,7 @@ def run(
     grace_seconds: float = 30.0,
 ) -> None:
     config = TcpConfig(
-        app, host=host, port=port, workers=workers, log_config=logging_config(log_level), log_level=log_level.lower(),
+        app, host=host, port=port, workers=workers, log_config=logging_config(log_level), log_level=level_name(log_level).lower(),
         access_log=False, proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
         timeout_graceful_shutdown=grace_seconds,  # type: ignore[arg-type]  # asyncio.timeout takes a float
     )
