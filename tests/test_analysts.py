@@ -132,7 +132,9 @@ async def test_analyst_can_do_nothing_else(site: Site) -> None:
         headers={**token, "content-type": "text/csv"},
     )
     assert imported.status_code == 422 and "may not manage" in imported.text
-    for path in ("/exports/groups.csv", "/exports/memberships.csv", "/exports/unassigned-active-students.csv"):
+    for path in (
+        "/exports/groups.csv", "/exports/memberships.csv", f"/exports/unassigned-active-students.csv?scopeGroupId={s['a'].id}",
+    ):
         assert (await site.client.get(path, headers=token)).status_code == 403
     assert await tables() == before
 
