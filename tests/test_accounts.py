@@ -359,3 +359,15 @@ async def test_sessions_and_tokens_end_with_a_new_password(site: Site) -> None:
     shown = await site.gql("query($id: ID!) { user(id: $id) { company } }", {"id": gid("User", kim)}, as_user=admin)
     assert shown["data"]["user"] == {"company": "Changed"}  # only by the one valid request
     assert PASSWORD  # the fixture's password still opens the other accounts
+    # an analyst is created in one request while seats remain; then CONFLICT, nothing created
+    site.settings.analyst_seats = 2
+    analyst = {"firstName": "An", "lastName": "A", "kind": "STAFF", "siteRoles": ["GROUP_ANALYST"]}
+    made = await site.gql(CREATE, {"input": {**analyst, "email": "an1@example.com"}}, as_user=admin)
+    assert made["data"]["createUser"]["roles"] == ["GROUP_ANALYST"], made
+    full = await site.gql(CREATE, {"input": {**analyst, "email": "an2@example.com"}}, as_user=admin)
+    assert errors_of(full) == ["CONFLICT"] and full["errors"][0]["extensions"]["field"] == "siteRoles"
+    assert await site.count(User, User.email_normalized == "an2@example.com") == 0
+    # an admin who is not an owner may not take over an owner's account
+    owner = await site.user("Own", kind="STAFF", roles="OWNER")
+    taken = await site.gql(UPDATE, {"id": gid("User", owner), "input": {"password": "taken over now"}}, as_user=admin)
+    assert errors_of(taken) == ["FORBIDDEN"]
