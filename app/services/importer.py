@@ -230,7 +230,13 @@ class Plan:
     new: dict[tuple[int, int], int | None] = field(default_factory=dict)
     created_per_group: dict[str, int] = field(default_factory=dict)
     accounts: list[NewAccount] = field(default_factory=list)
-    passwords: dict[int, str] = field(default_factory=dict)  # existing user id -> new password
+    passwords: dict[int, tuple[int, str]] = field(default_factory=dict)  # existing user id -> (line, password)
+
+    def password_cells(self) -> dict[int, str]:
+        """line -> password, for every password the plan sets."""
+        cells = {a.line: a.password for a in self.accounts if a.password}
+        cells.update(dict(self.passwords.values()))
+        return cells
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[list[Any]]:
@@ -436,7 +442,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
                         RowError(row.line, PASSWORD, f"the password must be at least {MIN_PASSWORD} characters")
                     )
                 else:
-                    plan.passwords[student.id] = row.password
+                    plan.passwords[student.id] = (row.line, row.password)
         row_new = False
         for slug in row.slugs:
             group = groups.get(slug)
@@ -470,25 +476,31 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
     return plan
 
 
-async def _hashes(passwords: Sequence[str]) -> list[str]:
-    """argon2 is slow on purpose: the hashes are computed in worker threads (argon2 releases the GIL),
-    not on the event loop."""
-    return list(await asyncio.gather(*(asyncio.to_thread(hash_password, p) for p in passwords)))
+async def hash_cells(cells: dict[int, str]) -> dict[int, str]:
+    """line -> argon2 hash. argon2 is slow on purpose (tens of milliseconds each): the hashes are computed
+    in worker threads (argon2 releases the GIL), before the write transaction opens."""
+    lines = sorted(cells)
+    hashes = await asyncio.gather(*(asyncio.to_thread(hash_password, cells[line]) for line in lines))
+    return dict(zip(lines, hashes, strict=True))
 
 
-async def create_accounts(session: AsyncSession, plan: Plan) -> dict[int, int]:
+def _hash_of(hashes: dict[int, str], line: int) -> str:
+    if line not in hashes:  # the file's plan changed between hashing and writing
+        raise Conflict("Accounts changed while the file was imported; run it again.", field="file")
+    return hashes[line]
+
+
+async def create_accounts(session: AsyncSession, plan: Plan, hashes: dict[int, str]) -> dict[int, int]:
     """Insert the new accounts (learners); their keys -> their ids (one IN-list query per chunk)."""
     if not plan.accounts:
         return {}
     now = utcnow()
-    hashes = await _hashes([a.password for a in plan.accounts if a.password])
-    hashed = iter(hashes)
     rows = [
         {
             "email": a.email, "email_normalized": a.email.lower(), "external_id": a.external_id, "kind": "LEARNER",
             "first_name": a.first_name, "last_name": a.last_name, "last_name_normalized": a.last_name.lower(),
             "site_roles": "", "status": "ACTIVE", "synced": False, "home_group_id": a.home_group_id,
-            "agreed_to_download_reports": True, "password_hash": next(hashed) if a.password else None,
+            "agreed_to_download_reports": True, "password_hash": _hash_of(hashes, a.line) if a.password else None,
             "created_at": now, "login_count": 0,
         }
         for a in plan.accounts
@@ -507,26 +519,25 @@ async def create_accounts(session: AsyncSession, plan: Plan) -> dict[int, int]:
     return ids
 
 
-async def set_passwords(session: AsyncSession, passwords: dict[int, str]) -> None:
+async def set_passwords(session: AsyncSession, plan: Plan, hashes: dict[int, str]) -> None:
     """New passwords for existing accounts; each one's sessions and API tokens end."""
-    if not passwords:
+    if not plan.passwords:
         return
-    users = sorted(passwords)
-    hashes = await _hashes([passwords[u] for u in users])
+    users = sorted(plan.passwords)
     table = User.__table__
     await session.execute(
         table.update().where(table.c.id == bindparam("uid")).values(password_hash=bindparam("hash")),
-        [{"uid": u, "hash": h} for u, h in zip(users, hashes, strict=True)],
+        [{"uid": u, "hash": _hash_of(hashes, plan.passwords[u][0])} for u in users],
     )
     await end_credentials_of(session, users)
 
 
-async def apply_plan(session: AsyncSession, plan: Plan) -> dict[int, int]:
+async def apply_plan(session: AsyncSession, plan: Plan, hashes: dict[int, str] | None = None) -> dict[int, int]:
     """Create the new accounts, set the new passwords, insert the planned memberships (SQLite: executemany
     of a cached statement; PostgreSQL: one INSERT ... SELECT unnest(arrays) per chunk: asyncpg's executemany
     costs a round trip per row). Returns the new accounts' ids by key."""
-    ids = await create_accounts(session, plan)
-    await set_passwords(session, plan.passwords)
+    ids = await create_accounts(session, plan, hashes or {})
+    await set_passwords(session, plan, hashes or {})
     now = utcnow()
     table = Membership.__table__
     pairs = [((ids.get(u, u), g), c) for (u, g), c in plan.new.items()]
@@ -587,23 +598,43 @@ async def import_group_assignments(
     parsed = parse_csv(data, settings.max_import_rows)
     if parsed.errors and not parsed.rows:
         return ImportResult(dry_run, False, 0, 0, 0, parsed.errors)
-    async with store.transaction() as session:
+    def invalid(plan: Plan) -> ImportResult | None:
+        errors = sorted([*parsed.errors, *plan.errors], key=lambda e: e.line)
+        return ImportResult(dry_run, False, plan.rows, 0, 0, errors) if errors else None
+
+    async def planned(session: AsyncSession) -> Plan:
         if scope_group_id is not None:
             check_scope(reach, scope_group_id, await session.get(Group, scope_group_id) is not None)
-        plan = await plan_import(session, reach, parsed.rows, scope_group_id)
-        errors = sorted([*parsed.errors, *plan.errors], key=lambda e: e.line)
-        if errors:
-            return ImportResult(dry_run, False, plan.rows, 0, 0, errors)
-        if dry_run:  # `applied` says every row is valid (the contract's wording), nothing is written
-            return ImportResult(
-                True, True, plan.rows, len(plan.new), plan.unchanged, [], len(plan.accounts), len(plan.passwords)
-            )
-        ids = await apply_plan(session, plan)
-        audit(
-            session, viewer_id, "import.group_assignments", "import", None, source=source, rows=plan.rows,
-            created=len(plan.new), unchanged=plan.unchanged, groups=plan.created_per_group,
-            accounts_created=sorted(ids.values()), passwords_set=sorted(plan.passwords),
+        return await plan_import(session, reach, parsed.rows, scope_group_id)
+
+    def done(plan: Plan) -> ImportResult:
+        return ImportResult(
+            dry_run, True, plan.rows, len(plan.new), plan.unchanged, [], len(plan.accounts), len(plan.passwords)
         )
-    return ImportResult(
-        False, True, plan.rows, len(plan.new), plan.unchanged, [], len(plan.accounts), len(plan.passwords)
+
+    async with store.transaction() as session:
+        plan = await planned(session)
+        if refused := invalid(plan):
+            return refused
+        if dry_run:  # `applied` says every row is valid (the contract's wording), nothing is written
+            return done(plan)
+        cells = plan.password_cells()
+        if not cells:
+            audit_import(session, viewer_id, source, plan, await apply_plan(session, plan))
+            return done(plan)
+    # passwords: hashed outside any transaction, then the file is planned again and written in one
+    hashes = await hash_cells(cells)
+    async with store.transaction() as session:
+        plan = await planned(session)
+        if refused := invalid(plan):
+            return refused
+        audit_import(session, viewer_id, source, plan, await apply_plan(session, plan, hashes))
+    return done(plan)
+
+
+def audit_import(session: AsyncSession, viewer_id: int | None, source: str, plan: Plan, ids: dict[int, int]) -> None:
+    audit(
+        session, viewer_id, "import.group_assignments", "import", None, source=source, rows=plan.rows,
+        created=len(plan.new), unchanged=plan.unchanged, groups=plan.created_per_group,
+        accounts_created=sorted(ids.values()), passwords_set=sorted(plan.passwords),
     )
