@@ -15,6 +15,7 @@ from app.services.importer import ImportResult, import_group_assignments
 from dataloaders.imports import unassigned_active_count
 from permissions.classes import Subjects, authenticated, authenticated_requires
 from permissions.reach import Permission, Reach
+from resolvers.views import require_visible_group
 
 UPLOAD_CHUNK = 64 * 1024
 
@@ -75,8 +76,6 @@ async def upload_chunks(file: Any) -> AsyncIterator[bytes]:
 async def scope_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
     """MANAGE_ACCOUNT on the scope group (NOT_FOUND when the caller may not see it); without a scope, on
     the whole site: a site admin's, and a BAD_USER_INPUT for anyone else."""
-    from resolvers.groups import require_visible_group
-
     scope = kwargs.get("scope_group_id")
     if scope is None:
         reach: Reach = await info.context.load_reach()
