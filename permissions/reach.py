@@ -93,12 +93,12 @@ def roles_over(permission: Permission) -> tuple[str, ...]:
 
 class UserRef(Protocol):
     """What a user-level decision needs: the id, the groups of the user's own (not consent-based)
-    memberships, the account's home group, and whether it holds a site role."""
+    memberships, the account's home group, and its site roles."""
 
     database_id: int
     group_ids: frozenset[int] | None
     home_group_id: int | None
-    has_site_role: bool
+    site_roles: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -185,11 +185,11 @@ class Reach:
 
     def administers(self, user: UserRef) -> bool:
         """MANAGE_ACCOUNT: a site admin; or a LEADER of the account's home group or of an ancestor of it.
-        An account holding a site role (OWNER, ADMIN, GROUP_ANALYST) is administered by site admins only:
-        whoever sets its password holds its powers."""
+        An account holding a site role (OWNER, ADMIN, GROUP_ANALYST) is administered by site admins only, an
+        owner's by owners only: whoever sets its password holds its powers."""
         if self.is_admin:
-            return True
-        if user.home_group_id is None or user.has_site_role:
+            return self.may_administer_site_roles(user.site_roles)
+        if user.home_group_id is None or user.site_roles:
             return False
         return bool(self.group_roles.get(user.home_group_id, frozenset()) & set(ACCOUNT_ROLES))
 
@@ -204,7 +204,7 @@ class Reach:
         if self.viewer_id is None:
             return False
         if self.is_admin:
-            return True
+            return permission is not Permission.MANAGE_ACCOUNT or self.administers(user)
         if permission is Permission.SITE_ADMIN:
             return False
         if user.database_id == self.viewer_id and permission in SELF_MAY:

@@ -354,9 +354,6 @@ async def update_user(info: Info, id: strawberry.ID, input: UpdateUserInput) -> 
         row = await session.get(UserRow, user_id)
         if row is None:
             raise NotFound("No such user.", field="id")
-        # whoever sets an owner's email or password holds the owner's powers: owners only
-        if row.site_roles and not reach.may_administer_site_roles(row.site_roles.split(",")):
-            raise Forbidden("Only an owner may edit an owner's account.")
         for name, (column, field, max_length, required) in TEXT_FIELDS.items():
             if name in given:
                 value = clean_text(given[name], field, max_length=max_length, required=required)

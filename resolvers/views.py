@@ -29,20 +29,21 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 class UserSubject:
     """A user as permission decisions see it."""
 
-    __slots__ = ("database_id", "group_ids", "has_site_role", "home_group_id")
+    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
 
     def __init__(
         self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
-        has_site_role: bool = False,
+        site_roles: frozenset[str] = frozenset(),
     ) -> None:
         self.database_id = database_id
         self.group_ids = group_ids
         self.home_group_id = home_group_id
-        self.has_site_role = has_site_role
+        self.site_roles = site_roles
 
     @classmethod
     def of(cls, row: UserRow, group_ids: frozenset[int] | None) -> UserSubject:
-        return cls(row.id, group_ids, row.home_group_id, bool(row.site_roles))  # type: ignore[arg-type]
+        roles = frozenset(r for r in row.site_roles.split(",") if r)
+        return cls(row.id, group_ids, row.home_group_id, roles)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)

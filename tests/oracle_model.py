@@ -32,7 +32,8 @@ The rules, as written there:
   membership by the member's own right in the group or its subtree, enrolled course). A submission by id:
   for whoever may see the submitter's progress.
 - MANAGE_ACCOUNT over a user: site admin; LEADER of the account's home group or of an ancestor of it. An
-  account holding a site role is administered by site admins only (reach.py: Reach.administers). It gives
+  account holding a site role is administered by site admins only, an owner's by owners only (reach.py:
+  Reach.administers). It gives
   VIEW_PROFILE and VIEW_CONTACT, placing the user into groups the caller manages (addMembers), updateUser;
   no progress or activity. On a group (viewerPermissions, a scope, a new home group): LEADER of it or of an
   ancestor, or site admin.
@@ -157,9 +158,9 @@ class World:
     def manage_account(self, viewer: int | None, user: int) -> bool:
         if viewer is None or user not in self.users:
             return False
-        if self.is_admin(viewer):
-            return True
         account = self.users[user]
+        if self.is_admin(viewer):  # an owner's account: owners only
+            return "OWNER" in self.users[viewer].roles or "OWNER" not in account.roles
         return account.home is not None and not account.roles and "LEADER" in self.roles_at(viewer, account.home)
 
     def view_profile(self, viewer: int | None, user: int) -> bool:

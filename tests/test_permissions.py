@@ -200,7 +200,7 @@ async def test_several_paths_do_not_combine(site: Site) -> None:
     # and gives c1lead no "over" reach: VIEW_ACTIVITY on m21 stays denied
     reach = await reach_of(site, c1lead)
     subject = SimpleNamespace(
-        database_id=u["m21"].id, group_ids=frozenset({g["C21"].id}), home_group_id=None, has_site_role=False
+        database_id=u["m21"].id, group_ids=frozenset({g["C21"].id}), home_group_id=None, site_roles=frozenset()
     )
     assert reach.may(Permission.VIEW_CONTACT, subject) and not reach.may(Permission.VIEW_ACTIVITY, subject)  # type: ignore[arg-type]
     members = await site.gql(

@@ -195,16 +195,16 @@ class Student:
 
 
 class _Subject:
-    __slots__ = ("database_id", "group_ids", "has_site_role", "home_group_id")
+    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
 
     def __init__(
         self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
-        has_site_role: bool = False,
+        site_roles: frozenset[str] = frozenset(),
     ) -> None:
         self.database_id = database_id
         self.group_ids = group_ids
         self.home_group_id = home_group_id
-        self.has_site_role = has_site_role
+        self.site_roles = site_roles
 
 
 @dataclass
@@ -398,7 +398,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
     granted = [u for u in user_ids if u in reach.granted]
     consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
     subjects = {
-        u: _Subject(u, frozenset(own.get(u, ())), students[u].home_group_id, bool(students[u].site_roles))
+        u: _Subject(u, frozenset(own.get(u, ())), students[u].home_group_id, frozenset(students[u].site_roles))
         for u in user_ids
     }
     default = default_home(reach, scope_group_id)
