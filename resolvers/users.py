@@ -521,10 +521,11 @@ class UserConnection:
     page_info: PageInfo
     search: strawberry.Private[UserSearch]
     visible: strawberry.Private[Any]
+    contact: strawberry.Private[Any]
 
     @strawberry.field
     async def total_count(self, info: Info) -> int:
-        return await count_users(info.context.store, self.search, self.visible)
+        return await count_users(info.context.store, self.search, self.visible, self.contact)
 
 
 def user_search(filter: UserFilter | None) -> UserSearch:
@@ -595,10 +596,10 @@ class UserListQueries:
         reach: Reach = await info.context.load_reach()
         search = user_search(filter)
         await check_filter(info, reach, search)
-        visible = user_visible(
-            reach, UserRow.id, Permission.VIEW_PROFILE, account=(UserRow.home_group_id, UserRow.site_roles)
-        )
-        rows = await search_users(info.context.store, search, tuple(key) if key else None, limit + 1, visible)  # type: ignore[arg-type]
+        account = (UserRow.home_group_id, UserRow.site_roles)
+        visible = user_visible(reach, UserRow.id, Permission.VIEW_PROFILE, account=account)
+        contact = user_visible(reach, UserRow.id, Permission.VIEW_CONTACT, account=account) if search.search else None
+        rows = await search_users(info.context.store, search, tuple(key) if key else None, limit + 1, visible, contact)  # type: ignore[arg-type]
         page = rows[:limit]
         users = await prepare_users(info, page)
         cursors = [encode_cursor(r.last_name_normalized, r.id) for r in page]
@@ -607,4 +608,5 @@ class UserListQueries:
             page_info=page_info(len(rows) > limit, cursors),
             search=search,
             visible=visible,
+            contact=contact,
         )

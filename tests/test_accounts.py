@@ -371,3 +371,18 @@ async def test_sessions_and_tokens_end_with_a_new_password(site: Site) -> None:
     owner = await site.user("Own", kind="STAFF", roles="OWNER")
     taken = await site.gql(UPDATE, {"id": gid("User", owner), "input": {"password": "taken over now"}}, as_user=admin)
     assert errors_of(taken) == ["FORBIDDEN"]
+
+
+async def test_a_search_spells_out_no_email_the_caller_may_not_read(site: Site) -> None:
+    """users() is open to everyone signed in: a guardian sees the pupil's name but not the email, so the
+    email prefix finds nothing there, while the last name does."""
+    from app.store.models import GuardianLink
+
+    parent = await site.user("Pam", kind="EXTERNAL")
+    pupil = await site.user("Pup", "Zed", email="secret.address@example.com")
+    async with site.database.transaction() as session:
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=pupil.id, licence_type="PARENT_GUARDIAN"))
+    query = "query($s: String) { users(filter: {search: $s}) { totalCount edges { node { firstName email } } } }"
+    by_name = await site.gql(query, {"s": "zed"}, as_user=parent)
+    assert by_name["data"]["users"]["totalCount"] == 1 and by_name["data"]["users"]["edges"][0]["node"]["email"] is None
+    assert (await site.gql(query, {"s": "secret"}, as_user=parent))["data"]["users"] == {"totalCount": 0, "edges": []}
