@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import end_credentials, hash_password
 from app.store.models import Group as GroupRow
+from app.store.models import Membership as MembershipRow
 from app.store.models import User as UserRow
 from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import Subjects, authenticated, authenticated_requires, forbid_unless, requires
@@ -341,13 +343,18 @@ TEXT_FIELDS = {  # input name -> (column, the error field, max length, required)
 
 async def update_user(info: Info, id: strawberry.ID, input: UpdateUserInput) -> User:
     """One transaction; the audit event names the changed fields, never a password."""
-    from app.store.models import Membership as MembershipRow
-
     ctx = info.context
     reach: Reach = await ctx.load_reach()
     user_id = require_id(id, "User", "id")
     given = {name: getattr(input, name) for name in vars(input) if getattr(input, name) is not strawberry.UNSET}
     forbid_unless(reach.is_admin or "synced" not in given, "Only site admins and the rostering sync change synced.")
+    password_hash = None
+    if "password" in given:
+        if given["password"] is None:
+            raise BadInput("password cannot be removed; give a new one", field="password")
+        check_password(given["password"])
+        # argon2 is slow on purpose: hashed in a worker thread, before the write transaction opens
+        password_hash = await asyncio.to_thread(hash_password, given["password"])
     changed: list[str] = []
     ended = 0
     async with ctx.store.transaction() as session:
@@ -396,11 +403,8 @@ async def update_user(info: Info, id: strawberry.ID, input: UpdateUserInput) -> 
                 )
             row.synced = given["synced"]
             changed.append("synced")
-        if "password" in given:
-            if given["password"] is None:
-                raise BadInput("password cannot be removed; give a new one", field="password")
-            check_password(given["password"])
-            row.password_hash = hash_password(given["password"])
+        if password_hash is not None:
+            row.password_hash = password_hash
             ended = await end_credentials(session, row.id)  # type: ignore[arg-type]
             changed.append("password")
         session.add(row)
