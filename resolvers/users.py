@@ -15,6 +15,7 @@ from app.runtime.errors import BadInput, Conflict, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import hash_password
+from app.services.events import reach_changed
 from app.store.models import User as UserRow
 from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import requires
@@ -339,6 +340,7 @@ class UserMutations:
                 session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted),
                 analyst_memberships_removed=dropped,
             )
+            ctx.store.publish(reach_changed([row.id]))
         ctx.forget_reach()
         return (await prepare_users(info, [row]))[0]
 

@@ -1,0 +1,116 @@
+"""A graphql-transport-ws client driving the app in-process (ASGI WebSocket messages, no server), for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from tests.site import Site
+
+WAIT = 10.0  # seconds: a bound for the test to fail rather than hang, never a timing assertion
+
+
+class Closed(Exception):
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"closed {code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class Socket:
+    """One WebSocket to /graphql. `paused` holds the server's sends (a slow consumer)."""
+
+    def __init__(self, app: Any, *, headers: dict[str, str] | None = None, subprotocol: str = "graphql-transport-ws") -> None:
+        self.app = app
+        self.headers = headers or {}
+        self.subprotocol = subprotocol
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.task: asyncio.Task[None] | None = None
+        self.answer_pings = True
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.flowing.wait()
+        await self.outgoing.put(message)
+
+    async def open(self) -> Socket:
+        scope = {
+            "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/graphql", "raw_path": b"/graphql",
+            "query_string": b"", "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 50000),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "testserver", **self.headers}.items()],
+            "subprotocols": [self.subprotocol],
+        }
+        self.incoming.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.create_task(self.app(scope, self.incoming.get, self._send))
+        accepted = await self._raw()
+        if accepted["type"] != "websocket.accept":
+            raise Closed(accepted.get("code", 0), accepted.get("reason", ""))
+        return self
+
+    async def _raw(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.outgoing.get(), WAIT)
+
+    def send(self, message: dict[str, Any] | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        self.incoming.put_nowait({"type": "websocket.receive", "text": text})
+
+    async def receive(self) -> dict[str, Any]:
+        """The next protocol message (pings answered on the way, when `answer_pings`); Closed on a close."""
+        while True:
+            raw = await self._raw()
+            if raw["type"] == "websocket.close":
+                raise Closed(raw.get("code", 1000), raw.get("reason", ""))
+            message = json.loads(raw["text"])
+            if message.get("type") == "ping":
+                if self.answer_pings:
+                    self.send({"type": "pong"})
+                continue
+            return message
+
+    async def init(self, token: str | None = None) -> Socket:
+        await self.open()
+        self.send({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"} if token else {}})
+        ack = await self.receive()
+        assert ack["type"] == "connection_ack", ack
+        return self
+
+    def subscribe(self, id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        self.send({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
+
+    async def next(self, id: str) -> dict[str, Any]:
+        """The next message for operation `id`: its `next` payload, or the `error` list as {"error": [...]}."""
+        message = await self.receive()
+        assert message.get("id") == id, message
+        if message["type"] == "error":
+            return {"error": message["payload"]}
+        assert message["type"] == "next", message
+        return message["payload"]
+
+    async def close(self) -> None:
+        self.flowing.set()
+        self.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.task, WAIT)
+
+
+async def connect(site: Site, token: str | None = None, **kwargs: Any) -> Socket:
+    return await Socket(site.app, **kwargs).init(token)
+
+
+async def subscribed(site: Site, count: int) -> None:
+    """Wait until this worker's broker holds `count` subscriptions (a subscription registers on its first step)."""
+    broker = site.app.state.broker
+    for _ in range(int(WAIT / 0.01)):
+        if broker.subscriber_count == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{broker.subscriber_count} subscriptions, expected {count}")
+
+
+def codes(result: dict[str, Any]) -> list[str]:
+    return [e.get("extensions", {}).get("code") for e in result.get("error", result.get("errors", []))]
