@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tests.site import Site
@@ -102,14 +103,18 @@ async def connect(site: Site, token: str | None = None, **kwargs: Any) -> Socket
     return await Socket(site.app, **kwargs).init(token)
 
 
+async def until(condition: Callable[[], bool], what: str = "condition") -> None:
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what} still false after {WAIT} s")
+
+
 async def subscribed(site: Site, count: int) -> None:
     """Wait until this worker's broker holds `count` subscriptions (a subscription registers on its first step)."""
     broker = site.app.state.broker
-    for _ in range(int(WAIT / 0.01)):
-        if broker.subscriber_count == count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{broker.subscriber_count} subscriptions, expected {count}")
+    await until(lambda: broker.subscriber_count == count, f"{count} subscriptions ({broker.subscriber_count} now)")
 
 
 def codes(result: dict[str, Any]) -> list[str]:

@@ -121,10 +121,12 @@ class GroupGraphView(GraphQL):
         else:
             context = Context(self.database, self.settings, credential or None, request, request_id)
         limited = Request(scope, _limited(receive, limit))
+        streaming = False
         try:
             response = await self.run(limited, context=context)
             if isinstance(response, StreamingResponse) and isinstance(context, LiveContext):
-                response.background = BackgroundTask(context.close)
+                response.background = BackgroundTask(context.close)  # the stream reads after this returns
+                streaming = True
         except BodyTooLarge:
             return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
         except Exception as exc:  # strawberry's HTTPException and friends: keep the JSON error shape
@@ -143,7 +145,8 @@ class GroupGraphView(GraphQL):
                 )
             return JSONResponse(error_body("BAD_USER_INPUT", reason), status)
         finally:
-            await context.store.close()
+            if not streaming:
+                await (context.close() if isinstance(context, LiveContext) else context.store.close())
         return self._negotiate(request, response)
 
     async def serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
