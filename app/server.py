@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         workers = []
         for starter in getattr(app.state, "background", []):
             workers.append(starter())
+        await broker.warm()  # the LISTEN connection is ready before the first subscription or commit
         yield
         for worker in workers:
             worker.cancel()

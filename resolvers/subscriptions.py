@@ -94,6 +94,7 @@ async def _stream(
             live.event_published_at = None
             yield await build(None)
         while True:
+            await live.end_scope()  # no database connection is held while waiting
             event = await subscriber.next(live.settings.live_recheck_seconds)
             await live.renew()
             await check()

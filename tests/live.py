@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from tests.site import Site
 
+ROOT = Path(__file__).resolve().parent.parent
 WAIT = 10.0  # seconds: a bound for the test to fail rather than hang, never a timing assertion
 
 
@@ -119,3 +124,43 @@ async def subscribed(site: Site, count: int) -> None:
 
 def codes(result: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in result.get("error", result.get("errors", []))]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def worker(database_url: str, **settings: str) -> AsyncIterator[str]:
+    """An app process of its own (uvicorn) on an ephemeral port of 127.0.0.1: yields "127.0.0.1:PORT"."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "GROUPGRAPH_DATABASE_URL": database_url, **{f"GROUPGRAPH_{k.upper()}": v for k, v in settings.items()}}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", env=env, cwd=ROOT,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(int(30 / 0.05)):
+                if process.returncode is not None:
+                    raise AssertionError(f"the worker exited with {process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"http://{address}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the worker did not start")
+        yield address
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), WAIT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

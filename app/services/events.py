@@ -201,6 +201,13 @@ class Broker:
 
     # --- the listening side ----------------------------------------------------------------------------------
 
+    async def warm(self) -> None:
+        """At start-up: connect now rather than on the first event (a failure is logged and retried later)."""
+        try:
+            await self._start()
+        except Exception as exc:  # the database may come up after the app
+            log.warning("live_listen_unavailable", error=type(exc).__name__)
+
     async def _start(self) -> None:
         if self._closed:
             raise RuntimeError("the broker is closed")
