@@ -41,7 +41,6 @@ class Context:
         self._reach_lock = asyncio.Lock()
         self.response_headers: dict[str, str] = {}
         self.extra: dict[str, Any] = {}
-        self.published_at: float | None = None  # of the event being sent (delivery latency)
 
     @property
     def viewer(self) -> User | None:
@@ -94,6 +93,8 @@ class _Scope:
         self.reach: Reach | None = None
         self.reach_lock = asyncio.Lock()
         self.extra: dict[str, Any] = {}
+        self.published_at: float | None = None  # of the event being sent (delivery latency)
+        self.slot: asyncio.Semaphore | None = None  # one of the broker's concurrent deliveries, while held
 
 
 _SCOPE: ContextVar[_Scope | None] = ContextVar("live_scope", default=None)
@@ -124,6 +125,7 @@ class LiveContext(Context):
         self.base_credential = credential
         self.token = token
         self.subscriptions = 0  # open on this connection
+        self.websocket = request is not None and getattr(request, "scope", {}).get("type") == "websocket"
         self._scopes: set[_Scope] = set()
 
     def _current(self) -> _Scope:
@@ -185,13 +187,24 @@ class LiveContext(Context):
             session.expunge_all()
         return credential
 
-    async def renew(self) -> None:
-        """A fresh scope for the next operation or event: UNAUTHENTICATED when the sign-in is gone."""
+    async def renew(self, for_event: bool = False) -> None:
+        """A fresh scope for the next operation or event: UNAUTHENTICATED when the sign-in is gone. An event
+        on a WebSocket first waits for one of the broker's delivery slots, which the scope holds until the
+        event's result is ready (the WebSocket handler ends the scope before sending)."""
         await self.end_scope()
-        credential = await self.credential_now()
-        if self.token is not None and credential is None:
-            raise Unauthenticated("The sign-in ended (signed out, token revoked or expired, or account not active).")
+        slot = self.broker.deliveries if for_event and self.websocket else None
+        if slot is not None:
+            await slot.acquire()
+        try:
+            credential = await self.credential_now()
+            if self.token is not None and credential is None:
+                raise Unauthenticated("The sign-in ended (signed out, token revoked or expired, or account not active).")
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
         scope = _Scope(self, credential)
+        scope.slot = slot
         self._scopes.add(scope)
         _SCOPE.set(scope)
 
@@ -200,9 +213,17 @@ class LiveContext(Context):
         if scope is not None and scope.owner is self:
             _SCOPE.set(None)
             self._scopes.discard(scope)
-            await scope.store.close()
+            try:
+                await scope.store.close()
+            finally:
+                if scope.slot is not None:
+                    scope.slot.release()
+                    scope.slot = None
 
     async def close(self) -> None:
         scopes, self._scopes = self._scopes, set()
         for scope in scopes:
             await scope.store.close()
+            if scope.slot is not None:
+                scope.slot.release()
+                scope.slot = None

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     live_pong_seconds: float = 20.0  # and the connection closes when no pong comes back within this
     live_max_message_bytes: int = 64_000
     live_queue_size: int = 100  # events waiting per subscriber; a subscriber that falls further behind is ended
-    live_recheck_seconds: float = 60.0  # an idle subscription re-checks its permission this often
+    live_recheck_seconds: float = 60.0
+    # events being decided at once per process: a burst cannot take every pooled connection from requests
+    live_concurrent_deliveries: int = 4  # an idle subscription re-checks its permission this often
     live_channel: str = "groupgraph_events"
 
     @property

@@ -96,7 +96,7 @@ async def _stream(
         while True:
             await live.end_scope()  # no database connection is held while waiting
             event = await subscriber.next(live.settings.live_recheck_seconds)
-            await live.renew()
+            await live.renew(for_event=True)
             await check()
             if event is None or event["k"] == REACH or (event["k"] == RESYNC and not snapshot):
                 continue  # a re-check only

@@ -173,6 +173,24 @@ async def test_the_subscription_ends_when_the_sign_in_ends(site: Site) -> None:
         await sock.close()
 
 
+async def test_nothing_is_announced_for_a_transaction_rolled_back(site: Site) -> None:
+    from app.services.events import ACCESS, access_request_changed
+    from dataloaders.store import Store
+
+    user = await site.user("Rae")
+    subscriber = await site.app.state.broker.open(ACCESS, user.id, user.id)
+    store = Store(site.database)
+    with pytest.raises(RuntimeError):
+        async with store.transaction():
+            store.publish(access_request_changed(1, [user.id]))
+            raise RuntimeError("changed my mind")
+    async with store.transaction():
+        store.publish(access_request_changed(2, [user.id]))
+    await store.close()
+    assert (await subscriber.next(10))["r"] == 2  # the first thing heard: the committed one
+    site.app.state.broker.close(subscriber)
+
+
 async def test_an_ended_membership_ends_the_subscription(site: Site) -> None:
     room = await school(site)
     sock = await connect(site, await site.token(room["mentor"]))
@@ -232,9 +250,11 @@ async def test_access_requests_reach_both_people_and_nobody_else(site: Site) -> 
     requester = await site.user("Rob", kind="STAFF")
     subject = await site.user("Sue")
     stranger = await site.user("Tim")
+    made = await site.gql('mutation { createApiToken(name: "phone") { token } }', as_user=subject)
+    api_token = made["data"]["createApiToken"]["token"]  # an API token signs in the same way as a session
     socks = {}
     for name, user in (("requester", requester), ("subject", subject), ("stranger", stranger)):
-        socks[name] = await connect(site, await site.token(user))
+        socks[name] = await connect(site, api_token if user is subject else await site.token(user))
         socks[name].subscribe("1", REQUESTS)
     await subscribed(site, 3)
 

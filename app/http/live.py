@@ -10,9 +10,11 @@ from typing import Any
 
 from graphql import GraphQLError
 from starlette.types import Message, Receive, Scope, Send
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
+    _OperationStreamClosed,
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
@@ -78,7 +80,15 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def _send_result_stream(self, operation: Operation[Any, Any], result_source: Any) -> None:
         """As Strawberry's, with our error format; a stream that ends in an error (the permission is gone,
-        a limit) sends that error as the operation's `error` message, which ends it."""
+        a limit) sends that error as the operation's `error` message, which ends it. A client gone away
+        ends the operation quietly."""
+        try:
+            await self._send_results(operation, result_source)
+        except WebSocketDisconnected:
+            self.operations.pop(operation.id, None)
+            raise _OperationStreamClosed from None
+
+    async def _send_results(self, operation: Operation[Any, Any], result_source: Any) -> None:
         first = True
         async for result in result_source:
             if first and isinstance(result, PreExecutionError):
@@ -90,6 +100,8 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             if result.data is None and result.errors and all(e.path is None or len(e.path) <= 1 for e in result.errors):
                 await self._send_errors(operation, result.errors)
                 return
+            published = self.context.event_published_at
+            await self.context.end_scope()  # the result is whole: its connection and delivery slot go back
             payload: dict[str, Any] = {"data": result.data}
             if result.errors:
                 payload["errors"] = [format_error(e, self.context.request_id) for e in result.errors]
@@ -97,7 +109,6 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             first = False
             field = next(iter(result.data or {}), "")
             LIVE_DELIVERED.labels(field=field if field in FIELDS else "other").inc()
-            published = self.context.event_published_at
             if published:
                 LIVE_DELIVERY.observe(max(0.0, time.time() - published))
 

@@ -114,6 +114,7 @@ class Broker:
         self._connect_lock = asyncio.Lock()
         self._closed = False
         self.received = 0
+        self.deliveries = asyncio.Semaphore(max(1, settings.live_concurrent_deliveries))
 
     # --- subscriptions -----------------------------------------------------------------------------------
 
