@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     live_queue_size: int = 100  # events waiting per subscriber; a subscriber that falls further behind is ended
     live_recheck_seconds: float = 60.0
     # events being decided at once per process: a burst cannot take every pooled connection from requests
-    live_concurrent_deliveries: int = 4  # an idle subscription re-checks its permission this often
+    live_concurrent_deliveries: int = 8  # an idle subscription re-checks its permission this often
     live_channel: str = "groupgraph_events"
 
     @property

@@ -52,7 +52,7 @@ from app.store.models import (  # noqa: E402
     User,
     utcnow,
 )
-from tests.live import worker  # noqa: E402
+from tests.live import workers  # noqa: E402
 
 ADMIN_DSN = os.environ.get("GROUPGRAPH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 URL_BASE = os.environ.get("GROUPGRAPH_TEST_PG_BASE", "postgresql+asyncpg://postgres@127.0.0.1:5432/")
@@ -176,11 +176,10 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
     try:
         data = await seed(url, n)
         say("seeded")
-        async with worker(url, database_pool_size="20") as a, worker(url, database_pool_size="20") as b:
-            workers = [a, b]
-            pids = [worker_pid(w.split(":")[1]) for w in workers]
+        async with workers(url, 2, database_pool_size="20", live_concurrent_deliveries="12") as addresses:
+            pids = [worker_pid(w.split(":")[1]) for w in addresses]
             clients = [httpx.AsyncClient(base_url=f"http://{w}", limits=httpx.Limits(max_connections=concurrency), timeout=120)
-                       for w in workers]
+                       for w in addresses]
             # warm both workers: a query each, one submission through each (the listen connection, the pools)
             for client in clients:
                 await client.post("/graphql", json={"query": "{ viewer { id } }"}, headers={"Authorization": f"Bearer {data['admin']}"})
@@ -191,7 +190,7 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
             stop = asyncio.Event()
 
             async def subscriber(i: int) -> None:
-                address = workers[i % 2]
+                address = addresses[i % 2]
                 async with websockets.connect(f"ws://{address}/graphql", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
                                               max_queue=None, open_timeout=120) as ws:
                     await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {data['mentors'][i]}"}}))

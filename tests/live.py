@@ -133,32 +133,38 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def worker(database_url: str, **settings: str) -> AsyncIterator[str]:
-    """An app process of its own (uvicorn) on an ephemeral port of 127.0.0.1: yields "127.0.0.1:PORT"."""
+async def workers(database_url: str, count: int = 1, **settings: str) -> AsyncIterator[list[str]]:
+    """App processes of their own (uvicorn), started together, each on an ephemeral port of 127.0.0.1:
+    yields their "127.0.0.1:PORT" addresses; they stop when the block ends."""
     import httpx
 
-    port = free_port()
     env = {**os.environ, "GROUPGRAPH_DATABASE_URL": database_url, **{f"GROUPGRAPH_{k.upper()}": v for k, v in settings.items()}}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", env=env, cwd=ROOT,
-    )
-    address = f"127.0.0.1:{port}"
+    started: list[tuple[str, asyncio.subprocess.Process]] = []
     try:
+        for _ in range(count):
+            port = free_port()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning", env=env, cwd=ROOT,
+            )
+            started.append((f"127.0.0.1:{port}", process))
         async with httpx.AsyncClient() as client:
-            for _ in range(int(30 / 0.05)):
-                if process.returncode is not None:
-                    raise AssertionError(f"the worker exited with {process.returncode}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"http://{address}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the worker did not start")
-        yield address
+            for address, process in started:
+                for _ in range(int(60 / 0.05)):
+                    if process.returncode is not None:
+                        raise AssertionError(f"the worker exited with {process.returncode}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(f"http://{address}/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the worker did not start")
+        yield [address for address, _ in started]
     finally:
-        if process.returncode is None:
-            process.terminate()
+        for _, process in started:
+            if process.returncode is None:
+                process.terminate()
+        for _, process in started:
             try:
                 await asyncio.wait_for(process.wait(), WAIT)
             except TimeoutError:

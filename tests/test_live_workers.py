@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.live import ROOT, WAIT, worker
+from tests.live import ROOT, WAIT, workers
 from tests.site import Site, gid
 from tests.test_live import RED_DOT, REMOVE, school
 
@@ -22,7 +22,7 @@ CLIENT = ROOT / "scripts" / "live-client"
 async def test_a_subscriber_on_one_worker_hears_a_mutation_on_another(site: Site, engine: str) -> None:
     room = await school(site)
     mentor, admin, leader = [await site.token(room[who]) for who in ("mentor", "admin", "leader")]
-    async with worker(engine) as first, worker(engine) as second:
+    async with workers(engine, 2) as (first, second):
         async with websockets.connect(f"ws://{first}/graphql", subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
             await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {mentor}"}}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
