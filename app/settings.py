@@ -77,9 +77,9 @@ class Settings(BaseSettings):
     live_pong_seconds: float = 20.0  # and the connection closes when no pong comes back within this
     live_max_message_bytes: int = 64_000
     live_queue_size: int = 100  # events waiting per subscriber; a subscriber that falls further behind is ended
-    live_recheck_seconds: float = 60.0
+    live_recheck_seconds: float = 60.0  # an idle subscription re-checks its permission this often
     # events being decided at once per process: a burst cannot take every pooled connection from requests
-    live_concurrent_deliveries: int = 8  # an idle subscription re-checks its permission this often
+    live_concurrent_deliveries: int = 8
     live_channel: str = "groupgraph_events"
 
     @property
