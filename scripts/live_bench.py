@@ -125,13 +125,13 @@ def rss_mb(pid: int) -> float:
 
 
 def worker_pid(port: str) -> int:
-    """The pid of the uvicorn process listening on 127.0.0.1:port (from /proc, no extra tools)."""
+    """The pid of the app process listening on 127.0.0.1:port (from /proc, no extra tools)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"uvicorn" in b" ".join(cmdline) and port.encode() in cmdline:
+            if b"app.cli" in cmdline and port.encode() in cmdline:
                 return int(proc.name)
     raise RuntimeError(f"no worker on port {port}")
 

@@ -134,7 +134,7 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def workers(database_url: str, count: int = 1, **settings: str) -> AsyncIterator[list[str]]:
-    """App processes of their own (uvicorn), started together, each on an ephemeral port of 127.0.0.1:
+    """App processes of their own (`groupgraph serve`), started together, each on an ephemeral port of 127.0.0.1:
     yields their "127.0.0.1:PORT" addresses; they stop when the block ends."""
     import httpx
 
@@ -143,9 +143,8 @@ async def workers(database_url: str, count: int = 1, **settings: str) -> AsyncIt
     try:
         for _ in range(count):
             port = free_port()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", env=env, cwd=ROOT,
+            process = await asyncio.create_subprocess_exec(  # as `groupgraph serve` runs it
+                sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), env=env, cwd=ROOT,
             )
             started.append((f"127.0.0.1:{port}", process))
         async with httpx.AsyncClient() as client:
