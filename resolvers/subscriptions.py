@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -25,18 +25,21 @@ from permissions.classes import Subjects, authenticated, requires
 from permissions.reach import Permission
 from resolvers.consent import AccessRequest, visible_access_request
 from resolvers.courses import Course, course_views
-from resolvers.groups import require_visible_group, visible_group
 from resolvers.progress import percent
 from resolvers.reviews import Submission, visible_submission
-from resolvers.users import User, visible_users
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
+from resolvers.views import (
+    GroupType,
+    GroupView,
+    UserType,
+    require_visible_group,
+    visible_group,
+    visible_users,
+)
 
 
 @strawberry.type(description="A change to a group's review queue, and the red dot as it is now.")
 class ReviewQueueChange:
-    group: Annotated[Group, strawberry.lazy("resolvers.groups")] = strawberry.field(description="The group followed.")
+    group: GroupType = strawberry.field(description="The group followed.")
     pending_count: int = strawberry.field(description="Submissions now waiting in the group's subtree (the red dot).")
     submission: Submission | None = strawberry.field(
         description="The submission that arrived or was graded; null on the first event (the count when "
@@ -46,7 +49,7 @@ class ReviewQueueChange:
 
 @strawberry.type(description="Progress a member of the group (its subtree) made.")
 class GroupProgressChange:
-    user: User = strawberry.field(description="The member who made progress.")
+    user: UserType = strawberry.field(description="The member who made progress.")
     course: Course = strawberry.field(description="The course they made progress in.")
     percent_completed: float = strawberry.field(description="The member's share of the course's steps completed now, 0..100.")
     occurred_at: datetime = strawberry.field(description="When the progress was recorded.")
@@ -63,7 +66,7 @@ async def _group_argument(info: Info, kwargs: dict[str, Any]) -> Subjects:
     return Subjects(groups=[(await require_visible_group(info, kwargs["group_id"], "groupId")).row.id])  # type: ignore[list-item]
 
 
-async def _still_allowed(info: Info, group_id: int, permission: Permission) -> Group:
+async def _still_allowed(info: Info, group_id: int, permission: Permission) -> GroupView:
     """With the event's fresh Reach: the group, or FORBIDDEN when the subscriber lost it."""
     group = await visible_group(info, group_id)
     reach = await info.context.load_reach()
