@@ -163,10 +163,12 @@ async def test_the_subscription_ends_when_the_sign_in_ends(site: Site) -> None:
     await submit(site, room, "learner", 1, "first")
     assert codes(await socks["expiring"].next("1")) == ["UNAUTHENTICATED"]
     assert (await socks["kept"].next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 1
-    # an account set to DENIED: ended at its next event
-    async with site.database.transaction() as session:
-        await session.execute(update(User).where(User.id == mentor.id).values(status="DENIED"))
-    await submit(site, room, "learner", 2, "second")
+    # an account set to DENIED: ended at once
+    denied = await site.gql(
+        "mutation($u: [ID!]!) { setAccountStatus(userIds: $u, status: DENIED) { id } }", {"u": [gid("User", mentor)]},
+        as_user=room["admin"],
+    )
+    assert "errors" not in denied, denied
     assert codes(await socks["kept"].next("1")) == ["UNAUTHENTICATED"]
     await subscribed(site, 0)
     for sock in socks.values():
