@@ -195,7 +195,7 @@ def serve(
     run(
         "app.asgi:app", host=host, port=port, workers=workers, log_level=settings.log_level,
         proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
-        grace_seconds=settings.shutdown_grace_seconds,
+        grace_seconds=settings.shutdown_grace_seconds, ws_max_size=max(settings.live_max_message_bytes, 1024),
     )
 
 

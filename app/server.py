@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from app.http.errors import EXCEPTION_HANDLERS
@@ -22,6 +22,7 @@ from app.runtime import metrics as app_metrics
 from app.runtime.logs import configure_logging, log
 from app.runtime.tracing import Tracing, enabled_by_environment, provider_from_environment
 from app.schema import build_schema
+from app.services.events import attach
 from app.settings import Settings, get_settings
 from app.store.db import Database
 from app.store.models import OutboxEmail
@@ -94,7 +95,8 @@ def create_app(
     elif enabled_by_environment():
         tracing = Tracing(provider_from_environment(), engines, owned=True)
     schema = build_schema(settings)
-    view = GroupGraphView(schema, database, settings)
+    broker = attach(database, settings)  # committed transactions publish their live-update events here
+    view = GroupGraphView(schema, database, settings, broker)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -117,6 +119,7 @@ def create_app(
         workers = []
         for starter in getattr(app.state, "background", []):
             workers.append(starter())
+        await broker.warm()  # the LISTEN connection is ready before the first subscription or commit
         yield
         for worker in workers:
             worker.cancel()
@@ -132,6 +135,7 @@ def create_app(
             Route("/metrics", metrics),
             *extra_routes(),
             Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
         ],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,  # JSON errors with a code everywhere
@@ -142,6 +146,7 @@ def create_app(
     app.state.tracing = tracing
     app.state.database = database
     app.state.schema = schema
+    app.state.broker = broker
     app.state.background = []
     if settings.bench:  # per-request SQL cost headers for scripts/bench
         from app.http.bench_metrics import BenchHeaders, instrument

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     metrics_operations: str = ""
     # on SIGTERM: how long a worker lets in-flight requests and streamed exports finish before it cuts them
     shutdown_grace_seconds: float = 30.0
+    # live updates (subscriptions over WebSocket and SSE at /graphql)
+    live_max_subscriptions_per_connection: int = 20
+    live_max_subscriptions_per_user: int = 50
+    live_connection_init_seconds: float = 10.0
+    live_ping_seconds: float = 30.0  # a graphql-transport-ws ping when the client said nothing for this long
+    live_pong_seconds: float = 20.0  # and the connection closes when no pong comes back within this
+    live_max_message_bytes: int = 64_000
+    live_queue_size: int = 100  # events waiting per subscriber; a subscriber that falls further behind is ended
+    live_recheck_seconds: float = 60.0  # an idle subscription re-checks its permission this often
+    # events being decided at once per process: a burst cannot take every pooled connection from requests
+    live_concurrent_deliveries: int = 8
+    live_channel: str = "groupgraph_events"
 
     @property
     def production(self) -> bool:

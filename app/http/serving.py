@@ -89,11 +89,15 @@ def run(
     proxy_headers: bool = True,
     forwarded_allow_ips: str | None = None,
     grace_seconds: float = 30.0,
+    ws_max_size: int = 1_000_000,
 ) -> None:
+    # WebSocket (live updates): no per-message compression, whose zlib state per connection costs more memory
+    # than the small JSON events save; frames over ws_max_size are refused by the protocol itself
     config = TcpConfig(
         app, host=host, port=port, workers=workers, log_config=logging_config(log_level), log_level=level_name(log_level).lower(),
         access_log=False, proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
         timeout_graceful_shutdown=grace_seconds,  # type: ignore[arg-type]  # asyncio.timeout takes a float
+        ws_per_message_deflate=False, ws_max_size=ws_max_size,
     )
     if workers > 1:
         with metrics_directory():

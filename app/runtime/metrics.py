@@ -138,6 +138,19 @@ IMPORTS = counter(
 IMPORT_ROWS = counter("groupgraph_import_rows_total", "Rows of imported files, by source and outcome", ["source", "outcome"])
 EMAILS = counter("groupgraph_emails_total", "Outbox emails handled, by outcome (sent, failed, gave_up)", ["outcome"])
 
+# --- live updates (app.services.events, app.http.live, resolvers.subscriptions) --------------------------
+
+LIVE_CONNECTIONS = gauge("groupgraph_live_connections", "Open live-update connections (WebSocket)")
+LIVE_SUBSCRIPTIONS = gauge("groupgraph_live_subscriptions", "Active subscriptions", ["field"])
+LIVE_PUBLISHED = counter("groupgraph_live_events_published_total", "Events published", ["kind"])
+LIVE_RECEIVED = counter("groupgraph_live_events_received_total", "Events this worker heard (LISTEN or in-process)", ["kind"])
+LIVE_DELIVERED = counter("groupgraph_live_events_delivered_total", "Events sent to subscribers", ["field"])
+LIVE_ENDED = counter("groupgraph_live_subscriptions_ended_total", "Subscriptions ended by the server, by code", ["code"])
+LIVE_DELIVERY = histogram(
+    "groupgraph_live_delivery_seconds", "From publication (after commit) to the event sent to the subscriber",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
 # Gauges measured at scrape time (a query, once per scrape, never per request): each hook answers families.
 ScrapeHook = Callable[[], Awaitable[list[Metric]]]
 SCRAPE_HOOKS: list[ScrapeHook] = []
