@@ -169,17 +169,34 @@ def deliver_email(
 
 @cli.command()
 def serve(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    workers: Annotated[int, typer.Option("--workers")] = 1,
+    host: Annotated[str, typer.Option("--host", envvar="GROUPGRAPH_HOST", help="0.0.0.0 in a container")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="GROUPGRAPH_PORT")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", envvar="GROUPGRAPH_WORKERS", min=1)] = 1,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Take the client address and scheme from X-Forwarded-For/-Proto sent by a trusted proxy.",
+        ),
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            "--forwarded-allow-ips", envvar="FORWARDED_ALLOW_IPS",
+            help="Comma-separated addresses or networks of the proxies whose X-Forwarded-* headers are trusted ('*': any).",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve GraphQL (GraphiQL at /graphql when enabled)."""
     from app.http.serving import run
 
     settings = _settings()
     _database(settings)  # fail early, in one line, on a bad database path
-    run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-        ws_max_size=max(settings.live_max_message_bytes, 1024))
+    run(
+        "app.asgi:app", host=host, port=port, workers=workers, log_level=settings.log_level,
+        proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
+        grace_seconds=settings.shutdown_grace_seconds, ws_max_size=max(settings.live_max_message_bytes, 1024),
+    )
 
 
 def main() -> None:

@@ -15,9 +15,10 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.private import is_private
 
+from app.runtime import tracing
 from app.runtime.errors import AppError
-from app.runtime.logs import log
-from app.runtime.metrics import ERRORS, LATENCY
+from app.runtime.logs import log, note_operation
+from app.runtime.metrics import ERRORS, KNOWN_OPERATIONS, OPERATION_SECONDS, OPERATION_TYPES, bounded
 from app.settings import Settings, get_settings
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
@@ -94,13 +95,39 @@ def check_deny_by_default(public_fields: dict[type, set[str]]) -> None:
 
 
 class RequestScope(SchemaExtension):
-    """Mutations get a write session (BEGIN IMMEDIATE on SQLite); latency is observed per operation."""
+    """Mutations get a write session (BEGIN IMMEDIATE on SQLite); latency is observed per operation (the
+    name as a label only when it is a known one); with tracing on, the operation is a span named like
+    "query Dashboard", the parent of its SQL statements' spans."""
+
+    def _name_and_type(self) -> tuple[str | None, str]:
+        context = self.execution_context
+        try:
+            kind = context.operation_type.value
+        except Exception:  # no document (a parse error) or no such operation: the request failed before
+            kind = "unknown"
+        return context.operation_name, kind
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
-        yield
-        name = self.execution_context.operation_name or "anonymous"
-        LATENCY.labels(operation=name[:64]).observe(time.perf_counter() - started)
+        tracer = tracing.TRACER
+        if tracer is None:
+            yield
+            name, kind = self._name_and_type()
+        else:
+            with tracer.start_as_current_span("graphql") as span:
+                yield
+                name, kind = self._name_and_type()
+                span.update_name(f"{kind} {name[:100]}" if name else kind)
+                span.set_attribute("graphql.operation.type", kind)
+                if name:
+                    span.set_attribute("graphql.operation.name", name[:100])
+                request_id = getattr(self.execution_context.context, "request_id", None)
+                if request_id:
+                    span.set_attribute(tracing.REQUEST_ID_ATTRIBUTE, request_id)
+        note_operation(name)
+        OPERATION_SECONDS.labels(bounded(name, KNOWN_OPERATIONS), kind if kind in OPERATION_TYPES else "other").observe(
+            time.perf_counter() - started
+        )
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     # how long a SQLite writer waits for the write lock before "database is locked" (busy_timeout)
     sqlite_busy_timeout_ms: int = 10_000
 
+    # logs: the level of every logger (DEBUG, INFO, WARNING, ERROR); the access log line per request
+    log_level: str = "INFO"
+    access_log: bool = True
+    # metrics: operation names (comma-separated) that get their own `operation` label value, beside those
+    # of trusted documents; every other name is counted as `other`
+    metrics_operations: str = ""
+    # on SIGTERM: how long a worker lets in-flight requests and streamed exports finish before it cuts them
+    shutdown_grace_seconds: float = 30.0
     # live updates (subscriptions over WebSocket and SSE at /graphql)
     live_max_subscriptions_per_connection: int = 20
     live_max_subscriptions_per_user: int = 50

@@ -34,6 +34,7 @@ from app.http.graphql_view import error_body
 from app.http.imports import error_response, request_context
 from app.runtime.errors import AppError, BadInput, Forbidden, NotFound
 from app.runtime.ids import parse_global_id
+from app.runtime.metrics import EXPORTS
 from app.services.audit import audit
 from dataloaders.reports import (
     ReportRow,
@@ -220,6 +221,7 @@ async def record_download(context: Context, action: str, target_type: str, targe
     except BaseException:
         await context.store.close()
         raise
+    EXPORTS.labels(action, str(detail.get("format", "CSV"))).inc()
 
 
 def database_id(value: str, kind: str, field: str) -> int:
