@@ -23,6 +23,7 @@ NODE_RESOLVERS: dict[str, str] = {
     "Submission": "resolvers.reviews:visible_submission",
 
     "AuditEvent": "resolvers.audit:visible_audit_event",
+    "RosterSync": "resolvers.rostering:visible_roster_sync",
 }
 
 
