@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -36,19 +37,19 @@ class RosterSyncStatus(Enum):
 class RosterSync(Node):
     row: strawberry.Private[RosterSyncRow]
 
-    @strawberry.field
+    @strawberry.field(description='Opaque global id (Relay).')
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("RosterSync", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
+    @strawberry.field(description='Where the run stands.')
     def status(self) -> RosterSyncStatus:
         return RosterSyncStatus(self.row.status)
 
-    @strawberry.field
+    @strawberry.field(description='When the run began.')
     def started_at(self) -> datetime:
         return self.row.started_at
 
-    @strawberry.field
+    @strawberry.field(description='When the run ended (planned, applied, held or failed).')
     def finished_at(self) -> datetime | None:
         return self.row.finished_at
 
@@ -62,19 +63,19 @@ class RosterSync(Node):
     def source(self) -> str:
         return self.row.source
 
-    @strawberry.field
+    @strawberry.field(description='Synced groups created (orgs and classes).')
     def groups_created(self) -> int:
         return self.row.groups_created
 
-    @strawberry.field
+    @strawberry.field(description='Synced groups renamed, re-nested, or given another class code or term.')
     def groups_updated(self) -> int:
         return self.row.groups_updated
 
-    @strawberry.field
+    @strawberry.field(description='Synced accounts created.')
     def users_created(self) -> int:
         return self.row.users_created
 
-    @strawberry.field
+    @strawberry.field(description='Synced accounts whose name, email, kind, home group or status changed.')
     def users_updated(self) -> int:
         return self.row.users_updated
 
@@ -94,7 +95,7 @@ class RosterSync(Node):
     def memberships_ended(self) -> int:
         return self.row.memberships_ended
 
-    @strawberry.field
+    @strawberry.field(description='Guardian links (licence PARENT_GUARDIAN) created from agentSourcedIds.')
     def guardian_links_created(self) -> int:
         return self.row.guardian_links_created
 
@@ -102,7 +103,7 @@ class RosterSync(Node):
     def unchanged(self) -> int:
         return self.row.unchanged
 
-    @strawberry.field
+    @strawberry.field(description='Every invalid line (FAILED), with its file, line and column.')
     def errors(self) -> list[ImportRowError]:
         return [ImportRowError(**e) for e in json.loads(self.row.errors or "[]")]
 
@@ -111,16 +112,16 @@ class RosterSync(Node):
         return self.row.decided_at
 
 
-@strawberry.type
+@strawberry.type(description="A run in a list of runs.")
 class RosterSyncEdge:
-    cursor: str
-    node: RosterSync
+    cursor: str = strawberry.field(description="Pass as `after` for the runs after this one.")
+    node: RosterSync = strawberry.field(description="The run.")
 
 
-@strawberry.type
+@strawberry.type(description="Runs of the OneRoster import, newest first.")
 class RosterSyncConnection:
-    edges: list[RosterSyncEdge]
-    page_info: PageInfo
+    edges: list[RosterSyncEdge] = strawberry.field(description="The page's runs.")
+    page_info: PageInfo = strawberry.field(description="Whether more runs follow.")
 
 
 async def visible_roster_sync(info: Info, sync_id: int) -> RosterSync | None:
@@ -135,7 +136,11 @@ async def visible_roster_sync(info: Info, sync_id: int) -> RosterSync | None:
 @strawberry.type
 class RosterQueries:
     @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)], description="Runs of the OneRoster rostering import, newest first.")
-    async def roster_syncs(self, info: Info, first: int | None = 20, after: str | None = None) -> RosterSyncConnection:
+    async def roster_syncs(
+        self, info: Info,
+        first: Annotated[int | None, strawberry.argument(description="How many runs (at most the page size limit).")] = 20,
+        after: Annotated[str | None, strawberry.argument(description="The endCursor of the previous page.")] = None,
+    ) -> RosterSyncConnection:
         limit = page_size(info, first)
         cursor = decode_cursor(after, [int])
         rows = list(await roster_sync_page(info.context.store, cursor[0] if cursor else None, limit + 1))
@@ -153,20 +158,30 @@ accounts homed in their school, enrollments memberships, guardians (agents) guar
 A run that would end more than the hold threshold (setting) of the synced memberships is HELD, nothing applied,
 until approveRosterSync. Every line is validated first; any error: nothing applied.""",
     )
-    async def import_one_roster(self, info: Info, file: Upload, dry_run: bool | None = False) -> RosterSync:
+    async def import_one_roster(
+        self, info: Info,
+        file: Annotated[Upload, strawberry.argument(description="The bundle: a zip of the OneRoster CSV files.")],
+        dry_run: Annotated[
+            bool | None, strawberry.argument(description="true: validate and count only (DRY_RUN); nothing applied.")
+        ] = False,
+    ) -> RosterSync:
         ctx = info.context
         data = await read_limited(upload_chunks(file), ctx.settings.max_upload_bytes)
         result = await run_import(ctx.store.transaction, ctx.settings, ctx.viewer_id, data, bool(dry_run), "graphql")
         return RosterSync(row=result.sync)
 
     @strawberry.mutation(extensions=[requires(Permission.SITE_ADMIN)], description="Applies a HELD run.")
-    async def approve_roster_sync(self, info: Info, id: strawberry.ID) -> RosterSync:
+    async def approve_roster_sync(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The HELD run.")]
+    ) -> RosterSync:
         ctx = info.context
         result = await decide(ctx.store.transaction, ctx.viewer_id, require_id(id, "RosterSync"), approve=True)
         return RosterSync(row=result.sync)
 
     @strawberry.mutation(extensions=[requires(Permission.SITE_ADMIN)], description="Discards a HELD run.")
-    async def reject_roster_sync(self, info: Info, id: strawberry.ID) -> RosterSync:
+    async def reject_roster_sync(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The HELD run.")]
+    ) -> RosterSync:
         ctx = info.context
         result = await decide(ctx.store.transaction, ctx.viewer_id, require_id(id, "RosterSync"), approve=False)
         return RosterSync(row=result.sync)

@@ -549,6 +549,11 @@ async def _existing(session: AsyncSession) -> Existing:
     return Existing(groups, group_sid, users)
 
 
+def _error_order(error: RowError) -> tuple[int, int]:
+    name = (error.file or "")[:-4]
+    return (FILES.index(name) if name in FILES else -1, error.line)
+
+
 def _pair(user_key: int, group_key: int) -> int:
     return ((user_key + OFFSET) << 32) | (group_key + OFFSET)
 
@@ -671,7 +676,7 @@ async def plan_bundle(session: AsyncSession, bundle: Bundle) -> Plan:
             continue
         if desired.get(pair, -1) < rank:
             desired[pair] = rank
-    plan.errors = sorted(errors, key=lambda e: (FILES.index(e.file[:-4]) if e.file and e.file[:-4] in FILES else -1, e.line))[:MAX_ERRORS]
+    plan.errors = sorted([*bundle.errors, *errors], key=_error_order)[:MAX_ERRORS]
     if plan.errors:
         return plan
 
@@ -1005,11 +1010,8 @@ async def run_import(
     sync = RosterSync(status="FAILED", source=source, actor_id=actor_id)
     async with transaction() as session:
         await lock_tree(session, exclusive=True)  # one rostering run (and no re-nest) at a time
-        errors = bundle.errors
-        plan = Plan()
-        if not errors:
-            plan = await plan_bundle(session, bundle)
-            errors = plan.errors
+        plan = await plan_bundle(session, bundle)  # reports the bundle's own errors with those across files
+        errors = plan.errors
         if errors:
             sync.errors = json.dumps([e.as_json() for e in errors[:MAX_ERRORS]])
         else:
@@ -1043,8 +1045,7 @@ async def decide(transaction: Transaction, actor_id: int | None, sync_id: int, a
         if sync.status != "HELD":
             raise Conflict(f"The run is {sync.status}, not HELD.", field="id")
         if approve:
-            bundle = read_bundle(sync.bundle or b"")
-            plan = await plan_bundle(session, bundle) if not bundle.errors else Plan(errors=bundle.errors)
+            plan = await plan_bundle(session, read_bundle(sync.bundle or b""))
             if plan.errors or plan.digest() != sync.plan_digest:
                 raise Conflict(
                     "The data changed since the run was held: it would no longer do what it was held with. "
