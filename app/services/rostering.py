@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.runtime.errors import BadInput, Conflict, NotFound
+from app.runtime.errors import Conflict, NotFound
 from app.services.audit import audit
 from app.services.tree import lock_tree, move
 from app.settings import Settings
@@ -187,9 +187,10 @@ class _Reader:
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         line = self.line + 1
         try:
-            for record in self.reader:
-                start, line = line, self.reader.line_num + 1
-                if not any(cell.strip() for cell in record):
+            reader = self.reader
+            for record in reader:
+                start, line = line, reader.line_num + 1
+                if not any(record):  # a blank line ([]) or only commas
                     continue
                 yield start, record
         except csv.Error as exc:
@@ -271,13 +272,18 @@ def _read_manifest(bundle: Bundle, archive: zipfile.ZipFile, members: dict[str, 
     return lines
 
 
-def read_bundle(data: bytes) -> Bundle:
-    """Every file of the bundle parsed and checked on its own (references across files come later)."""
+def read_bundle(data: bytes, max_bytes: int | None = None) -> Bundle:
+    """Every file of the bundle parsed and checked on its own (references across files come later).
+    `max_bytes`: the most its files may hold, unpacked (a zip bomb is refused before it is read)."""
     bundle = Bundle()
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         bundle.errors.append(RowError(None, 1, None, "the file is not a zip archive (a OneRoster CSV bundle)"))
+        return bundle
+    unpacked = sum(member.file_size for member in archive.infolist())
+    if max_bytes is not None and unpacked > max_bytes:
+        bundle.errors.append(RowError(None, 1, None, f"the bundle unpacks to {unpacked} bytes, over the limit of {max_bytes}"))
         return bundle
     members = {m.filename.rsplit("/", 1)[-1].lower(): m.filename for m in archive.infolist() if not m.is_dir()}
     try:
@@ -436,25 +442,30 @@ def _read_roles(bundle: Bundle, reader: _Reader) -> None:
 def _read_enrollments(bundle: Bundle, reader: _Reader) -> None:
     if not reader.header(("sourcedId", "classSourcedId", "userSourcedId", "role")):
         return
-    sid, status, klass, user, role = (
-        reader.getter(c) for c in ("sourcedId", "status", "classSourcedId", "userSourcedId", "role")
-    )
+    at = [reader.columns.get(c.lower(), -1) for c in ("sourcedId", "status", "classSourcedId", "userSourcedId", "role")]
+    width = max(at) + 1
     seen: set[str] = set()
     rows = bundle.enrollments
     names: dict[str, str] = {}  # one string per distinct class and user id (a million rows name few)
     rank_of = {name: RANK[role] for name, role in GROUP_ROLE_OF_ENROLLMENT.items()}
-    for line, record in reader.rows():
-        key = sid(record)
+    statuses: dict[str, bool] = {}
+    for line, record in reader.rows():  # the hot loop of a district's million rows: no per-cell calls
+        if len(record) < width:
+            record = record + [""] * (width - len(record))
+        key, status, class_id, user_id, role = (record[i].strip() if i >= 0 else "" for i in at)
         if not key:
             bundle.error("enrollments.csv", line, "sourcedId", "sourcedId is empty")
         elif key in seen:
             bundle.error("enrollments.csv", line, "sourcedId", f"duplicate sourcedId '{key}'")
         seen.add(key)
-        deleted = _status(bundle, "enrollments.csv", line, status(record))
-        rank = rank_of.get(role(record).lower(), -1)
+        deleted = statuses.get(status)
+        if deleted is None:
+            deleted = _status(bundle, "enrollments.csv", line, status)
+            if status.lower() in ("", "active", "tobedeleted"):
+                statuses[status] = deleted
+        rank = rank_of.get(role) if role in rank_of else rank_of.get(role.lower(), -1)
         if rank < 0:
-            bundle.error("enrollments.csv", line, "role", f"unknown enrollment role '{role(record)}'")
-        class_id, user_id = klass(record), user(record)
+            bundle.error("enrollments.csv", line, "role", f"unknown enrollment role '{role}'")
         rows.append((line, names.setdefault(class_id, class_id), names.setdefault(user_id, user_id), rank, deleted))
 
 
@@ -661,21 +672,27 @@ async def plan_bundle(session: AsyncSession, bundle: Bundle) -> Plan:
         user_key.setdefault(sid, -(n + 1))
     desired: dict[int, int] = {}  # pair -> rank of role
     ended_by_file: set[int] = set()
+    # the hot loop (a million rows): keys pre-shifted, so that a pair is one addition
+    class_part = {sid: key + OFFSET for sid, key in group_key.items() if class_known(sid)}
+    user_part = {sid: (key + OFFSET) << 32 for sid, key in user_key.items()}
+    dead_parts = {key + OFFSET for key in dead}
     for line, klass, user, rank, deleted in bundle.enrollments:
-        gk = group_key.get(klass) if class_known(klass) else None
-        uk = user_key.get(user)
-        if gk is None:
-            errors.append(RowError("enrollments.csv", line, "classSourcedId", f"unknown class '{klass}'"))
-        if uk is None:
-            errors.append(RowError("enrollments.csv", line, "userSourcedId", f"unknown user '{user}'"))
-        if gk is None or uk is None or rank < 0:
+        gp = class_part.get(klass)
+        up = user_part.get(user)
+        if gp is None or up is None:
+            if gp is None:
+                errors.append(RowError("enrollments.csv", line, "classSourcedId", f"unknown class '{klass}'"))
+            if up is None:
+                errors.append(RowError("enrollments.csv", line, "userSourcedId", f"unknown user '{user}'"))
             continue
-        pair = _pair(uk, gk)
-        if deleted or gk in dead:
+        if rank < 0:
+            continue
+        pair = up | gp
+        if deleted or gp in dead_parts:
             ended_by_file.add(pair)
-            continue
-        if desired.get(pair, -1) < rank:
+        elif desired.get(pair, -1) < rank:
             desired[pair] = rank
+    del class_part, user_part
     plan.errors = sorted([*bundle.errors, *errors], key=_error_order)[:MAX_ERRORS]
     if plan.errors:
         return plan
@@ -774,30 +791,31 @@ async def plan_bundle(session: AsyncSession, bundle: Bundle) -> Plan:
     )
     enrollments_bulk = bundle.bulk("enrollments")
     users_bulk = bundle.bulk("users")
-    async for mid, uid, gid, role, ended, own, kind in stream:
-        pair = _pair(uid, gid)
-        is_class = kind == CLASS
-        managed = own and role in RANK
-        want = desired.pop(pair, None) if is_class else org_desired.pop(pair, None)
-        if managed and not ended:
-            plan.active_memberships += 1
-        if not managed:
-            continue  # rostering never touches memberships it does not manage
-        if want is not None:
-            wanted_role = ROLES[want]
+    async for partition in stream.partitions():  # rows a partition at a time: no await per row
+        for mid, uid, gid, role, ended, own, kind in partition:
+            pair = _pair(uid, gid)
+            is_class = kind == CLASS
+            managed = own and role in RANK
+            want = desired.pop(pair, None) if is_class else org_desired.pop(pair, None)
+            if managed and not ended:
+                plan.active_memberships += 1
+            if not managed:
+                continue  # rostering never touches memberships it does not manage
+            if want is not None:
+                wanted_role = ROLES[want]
+                if ended:
+                    plan.restores.append((mid, wanted_role))
+                elif role != wanted_role:
+                    plan.role_changes.append((mid, wanted_role))
+                elif is_class:
+                    plan.unchanged += 1
+                continue
             if ended:
-                plan.restores.append((mid, wanted_role))
-            elif role != wanted_role:
-                plan.role_changes.append((mid, wanted_role))
-            elif is_class:
-                plan.unchanged += 1
-            continue
-        if ended:
-            continue
-        if gid in dead or (
-            (enrollments_bulk or pair in ended_by_file) if is_class else (users_bulk or uid in users_with_org_roles)
-        ):
-            plan.ends.append(mid)
+                continue
+            if gid in dead or (
+                (enrollments_bulk or pair in ended_by_file) if is_class else (users_bulk or uid in users_with_org_roles)
+            ):
+                plan.ends.append(mid)
     for source in (desired, org_desired):
         for pair, rank in source.items():
             uk, gk = ((pair >> 32) & MASK) - OFFSET, (pair & MASK) - OFFSET
@@ -868,8 +886,6 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
             rows,
         )
         group_ids.update(await _ids_by_external(session, g, [new["sid"] for new in plan.new_groups]))
-    for gid, parent_sid in plan.moves:  # rare: a school moved to another district (the closure is re-linked)
-        await move(session, gid, group_ids[parent_sid] if parent_sid else None)
     if plan.new_groups:
         # closure rows and depth of the new groups: their parents' ancestors (existing parents read once)
         parent_of = {new["sid"]: new["parent"] for new in plan.new_groups}
@@ -904,6 +920,10 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
             session, g, ("parent_id", "depth"),
             [(group_ids[sid], group_ids[p] if p else None, len(chain(sid)) - 1) for sid, p in parent_of.items()],
         )
+    # rare: a school moved to another district, a class to another school. After the new groups' closure
+    # rows, so that a new group under a moved one moves with it.
+    for gid, parent_sid in plan.moves:
+        await move(session, gid, group_ids[parent_sid] if parent_sid else None)
     await update_rows(
         session, g, ("name", "name_normalized", "roster_kind", "class_code", "term_title", "term_starts_on", "term_ends_on"),
         plan.group_updates,
@@ -1004,9 +1024,7 @@ async def run_import(
 ) -> RunResult:
     """Read, validate, plan and (unless dry_run, held or failed) apply, in one transaction; the run is
     recorded and audited whatever its outcome."""
-    if len(data) > settings.max_upload_bytes:
-        raise BadInput(f"The file is over the limit of {settings.max_upload_bytes} bytes.", field="file")
-    bundle = read_bundle(data)
+    bundle = read_bundle(data, settings.roster_max_bundle_bytes)
     sync = RosterSync(status="FAILED", source=source, actor_id=actor_id)
     async with transaction() as session:
         await lock_tree(session, exclusive=True)  # one rostering run (and no re-nest) at a time
