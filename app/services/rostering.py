@@ -444,6 +444,8 @@ def _read_enrollments(bundle: Bundle, reader: _Reader) -> None:
         return
     at = [reader.columns.get(c.lower(), -1) for c in ("sourcedId", "status", "classSourcedId", "userSourcedId", "role")]
     width = max(at) + 1
+    i_key, i_status, i_class, i_user, i_role = at  # all but status are required by the header check
+    has_status = i_status >= 0
     seen: set[str] = set()
     rows = bundle.enrollments
     names: dict[str, str] = {}  # one string per distinct class and user id (a million rows name few)
@@ -452,7 +454,10 @@ def _read_enrollments(bundle: Bundle, reader: _Reader) -> None:
     for line, record in reader.rows():  # the hot loop of a district's million rows: no per-cell calls
         if len(record) < width:
             record = record + [""] * (width - len(record))
-        key, status, class_id, user_id, role = (record[i].strip() if i >= 0 else "" for i in at)
+        key, class_id, user_id, role = (
+            record[i_key].strip(), record[i_class].strip(), record[i_user].strip(), record[i_role].strip()
+        )
+        status = record[i_status].strip() if has_status else ""
         if not key:
             bundle.error("enrollments.csv", line, "sourcedId", "sourcedId is empty")
         elif key in seen:
@@ -782,7 +787,10 @@ async def plan_bundle(session: AsyncSession, bundle: Bundle) -> Plan:
     # --- memberships: what exists among the synced ones, against what the files want
     m, g, u = Membership.__table__.c, Group.__table__.c, User.__table__.c
     stream = await session.stream(
-        select(m.id, m.user_id, m.group_id, m.role, m.ended_at.is_not(None), m.access_request_id.is_(None), g.roster_kind)
+        select(
+            m.id, m.user_id, m.group_id, m.role, m.ended_at.is_not(None), m.access_request_id.is_(None),
+            g.roster_kind == CLASS,
+        )
         .select_from(Membership.__table__)
         .join(Group.__table__, g.id == m.group_id)
         .join(User.__table__, u.id == m.user_id)
@@ -792,9 +800,8 @@ async def plan_bundle(session: AsyncSession, bundle: Bundle) -> Plan:
     enrollments_bulk = bundle.bulk("enrollments")
     users_bulk = bundle.bulk("users")
     async for partition in stream.partitions():  # rows a partition at a time: no await per row
-        for mid, uid, gid, role, ended, own, kind in partition:
+        for mid, uid, gid, role, ended, own, is_class in partition:
             pair = _pair(uid, gid)
-            is_class = kind == CLASS
             managed = own and role in RANK
             want = desired.pop(pair, None) if is_class else org_desired.pop(pair, None)
             if managed and not ended:
