@@ -21,10 +21,11 @@ import json
 import re
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import select, update
@@ -34,7 +35,7 @@ from app.runtime.errors import Conflict, NotFound
 from app.services.audit import audit
 from app.services.tree import lock_tree, move
 from app.settings import Settings
-from app.store.bulk import insert_rows, is_postgres, one_of, update_rows, value_chunks
+from app.store.bulk import ROWS_CHUNK, insert_rows, is_postgres, one_of, update_rows, value_chunks
 from app.store.models import (
     ApiToken,
     Group,
@@ -868,6 +869,20 @@ async def _ids_by_external(session: AsyncSession, table: Any, sids: list[str]) -
     return found
 
 
+async def _insert(session: AsyncSession, table: Any, names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    """insert_rows a chunk at a time from an iterable: never a second copy of a million rows in memory (SQLite's
+    executemany takes a dict per row)."""
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, ROWS_CHUNK)):
+        await insert_rows(session, table, names, chunk)
+
+
+async def _update(session: AsyncSession, table: Any, names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, ROWS_CHUNK)):
+        await update_rows(session, table, names, chunk)
+
+
 async def apply_plan(session: AsyncSession, plan: Plan) -> None:
     now = utcnow()
     g, closure = Group.__table__, GroupClosure.__table__
@@ -922,8 +937,8 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
             return chains[sid]
 
         closure_rows = [(a, group_ids[sid], d) for sid in parent_of for a, d in chain(sid)]
-        await insert_rows(session, closure, ("ancestor_id", "descendant_id", "depth"), closure_rows)
-        await update_rows(
+        await _insert(session, closure, ("ancestor_id", "descendant_id", "depth"), closure_rows)
+        await _update(
             session, g, ("parent_id", "depth"),
             [(group_ids[sid], group_ids[p] if p else None, len(chain(sid)) - 1) for sid, p in parent_of.items()],
         )
@@ -931,7 +946,7 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
     # rows, so that a new group under a moved one moves with it.
     for gid, parent_sid in plan.moves:
         await move(session, gid, group_ids[parent_sid] if parent_sid else None)
-    await update_rows(
+    await _update(
         session, g, ("name", "name_normalized", "roster_kind", "class_code", "term_title", "term_starts_on", "term_ends_on"),
         plan.group_updates,
     )
@@ -940,17 +955,17 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
     user = User.__table__
     user_ids: dict[str, int] = {}
     if plan.new_users:
-        await insert_rows(
+        await _insert(
             session, user,
             ("email", "email_normalized", "external_id", "kind", "first_name", "last_name", "last_name_normalized",
              "site_roles", "status", "synced", "home_group_id", "agreed_to_download_reports", "created_at", "login_count"),
-            [
+            (
                 (n["email"], n["email"].lower(), n["sid"], n["kind"], n["first"], n["last"], n["last"].lower(), "",
                  n["status"], True, group_ids.get(n["home"]) if n["home"] else None, True, now, 0)
                 for n in plan.new_users
-            ],
+            ),
         )
-    await update_rows(
+    await _update(
         session, user,
         ("email", "email_normalized", "kind", "first_name", "last_name", "last_name_normalized", "status", "home_group_id"),
         [(*row[:8], group_ids[row[9]] if row[9] else row[8]) for row in plan.user_updates],
@@ -968,19 +983,19 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
 
     # memberships and guardian links
     membership = Membership.__table__
-    await insert_rows(
+    await _insert(
         session, membership, ("user_id", "group_id", "role", "created_at"),
-        [(user_ids[u], group_ids[gs], role, now) for u, gs, role in plan.new_memberships],
+        ((user_ids[u], group_ids[gs], role, now) for u, gs, role in plan.new_memberships),
     )
-    await update_rows(session, membership, ("role",), plan.role_changes)
-    await update_rows(session, membership, ("role", "ended_at"), [(mid, role, None) for mid, role in plan.restores])
+    await _update(session, membership, ("role",), plan.role_changes)
+    await _update(session, membership, ("role", "ended_at"), ((mid, role, None) for mid, role in plan.restores))
     if plan.ends:
         postgres = is_postgres(session)
         for chunk in value_chunks(postgres, plan.ends):
             await session.execute(update(membership).where(one_of(postgres, membership.c.id, chunk)).values(ended_at=now))
-    await insert_rows(
+    await _insert(
         session, GuardianLink.__table__, ("external_user_id", "pupil_id", "licence_type", "created_at"),
-        [(user_ids[a], user_ids[b], "PARENT_GUARDIAN", now) for a, b in plan.new_links],
+        ((user_ids[a], user_ids[b], "PARENT_GUARDIAN", now) for a, b in plan.new_links),
     )
 
 
