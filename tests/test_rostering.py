@@ -302,6 +302,9 @@ async def test_a_bad_bundle_fails_whole_with_file_line_and_column(site: Site) ->
     assert "cycle" in cycle["errors"][0]["message"]
     not_zip = await run(site, b"sourcedId,name\n", admin)
     assert not_zip["status"] == "FAILED" and "zip" in not_zip["errors"][0]["message"]
+    latin = await run(site, bundle(school_district(), extra={"users.csv": "sourcedId,givenName\nx,Jos\xe9\n".encode("latin-1")}), admin)
+    assert [(e["file"], e["line"]) for e in latin["errors"]][:1] == [("users.csv", 2)], latin["errors"]
+    assert "UTF-8" in latin["errors"][0]["message"]
     assert await state(site) == before
 
 

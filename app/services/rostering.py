@@ -21,6 +21,7 @@ import json
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -161,26 +162,46 @@ class _Reader:
 
     def __init__(self, bundle: Bundle, archive: zipfile.ZipFile, member: str, file: str) -> None:
         self.bundle, self.file = bundle, file
+        self.archive, self.member = archive, member
         self.stream = io.TextIOWrapper(archive.open(member), encoding="utf-8-sig", newline="")
         self.reader = csv.reader(self.stream)
         self.columns: dict[str, int] = {}
         self.line = 1
 
     def header(self, required: tuple[str, ...]) -> bool:
-        for record in self.reader:
-            if any(cell.strip() for cell in record):
-                self.columns = {}
-                for at, cell in enumerate(record):
-                    self.columns.setdefault(_norm(cell), at)
-                self.line = self.reader.line_num
-                break
-        else:
-            self.bundle.error(self.file, 1, None, "the file is empty; it needs a header")
+        try:
+            for record in self.reader:
+                if any(cell.strip() for cell in record):
+                    self.columns = {}
+                    for at, cell in enumerate(record):
+                        self.columns.setdefault(_norm(cell), at)
+                    self.line = self.reader.line_num
+                    break
+            else:
+                self.bundle.error(self.file, 1, None, "the file is empty; it needs a header")
+                return False
+        except csv.Error as exc:
+            self.bundle.error(self.file, 1, None, f"the file is not valid CSV: {exc}")
+            return False
+        except UnicodeDecodeError:
+            self.not_text()
             return False
         missing = [c for c in required if c.lower() not in self.columns]
         for column in missing:
             self.bundle.error(self.file, 1, column, f"the header has no '{column}' column")
         return not missing
+
+    def not_text(self) -> None:
+        """The error for a file that is not UTF-8, on the line of its first bad byte (text is decoded in blocks,
+        so the reader cannot tell)."""
+        with self.archive.open(self.member) as raw:
+            for number, data in enumerate(raw, start=1):
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.bundle.error(self.file, number, None, "the file is not UTF-8 text (save it as 'CSV UTF-8')")
+                    return
+        self.bundle.error(self.file, 1, None, "the file is not UTF-8 text")
 
     def has(self, column: str) -> bool:
         return column.lower() in self.columns
@@ -197,7 +218,7 @@ class _Reader:
         except csv.Error as exc:
             self.bundle.error(self.file, line, None, f"the file is not valid CSV: {exc}")
         except UnicodeDecodeError:
-            self.bundle.error(self.file, line, None, "the file is not UTF-8 text")
+            self.not_text()
 
     def getter(self, column: str) -> Any:
         at = self.columns.get(column.lower())
@@ -296,7 +317,10 @@ def read_bundle(data: bytes, max_bytes: int | None = None) -> Bundle:
         ):
             member = members.get(f"{entity}.csv".lower())
             if entity in lines and member is not None:
-                reader_of(bundle, _Reader(bundle, archive, member, f"{entity}.csv"))
+                try:
+                    reader_of(bundle, _Reader(bundle, archive, member, f"{entity}.csv"))
+                except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+                    bundle.error(f"{entity}.csv", 1, None, f"the file cannot be unpacked from the zip: {exc}")
     except Invalid:
         pass
     return bundle
