@@ -249,6 +249,10 @@ async def test_held_runs_wait_for_a_decision(site: Site) -> None:
     assert approved["data"]["approveRosterSync"]["status"] == "APPLIED", approved
     assert (await membership(site, "s5", "K3")).ended_at is not None  # type: ignore[union-attr]
     assert (await membership(site, "s1", "K1")).ended_at is None  # type: ignore[union-attr]
+    # an ended membership gives no access: the South teacher no longer leads Math 7B
+    role = "query($g: ID!) { group(id: $g) { viewerRole } }"
+    south_teacher, math_7b = await by_external(site, User, "t2"), await by_external(site, Group, "K3")
+    assert (await site.gql(role, {"g": gid("Group", math_7b)}, as_user=south_teacher))["data"]["group"] is None
 
     # the classes come back (restored, not duplicated); then a held run whose data changed before approval
     district.enrollments += south
