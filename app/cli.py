@@ -205,7 +205,7 @@ def roster_import(
             "membershipsUpdated", "membershipsEnded", "guardianLinksCreated", "unchanged",
         )
     )
-    typer.echo(f"roster sync {report['id']}: {report['status']}: {counts}")
+    typer.echo(f"roster sync {report['id']}: {report['status']}: {counts}")  # the id approveRosterSync takes
     if report["heldReason"]:
         typer.echo(f"hold: {report['heldReason']}")
     for error in report["errors"]:

@@ -161,7 +161,7 @@ async def test_a_districts_nightly_sync(site: Site, version: str) -> None:
     # delta: a new student in Math 7A, one enrollment tobedeleted, one account disabled, a class renamed
     delta = District(
         orgs=[], terms=[], courses=[],
-        classes=[("K2", "Science 7A (lab)", "S7A", "C2", "S1", "T1")],
+        classes=[("K2", "Science 7A (lab)", "S7A", "C2", "S1", "T1"), ("K4", "Science 7B", "S7B", "C2", "S1", "T1")],
         users=[*(u for u in district.users if u.sid == "s4"), *(u for u in district.users if u.sid == "s9")],
         enrollments=[("e-s9-K1", "K1", "S1", "s9", "student"), ("e-s2-K2", "K2", "S1", "s2", "student")],
         statuses={"e-s2-K2": "tobedeleted"},
@@ -174,17 +174,23 @@ async def test_a_districts_nightly_sync(site: Site, version: str) -> None:
         name: "absent" for name in ("orgs", "academicSessions", "courses")}
     changed = await run(site, bundle(delta, version, modes), admin)
     assert changed["status"] == "APPLIED", changed
-    counts(changed, groupsUpdated=1, usersCreated=1, usersUpdated=1, usersDenied=1, membershipsCreated=1, membershipsEnded=1)
+    counts(changed, groupsUpdated=2, usersCreated=1, usersUpdated=1, usersDenied=1, membershipsCreated=1, membershipsEnded=1)
     assert (await membership(site, "s9", "K1")).ended_at is None  # type: ignore[union-attr]
     ended = await membership(site, "s2", "K2")
     assert ended is not None and ended.ended_at is not None  # ended, not deleted
     assert (await by_external(site, User, "s4")).status == "DENIED"
     assert (await by_external(site, Group, "K2")).name == "Science 7A (lab)"
+    moved, north = await by_external(site, Group, "K4"), await by_external(site, Group, "S1")
+    assert (moved.parent_id, moved.depth) == (north.id, 2)  # Science 7B moved to North School, closure and all
+    async with site.database.session() as session:
+        above = set(await session.scalars(select(GroupClosure.ancestor_id).where(GroupClosure.descendant_id == moved.id)))
+    assert above == {moved.id, north.id, (await by_external(site, Group, "D1")).id}
 
     # bulk again without s3's Science enrollment: s3's membership is ended and stays for the report
     district.users.append(Person("s9", "student", "Nina", "New", ("S1",), "s9@riverside.example"))
     district.user("s4").enabled = False
     district.classes[1] = ("K2", "Science 7A (lab)", "S7A", "C2", "S1", "T1")
+    district.classes[3] = ("K4", "Science 7B", "S7B", "C2", "S1", "T1")
     district.enrollments = [e for e in district.enrollments if e[0] not in ("e-s3-K2", "e-s2-K2")]
     district.enrollments.append(("e-s9-K1", "K1", "S1", "s9", "student"))
     bulk = await run(site, bundle(district, version), admin)
@@ -338,6 +344,10 @@ async def test_only_site_admins_roster(site: Site, tmp_path: Path) -> None:
     assert dry.status_code == 200 and dry.json()["status"] == "DRY_RUN"
     applied = await site.client.post("/imports/oneroster", content=content, headers=headers)
     assert applied.status_code == 200 and applied.json()["usersCreated"] == 14
+    node = "query($id: ID!) { node(id: $id) { ... on RosterSync { status usersCreated } } }"
+    run_id = applied.json()["id"]
+    assert (await site.gql(node, {"id": run_id}, as_user=admin))["data"]["node"] == {"status": "APPLIED", "usersCreated": 14}
+    assert (await site.gql(node, {"id": run_id}, as_user=leader))["data"]["node"] is None
     bad = await site.client.post("/imports/oneroster", content=b"PK\x03\x04 not really", headers=headers)
     assert bad.status_code == 422 and bad.json()["status"] == "FAILED"
 

@@ -33,6 +33,7 @@ from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import Conflict, NotFound
+from app.runtime.ids import to_global_id
 from app.services.audit import audit
 from app.services.tree import lock_tree, move
 from app.settings import Settings
@@ -1058,7 +1059,7 @@ class RunResult:
     def as_json(self) -> dict[str, Any]:
         s = self.sync
         return {
-            "id": s.id, "status": s.status, "startedAt": s.started_at.isoformat(),
+            "id": to_global_id("RosterSync", s.id), "status": s.status,  # type: ignore[arg-type] "startedAt": s.started_at.isoformat(),
             "finishedAt": s.finished_at.isoformat() if s.finished_at else None, "heldReason": s.held_reason,
             "groupsCreated": s.groups_created, "groupsUpdated": s.groups_updated, "usersCreated": s.users_created,
             "usersUpdated": s.users_updated, "usersDenied": s.users_denied, "membershipsCreated": s.memberships_created,
