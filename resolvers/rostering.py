@@ -29,7 +29,9 @@ class RosterSyncStatus(Enum):
     HELD = strawberry.enum_value(
         "HELD", description="Would end too many memberships; waits for approveRosterSync or rejectRosterSync."
     )
-    REJECTED = strawberry.enum_value("REJECTED", description="A held run discarded by rejectRosterSync.")
+    REJECTED = strawberry.enum_value(
+        "REJECTED", description="A held run discarded by rejectRosterSync, or by a later run that was applied or held."
+    )
     FAILED = strawberry.enum_value("FAILED", description="Invalid lines; nothing applied (see errors).")
 
 

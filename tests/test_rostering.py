@@ -279,7 +279,12 @@ async def test_held_runs_wait_for_a_decision(site: Site) -> None:
     async with site.database.session() as session:
         statuses = [s for s, in await session.execute(select(RosterSync.status).order_by(RosterSync.id))]
     assert statuses == ["APPLIED", "REJECTED", "APPLIED", "APPLIED", "HELD"]
-    assert (await run(site, bundle(district), admin))["status"] == "HELD"  # the same bundle, held afresh
+    # the next night's run, held afresh, discards the older held run (one waits, not a pile)
+    assert (await run(site, bundle(district), admin))["status"] == "HELD"
+    async with site.database.session() as session:
+        statuses = [s for s, in await session.execute(select(RosterSync.status).order_by(RosterSync.id))]
+        bundles = [b is not None for b, in await session.execute(select(RosterSync.bundle).order_by(RosterSync.id))]
+    assert statuses[-2:] == ["REJECTED", "HELD"] and bundles == [False] * 5 + [True]
 
 
 async def test_a_bad_bundle_fails_whole_with_file_line_and_column(site: Site) -> None:

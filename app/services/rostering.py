@@ -1116,8 +1116,16 @@ async def run_import(
         sync.finished_at = utcnow()
         session.add(sync)
         await session.flush()
+        superseded: list[int] = []
+        if sync.status in ("APPLIED", "HELD"):  # a newer run answers for the SIS: older held runs are discarded
+            table = RosterSync.__table__
+            superseded = list(await session.scalars(
+                update(table).where(table.c.status == "HELD", table.c.id != sync.id)
+                .values(status="REJECTED", bundle=None, decided_at=utcnow())
+                .returning(table.c.id)
+            ))
         audit(session, actor_id, "roster.import", "roster_sync", sync.id, source=source, status=sync.status,
-              errors=len(errors), **({} if errors else plan.counts()))
+              errors=len(errors), superseded=sorted(superseded), **({} if errors else plan.counts()))
     return RunResult(sync)
 
 
