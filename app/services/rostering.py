@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import Conflict, NotFound
@@ -1069,6 +1070,13 @@ class RunResult:
         }
 
 
+async def _apply(session: AsyncSession, plan: Plan) -> None:
+    try:
+        await apply_plan(session, plan)
+    except IntegrityError:  # another writer took an email or a slug between the plan and the write
+        raise Conflict("The data changed while the bundle was imported; run it again.", field="file") from None
+
+
 def held_reason(plan: Plan, percent: float) -> str | None:
     reasons = []
     share = percent / 100
@@ -1109,7 +1117,7 @@ async def run_import(
                 sync.status, sync.held_reason = "HELD", reason
                 sync.plan_digest, sync.bundle = plan.digest(), data
             else:
-                await apply_plan(session, plan)
+                await _apply(session, plan)
                 sync.status, sync.held_reason = "APPLIED", reason
                 if reason:
                     sync.decided_by_id, sync.decided_at = actor_id, utcnow()
@@ -1146,7 +1154,7 @@ async def decide(transaction: Transaction, actor_id: int | None, sync_id: int, a
                     "Reject it and run the bundle again.",
                     field="id",
                 )
-            await apply_plan(session, plan)
+            await _apply(session, plan)
             sync.status = "APPLIED"
         else:
             sync.status = "REJECTED"
