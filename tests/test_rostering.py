@@ -355,6 +355,10 @@ async def test_only_site_admins_roster(site: Site, tmp_path: Path) -> None:
     assert (await site.gql(node, {"id": run_id}, as_user=leader))["data"]["node"] is None
     bad = await site.client.post("/imports/oneroster", content=b"PK\x03\x04 not really", headers=headers)
     assert bad.status_code == 422 and bad.json()["status"] == "FAILED"
+    as_csv = await site.client.post("/imports/oneroster", content=content, headers={**headers, "Content-Type": "text/csv"})
+    assert as_csv.status_code == 415
+    anonymous = await site.client.post("/imports/oneroster", content=content, headers={"Content-Type": "application/zip"})
+    assert anonymous.status_code == 401
 
     # a leader may not make a synced group; a site admin may, and does not join it
     made = await site.gql('mutation { createGroup(input: {name: "X", synced: true}) { id } }', as_user=leader)
