@@ -347,6 +347,11 @@ async def test_only_site_admins_roster(site: Site, tmp_path: Path) -> None:
     headers = {"Content-Type": "application/zip", "Authorization": f"Bearer {token}"}
     dry = await site.client.post("/imports/oneroster?dryRun=true", content=content, headers=headers)
     assert dry.status_code == 200 and dry.json()["status"] == "DRY_RUN"
+    assert set(dry.json()) == {  # the RosterSync fields, as GraphQL names them
+        "id", "status", "startedAt", "finishedAt", "heldReason", "errors", "unchanged", "groupsCreated", "groupsUpdated",
+        "usersCreated", "usersUpdated", "usersDenied", "membershipsCreated", "membershipsUpdated", "membershipsEnded",
+        "guardianLinksCreated",
+    }
     applied = await site.client.post("/imports/oneroster", content=content, headers=headers)
     assert applied.status_code == 200 and applied.json()["usersCreated"] == 14
     node = "query($id: ID!) { node(id: $id) { ... on RosterSync { status usersCreated } } }"

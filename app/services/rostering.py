@@ -1060,7 +1060,8 @@ class RunResult:
     def as_json(self) -> dict[str, Any]:
         s = self.sync
         return {
-            "id": to_global_id("RosterSync", s.id), "status": s.status,  # type: ignore[arg-type] "startedAt": s.started_at.isoformat(),
+            "id": to_global_id("RosterSync", s.id),  # type: ignore[arg-type]
+            "status": s.status, "startedAt": s.started_at.isoformat(),
             "finishedAt": s.finished_at.isoformat() if s.finished_at else None, "heldReason": s.held_reason,
             "groupsCreated": s.groups_created, "groupsUpdated": s.groups_updated, "usersCreated": s.users_created,
             "usersUpdated": s.users_updated, "usersDenied": s.users_denied, "membershipsCreated": s.memberships_created,
