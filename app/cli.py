@@ -1,4 +1,4 @@
-"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, deliver-email."""
+"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, deliver-email, roster-import."""
 
 from __future__ import annotations
 
@@ -165,6 +165,56 @@ def deliver_email(
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+
+
+@cli.command("roster-import")
+def roster_import(
+    bundle: Annotated[Path, typer.Argument(help="The OneRoster CSV bundle (a zip).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and count; apply nothing.")] = False,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Apply even a run that the hold would stop (a scripted, trusted run).")
+    ] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Import a OneRoster 1.1 / 1.2 CSV bundle (for a nightly cron). Exit 0: applied or dry run; 1: failed
+    (errors listed); 3: held (approve it with approveRosterSync, or re-run with --approve)."""
+    from app.services.rostering import run_import
+
+    if not bundle.is_file():
+        _fail(f"no such file: {bundle}")
+    settings = _settings(database_url)
+    database = _database(settings)
+
+    async def run() -> object:
+        try:
+            return await run_import(database.transaction, settings, None, bundle.read_bytes(), dry_run, "cli", approve)
+        finally:
+            await database.dispose()
+
+    from app.runtime.errors import AppError
+
+    try:
+        result = asyncio.run(run())
+    except AppError as exc:
+        _fail(exc.message)
+    report = result.as_json()  # type: ignore[attr-defined]
+    counts = ", ".join(
+        f"{name} {report[name]}"
+        for name in (
+            "groupsCreated", "groupsUpdated", "usersCreated", "usersUpdated", "usersDenied", "membershipsCreated",
+            "membershipsUpdated", "membershipsEnded", "guardianLinksCreated", "unchanged",
+        )
+    )
+    typer.echo(f"roster sync {report['id']}: {report['status']}: {counts}")  # the id approveRosterSync takes
+    if report["heldReason"]:
+        typer.echo(f"hold: {report['heldReason']}")
+    for error in report["errors"]:
+        column = f" column {error['column']}" if error["column"] else ""
+        typer.echo(f"{error['file'] or 'bundle'} line {error['line']}{column}: {error['message']}", err=True)
+    if report["status"] == "FAILED":
+        raise typer.Exit(1)
+    if report["status"] == "HELD":
+        raise typer.Exit(3)
 
 
 @cli.command()

@@ -30,6 +30,7 @@ from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
+from resolvers.rostering import RosterMutations, RosterQueries, RosterSync
 from resolvers.sessions import SessionMutations
 from resolvers.subscriptions import LiveSubscriptions
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
@@ -39,12 +40,14 @@ QUERIES: tuple[type, ...] = (
     CourseQueries,
     UserListQueries,
     AuditQueries,
+    RosterQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
     # membership mutations
     MembershipMutations,
     CourseMutations, ProgressMutations, ReviewMutations,
+    RosterMutations,
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
@@ -56,7 +59,8 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     Group: {
         "id", "database_id", "name", "slug", "description", "synced", "created_at", "parent", "ancestors",
-        "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
+        "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count", "external_id",
+        "class_code", "term",
     },
     Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
     # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
@@ -75,6 +79,12 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     # only site admins reach audit events (auditLog, node)
     AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},
+    # only site admins reach roster syncs (rosterSyncs, the rostering mutations, node)
+    RosterSync: {
+        "id", "status", "started_at", "finished_at", "held_reason", "source", "groups_created", "groups_updated",
+        "users_created", "users_updated", "users_denied", "memberships_created", "memberships_updated",
+        "memberships_ended", "guardian_links_created", "unchanged", "errors", "decided_at",
+    },
 }
 
 

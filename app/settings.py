@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2_000_000
     max_upload_bytes: int = 20_000_000
     max_import_rows: int = 100_000
+    # a OneRoster run that would end (or deny) more than this share of the synced memberships (accounts) is HELD
+    roster_hold_percent: float = 20.0
+    # the most a OneRoster bundle may unpack to (its CSV files together)
+    roster_max_bundle_bytes: int = 2_000_000_000
     max_progress_batch: int = 10_000
     progress_clock_skew_seconds: int = 300
 

@@ -67,11 +67,13 @@ Key = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class ReportScope:
-    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree."""
+    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree;
+    include_ended: also ended (archived) memberships, so a learner who left keeps their history here."""
 
     group_id: int
     include_nested: bool = True
     course_id: int | None = None
+    include_ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ def _scope_filter(scope: ReportScope) -> list[Any]:
     else:
         groups = _m.group_id == scope.group_id
     conditions = [groups, _m.role == "MEMBER", _m.access_request_id.is_(None)]
+    if not scope.include_ended:
+        conditions.append(_m.ended_at.is_(None))
     if scope.course_id is not None:
         conditions.append(_e.course_id == scope.course_id)
     return conditions

@@ -92,7 +92,7 @@ def _cursor(row: ReportRow) -> str:
 
 async def progress_report(
     info: Info, group_id: int, course_id: strawberry.ID | None, include_nested: bool, first: int | None,
-    after: str | None,
+    after: str | None, include_ended: bool = False,
 ) -> ProgressReportConnection:
     limit = page_size(info, first)
     key = decode_cursor(after, (int, int, int))
@@ -101,7 +101,7 @@ async def progress_report(
         course = require_id(course_id, "Course", "courseId")
         if not await course_exists(info.context.store, course):
             raise NotFound("No such course.", field="courseId")
-    scope = ReportScope(group_id, include_nested, course)
+    scope = ReportScope(group_id, include_nested, course, include_ended)
     rows = await report_page(info.context.store, scope, tuple(key) if key else None, limit + 1)  # type: ignore[arg-type]
     page = rows[:limit]
     cursors = [_cursor(r) for r in page]

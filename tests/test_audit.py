@@ -42,7 +42,7 @@ class Case:
     ok: Call
     bad: Call
     actions: set[str]
-    upload: bool = False
+    upload: bool | str = False  # a str: the upload mutation (the call's query is then the file, str or bytes)
 
 
 CASES: dict[str, Callable[[Site], Awaitable[Case]]] = {}
@@ -269,6 +269,49 @@ async def _import(site: Site) -> Case:
     return Case((ok, {}, admin), (bad, {}, admin), {"import.group_assignments"}, upload=True)
 
 
+ROSTER_IMPORT = "mutation($file: Upload!) { importOneRoster(file: $file) { status } }"
+
+
+@case("importOneRoster")
+async def _roster_import(site: Site) -> Case:
+    from tests.oneroster import bundle, school_district
+
+    admin, staff, _ = await people(site)
+    content = bundle(school_district())
+    return Case((content, {}, admin), (content, {}, staff), {"roster.import"}, upload=ROSTER_IMPORT)  # type: ignore[arg-type]
+
+
+async def held_roster_sync(site: Site) -> tuple[User, User, str]:
+    """A district applied, then a run HELD (it would end half of the memberships); the setup's own audit
+    events are cleared, so that the case sees only the decision's."""
+    from app.services.rostering import run_import
+    from tests.oneroster import bundle, school_district
+
+    admin, staff, _ = await people(site)
+    district = school_district()
+    await run_import(site.database.transaction, site.settings, admin.id, bundle(district), False, "cli")
+    district.enrollments = [e for e in district.enrollments if e[1] not in ("K3", "K4")]
+    held = await run_import(site.database.transaction, site.settings, admin.id, bundle(district), False, "cli")
+    assert held.sync.status == "HELD"
+    async with site.database.transaction() as session:
+        await session.execute(AuditEvent.__table__.delete())
+    return admin, staff, gid("RosterSync", held.sync.id)  # type: ignore[arg-type]
+
+
+@case("approveRosterSync")
+async def _roster_approve(site: Site) -> Case:
+    admin, staff, held = await held_roster_sync(site)
+    q = "mutation($id: ID!) { approveRosterSync(id: $id) { status } }"
+    return Case((q, {"id": held}, admin), (q, {"id": held}, staff), {"roster.approve"})
+
+
+@case("rejectRosterSync")
+async def _roster_reject(site: Site) -> Case:
+    admin, staff, held = await held_roster_sync(site)
+    q = "mutation($id: ID!) { rejectRosterSync(id: $id) { status } }"
+    return Case((q, {"id": held}, admin), (q, {"id": held}, staff), {"roster.reject"})
+
+
 # courses, progress and review
 async def course(site: Site, kinds: tuple[str, ...] = ("LESSON", "ASSIGNMENT")) -> tuple[Course, list[Step]]:
     async with site.database.transaction() as session:
@@ -329,14 +372,16 @@ async def _review(site: Site) -> Case:
 IMPORT = "mutation($file: Upload!) { importGroupAssignments(file: $file) { applied errors { line } } }"
 
 
-async def run(site: Site, call: Call, upload: bool) -> dict[str, Any]:
+async def run(site: Site, call: Call, upload: bool | str) -> dict[str, Any]:
     query, variables, viewer = call
     if not upload:
         return await site.gql(query, variables, as_user=viewer)
+    mutation = upload if isinstance(upload, str) else IMPORT
+    content = query if isinstance(query, bytes) else query.encode()
     response = await site.client.post(
         "/graphql",
-        data={"operations": json.dumps({"query": IMPORT, "variables": {"file": None}}), "map": '{"0": ["variables.file"]}'},
-        files={"0": ("a.csv", query.encode(), "text/csv")},
+        data={"operations": json.dumps({"query": mutation, "variables": {"file": None}}), "map": '{"0": ["variables.file"]}'},
+        files={"0": ("a.csv", content, "text/csv")},
         headers={"Authorization": f"Bearer {await site.token(viewer)}", "X-Requested-With": "1"},  # type: ignore[arg-type]
     )
     return response.json()

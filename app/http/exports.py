@@ -430,7 +430,8 @@ async def _progress_scope(request: Request, context: Context, reach: Reach) -> t
         course_id = database_id(raw_course, "Course", "courseId")
         if not await course_exists(context.store, course_id):
             raise NotFound("No such course.", field="courseId")
-    return ReportScope(group_id, include_nested, course_id), group.slug
+    include_ended = flag(request, "includeEnded", False)  # ended memberships too: history of learners who left
+    return ReportScope(group_id, include_nested, course_id, include_ended), group.slug
 
 
 async def _progress(request: Request, format: str) -> Response:
@@ -445,7 +446,7 @@ async def _progress(request: Request, format: str) -> Response:
         return error_response(exc)
     await record_download(
         context, "export.progress", "group", scope.group_id, format=format, include_nested=scope.include_nested,
-        course_id=scope.course_id,
+        course_id=scope.course_id, include_ended=scope.include_ended,
     )
     filename = re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{format.lower()}"
     if format == "CSV" and context.settings.export_use_copy and context.store.dialect == "postgresql":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -74,6 +74,13 @@ class Group(SQLModel, table=True):
     description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     synced: bool = False
     external_id: str | None = Field(default=None, max_length=200, unique=True)
+    # set by the rostering sync: the OneRoster org type (district, school, ...) or "class"
+    roster_kind: str | None = Field(default=None, max_length=16)
+    class_code: str | None = Field(default=None, max_length=200)
+    # a class's term (its academic sessions): title(s) and dates
+    term_title: str | None = Field(default=None, max_length=200)
+    term_starts_on: date | None = None
+    term_ends_on: date | None = None
     depth: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -290,8 +297,38 @@ class OutboxEmail(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class RosterSync(SQLModel, table=True):
+    """One run of the OneRoster import: its counts, errors, and (while HELD) the bundle and the digest of
+    the plan it was held with, so that approval applies exactly that plan."""
+
+    __tablename__ = "roster_sync"
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(max_length=16)
+    source: str = Field(default="graphql", max_length=16)
+    actor_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    held_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    groups_created: int = 0
+    groups_updated: int = 0
+    users_created: int = 0
+    users_updated: int = 0
+    users_denied: int = 0
+    memberships_created: int = 0
+    memberships_updated: int = 0
+    memberships_ended: int = 0
+    guardian_links_created: int = 0
+    unchanged: int = 0
+    errors: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    plan_digest: str | None = Field(default=None, max_length=64)
+    bundle: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    decided_by_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
+    decided_at: datetime | None = None
+
+
 TABLES_IN_DELETE_ORDER = [
-    "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
+    "roster_sync", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request", "group_closure", "group", "api_token", "session", "user",
 ]
