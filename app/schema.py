@@ -22,6 +22,7 @@ from app.settings import Settings, get_settings
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
+from resolvers.exports import ExportJob, ExportMutations, ExportQueries, ExportSchedule
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
@@ -37,12 +38,14 @@ QUERIES: tuple[type, ...] = (
     CourseQueries,
     UserListQueries,
     AuditQueries,
+    ExportQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
     # membership mutations
     MembershipMutations,
     CourseMutations, ProgressMutations, ReviewMutations,
+    ExportMutations,
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
@@ -73,6 +76,17 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     # only site admins reach audit events (auditLog, node)
     AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},
+    # only the owner and site admins reach jobs and schedules (resolvers.exports); the file's link is
+    # re-checked against the reader's permission at download
+    ExportJob: {
+        "id", "status", "format", "report", "rows_written", "rows_total", "progress_percent", "created_at",
+        "started_at", "finished_at", "expires_at", "file_name", "download_url", "error", "schedule",
+    },
+    ExportSchedule: {
+        "id", "report", "format", "date_format", "group", "course_id", "include_nested", "licence_type",
+        "frequency", "time", "time_zone", "weekday", "day_of_month", "recipients", "paused", "next_run_at",
+        "last_run_at", "created_at",
+    },
 }
 
 
@@ -167,7 +181,10 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
-        types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
+        types=[
+            User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent, ExportJob,
+            ExportSchedule,
+        ],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

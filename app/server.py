@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.graphql_view import GroupGraphView
-from app.runtime.logs import configure_logging
+from app.runtime.logs import configure_logging, log
 from app.runtime.metrics import POOL_CHECKED_OUT, POOL_SIZE, registry
 from app.schema import build_schema
 from app.settings import Settings, get_settings
@@ -54,6 +54,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         return JSONResponse({"status": "ready"})
 
     async def metrics(_: Request) -> Response:
+        from app.services.export_jobs import refresh_metrics
+
+        try:
+            await refresh_metrics(database)
+        except Exception:  # the rest of the metrics are still worth sending
+            log.warning("export_metrics_failed")
         pool = database.engine.pool
         if hasattr(pool, "checkedout"):
             POOL_CHECKED_OUT.set(pool.checkedout())
@@ -94,4 +100,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         from app.services.mailer import background_worker
 
         app.state.background.append(background_worker(database, settings))
+    if settings.export_worker:
+        from app.services.export_jobs import background_worker as export_worker
+
+        app.state.background.append(export_worker(database, settings))
     return app

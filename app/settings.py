@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # a RUNNING job whose worker sent no heartbeat for this long is taken over by another worker
     export_lease_seconds: int = 60
     export_max_attempts: int = 3
+    # a user's export jobs waiting or running at once (more: RATE_LIMITED)
+    export_max_active_jobs: int = 5
     # run the export worker (and the schedules) inside this server process
     export_worker: bool = True
     # signed download links: how long a link given in an API answer works, and the key that signs it (when

@@ -23,6 +23,8 @@ NODE_RESOLVERS: dict[str, str] = {
     "Submission": "resolvers.reviews:visible_submission",
 
     "AuditEvent": "resolvers.audit:visible_audit_event",
+    "ExportJob": "resolvers.exports:visible_export_job",
+    "ExportSchedule": "resolvers.exports:visible_schedule",
 }
 
 

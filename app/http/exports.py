@@ -49,6 +49,7 @@ from app.services.reports import (
     authorize,
     column_names,
     csv_ready,
+    may_export,
     row_chunks,
 )
 from app.services.sheets import (
@@ -355,8 +356,8 @@ async def job_file(request: Request) -> Response:
             return JSONResponse(error_body("NOT_FOUND", "The file was deleted after the retention period."), 410)
         if job.status != DONE or not job.file_key:
             return JSONResponse(error_body("CONFLICT", f"The export is {job.status}: there is no file yet."), 409)
-        export = ExportRequest.from_json(job.params)
-        await authorize(context.store, reach, export)
+        if not may_export(reach, ExportRequest.from_json(job.params)):
+            return forbidden("You may no longer export this report.")
         await record_download(context, "export.job_download", "export_job", job.id, format=job.format)
     except AppError as exc:
         return error_response(exc)

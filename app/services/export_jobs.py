@@ -377,6 +377,7 @@ async def _finish(
     name: str | None = None, size: int | None = None, rows: int = 0, error: str | None = None,
 ) -> Outcome:
     status = DONE if error is None else FAILED
+    key_for_links = await link_key(database, settings)  # before the transaction: making it is a write too
     values: dict[str, Any] = {"status": status, "finished_at": now, "rows_written": rows, "error": error}
     if status == DONE:
         values.update(file_key=key, file_name=name, file_bytes=size, expires_at=now + retention(settings))
@@ -392,7 +393,7 @@ async def _finish(
             return Outcome(RUNNING)
         row = await session.get(ExportJob, job.id)
         assert row is not None
-        await _queue_emails(session, database, settings, row)
+        await _queue_emails(session, database, settings, row, key_for_links)
     return Outcome(status, error)
 
 
@@ -403,12 +404,13 @@ def retention(settings: Settings) -> timedelta:
 # --- emails --------------------------------------------------------------------------------------------------
 
 
-async def file_link(database: Database, settings: Settings, job: ExportJob, user_id: int, expires_at: datetime) -> str:
-    key = await link_key(database, settings)
+def file_link(key: bytes, job: ExportJob, user_id: int, expires_at: datetime) -> str:
     return sign(key, f"/exports/jobs/{job.id}/file", {}, user_id, int(expires_at.timestamp()))
 
 
-async def _queue_emails(session: AsyncSession, database: Database, settings: Settings, job: ExportJob) -> None:
+async def _queue_emails(
+    session: AsyncSession, database: Database, settings: Settings, job: ExportJob, key: bytes
+) -> None:
     """In the transaction that records the outcome: the owner's email, and (a schedule's run, DONE) one per
     recipient who may still export the report; the owner is told who was skipped."""
     request = ExportRequest.from_json(job.params)
@@ -440,7 +442,7 @@ async def _queue_emails(session: AsyncSession, database: Database, settings: Set
                 await store.close()
     expiry = f"{job.expires_at:%Y-%m-%d %H:%M} UTC"
     for user in [owner, *recipients]:
-        link = base + await file_link(database, settings, job, user.id, job.expires_at)  # type: ignore[arg-type]
+        link = base + file_link(key, job, user.id, job.expires_at)  # type: ignore[arg-type]
         body = (
             f"Hello {user.first_name},\n\nThe {request.describe()} is ready ({job.rows_written} rows):\n\n{link}\n\n"
             f"The link is yours alone and works until {expiry}, while you may still export this report.\n"
@@ -452,10 +454,11 @@ async def _queue_emails(session: AsyncSession, database: Database, settings: Set
 
 
 async def _tell_owner_failed(database: Database, settings: Settings, job_id: int) -> None:
+    key = await link_key(database, settings)
     async with database.transaction() as session:
         row = await session.get(ExportJob, job_id)
         if row is not None:
-            await _queue_emails(session, database, settings, row)
+            await _queue_emails(session, database, settings, row, key)
 
 
 # --- expiry ----------------------------------------------------------------------------------------------------
