@@ -1,0 +1,135 @@
+"""Measure export jobs (not a test).
+
+    .venv/bin/python -m bench.export_jobs --engine postgres --rows 100000,1000000 --format XLSX
+
+For each row count: the data set of bench/exports.py (a school of rows/10 learners x 10 courses), a fresh
+uvicorn worker running the export worker (so its peak RSS, VmHWM, is that of the process that ran the job),
+then: the time the `startProgressExport` request takes to answer (the job only queued), the job polled
+with `exportJobs`-style node queries until DONE (the time of each poll is recorded too: the server answers
+while it writes), rows/s over the job's own start and finish times, the worker's peak RSS, and the file
+downloaded through its signed link (no header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import httpx
+
+from bench.exports import _drop, _free_port, _rss_mib, _start_worker, prepare
+
+START = 'mutation($f: ExportFormat) { startProgressExport(groupId: "R3JvdXA6MQ==", format: $f) { id status } }'
+SMALL = "mutation { startGroupsExport { id } }"
+POLL = """query($id: ID!) { node(id: $id) { ... on ExportJob {
+  status rowsWritten rowsTotal progressPercent startedAt finishedAt downloadUrl error } } }"""
+
+
+@dataclass
+class JobResult:
+    engine: str
+    rows: int
+    format: str
+    start_request_ms: float
+    small_start_ms_while_running_p50: float
+    small_start_ms_while_running_max: float
+    poll_ms_p50: float
+    poll_ms_max: float
+    job_seconds: float
+    rows_per_second: float
+    file_bytes: int
+    worker_rss_before_mib: float
+    worker_peak_rss_mib: float
+    load_average_1m_before: float
+    load_average_1m_after: float
+
+
+def _load() -> float:
+    with open("/proc/loadavg") as handle:
+        return float(handle.read().split()[0])
+
+
+def _gql(client: httpx.Client, query: str, variables: dict | None = None) -> tuple[dict, float]:
+    started = time.perf_counter()
+    response = client.post("/graphql", json={"query": query, "variables": variables or {}})
+    elapsed = (time.perf_counter() - started) * 1000
+    body = response.json()
+    if body.get("errors"):
+        raise RuntimeError(body["errors"])
+    return body["data"], elapsed
+
+
+def measure(url: str, engine: str, rows: int, format: str, token: str) -> JobResult:
+    port = _free_port()
+    directory = tempfile.mkdtemp(prefix="groupgraph-bench-jobs-")
+    worker = _start_worker(url, port, export_worker="true", export_dir=directory, export_poll_seconds="0.5")
+    load_before = _load()
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+            _gql(client, "{ viewer { id } }")  # a warm connection, and the first request's imports done
+            before = _rss_mib(worker.pid, "VmRSS")
+            data, start_ms = _gql(client, START, {"f": format})
+            job_id = data["startProgressExport"]["id"]
+            polls: list[float] = []
+            small: list[float] = []
+            while True:
+                data, ms = _gql(client, POLL, {"id": job_id})
+                polls.append(ms)
+                job = data["node"]
+                if job["status"] in ("DONE", "FAILED"):
+                    break
+                if job["status"] == "RUNNING" and len(small) < 4:
+                    small.append(_gql(client, SMALL)[1])
+                time.sleep(0.5)
+            if job["status"] != "DONE":
+                raise RuntimeError(job["error"])
+            peak = _rss_mib(worker.pid, "VmHWM")
+            seconds = (datetime.fromisoformat(job["finishedAt"]) - datetime.fromisoformat(job["startedAt"])).total_seconds()
+            size = 0
+            with client.stream("GET", job["downloadUrl"], headers={"Authorization": ""}) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"download: HTTP {response.status_code}")
+                for chunk in response.iter_raw():
+                    size += len(chunk)
+            if job["rowsWritten"] != rows:
+                raise RuntimeError(f"expected {rows} rows, the job wrote {job['rowsWritten']}")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return JobResult(
+        engine, rows, format, round(start_ms, 1), round(statistics.median(small or [0]), 1), round(max(small or [0]), 1),
+        round(statistics.median(polls), 1), round(max(polls), 1), round(seconds, 2), round(rows / seconds),
+        size, round(before, 1), round(peak, 1), load_before, _load(),
+    )
+
+
+def main(argv: list[str] | None = None) -> list[JobResult]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], default="postgres")
+    parser.add_argument("--rows", default="100000", help="comma-separated report row counts (multiples of 10)")
+    parser.add_argument("--format", default="XLSX")
+    args = parser.parse_args(argv)
+    results = []
+    for rows in (int(r) for r in args.rows.split(",")):
+        url, token, path, name, fill_seconds = asyncio.run(prepare(args.engine, rows))
+        print(f"# {args.engine}: {rows} report rows filled in {fill_seconds:.1f}s", file=sys.stderr)
+        try:
+            result = measure(url, args.engine, rows, args.format.upper(), token)
+        finally:
+            asyncio.run(_drop(path, name))
+        print(json.dumps(asdict(result)))
+        sys.stdout.flush()
+        results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    main()
