@@ -121,11 +121,11 @@ def forbidden(message: str) -> Response:
 
 
 async def open_export(request: Request) -> tuple[Context, Reach] | Response:
-    """The caller's Context and Reach, from a signed link or a bearer token; or the 401 (no or invalid
-    token) or 403 (a changed or expired link, an account no longer active) to send. The caller closes
-    `context.store` when done."""
+    """The caller's Context and Reach, from a bearer token (when the header is sent) or a signed link; or the
+    401 (no or invalid token) or 403 (a changed or expired link, an account no longer active) to send. The
+    caller closes `context.store` when done."""
     params = list(request.query_params.multi_items())
-    if not is_signed(params):
+    if "authorization" in request.headers or not is_signed(params):  # the header decides when it is sent
         context = await request_context(request)
         if isinstance(context, Response):
             return context
