@@ -11,7 +11,7 @@ import json
 import re
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import strawberry
@@ -48,10 +48,7 @@ from permissions.classes import Subjects, authenticated, requires
 from permissions.reach import Permission
 from resolvers.common import Node, PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import ExportFormat, LicenceType
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
-    from resolvers.users import User
+from resolvers.views import GroupType, UserType, require_visible_group, visible_group, visible_users
 
 MAX_RECIPIENTS = 50
 TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -230,9 +227,7 @@ class ExportSchedule(Node):
         return ExportDateFormat(self.request.date_format)
 
     @strawberry.field(description="The group of a PROGRESS report (null when the caller may no longer see it).")
-    async def group(self, info: Info) -> Annotated[Group, strawberry.lazy("resolvers.groups")] | None:
-        from resolvers.groups import visible_group
-
+    async def group(self, info: Info) -> GroupType | None:
         group_id = self.request.group_id
         return None if group_id is None else await visible_group(info, group_id)
 
@@ -271,9 +266,7 @@ class ExportSchedule(Node):
         return self.row.day_of_month
 
     @strawberry.field(description="Who gets the link besides the owner (those the caller may see).")
-    async def recipients(self, info: Info) -> list[Annotated[User, strawberry.lazy("resolvers.users")]]:
-        from resolvers.users import visible_users
-
+    async def recipients(self, info: Info) -> list[UserType]:
         ids = json.loads(self.row.recipient_ids)
         return [u for u in await visible_users(info, ids) if u is not None]
 
@@ -400,8 +393,6 @@ def _format(value: ExportFormat | None, default: str) -> str:
 
 
 async def progress_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
-    from resolvers.groups import require_visible_group
-
     return Subjects(groups=[(await require_visible_group(info, kwargs["group_id"], "groupId")).row.id])  # type: ignore[list-item]
 
 
@@ -668,8 +659,6 @@ def _timing(
 async def _recipients(info: Info, global_ids: list[strawberry.ID], request: ExportRequest) -> list[int]:
     """Database ids of the recipients: each one the caller may see (NOT_FOUND otherwise, as for a missing
     user) and who may export the report now (BAD_USER_INPUT otherwise, naming them in userIds)."""
-    from resolvers.users import visible_users
-
     if len(global_ids) > MAX_RECIPIENTS:
         raise BadInput(f"At most {MAX_RECIPIENTS} recipients.", field="recipientIds")
     ids = list(dict.fromkeys(require_id(g, "User", "recipientIds") for g in global_ids))
