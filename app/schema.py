@@ -79,7 +79,7 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     # only the owner and site admins reach jobs and schedules (resolvers.exports); the file's link is
     # re-checked against the reader's permission at download
     ExportJob: {
-        "id", "status", "format", "report", "rows_written", "rows_total", "progress_percent", "created_at",
+        "id", "status", "format", "report", "rows_written", "rows_total", "progress_percent", "created_at", "attempts",
         "started_at", "finished_at", "expires_at", "file_name", "download_url", "error", "schedule",
     },
     ExportSchedule: {

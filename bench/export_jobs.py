@@ -123,13 +123,56 @@ def measure(url: str, engine: str, rows: int, format: str, token: str) -> JobRes
     )
 
 
+def kill_and_retry(url: str, rows: int, token: str) -> dict:
+    """A worker process killed (SIGKILL) in the middle of a job; a second one takes the job over once the
+    lease has run out, and writes it whole."""
+    directory = tempfile.mkdtemp(prefix="groupgraph-bench-jobs-")
+    common = {"export_dir": directory, "export_poll_seconds": "0.5", "export_lease_seconds": "10",
+              "export_heartbeat_seconds": "1", "export_worker": "true"}
+    headers = {"Authorization": f"Bearer {token}"}
+    port = _free_port()
+    first = _start_worker(url, port, **common)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+            job_id = _gql(client, START, {"f": "XLSX"})[0]["startProgressExport"]["id"]
+            while (job := _gql(client, POLL, {"id": job_id})[0]["node"])["rowsWritten"] < rows // 10:
+                time.sleep(0.5)
+            at_kill = job["rowsWritten"]
+    finally:
+        first.kill()  # SIGKILL: no clean-up, the job stays RUNNING with the dead worker's heartbeat
+        first.wait(30)
+    killed_at = time.perf_counter()
+    port = _free_port()
+    second = _start_worker(url, port, **common)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+            while (job := _gql(client, POLL, {"id": job_id})[0]["node"])["status"] not in ("DONE", "FAILED"):
+                time.sleep(1)
+            size = len(httpx.get(f"http://127.0.0.1:{port}{job['downloadUrl']}", timeout=600).content)
+    finally:
+        second.terminate()
+        second.wait(30)
+    return {"rows_written_when_killed": at_kill, "status": job["status"], "rows_written": job["rowsWritten"],
+            "seconds_from_kill_to_done": round(time.perf_counter() - killed_at, 1), "file_bytes": size,
+            "error": job["error"]}
+
+
 def main(argv: list[str] | None = None) -> list[JobResult]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--rows", default="100000", help="comma-separated report row counts (multiples of 10)")
     parser.add_argument("--format", default="XLSX")
+    parser.add_argument("--kill", action="store_true", help="kill a worker mid-job and watch another take it over")
     args = parser.parse_args(argv)
     results = []
+    if args.kill:
+        rows = int(args.rows.split(",")[0])
+        url, token, path, name, _ = asyncio.run(prepare(args.engine, rows))
+        try:
+            print(json.dumps(kill_and_retry(url, rows, token)))
+        finally:
+            asyncio.run(_drop(path, name))
+        return []
     for rows in (int(r) for r in args.rows.split(",")):
         url, token, path, name, fill_seconds = asyncio.run(prepare(args.engine, rows))
         print(f"# {args.engine}: {rows} report rows filled in {fill_seconds:.1f}s", file=sys.stderr)

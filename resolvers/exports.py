@@ -151,6 +151,13 @@ class ExportJob(Node):
     def created_at(self) -> datetime:
         return self.row.created_at
 
+    @strawberry.field(
+        description="How many times a worker began writing it: more than 1 when a worker stopped mid-way "
+        "(a restart, a crash) and another took the job over."
+    )
+    def attempts(self) -> int:
+        return self.row.attempts
+
     @strawberry.field(description="When a worker began writing it (its latest attempt).")
     def started_at(self) -> datetime | None:
         return self.row.started_at
