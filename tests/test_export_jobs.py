@@ -213,6 +213,8 @@ async def test_a_worker_killed_mid_job_is_retried_after_its_lease(site: Site) ->
 
     with pytest.raises(Killed):
         await run_job(site.database, site.settings, file_store(site.settings), first, clock, die_after_first_chunk)
+    half = Path(site.settings.export_dir) / ".partial" / f"job-{first.id}-1.csv"
+    half.write_bytes(b"half a file")  # a killed process cleans nothing up
     running = await job_of(site, job_id, s["leader"])
     assert running["status"] == "RUNNING" and running["rowsTotal"] == 4 and running["progressPercent"] == 0.0
 
@@ -222,6 +224,7 @@ async def test_a_worker_killed_mid_job_is_retried_after_its_lease(site: Site) ->
     assert await work(site, clock) is True
     retried = await job_of(site, job_id, s["leader"])
     assert (retried["status"], retried["attempts"], retried["rowsWritten"]) == ("DONE", 2, 4)
+    assert not half.exists()
     csv_body = await site.client.get((await job_of(site, job_id, s["leader"]))["downloadUrl"])
     assert len(parse(csv_body.content)) == 5
 

@@ -318,6 +318,8 @@ async def run_job(
     store = Store(database)
     progress = Progress(database, settings, job, clock, on_chunk)
     partial = files.scratch() / f"job-{job.id}-{job.attempts}.{request.format.lower()}"
+    for attempt in range(1, job.attempts):  # what a worker that died here left half-written
+        (files.scratch() / f"job-{job.id}-{attempt}.{request.format.lower()}").unlink(missing_ok=True)
     try:
         owner = await store.scalar(select(User).where(User.id == job.owner_id))
         reach = await reach_of(store, owner) if owner is not None else Reach.anonymous()
