@@ -117,6 +117,7 @@ async def test_life_cycle_queued_done_downloaded_emailed_expired(site: Site) -> 
     plain = await site.client.get(url)
     assert plain.status_code == 200, plain.text
     assert plain.headers["content-disposition"] == f'attachment; filename="{s["root"].slug}-progress.xlsx"'
+    assert plain.headers["cache-control"] == "private, no-store"
     workbook = load_workbook(io.BytesIO(plain.content))
     sheet = workbook.active
     assert [c.value for c in sheet[1]] == [

@@ -78,8 +78,11 @@ __all__ = ["MAX_SHEET_ROWS", "CrlfLines", "TooManyRows"]
 # --- writers ---------------------------------------------------------------------------------------------
 
 
+NO_STORE = {"cache-control": "private, no-store"}  # personal data: kept by no cache, shared or not
+
+
 def disposition(filename: str) -> dict[str, str]:
-    return {"content-disposition": f'attachment; filename="{filename}"'}
+    return {"content-disposition": f'attachment; filename="{filename}"', **NO_STORE}
 
 
 def csv_response(filename: str, body: AsyncIterator[bytes], on_close: Callable[[], Any] | None = None) -> Response:
@@ -110,7 +113,9 @@ async def workbook_response(
     except BaseException:
         os.unlink(path)
         raise
-    return FileResponse(path, media_type=XLSX, filename=filename, background=BackgroundTask(os.unlink, path))
+    return FileResponse(
+        path, media_type=XLSX, filename=filename, headers=NO_STORE, background=BackgroundTask(os.unlink, path)
+    )
 
 
 # --- who may ---------------------------------------------------------------------------------------------
