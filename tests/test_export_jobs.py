@@ -258,6 +258,8 @@ async def test_permission_revoked_between_start_and_download(site: Site) -> None
         'query($id: ID!) { group(id: $id) { progressExportUrl } }', {"id": gid("Group", s["root"])}, as_user=s["leader"],
     ))["data"]["group"]["progressExportUrl"]
     assert (await site.client.get(leader_link)).status_code == 200
+    # a header, when sent, decides: the link's parameters lend nothing to another caller
+    assert (await site.client.get(leader_link, headers=auth(await site.token(s["mentor"])))).status_code == 403
     async with site.database.transaction() as session:
         from app.store.models import User
 
