@@ -53,7 +53,7 @@ MUTATIONS: tuple[type, ...] = (
 PUBLIC_FIELDS: dict[type, set[str]] = {
     User: {
         "id", "database_id", "external_id", "kind", "first_name", "last_name", "title", "roles", "synced",
-        "agreed_to_download_reports", "created_at", "memberships",
+        "agreed_to_download_reports", "created_at", "memberships", "home_group",
     },
     Group: {
         "id", "database_id", "name", "slug", "description", "synced", "created_at", "parent", "ancestors",
@@ -83,7 +83,7 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "started_at", "finished_at", "expires_at", "file_name", "download_url", "error", "schedule",
     },
     ExportSchedule: {
-        "id", "report", "format", "date_format", "group", "course_id", "include_nested", "licence_type",
+        "id", "report", "format", "date_format", "group", "course_id", "include_nested", "licence_type", "scope_group",
         "frequency", "time", "time_zone", "weekday", "day_of_month", "recipients", "paused", "next_run_at",
         "last_run_at", "created_at",
     },

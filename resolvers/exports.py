@@ -69,7 +69,8 @@ class ExportReport(Enum):
     GROUPS = strawberry.enum_value(GROUPS, description="Every group (site admins).")
     MEMBERSHIPS = strawberry.enum_value(MEMBERSHIPS, description="Every membership (site admins).")
     UNASSIGNED_STUDENTS = strawberry.enum_value(
-        UNASSIGNED_STUDENTS, description="Active learners in no group, ready for the importer (site admins)."
+        UNASSIGNED_STUDENTS,
+        description="Active learners in no group, ready for the importer (site admins; MANAGE_ACCOUNT in a scope).",
     )
     EXTERNAL_USERS = strawberry.enum_value(
         EXTERNAL_USERS, description="The gateway's external users and their pupils (site admins)."
@@ -252,6 +253,11 @@ class ExportSchedule(Node):
         value = self.request.licence_type
         return None if value is None else LicenceType(value)
 
+    @strawberry.field(description="UNASSIGNED_STUDENTS: the group whose homed accounts it lists (null: the site).")
+    async def scope_group(self, info: Info) -> GroupType | None:
+        group_id = self.request.scope_group_id
+        return None if group_id is None else await visible_group(info, group_id)
+
     @strawberry.field(description="How often it runs.")
     def frequency(self) -> ScheduleFrequency:
         return ScheduleFrequency(self.row.frequency)
@@ -323,6 +329,10 @@ class CreateExportScheduleInput:
     include_nested: bool | None = strawberry.field(default=True, description="PROGRESS: the nested groups too.")
     licence_type: LicenceType | None = strawberry.field(
         default=None, description="EXTERNAL_USERS (optional) and PUPILS_WITHOUT_LICENCE (required)."
+    )
+    scope_group_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="UNASSIGNED_STUDENTS: the accounts homed under this group (required but for site admins).",
     )
     recipient_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Users who also get the link; each must be allowed to export this report."
@@ -486,17 +496,24 @@ class ExportMutations:
         return await start_job(info, ExportRequest(MEMBERSHIPS, _format(format, "CSV"), _date_format(date_format)))
 
     @strawberry.mutation(
-        extensions=[requires(Permission.SITE_ADMIN)],
+        extensions=[authenticated()],
         description="Starts a background export of the active learners in no group "
-        "(the columns of /exports/unassigned-active-students.csv, ready for the importer).",
+        "(the columns of /exports/unassigned-active-students.csv, ready for the importer): site admins, the "
+        "whole site or a scope; MANAGE_ACCOUNT on scopeGroupId (required then): the accounts homed under it.",
     )
     async def start_unassigned_students_export(
         self, info: Info, format: ExportFormat | None = ExportFormat.CSV,
         date_format: Annotated[
             ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
         ] = None,
+        scope_group_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="A group whose homed accounts to list.")
+        ] = None,
     ) -> ExportJob:
-        request = ExportRequest(UNASSIGNED_STUDENTS, _format(format, "CSV"), _date_format(date_format))
+        scope = require_id(scope_group_id, "Group", "scopeGroupId") if scope_group_id is not None else None
+        request = ExportRequest(
+            UNASSIGNED_STUDENTS, _format(format, "CSV"), _date_format(date_format), scope_group_id=scope
+        )
         return await start_job(info, request)
 
     @strawberry.mutation(
@@ -544,9 +561,10 @@ class ExportMutations:
         default_format = "CSV" if report in (GROUPS, MEMBERSHIPS, UNASSIGNED_STUDENTS) else "XLSX"
         group_id = require_id(input.group_id, "Group", "groupId") if input.group_id is not None else None
         course_id = require_id(input.course_id, "Course", "courseId") if input.course_id is not None else None
+        scope = require_id(input.scope_group_id, "Group", "scopeGroupId") if input.scope_group_id is not None else None
         request = ExportRequest(
             report, _format(input.format, default_format), _date_format(input.date_format), group_id, course_id,
-            input.include_nested is not False, input.licence_type.value if input.licence_type else None,
+            input.include_nested is not False, input.licence_type.value if input.licence_type else None, scope,
         )
         await authorize(ctx.store, await ctx.load_reach(), request)
         timing = _timing(input.frequency, input.time, input.time_zone, input.weekday, input.day_of_month)
@@ -574,10 +592,9 @@ class ExportMutations:
         row = await _own_schedule(info, id)
         request = ExportRequest.from_json(row.params)
         if input.format is not None or input.date_format is not None:
-            request = ExportRequest(
-                request.report, _format(input.format, request.format),
-                input.date_format.value if input.date_format else request.date_format, request.group_id,
-                request.course_id, request.include_nested, request.licence_type,
+            request = request.with_changes(
+                format=_format(input.format, request.format),
+                date_format=input.date_format.value if input.date_format else request.date_format,
             )
         timing = _timing(
             input.frequency or ScheduleFrequency(row.frequency), input.time or row.time_of_day,

@@ -329,8 +329,18 @@ async def test_csv_date_format_for_spreadsheets_and_every_report_as_a_job(site: 
         body = await site.gql(f"mutation {{ {field} {{ id status }} }}", as_user=s["admin"])
         assert "errors" not in body, body
         ids.append(next(iter(body["data"].values()))["id"])
+    # a leader: the accounts homed under a group they lead, never the whole site
+    scoped = await site.gql(
+        "mutation($g: ID!) { startUnassignedStudentsExport(scopeGroupId: $g) { id } }", {"g": gid("Group", s["root"])},
+        as_user=s["leader"],
+    )
+    assert "errors" not in scoped, scoped
+    unscoped = await site.gql("mutation { startUnassignedStudentsExport { id } }", as_user=s["leader"])
+    assert errors_of(unscoped) == ["BAD_USER_INPUT"] and unscoped["errors"][0]["extensions"]["field"] == "scopeGroupId"
     while await work(site, clock):
         pass
+    leader_job = await job_of(site, scoped["data"]["startUnassignedStudentsExport"]["id"], s["leader"])
+    assert leader_job["status"] == "DONE" and leader_job["fileName"] == "unassigned-active-students.csv"
     for job_id, name in zip(ids, mutations.values(), strict=True):
         job = await job_of(site, job_id, s["admin"])
         assert job["status"] == "DONE" and job["fileName"] == name, job

@@ -296,6 +296,8 @@ async def serve(request: Request, parse: Callable[[Request], ExportRequest]) -> 
     if export.report == PROGRESS:
         target: tuple[str, int | None] = ("group", export.group_id)
         detail: dict[str, Any] = {"include_nested": export.include_nested, "course_id": export.course_id}
+    elif export.scope_group_id is not None:
+        target, detail = ("group", export.scope_group_id), {}
     else:
         target, detail = ("export", None), {}
     if export.licence_type is not None:
@@ -309,6 +311,18 @@ def _admin(report: str, format: str) -> Callable[[Request], Any]:
         return await serve(request, lambda r: ExportRequest(report, format, date_format(r)))
 
     return endpoint
+
+
+def _unassigned(request: Request) -> ExportRequest:
+    """`?scopeGroupId=`: the accounts homed under a group the caller administers (required but for admins)."""
+    raw = (request.query_params.get("scopeGroupId") or "").strip()
+    scope = database_id(raw, "Group", "scopeGroupId") if raw else None
+    return ExportRequest(UNASSIGNED_STUDENTS, "CSV", date_format(request), scope_group_id=scope)
+
+
+async def unassigned_active_students(request: Request) -> Response:
+    """Goes back into the importer (student_id, groups) once `groups` is filled in."""
+    return await serve(request, _unassigned)
 
 
 def _progress(format: str) -> Callable[[Request], Any]:
@@ -380,7 +394,7 @@ async def job_file(request: Request) -> Response:
 routes = [
     Route("/exports/groups.csv", _admin(GROUPS, "CSV"), methods=["GET"]),
     Route("/exports/memberships.csv", _admin(MEMBERSHIPS, "CSV"), methods=["GET"]),
-    Route("/exports/unassigned-active-students.csv", _admin(UNASSIGNED_STUDENTS, "CSV"), methods=["GET"]),
+    Route("/exports/unassigned-active-students.csv", unassigned_active_students, methods=["GET"]),
     Route("/exports/groups/{id}/progress.csv", _progress("CSV"), methods=["GET"]),
     Route("/exports/groups/{id}/progress.xlsx", _progress("XLSX"), methods=["GET"]),
     Route("/exports/jobs/{id}/file", job_file, methods=["GET"]),

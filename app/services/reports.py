@@ -111,6 +111,7 @@ class ExportRequest:
     course_id: int | None = None
     include_nested: bool = True
     licence_type: str | None = None
+    scope_group_id: int | None = None  # UNASSIGNED_STUDENTS: the accounts homed in this group's subtree
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -119,8 +120,8 @@ class ExportRequest:
     def from_json(cls, text: str) -> ExportRequest:
         return cls(**json.loads(text))
 
-    def with_format(self, format: str) -> ExportRequest:
-        return replace(self, format=format)
+    def with_changes(self, **changes: Any) -> ExportRequest:
+        return replace(self, **changes)
 
     @property
     def scope(self) -> ReportScope:
@@ -155,15 +156,21 @@ def check_request(request: ExportRequest) -> None:
 
 def may_export(reach: Reach, request: ExportRequest) -> bool:
     """The permission alone (the group's existence is authorize's): EXPORT_GROUP on the group for the
-    progress report, site admin for the others."""
+    progress report; for the unassigned students in a scope, MANAGE_ACCOUNT on it; site admin for the rest."""
     if request.report == PROGRESS:
         return request.group_id is not None and reach.may_on_group(Permission.EXPORT_GROUP, request.group_id)
+    if request.report == UNASSIGNED_STUDENTS and request.scope_group_id is not None:
+        return reach.may_on_group(Permission.MANAGE_ACCOUNT, request.scope_group_id)
     return reach.is_admin
 
 
 async def authorize(store: Store, reach: Reach, request: ExportRequest) -> str:
     """The file's name, once the caller may export this: NOT_FOUND for a group the caller may not see (as for
     one that does not exist) or a course that does not exist, FORBIDDEN without the permission."""
+    if request.report == UNASSIGNED_STUDENTS:
+        await _authorize_account_scope(store, reach, request.scope_group_id)
+        check_request(request)
+        return f"{FILE_NAMES[request.report]}.{request.format.lower()}"
     if request.report != PROGRESS:
         if not reach.is_admin:
             raise Forbidden("Site admins only.")
@@ -181,12 +188,25 @@ async def authorize(store: Store, reach: Reach, request: ExportRequest) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", slug) + f"-progress.{request.format.lower()}"
 
 
+async def _authorize_account_scope(store: Store, reach: Reach, scope_group_id: int | None) -> None:
+    """A group the caller administers accounts in (MANAGE_ACCOUNT: a LEADER of it or of an ancestor),
+    NOT_FOUND when they may not see it; none: the whole site, for site admins only."""
+    if scope_group_id is None:
+        if not reach.is_admin:
+            raise BadInput("Give scopeGroupId: a group you lead.", field="scopeGroupId")
+        return
+    if await group_slug(store, scope_group_id) is None or not reach.sees_group(scope_group_id):
+        raise NotFound("No such group.", field="scopeGroupId")
+    if not reach.may_on_group(Permission.MANAGE_ACCOUNT, scope_group_id):
+        raise Forbidden("You may not administer the accounts of this group.")
+
+
 async def total_rows(store: Store, request: ExportRequest) -> int:
     if request.report == PROGRESS:
         return int(await store.scalar(count_statement(request.scope)))
     if request.report in (EXTERNAL_USERS, PUPILS_WITHOUT_LICENCE):
         return int(await store.scalar(gateway_count_statement(request.report, request.licence_type)))
-    return int(await store.scalar(admin_count_statement(request.report)))
+    return int(await store.scalar(admin_count_statement(request.report, request.scope_group_id)))
 
 
 # --- rows as cells ---------------------------------------------------------------------------------------
@@ -249,7 +269,12 @@ async def row_chunks(store: Store, request: ExportRequest, chunk_rows: int) -> A
         async for users in rows_by_user(store, pupils_without_licence_statement(request.licence_type or "")):
             yield [pupil_cells(u) for u in users]
     elif request.report == UNASSIGNED_STUDENTS:
-        async for rows in id_chunks(store, unassigned_students_statement, chunk_rows):
+        scope = request.scope_group_id
+
+        def statement(after: int | None, limit: int) -> Any:
+            return unassigned_students_statement(after, limit, scope)
+
+        async for rows in id_chunks(store, statement, chunk_rows):
             yield [(*r[1:], "") for r in rows]
     else:
         statement = groups_statement if request.report == GROUPS else memberships_statement
