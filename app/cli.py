@@ -1,4 +1,5 @@
-"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, deliver-email, roster-import."""
+"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, deliver-email, roster-import,
+run-exports."""
 
 from __future__ import annotations
 
@@ -215,6 +216,35 @@ def roster_import(
         raise typer.Exit(1)
     if report["status"] == "HELD":
         raise typer.Exit(3)
+
+
+@cli.command("run-exports")
+def run_exports(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep running jobs and schedules (a worker of its own).")] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Run the export jobs that are due (and start the schedules that are due) now, or keep doing so with
+    --loop: for a worker host when the web servers run with GROUPGRAPH_EXPORT_WORKER=false."""
+    from app.services.export_jobs import file_store, run_worker, work_once
+
+    settings = _settings(database_url)
+    database = _database(settings)
+
+    async def run() -> None:
+        try:
+            if loop:
+                await run_worker(database, settings)
+            ran = 0
+            while await work_once(database, settings, file_store(settings)):
+                ran += 1
+            typer.echo(f"ran {ran} export jobs")
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from app.settings import Settings, get_settings
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
+from resolvers.exports import ExportJob, ExportMutations, ExportQueries, ExportSchedule
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
@@ -41,6 +42,7 @@ QUERIES: tuple[type, ...] = (
     UserListQueries,
     AuditQueries,
     RosterQueries,
+    ExportQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
@@ -48,6 +50,7 @@ MUTATIONS: tuple[type, ...] = (
     MembershipMutations,
     CourseMutations, ProgressMutations, ReviewMutations,
     RosterMutations,
+    ExportMutations,
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
@@ -84,6 +87,17 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "id", "status", "started_at", "finished_at", "held_reason", "source", "groups_created", "groups_updated",
         "users_created", "users_updated", "users_denied", "memberships_created", "memberships_updated",
         "memberships_ended", "guardian_links_created", "unchanged", "errors", "decided_at",
+    },
+    # only the owner and site admins reach jobs and schedules (resolvers.exports); the file's link is
+    # re-checked against the reader's permission at download
+    ExportJob: {
+        "id", "status", "format", "report", "rows_written", "rows_total", "progress_percent", "created_at", "attempts",
+        "started_at", "finished_at", "expires_at", "file_name", "download_url", "error", "schedule",
+    },
+    ExportSchedule: {
+        "id", "report", "format", "date_format", "group", "course_id", "include_nested", "licence_type", "scope_group",
+        "frequency", "time", "time_zone", "weekday", "day_of_month", "recipients", "paused", "next_run_at",
+        "last_run_at", "created_at",
     },
 }
 
@@ -206,7 +220,10 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
         query=query,
         mutation=mutation,
         subscription=LiveSubscriptions,
-        types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
+        types=[
+            User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent, ExportJob,
+            ExportSchedule,
+        ],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
             sort_schema=sorted_for_printing,

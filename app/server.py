@@ -23,6 +23,7 @@ from app.runtime.logs import configure_logging, log
 from app.runtime.tracing import Tracing, enabled_by_environment, provider_from_environment
 from app.schema import build_schema
 from app.services.events import attach
+from app.services.export_jobs import job_gauges
 from app.settings import Settings, get_settings
 from app.store.db import Database
 from app.store.models import OutboxEmail
@@ -109,7 +110,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    scrape_hooks = [outbox_gauges(database, settings)]
+    scrape_hooks = [outbox_gauges(database, settings), job_gauges(database)]
 
     async def metrics(_: Request) -> Response:
         return Response(await app_metrics.exposition(scrape_hooks), media_type=CONTENT_TYPE_LATEST)
@@ -157,4 +158,8 @@ def create_app(
         from app.services.mailer import background_worker
 
         app.state.background.append(background_worker(database, settings))
+    if settings.export_worker:
+        from app.services.export_jobs import background_worker as export_worker
+
+        app.state.background.append(export_worker(database, settings))
     return app

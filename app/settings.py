@@ -66,6 +66,24 @@ class Settings(BaseSettings):
     # the progress CSV on PostgreSQL: written by the server (COPY ... TO STDOUT), streamed as it comes; off:
     # the keyset chunks formatted in Python, as on SQLite (the same bytes)
     export_use_copy: bool = True
+    # export jobs (app.services.export_jobs): where finished files are kept, for how long, and the worker
+    export_dir: str = "./exports"
+    export_retention_hours: int = 72
+    export_poll_seconds: float = 2.0
+    export_heartbeat_seconds: float = 2.0
+    # a RUNNING job whose worker sent no heartbeat for this long is taken over by another worker
+    export_lease_seconds: int = 60
+    export_max_attempts: int = 3
+    # a user's export jobs waiting or running at once (more: RATE_LIMITED)
+    export_max_active_jobs: int = 5
+    # run the export worker (and the schedules) inside this server process
+    export_worker: bool = True
+    # signed download links: how long a link given in an API answer works, and the key that signs it (when
+    # unset, a random key is made once and kept in the database, so every worker and host shares it)
+    export_link_seconds: int = 300
+    export_link_key: str | None = None
+    # the address users reach the server at: the links in emails start with it
+    public_url: str = "http://localhost:8000"
     # sign-in slow-down before RATE_LIMITED (app.services.throttle)
     login_slowdown_after: int = 3
     login_slowdown_seconds: float = 0.5

@@ -169,10 +169,12 @@ class Group(Node):
 
     @strawberry.field(
         extensions=[requires(Permission.EXPORT_GROUP)],
-        description="Relative URL of the streamed CSV/XLSX progress export.",
+        description="Relative URL of the streamed CSV/XLSX progress export: a short-lived signed link "
+        "(GROUPGRAPH_EXPORT_LINK_SECONDS) that works without an Authorization header, for the caller only, "
+        "re-checked at download.",
     )
-    def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
-        return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
+    async def progress_export_url(self, info: Info, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
+        return await progress_export_url(info, self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
 
 
 def slugify(name: str) -> str:

@@ -13,6 +13,7 @@ from resolvers.audit import visible_audit_event
 from resolvers.common import Node
 from resolvers.consent import visible_access_request
 from resolvers.courses import visible_course, visible_step
+from resolvers.exports import visible_export_job, visible_schedule
 from resolvers.guardians import visible_guardian_link
 from resolvers.memberships import visible_membership
 from resolvers.reviews import visible_submission
@@ -31,6 +32,8 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Submission": visible_submission,
     "AuditEvent": visible_audit_event,
     "RosterSync": visible_roster_sync,
+    "ExportJob": visible_export_job,
+    "ExportSchedule": visible_schedule,
 }
 
 

@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from app.runtime.errors import NotFound
 from app.runtime.ids import require_id
+from app.services.links import link_key, link_seconds_from_now, sign
 from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
 from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import ExportFormat
@@ -112,5 +113,9 @@ async def progress_report(
     )
 
 
-def progress_export_url(group_id: int, format: ExportFormat) -> str:
-    return f"/exports/groups/{group_id}/progress.{format.value.lower()}"
+async def progress_export_url(info: Info, group_id: int, format: ExportFormat) -> str:
+    """The download's path, signed for the caller (app.services.links)."""
+    ctx = info.context
+    key = await link_key(ctx.database, ctx.settings)
+    path = f"/exports/groups/{group_id}/progress.{format.value.lower()}"
+    return sign(key, path, {}, ctx.viewer_id, link_seconds_from_now(ctx.settings))

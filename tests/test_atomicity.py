@@ -190,6 +190,39 @@ async def _record_progress(site: Site) -> Case:
     return Case(q, {"e": events}, {"e": [*events[:10], bad, *events[10:]]}, admin)
 
 
+SCHEDULE = {"report": "GROUPS", "frequency": "DAILY", "time": "07:00", "timeZone": "UTC"}
+
+
+@case("createExportSchedule")
+async def _create_export_schedule(site: Site) -> Case:
+    admin = await site.user("Ann", roles="ADMIN")
+    admins = [gid("User", u) for u in await crowd(site, roles="ADMIN")]
+    learner = gid("User", await site.user("Lea"))  # may not export the groups: refused
+    q = "mutation($i: CreateExportScheduleInput!) { createExportSchedule(input: $i) { id } }"
+    return Case(q, {"i": {**SCHEDULE, "recipientIds": admins}},
+                {"i": {**SCHEDULE, "recipientIds": [*admins[:5], learner, *admins[5:]]}}, admin)
+
+
+@case("updateExportSchedule")
+async def _update_export_schedule(site: Site) -> Case:
+    from datetime import timedelta
+
+    from app.services.reports import ExportRequest
+    from app.store.models import ExportSchedule, utcnow
+
+    admin = await site.user("Ann", roles="ADMIN")
+    admins = [gid("User", u) for u in await crowd(site, roles="ADMIN")]
+    learner = gid("User", await site.user("Lea"))
+    row = ExportSchedule(
+        owner_id=admin.id, report="GROUPS", params=ExportRequest("GROUPS").to_json(), frequency="DAILY",  # type: ignore[arg-type]
+        time_of_day="07:00", time_zone="UTC", next_run_at=utcnow() + timedelta(days=1),
+    )
+    async with site.database.transaction() as session:
+        session.add(row)
+    q = "mutation($id: ID!, $r: [ID!]) { updateExportSchedule(id: $id, input: {recipientIds: $r, time: \"09:00\"}) { id } }"
+    return Case(q, {"id": gid("ExportSchedule", row), "r": admins},
+                {"id": gid("ExportSchedule", row), "r": [*admins[:5], learner, *admins[5:]]}, admin)
+
 async def _row(site: Site, global_id: str) -> User:
     from sqlalchemy import select
 

@@ -167,7 +167,9 @@ def test_cli_and_server_start_delivery_only_with_smtp_settings(monkeypatch: pyte
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 1 and "SMTP is not configured" in result.output
-    plain = Settings(database_url="sqlite+aiosqlite:///:memory:")
+    plain = Settings(database_url="sqlite+aiosqlite:///:memory:", export_worker=False)
     with_smtp = plain.model_copy(update={"smtp_host": "127.0.0.1"})
     assert create_app(plain, Database(plain)).state.background == []
     assert len(create_app(with_smtp, Database(with_smtp)).state.background) == 1
+    jobs = plain.model_copy(update={"export_worker": True})  # the export worker: on by default
+    assert len(create_app(jobs, Database(jobs)).state.background) == 1

@@ -138,6 +138,16 @@ IMPORTS = counter(
 IMPORT_ROWS = counter("groupgraph_import_rows_total", "Rows of imported files, by source and outcome", ["source", "outcome"])
 EMAILS = counter("groupgraph_emails_total", "Outbox emails handled, by outcome (sent, failed, gave_up)", ["outcome"])
 
+# --- export jobs (app.services.export_jobs; the jobs by status are a scrape-time gauge of the database) ---
+
+EXPORT_JOB_SECONDS = histogram(
+    "groupgraph_export_job_seconds",
+    "Time an export job took to run, from claim to outcome",
+    ["report", "format", "status"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+EXPORT_JOB_ROWS = counter("groupgraph_export_job_rows_total", "Rows written by export jobs", ["report", "format"])
+
 # --- live updates (app.services.events, app.http.live, resolvers.subscriptions) --------------------------
 
 LIVE_CONNECTIONS = gauge("groupgraph_live_connections", "Open live-update connections (WebSocket)")
