@@ -15,10 +15,11 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.private import is_private
 
-from app.runtime.errors import AppError
+from app.runtime.errors import AppError, ConcurrentChange
 from app.runtime.logs import log
 from app.runtime.metrics import ERRORS, LATENCY
 from app.settings import Settings, get_settings
+from app.store.db import concurrent_change
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
@@ -129,6 +130,8 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, AppError):
         return original.code
+    if original is not None and concurrent_change(original):
+        return "CONFLICT"
     code = (error.extensions or {}).get("code")
     if code:
         return str(code)
@@ -149,6 +152,8 @@ def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
         formatted["message"] = "Internal server error."
         formatted["extensions"] = {"code": code, "requestId": request_id}
         return formatted
+    if code == "CONFLICT" and not isinstance(error.original_error, AppError | None):
+        formatted["message"] = ConcurrentChange.MESSAGE  # a database collision outside a transaction block
     extensions = dict(formatted.get("extensions") or {})
     extensions["code"] = code
     formatted["extensions"] = extensions

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_query_cost: int = 500_000  # the bench's D2 dashboard (500 members, cards with steps) costs ~362k
     max_page_size: int = 500
     max_batch_size: int = 10
+    max_variable_depth: int = 16
 
     login_failure_window_seconds: int = 900
     login_failures_per_email: int = 5

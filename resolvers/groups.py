@@ -190,6 +190,9 @@ async def require_visible_group(info: Info, global_id: str, field: str = "id") -
     return group
 
 
+SLUG_LOCK = 7  # pg_advisory_xact_lock(7, hashtext(slug)): one group at a time takes a slug and its -2, -3 ...
+
+
 def slugify(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
@@ -271,7 +274,7 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
     async with ctx.store.transaction() as session:
         if new_parent_id is not None or input.make_root:
             await lock_tree(session, exclusive=True)
-        row = await session.get(GroupRow, group_id)
+        row = await session.get(GroupRow, group_id, populate_existing=True)  # as committed now
         if row is None:
             raise NotFound("No such group.", field="id")
         changes: dict[str, Any] = {}
@@ -289,8 +292,10 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
             if new_parent_id is not None:
                 if await is_descendant(session, new_parent_id, group_id):
                     raise BadInput("A group cannot be nested under itself or one of its nested groups.", field="parentId")
-                parent = await session.get(GroupRow, new_parent_id)
-                new_depth = parent.depth + 1  # type: ignore[union-attr]
+                parent = await session.get(GroupRow, new_parent_id, populate_existing=True)
+                if parent is None:  # deleted since the request began
+                    raise NotFound("No such group.", field="parentId")
+                new_depth = parent.depth + 1
             if new_depth + await subtree_height(session, group_id) > limit:
                 raise BadInput(f"Groups nest at most {limit} levels deep.", field="parentId")
             changes["parent_id"] = [row.parent_id, new_parent_id]
@@ -313,7 +318,7 @@ async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bo
     group_id = require_id(id, "Group")
     async with ctx.store.transaction() as session:
         await lock_tree(session, exclusive=True)
-        row = await session.get(GroupRow, group_id)
+        row = await session.get(GroupRow, group_id, populate_existing=True)
         if row is None:
             raise NotFound("No such group.", field="id")
         subtree = list(await session.scalars(select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)))
@@ -434,8 +439,11 @@ class GroupMutations:
             wanted = slugify(clean_text(input.slug, "slug"))  # type: ignore[arg-type]
         else:
             wanted = slugify(name)  # type: ignore[arg-type]
-        async with ctx.store.transaction() as session:
+
+        async def create(session) -> GroupRow:  # type: ignore[no-untyped-def]
             await lock_tree(session, exclusive=False)  # no re-nest of the parent's subtree meanwhile
+            if session.get_bind().dialect.name == "postgresql":  # groups named alike take their slugs in turn
+                await session.execute(select(func.pg_advisory_xact_lock(SLUG_LOCK, func.hashtext(wanted))))
             slug = await unique_slug(session, wanted)
             row = GroupRow(
                 name=name,  # type: ignore[arg-type]
@@ -456,6 +464,10 @@ class GroupMutations:
             )
             session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
             audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
+            return row
+
+        # two groups named alike at the same moment: the one that loses the slug takes the next one
+        row = await ctx.store.run(create)
         ctx.forget_reach()
         await ctx.load_reach()
         return Group(row=row)
