@@ -124,7 +124,7 @@ async def user_rows(session, ids: Sequence[int]) -> list[UserRow]:  # type: igno
 def check_may_act_on(reach: Reach, viewer_id: int, rows: Sequence[UserRow], verb: str) -> None:
     if any(r.id == viewer_id for r in rows):
         raise BadInput(f"You may not {verb} your own account here.", field="userIds")
-    if "OWNER" not in reach.site_roles and any("OWNER" in r.site_roles.split(",") for r in rows):
+    if any(not reach.may_administer_site_roles(r.site_roles.split(",")) for r in rows):
         raise Forbidden(f"Only an owner may {verb} an owner.")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
-from app.runtime.errors import BadInput, Conflict, NotFound
+from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import hash_password
@@ -326,8 +326,8 @@ class UserMutations:
             if row is None:
                 raise NotFound("No such user.", field="userId")
             before = set(filter(None, row.site_roles.split(",")))
-            if "OWNER" in wanted - before and "OWNER" not in ctx.reach.site_roles:
-                raise BadInput("Only an owner may make another owner.", field="roles")
+            if not ctx.reach.may_administer_site_roles(before, wanted):
+                raise Forbidden("Only an owner may change an owner's roles or make an owner.")
             if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
                 await take_analyst_seat(session, ctx.settings.analyst_seats)
             row.site_roles = site_roles_text(sorted(wanted))
