@@ -30,7 +30,7 @@ from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
-from resolvers.sessions import SessionMutations
+from resolvers.sessions import SessionMutations, SessionQueries
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
@@ -38,6 +38,7 @@ QUERIES: tuple[type, ...] = (
     CourseQueries,
     UserListQueries,
     AuditQueries,
+    SessionQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,

@@ -13,7 +13,9 @@ class Settings(BaseSettings):
     database_pool_size: int = 10
 
     token_lifetime_hours: int = 24 * 7
-    api_token_max_days: int = 3650
+    # API tokens end after this many days unless createApiToken asks for fewer (or up to the maximum)
+    api_token_default_days: int = 90
+    api_token_max_days: int = 365
     self_service_groups: bool = True
     analyst_seats: int = 3
     max_group_depth: int = 10

@@ -328,6 +328,8 @@ class UserMutations:
             before = set(filter(None, row.site_roles.split(",")))
             if not ctx.reach.may_administer_site_roles(before, wanted):
                 raise Forbidden("Only an owner may change an owner's roles or make an owner.")
+            if "OWNER" in before and "OWNER" not in wanted and row.status == "ACTIVE":
+                await keep_an_owner(session, [row.id], "userId")  # type: ignore[list-item]
             if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
                 await take_analyst_seat(session, ctx.settings.analyst_seats)
             row.site_roles = site_roles_text(sorted(wanted))
@@ -341,6 +343,27 @@ class UserMutations:
             )
         ctx.forget_reach()
         return (await prepare_users(info, [row]))[0]
+
+
+# the last owner
+OWNER_LOCK = 6_000_007  # PostgreSQL advisory lock key serializing changes that take an owner away
+
+
+async def keep_an_owner(session, leaving: Sequence[int], field: str = "userIds") -> None:  # type: ignore[no-untyped-def]
+    """CONFLICT when taking these owners away (demoted, denied or deleted) would leave the site without an
+    ACTIVE owner: nobody could then make an owner again over the API. Two owners demoting each other at the
+    same moment wait for each other (an advisory lock on PostgreSQL; SQLite serializes writers)."""
+    if not leaving:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(OWNER_LOCK)))
+    owners = set(
+        await session.scalars(
+            select(UserRow.id).where(UserRow.site_roles.like("%OWNER%"), UserRow.status == "ACTIVE")
+        )
+    )
+    if owners and owners <= set(leaving):
+        raise Conflict("This is the site's last owner: make another owner first.", field=field)
 
 
 # Group Analyst seats

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import ApiToken, Session, User, utcnow
@@ -84,3 +85,16 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+async def end_credentials(session: AsyncSession, user_id: int | Sequence[int]) -> None:
+    """Ends every session and API token of the user (or users) at once (a new password, a DENIED account):
+    each gets revoked_at now, so the next request with any of them is UNAUTHENTICATED, in every worker."""
+    ids = [user_id] if isinstance(user_id, int) else list(user_id)
+    now = utcnow()
+    for start in range(0, len(ids), 5_000):
+        chunk = ids[start : start + 5_000]
+        for model in (Session, ApiToken):
+            await session.execute(
+                update(model).where(model.user_id.in_(chunk), model.revoked_at.is_(None)).values(revoked_at=now)
+            )

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, Table, Text, UniqueConstraint
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateTable
 from sqlmodel import Field, SQLModel
+
+
+@compiles(CreateTable, "sqlite")
+def _create_table_autoincrement(element: CreateTable, compiler: Any, **kw: Any) -> str:
+    """Ids are never reused: on SQLite every table keyed by an integer `id` is created AUTOINCREMENT (plain
+    INTEGER PRIMARY KEY hands a deleted row's id to the next insert; PostgreSQL sequences never go back).
+    Applied when any table is created, by the models or by a migration, so new tables get it too."""
+    if has_integer_id(element.element):
+        element.element.dialect_options["sqlite"]["autoincrement"] = True
+    return compiler.visit_create_table(element, **kw)
+
+
+def has_integer_id(table: Table) -> bool:
+    key = list(table.primary_key.columns)
+    return len(key) == 1 and key[0].name == "id" and isinstance(key[0].type, Integer)
 
 
 def utcnow() -> datetime:
@@ -225,11 +243,12 @@ class ActivityEvent(SQLModel, table=True):
 
 
 class IngestedEvent(SQLModel, table=True):
-    """Keys of progress events already applied, so a re-sent event counts once."""
+    """Keys of progress events already applied, so a re-sent event counts once. They go with their user."""
 
     __tablename__ = "ingested_event"
 
     key: str = Field(primary_key=True, max_length=200)
+    user_id: int | None = Field(default=None, sa_column=fk("user.id", nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -260,13 +279,14 @@ class LoginEvent(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Kept when the actor or target is deleted: no foreign keys."""
+    """Kept when the actor or target is deleted: the actor becomes null (ids are never reused, but an id
+    that names nobody tells nothing), the target id stays with the detail the event recorded."""
 
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_action", "action", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    actor_id: int | None = None
+    actor_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
     action: str = Field(max_length=64)
     target_type: str = Field(max_length=64)
     target_id: int | None = None
