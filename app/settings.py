@@ -23,6 +23,13 @@ class Settings(BaseSettings):
 
     access_request_days: int = 30
     max_pending_access_requests: int = 50
+    # requestAccess invitations: per requester per day (then RATE_LIMITED), per recipient address per day
+    # (then the request is recorded but not emailed), the wait before asking one address again after a cancel
+    # or a DENY, and the longest message
+    access_request_emails_per_requester_per_day: int = 20
+    access_request_emails_per_address_per_day: int = 3
+    access_request_repeat_seconds: int = 86_400
+    access_request_message_max_length: int = 500
 
     max_body_bytes: int = 2_000_000
     max_upload_bytes: int = 20_000_000

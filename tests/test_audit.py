@@ -19,6 +19,7 @@ from sqlalchemy import select
 from app.schema import build_schema
 from app.store.models import (
     AccessRequest,
+    AccessRequestBlock,
     ApiToken,
     AuditEvent,
     Course,
@@ -223,6 +224,24 @@ async def _cancel(site: Site) -> Case:
     q = "mutation($id: ID!) { cancelAccessRequest(id: $id) }"
     return Case((q, {"id": gid("AccessRequest", row)}, staff), (q, {"id": gid("AccessRequest", row)}, learner),
                 {"access_request.cancel"})
+
+
+@case("blockAccessRequester")
+async def _block(site: Site) -> Case:
+    _, staff, learner = await people(site)
+    row = await access_request(site, staff, learner)
+    q = "mutation($id: ID!) { blockAccessRequester(accessRequestId: $id) { status } }"
+    return Case((q, {"id": gid("AccessRequest", row)}, learner), (q, {"id": gid("AccessRequest", row)}, staff),
+                {"access_request.deny", "access_request.block"})
+
+
+@case("unblockAccessRequester")
+async def _unblock(site: Site) -> Case:
+    _, staff, learner = await people(site)
+    async with site.database.transaction() as session:
+        session.add(AccessRequestBlock(blocker_id=learner.id, requester_id=staff.id))
+    q = "mutation($u: ID!) { unblockAccessRequester(userId: $u) }"
+    return Case((q, {"u": gid("User", staff)}, learner), (q, {"u": "bm9wZQ=="}, learner), {"access_request.unblock"})
 
 
 @case("linkGuardian")

@@ -127,6 +127,38 @@ class AccessRequest(SQLModel, table=True):
     decided_at: datetime | None = None
 
 
+class AccessRequestEmail(SQLModel, table=True):
+    """Each invitation requestAccess sent, or held back (the recipient blocked the requester, or the address
+    had its emails for the day): the daily caps and the re-request wait after a cancel count these, the same
+    whether or not an account has the address."""
+
+    __tablename__ = "access_request_email"
+    __table_args__ = (
+        Index("ix_access_request_email_requester", "requester_id", "sent_at"),
+        Index("ix_access_request_email_address", "address_normalized", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(sa_column=fk("user.id", index=False))
+    address_normalized: str = Field(max_length=320)
+    sent_at: datetime = Field(default_factory=utcnow)
+    delivered: bool = True
+    cancelled_at: datetime | None = None  # the requester cancelled the request: the re-request wait starts
+
+
+class AccessRequestBlock(SQLModel, table=True):
+    """A user who wants no more access requests from a requester: theirs are recorded but neither emailed
+    nor listed, and the requester cannot tell."""
+
+    __tablename__ = "access_request_block"
+    __table_args__ = (UniqueConstraint("blocker_id", "requester_id", name="uq_access_request_block"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    blocker_id: int = Field(sa_column=fk("user.id", index=False))
+    requester_id: int = Field(sa_column=fk("user.id"))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Membership(SQLModel, table=True):
     __tablename__ = "membership"
     __table_args__ = (
@@ -313,5 +345,5 @@ class OutboxEmail(SQLModel, table=True):
 TABLES_IN_DELETE_ORDER = [
     "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
-    "access_request", "group_closure", "group", "api_token", "session", "user",
+    "access_request_email", "access_request_block", "access_request", "group_closure", "group", "api_token", "session", "user",
 ]
