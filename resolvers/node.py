@@ -12,7 +12,7 @@ from resolvers.common import Node
 
 # type name -> "module:function" taking (info, database_id) and returning the object or None
 NODE_RESOLVERS: dict[str, str] = {
-    "User": "resolvers.users:visible_user",
+    "User": "resolvers.users:user_by_id",
     "Group": "resolvers.groups:visible_group",
     "Membership": "resolvers.memberships:visible_membership",
     "AccessRequest": "resolvers.consent:visible_access_request",

@@ -18,6 +18,7 @@ from app.services.auth import hash_password
 from app.store.models import User as UserRow
 from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import requires
+from permissions.filters import user_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
@@ -205,6 +206,18 @@ async def visible_user(info: Info, user_id: int) -> User | None:
     return (await visible_users(info, [user_id]))[0]
 
 
+async def user_by_id(info: Info, user_id: int) -> User | None:
+    """`user(id:)` and `node(id:)`: decided in the query (the reach's row filter), so a hidden user and a
+    missing id cost the same one statement that returns nothing: the answer's timing tells them no more
+    apart than its content."""
+    reach: Reach = await info.context.load_reach()
+    row = await info.context.store.scalar(select(UserRow).where(UserRow.id == user_id, user_visible(reach, UserRow.id)))
+    if row is None:
+        return None
+    info.context.loaders.users.prime([row])
+    return await visible_user(info, user_id)
+
+
 async def require_visible_user(info: Info, global_id: str, field: str = "userId") -> User:
     user = await visible_user(info, require_id(global_id, "User", field))
     if user is None:
@@ -293,10 +306,12 @@ class UserQueries:
             return None
         return await visible_user(info, info.context.viewer_id)
 
-    @strawberry.field
+    @strawberry.field(description="Null for an id the caller may not see, exactly as for a missing one.")
     async def user(self, info: Info, id: strawberry.ID) -> User | None:
         user_id = decode_id(id, "User")
-        return None if user_id is None else await visible_user(info, user_id)
+        if user_id is None:
+            return None
+        return await user_by_id(info, user_id)
 
 
 @strawberry.type

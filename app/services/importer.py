@@ -262,7 +262,11 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
     for row in rows:
         if not row.student:
             continue  # reported while parsing
-        external, email = by_external.get(row.student), by_email.get(row.student.lower())
+        # accounts the caller may not see count as missing: no message tells them apart
+        external, email = (
+            uid if uid is not None and reach.may(Permission.VIEW_PROFILE, subjects[uid]) else None
+            for uid in (by_external.get(row.student), by_email.get(row.student.lower()))
+        )
         if external is not None and email is not None and external != email:
             plan.errors.append(
                 RowError(row.line, STUDENT, f"'{row.student}' is one user's external id and another user's email")
@@ -271,7 +275,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         uid = external if external is not None else email
         subject = subjects.get(uid) if uid is not None else None
         student = None
-        if subject is None or not reach.may(Permission.VIEW_PROFILE, subject):
+        if subject is None:
             plan.errors.append(RowError(row.line, STUDENT, f"unknown student '{row.student}'"))
         else:
             student = students[uid]  # type: ignore[index]
