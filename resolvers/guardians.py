@@ -15,7 +15,7 @@ from strawberry.types import Info
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
-from app.services.auth import end_credentials, verify_password
+from app.services.auth import end_credentials, keep_an_owner, verify_password
 from app.services.mailer import queue_email
 from app.services.throttle import check_login_allowed
 from app.store.models import GuardianLink as GuardianLinkRow
@@ -26,7 +26,7 @@ from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, clean_text
 from resolvers.enums import AccountStatus, LicenceType
-from resolvers.users import User, keep_an_owner, prepare_users
+from resolvers.views import UserType, UserView, prepare_users
 
 CHUNK = 5_000
 
@@ -34,19 +34,19 @@ CHUNK = 5_000
 @strawberry.type(description="An external user (parent, guardian, the pupil's own gateway account) linked to a pupil.")
 class GuardianLink(Node):
     row: strawberry.Private[GuardianLinkRow]
-    external: strawberry.Private[User]
-    linked_pupil: strawberry.Private[User]
+    external: strawberry.Private[UserView]
+    linked_pupil: strawberry.Private[UserView]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("GuardianLink", self.row.id))  # type: ignore[arg-type]
 
     @strawberry.field
-    def external_user(self) -> User:
+    def external_user(self) -> UserType:
         return self.external
 
     @strawberry.field
-    def pupil(self) -> User:
+    def pupil(self) -> UserType:
         return self.linked_pupil
 
     @strawberry.field
@@ -79,7 +79,7 @@ class LoginStatistics:
     buckets: list[LoginBucket]
 
 
-async def links_with_visible_ends(info: Info, rows: Sequence[GuardianLinkRow], known: Sequence[User] = ()) -> list[GuardianLink]:
+async def links_with_visible_ends(info: Info, rows: Sequence[GuardianLinkRow], known: Sequence[UserView] = ()) -> list[GuardianLink]:
     """Links whose two users the viewer may both see (VIEW_PROFILE); the others are left out, as absent."""
     reach: Reach = await info.context.load_reach()
     users = {u.row.id: u for u in known}
@@ -95,7 +95,7 @@ async def links_with_visible_ends(info: Info, rows: Sequence[GuardianLinkRow], k
     ]
 
 
-async def guardian_links_of(info: Info, user: User) -> list[GuardianLink]:
+async def guardian_links_of(info: Info, user: UserView) -> list[GuardianLink]:
     """User.guardianLinks: the pupils of an external user, or the external users of a learner."""
     rows = await info.context.loaders.guardians.of_user.load(user.row.id)
     return await links_with_visible_ends(info, rows, [user])
@@ -246,7 +246,7 @@ class GuardianMutations:
     )
     async def set_account_status(
         self, info: Info, user_ids: list[strawberry.ID], status: AccountStatus
-    ) -> list[User]:
+    ) -> list[UserType]:
         ctx = info.context
         ids = decode_user_ids(user_ids)
         reach: Reach = await ctx.load_reach()

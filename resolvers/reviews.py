@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -28,10 +28,7 @@ from permissions.classes import Subjects, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.courses import Course, Step, course_views, step_view
-from resolvers.users import User, prepare_users, visible_users
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
+from resolvers.views import GroupView, UserType, UserView, prepare_users, visible_users
 
 FEEDBACK_MAX_LENGTH = 10_000
 
@@ -45,8 +42,8 @@ class SubmissionStatus(Enum):
 @strawberry.type(description="Work a learner handed in on an ASSIGNMENT step.")
 class Submission(Node):
     row: strawberry.Private[SubmissionRow]
-    submitter: strawberry.Private[User]
-    reviewer: strawberry.Private[User | None]
+    submitter: strawberry.Private[UserView]
+    reviewer: strawberry.Private[UserView | None]
     step_obj: strawberry.Private[Step]
 
     @strawberry.field
@@ -58,7 +55,7 @@ class Submission(Node):
         return self.row.id  # type: ignore[return-value]
 
     @strawberry.field
-    def user(self) -> User:
+    def user(self) -> UserType:
         return self.submitter
 
     @strawberry.field
@@ -90,7 +87,7 @@ class Submission(Node):
         return self.row.feedback
 
     @strawberry.field(description="Null until reviewed, or where the caller may not see the reviewer.")
-    def reviewed_by(self) -> User | None:
+    def reviewed_by(self) -> UserType | None:
         return self.reviewer
 
     @strawberry.field
@@ -139,7 +136,7 @@ async def visible_submission(info: Info, submission_id: int) -> Submission | Non
     return built[0]
 
 
-async def review_queue_of(info: Info, group: Group, first: int | None, after: str | None) -> SubmissionConnection:
+async def review_queue_of(info: Info, group: GroupView, first: int | None, after: str | None) -> SubmissionConnection:
     limit = page_size(info, first)
     keyset = decode_cursor(after, [datetime, int])
     position = (keyset[0], keyset[1]) if keyset else None
@@ -150,7 +147,7 @@ async def review_queue_of(info: Info, group: Group, first: int | None, after: st
     return SubmissionConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
 
 
-async def pending_review_count_of(info: Info, user: User) -> int:
+async def pending_review_count_of(info: Info, user: UserView) -> int:
     return await info.context.loaders.reviews.pending_count.load(user.row.id)
 
 

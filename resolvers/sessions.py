@@ -25,7 +25,7 @@ from app.store.models import LoginEvent, Session, utcnow
 from app.store.models import User as UserRow
 from permissions.classes import authenticated
 from resolvers.common import clean_text
-from resolvers.users import User, normalize_email, prepare_users
+from resolvers.views import UserType, normalize_email, prepare_users
 
 SIGN_IN_FAILED = "The email or password is not right."
 MAX_LISTED_TOKENS = 500
@@ -35,7 +35,7 @@ MAX_LISTED_TOKENS = 500
 class LoginPayload:
     token: str = strawberry.field(description="Send as 'Authorization: Bearer <token>'.")
     expires_at: datetime
-    user: User
+    user: UserType
 
 
 @strawberry.type
