@@ -3,18 +3,16 @@ the actor of a deleted account, and a deleted user's progress keys go with them.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 
-import asyncpg
-from sqlalchemy import select, text
+from sqlalchemy import pool, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
 from app.store.db import Database
 from app.store.migrate import upgrade
 from app.store.models import AuditEvent, IngestedEvent, User
-from tests.conftest import PG_ADMIN_DSN, PG_URL_BASE
 from tests.site import Site, gid
 
 CREATE = "mutation($i: CreateUserInput!) { createUser(input: $i) { id databaseId } }"
@@ -48,24 +46,21 @@ async def test_a_deleted_users_id_is_never_given_again(site: Site) -> None:
     assert (await site.gql(RECORD, {"e": [event]}, as_user=admin))["data"]["recordProgress"] == 1
 
 
-async def _fresh_database(engine_name: str) -> tuple[str, str | None]:
-    if engine_name == "sqlite":
-        return f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/migrating.db", None
-    name = f"groupgraph_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    return PG_URL_BASE + name, name
-
-
 async def test_migrating_a_filled_database_keeps_every_row(engine: str) -> None:
-    """Rebuilding tables (SQLite) must not cascade-delete what points at them; keys and actors are mapped."""
-    engine_name = "sqlite" if engine.startswith("sqlite") else "postgres"
-    url, pg_name = await _fresh_database(engine_name)
-    database = Database(Settings(database_url=url))
-    try:
-        await upgrade(database.engine, "0003_home_group")
+    """Rebuilding tables (SQLite) must not cascade-delete what points at them; keys and actors are mapped.
+    On PostgreSQL the migrations run in a schema of their own in the test database."""
+    schema = f"mig_{uuid.uuid4().hex[:8]}"
+    if engine.startswith("sqlite"):
+        database = Database(Settings(database_url=f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/migrating.db"))
+        run: AsyncEngine = database.engine
+    else:
+        database = Database(Settings(database_url=engine))
         async with database.engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        run = create_async_engine(engine, poolclass=pool.NullPool, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        await upgrade(run, "0003_home_group")
+        async with run.begin() as conn:
             for n in (1, 2):
                 await conn.execute(text(
                     'INSERT INTO "user" (id, email, email_normalized, kind, first_name, last_name, last_name_normalized, '
@@ -82,30 +77,33 @@ async def test_migrating_a_filled_database_keeps_every_row(engine: str) -> None:
             await conn.execute(text(
                 "INSERT INTO ingested_event (key, created_at) VALUES ('USAGE|2|-|2026-01-01T00:00:00+00:00', '2026-01-01')"
             ))
-            if engine_name == "postgres":
+            if run.dialect.name == "postgresql":
                 await conn.execute(text("SELECT setval(pg_get_serial_sequence('\"user\"', 'id'), 2)"))
-        await upgrade(database.engine)
-        async with database.session() as session:
-            assert (await session.scalar(text("SELECT count(*) FROM session"))) == 1
-            actors = dict((await session.execute(select(AuditEvent.id, AuditEvent.actor_id))).all())
+        await upgrade(run)
+        async with run.begin() as conn:
+            if run.dialect.name == "sqlite":
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")  # as the app's connections have it
+            assert (await conn.scalar(text("SELECT count(*) FROM session"))) == 1
+            actors = dict((await conn.execute(text("SELECT id, actor_id FROM audit_event"))).all())
             assert actors == {1: 1, 2: None}
-            assert list(await session.scalars(select(IngestedEvent.user_id))) == [2]
-            if engine_name == "sqlite":
-                sql = await session.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'user'"))
+            assert list(await conn.scalars(text("SELECT user_id FROM ingested_event"))) == [2]
+            if run.dialect.name == "sqlite":
+                sql = await conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'user'"))
                 assert "AUTOINCREMENT" in sql
-        async with database.transaction() as session:
-            await session.execute(text('DELETE FROM "user" WHERE id = 2'))
-        async with database.transaction() as session:
-            await session.execute(text(
+        async with run.begin() as conn:
+            if run.dialect.name == "sqlite":
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await conn.execute(text('DELETE FROM "user" WHERE id = 2'))
+            await conn.execute(text(
                 'INSERT INTO "user" (email, email_normalized, kind, first_name, last_name, last_name_normalized, '
                 "site_roles, status, synced, agreed_to_download_reports, created_at, login_count) VALUES "
                 "('u3@x', 'u3@x', 'LEARNER', 'U', 'X', 'x', '', 'ACTIVE', false, true, '2026-01-01', 0)"
             ))
-            assert await session.scalar(text("SELECT max(id) FROM \"user\"")) == 3
-            assert await session.scalar(text("SELECT count(*) FROM ingested_event")) == 0
+            assert await conn.scalar(text('SELECT max(id) FROM "user"')) == 3
+            assert await conn.scalar(text("SELECT count(*) FROM ingested_event")) == 0
     finally:
+        if run is not database.engine:
+            await run.dispose()
+            async with database.engine.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await database.dispose()
-        if pg_name is not None:
-            admin = await asyncpg.connect(PG_ADMIN_DSN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            await admin.close()
