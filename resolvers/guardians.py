@@ -15,7 +15,7 @@ from strawberry.types import Info
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
-from app.services.auth import end_credentials, keep_an_owner, verify_password
+from app.services.auth import end_credentials_of, keep_an_owner, verify_password
 from app.services.mailer import queue_email
 from app.services.throttle import check_login_allowed
 from app.store.models import GuardianLink as GuardianLinkRow
@@ -268,7 +268,7 @@ class GuardianMutations:
                 # the loaded rows are updated in the session too (synchronize_session="auto")
                 await session.execute(update(UserRow).where(UserRow.id.in_(chunk)).values(status=status.value))
             if status is AccountStatus.DENIED:
-                await end_credentials(session, changed_ids)
+                await end_credentials_of(session, changed_ids)
         by_id = {r.id: r for r in rows}
         return await prepare_users(info, [by_id[i] for i in ids])
 

@@ -31,11 +31,21 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 class UserSubject:
     """A user as permission decisions see it."""
 
-    __slots__ = ("database_id", "group_ids")
+    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
 
-    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
+    def __init__(
+        self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
+        site_roles: frozenset[str] = frozenset(),
+    ) -> None:
         self.database_id = database_id
         self.group_ids = group_ids
+        self.home_group_id = home_group_id
+        self.site_roles = site_roles
+
+    @classmethod
+    def of(cls, row: UserRow, group_ids: frozenset[int] | None) -> UserSubject:
+        roles = frozenset(r for r in row.site_roles.split(",") if r)
+        return cls(row.id, group_ids, row.home_group_id, roles)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -55,7 +65,7 @@ class UserView:
 
     @property
     def user_subject(self) -> UserSubject:
-        return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
+        return UserSubject.of(self.row, self.group_ids)
 
 
 @dataclass(slots=True)
@@ -111,7 +121,8 @@ async def user_by_id(info: Info, user_id: int) -> UserView | None:
     missing id cost the same one statement that returns nothing: the answer's timing tells them no more
     apart than its content."""
     reach: Reach = await info.context.load_reach()
-    row = await info.context.store.scalar(select(UserRow).where(UserRow.id == user_id, user_visible(reach, UserRow.id)))
+    visible = user_visible(reach, UserRow.id, account=(UserRow.home_group_id, UserRow.site_roles))
+    row = await info.context.store.scalar(select(UserRow).where(UserRow.id == user_id, visible))
     if row is None:
         return None
     info.context.loaders.users.prime([row])
