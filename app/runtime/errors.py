@@ -62,3 +62,13 @@ class ConcurrentChange(Conflict):
 
     def __init__(self) -> None:
         super().__init__(self.MESSAGE)
+
+
+class LimitReached(AppError):
+    """A live-update limit, with its own code (TOO_MANY_SUBSCRIPTIONS, SUBSCRIBER_TOO_SLOW)."""
+
+    http_status = 429
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        self.code = code
+        super().__init__(message, **extra)
