@@ -16,10 +16,11 @@ from strawberry.types import ExecutionContext
 from strawberry.types.private import is_private
 
 from app.runtime import tracing
-from app.runtime.errors import AppError
+from app.runtime.errors import AppError, ConcurrentChange
 from app.runtime.logs import log, note_operation
 from app.runtime.metrics import ERRORS, KNOWN_OPERATIONS, OPERATION_SECONDS, OPERATION_TYPES, bounded
 from app.settings import Settings, get_settings
+from app.store.db import concurrent_change
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
@@ -32,7 +33,7 @@ from resolvers.node import NodeQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
 from resolvers.rostering import RosterMutations, RosterQueries, RosterSync
-from resolvers.sessions import SessionMutations
+from resolvers.sessions import SessionMutations, SessionQueries
 from resolvers.subscriptions import LiveSubscriptions
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
@@ -43,6 +44,7 @@ QUERIES: tuple[type, ...] = (
     AuditQueries,
     RosterQueries,
     ExportQueries,
+    SessionQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
@@ -181,6 +183,8 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, AppError):
         return original.code
+    if original is not None and concurrent_change(original):
+        return "CONFLICT"
     code = (error.extensions or {}).get("code")
     if code:
         return str(code)
@@ -201,6 +205,8 @@ def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
         formatted["message"] = "Internal server error."
         formatted["extensions"] = {"code": code, "requestId": request_id}
         return formatted
+    if code == "CONFLICT" and not isinstance(error.original_error, AppError | None):
+        formatted["message"] = ConcurrentChange.MESSAGE  # a database collision outside a transaction block
     extensions = dict(formatted.get("extensions") or {})
     extensions["code"] = code
     formatted["extensions"] = extensions

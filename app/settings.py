@@ -13,7 +13,9 @@ class Settings(BaseSettings):
     database_pool_size: int = 10
 
     token_lifetime_hours: int = 24 * 7
-    api_token_max_days: int = 3650
+    # API tokens end after this many days unless createApiToken asks for fewer (or up to the maximum)
+    api_token_default_days: int = 90
+    api_token_max_days: int = 365
     self_service_groups: bool = True
     analyst_seats: int = 3
     max_group_depth: int = 10
@@ -21,6 +23,13 @@ class Settings(BaseSettings):
 
     access_request_days: int = 30
     max_pending_access_requests: int = 50
+    # requestAccess invitations: per requester per day (then RATE_LIMITED), per recipient address per day
+    # (then the request is recorded but not emailed), the wait before asking one address again after a cancel
+    # or a DENY, and the longest message
+    access_request_emails_per_requester_per_day: int = 20
+    access_request_emails_per_address_per_day: int = 3
+    access_request_repeat_seconds: int = 86_400
+    access_request_message_max_length: int = 500
 
     max_body_bytes: int = 2_000_000
     max_upload_bytes: int = 20_000_000
@@ -38,6 +47,7 @@ class Settings(BaseSettings):
     max_query_cost: int = 500_000  # the bench's D2 dashboard (500 members, cards with steps) costs ~362k
     max_page_size: int = 500
     max_batch_size: int = 10
+    max_variable_depth: int = 16
 
     login_failure_window_seconds: int = 900
     login_failures_per_email: int = 5

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
-from app.store.models import AccessRequest
+from app.store.models import AccessRequest, AccessRequestBlock
 from dataloaders.store import Store
 
 PENDING, GRANTED, DENIED, REVOKED, EXPIRED = "PENDING", "GRANTED", "DENIED", "REVOKED", "EXPIRED"
@@ -78,10 +78,21 @@ class ConsentLoaders:
     async def incoming(
         self, user_id: int, email_normalized: str, status: str | None, now: datetime
     ) -> Sequence[AccessRequest]:
-        query = select(AccessRequest).where(addressed_to(user_id, email_normalized))
+        blocked = select(AccessRequestBlock.id).where(
+            AccessRequestBlock.blocker_id == user_id, AccessRequestBlock.requester_id == AccessRequest.requester_id
+        )
+        query = select(AccessRequest).where(addressed_to(user_id, email_normalized), ~blocked.exists())
         if status is not None:
             query = query.where(status_is(status, now))
         return await self.store.scalars(query.order_by(*NEWEST_FIRST))
+
+
+async def blocked_requester_ids(store: Store, blocker_id: int) -> Sequence[int]:
+    return await store.scalars(
+        select(AccessRequestBlock.requester_id)
+        .where(AccessRequestBlock.blocker_id == blocker_id)
+        .order_by(AccessRequestBlock.id)
+    )
 
 
 async def pending_count(session, requester_id: int, now: datetime) -> int:  # type: ignore[no-untyped-def]

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Result, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.store.db import Database
+from app.runtime.errors import ConcurrentChange
+from app.store.db import Database, concurrent_change
+
+T = TypeVar("T")
 
 
 class Store:
@@ -89,9 +92,11 @@ class Store:
             try:
                 yield session
                 await session.commit()
-            except BaseException:
+            except BaseException as exc:
                 self._published = None
                 await session.rollback()
+                if concurrent_change(exc):
+                    raise ConcurrentChange() from exc
                 raise
             published, self._published = self._published, None
         if published and self.database.after_commit is not None:
@@ -102,6 +107,19 @@ class Store:
         if self._published is None:
             raise RuntimeError("publish() belongs inside store.transaction()")
         self._published.append(dict(event))
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]], attempts: int = 3) -> T:
+        """`work` in one transaction, run again (at most `attempts` times in all) when it collided with a
+        concurrent write: for writes whose outcome is the same whichever transaction goes first (a slug
+        taken meanwhile is skipped on the next try, a user enrolled meanwhile counts as enrolled)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as session:
+                    return await work(session)
+            except ConcurrentChange:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         """Never raises: the response is already made. Under the lock, so that a statement still running for a

@@ -16,26 +16,29 @@ request hides the subject until it is GRANTED.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from enum import Enum
 
 import strawberry
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from strawberry.types import Info
 
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound, RateLimited
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
 from app.services.events import access_request_changed, reach_changed
+from app.settings import Settings
 from app.store.models import AccessRequest as AccessRequestRow
+from app.store.models import AccessRequestBlock, AccessRequestEmail, OutboxEmail, utcnow
 from app.store.models import Membership as MembershipRow
-from app.store.models import OutboxEmail, utcnow
 from app.store.models import User as UserRow
 from dataloaders.consent import (
     DENIED,
     GRANTED,
     PENDING,
     REVOKED,
+    blocked_requester_ids,
     effective_status,
     open_to,
     pending_count,
@@ -45,7 +48,7 @@ from permissions.reach import Reach
 from resolvers.common import Node, clean_text
 from resolvers.views import UserType, UserView, check_email, normalize_email, prepare_users
 
-MESSAGE_MAX_LENGTH = 2000
+DAY = timedelta(days=1)
 ADVISORY_LOCK_NAMESPACE = 4  # pg_advisory_xact_lock(namespace, requester id): one requestAccess at a time per requester
 
 
@@ -198,7 +201,20 @@ class ConsentQueries:
         rows = await ctx.loaders.consent.outgoing(ctx.viewer_id, status.value if status else None, utcnow())
         return await build_requests(info, list(rows))
 
-    @strawberry.field(extensions=[authenticated()], description="Requests for the caller's data.")
+    @strawberry.field(
+        extensions=[authenticated()],
+        description="Requesters the caller blocked (blockAccessRequester), in the order blocked.",
+    )
+    async def blocked_access_requesters(self, info: Info) -> list[UserType]:
+        ctx = info.context
+        ids = list(await blocked_requester_ids(ctx.store, ctx.viewer_id))
+        found = [r for r in await ctx.loaders.users.many(ids) if r is not None]
+        return await prepare_users(info, found)
+
+    @strawberry.field(
+        extensions=[authenticated()],
+        description="Requests for the caller's data (not those of requesters the caller blocked).",
+    )
     async def incoming_access_requests(
         self, info: Info, status: AccessRequestStatus | None = None
     ) -> list[AccessRequest]:
@@ -229,7 +245,59 @@ def invitation(requester: UserRow, message: str | None) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
-async def locked_request(session, database_id: int, reach: Reach, viewer: UserRow) -> AccessRequestRow:  # type: ignore[no-untyped-def]
+async def check_invitation_limits(session, settings: Settings, requester_id: int, address: str, now: datetime) -> bool:  # type: ignore[no-untyped-def]
+    """RATE_LIMITED when the requester sent their invitations for the day, or asks this address again within
+    the repeat wait after cancelling a request to it or being DENIED by it. Otherwise whether the email
+    goes out: not when the address had its invitations for the day or its account blocked the requester.
+    The same statements run whether or not an account has the address."""
+    window = now - DAY
+    sent = list(
+        await session.scalars(
+            select(AccessRequestEmail.sent_at)
+            .where(AccessRequestEmail.requester_id == requester_id, AccessRequestEmail.sent_at > window)
+            .order_by(AccessRequestEmail.sent_at)
+        )
+    )
+    last_cancelled = await session.scalar(
+        select(func.max(AccessRequestEmail.cancelled_at)).where(
+            AccessRequestEmail.requester_id == requester_id, AccessRequestEmail.address_normalized == address
+        )
+    )
+    last_denied = await session.scalar(
+        select(func.max(AccessRequestRow.decided_at)).where(
+            AccessRequestRow.requester_id == requester_id,
+            AccessRequestRow.subject_email_normalized == address,
+            AccessRequestRow.status == DENIED,
+        )
+    )
+    repeat = timedelta(seconds=settings.access_request_repeat_seconds)
+    latest = max((t for t in (last_cancelled, last_denied) if t is not None), default=None)
+    if latest is not None and latest + repeat > now:
+        raise RateLimited(
+            "You asked this address recently; wait before asking again.",
+            retryAfterSeconds=math.ceil((latest + repeat - now).total_seconds()),
+        )
+    limit = settings.access_request_emails_per_requester_per_day
+    if len(sent) >= limit:
+        raise RateLimited(
+            f"You sent {limit} access requests in the last day; wait before sending more.",
+            retryAfterSeconds=math.ceil((sent[-limit] + DAY - now).total_seconds()),
+        )
+    to_address = await session.scalar(
+        select(func.count()).select_from(AccessRequestEmail).where(
+            AccessRequestEmail.address_normalized == address, AccessRequestEmail.sent_at > window
+        )
+    )
+    blocked = await session.scalar(
+        select(func.count())
+        .select_from(AccessRequestBlock)
+        .join(UserRow, UserRow.id == AccessRequestBlock.blocker_id)
+        .where(UserRow.email_normalized == address, AccessRequestBlock.requester_id == requester_id)
+    )
+    return not blocked and to_address < settings.access_request_emails_per_address_per_day
+
+
+async def locked_request(session, database_id: int, reach: Reach, viewer: UserRow, field: str = "id") -> AccessRequestRow:  # type: ignore[no-untyped-def]
     """The request, locked for this transaction; NOT_FOUND where the caller may not see it."""
     row = await session.scalar(
         select(AccessRequestRow)
@@ -238,20 +306,29 @@ async def locked_request(session, database_id: int, reach: Reach, viewer: UserRo
         .execution_options(populate_existing=True)  # the row as committed now, not as loaded earlier
     )
     if row is None or not may_see(reach, viewer, row):
-        raise NotFound("No such access request.", field="id")
+        raise NotFound("No such access request.", field=field)
     return row
 
 
 @strawberry.type
 class ConsentMutations:
-    @strawberry.mutation(extensions=[authenticated()], description="Never reveals whether an account has this email.")
+    @strawberry.mutation(
+        extensions=[authenticated()],
+        description="Never reveals whether an account has this email: the answer and the work are the same "
+        "either way. Asking again for an open request returns it. Limits (settings): invitations per requester "
+        "per day and a wait before asking an address again after a cancel or a DENY (RATE_LIMITED with "
+        "extensions.retryAfterSeconds); invitations per address per day and requesters the recipient blocked "
+        "(the request is recorded, but no email goes out); the message's length (BAD_USER_INPUT).",
+    )
     async def request_access(self, info: Info, email: str, message: str | None = None) -> AccessRequest:
         ctx = info.context
         settings = ctx.settings
         viewer: UserRow = ctx.viewer
         email = check_email(email)
         normalized = normalize_email(email)
-        message = clean_text(message, "message", max_length=MESSAGE_MAX_LENGTH, required=False) or None
+        message = clean_text(
+            message, "message", max_length=settings.access_request_message_max_length, required=False
+        ) or None
         if normalized == viewer.email_normalized:
             raise BadInput("You cannot ask for access to your own data.", field="email")
         now = utcnow()
@@ -267,6 +344,7 @@ class ConsentMutations:
                         f"You have {settings.max_pending_access_requests} unanswered access requests; wait for "
                         "answers or cancel some first."
                     )
+                deliver = await check_invitation_limits(session, settings, viewer.id, normalized, now)
                 subject_id = await session.scalar(select(UserRow.id).where(UserRow.email_normalized == normalized))
                 row = AccessRequestRow(
                     requester_id=viewer.id,
@@ -279,12 +357,62 @@ class ConsentMutations:
                     expires_at=now + timedelta(days=settings.access_request_days),
                 )
                 session.add(row)
+                session.add(
+                    AccessRequestEmail(requester_id=viewer.id, address_normalized=normalized, sent_at=now, delivered=deliver)
+                )
                 await session.flush()
-                title, body = invitation(viewer, message)
-                session.add(OutboxEmail(kind="access_request", to_address=email, subject=title, body=body))
+                if deliver:
+                    title, body = invitation(viewer, message)
+                    session.add(OutboxEmail(kind="access_request", to_address=email, subject=title, body=body))
                 audit(session, viewer.id, "access_request.create", "access_request", row.id, subject_email=email)
                 ctx.store.publish(access_request_changed(row.id, [viewer.id, subject_id]))
         return (await build_requests(info, [existing or row]))[0]
+
+    @strawberry.mutation(
+        extensions=[authenticated()],
+        description="By the subject of a request (any status): no more requests from its requester reach the "
+        "caller (they are neither emailed nor listed, and the requester cannot tell); a PENDING one is DENIED.",
+    )
+    async def block_access_requester(self, info: Info, access_request_id: strawberry.ID) -> AccessRequest:
+        ctx = info.context
+        database_id = require_id(access_request_id, "AccessRequest", "accessRequestId")
+        reach = await ctx.load_reach()
+        now = utcnow()
+        async with ctx.store.transaction() as session:
+            row = await locked_request(session, database_id, reach, ctx.viewer, "accessRequestId")
+            if not is_subject(ctx.viewer, row):
+                raise Forbidden("Only the person asked may block the requester.")
+            if effective_status(row, now) == PENDING:
+                row.status, row.decided_at, row.subject_user_id = DENIED, now, ctx.viewer_id
+                session.add(row)
+                audit(session, ctx.viewer_id, "access_request.deny", "access_request", row.id, requester_id=row.requester_id)
+                ctx.store.publish(access_request_changed(row.id, [row.requester_id, row.subject_user_id]))
+            taken = await session.scalar(
+                select(AccessRequestBlock.id).where(
+                    AccessRequestBlock.blocker_id == ctx.viewer_id, AccessRequestBlock.requester_id == row.requester_id
+                )
+            )
+            if taken is None:
+                session.add(AccessRequestBlock(blocker_id=ctx.viewer_id, requester_id=row.requester_id, created_at=now))
+                audit(session, ctx.viewer_id, "access_request.block", "user", row.requester_id, access_request_id=row.id)
+        return (await build_requests(info, [row]))[0]
+
+    @strawberry.mutation(
+        extensions=[authenticated()],
+        description="Lets a blocked requester's requests reach the caller again. False when they were not blocked.",
+    )
+    async def unblock_access_requester(self, info: Info, user_id: strawberry.ID) -> bool:
+        ctx = info.context
+        requester_id = require_id(user_id, "User", "userId")
+        async with ctx.store.transaction() as session:
+            result = await session.execute(
+                delete(AccessRequestBlock).where(
+                    AccessRequestBlock.blocker_id == ctx.viewer_id, AccessRequestBlock.requester_id == requester_id
+                )
+            )
+            if result.rowcount:
+                audit(session, ctx.viewer_id, "access_request.unblock", "user", requester_id)
+        return bool(result.rowcount)
 
     @strawberry.mutation(extensions=[authenticated()], description="By the subject of a PENDING request.")
     async def respond_to_access_request(
@@ -363,6 +491,15 @@ class ConsentMutations:
             if effective_status(row, now) != PENDING:
                 raise Conflict("Only a pending request can be cancelled.", field="id")
             await session.execute(delete(AccessRequestRow).where(AccessRequestRow.id == row.id))
+            await session.execute(
+                update(AccessRequestEmail)
+                .where(
+                    AccessRequestEmail.requester_id == row.requester_id,
+                    AccessRequestEmail.address_normalized == row.subject_email_normalized,
+                    AccessRequestEmail.cancelled_at.is_(None),
+                )
+                .values(cancelled_at=now)
+            )
             audit(
                 session, ctx.viewer_id, "access_request.cancel", "access_request", row.id,
                 subject_email=row.subject_email,

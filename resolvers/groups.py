@@ -22,7 +22,7 @@ from app.store.models import Membership as MembershipRow
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
-from permissions.filters import group_visible
+from permissions.filters import group_visible, user_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import ExportFormat, GroupRole
@@ -177,6 +177,9 @@ class Group(Node):
         return await progress_export_url(info, self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
 
 
+SLUG_LOCK = 7  # pg_advisory_xact_lock(7, hashtext(slug)): one group at a time takes a slug and its -2, -3 ...
+
+
 def slugify(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
@@ -255,15 +258,16 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         else None
     )
     new_parent_id = require_id(input.parent_id, "Group", "parentId") if input.parent_id is not None else None
-    if input.make_root and not (
-        reach.is_admin or (ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER")
-    ):
+    may_make_root = reach.is_admin or (
+        ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER"
+    )
+    if input.make_root and not may_make_root:
         raise Forbidden("You may not make this a root group.")
     limit = ctx.settings.max_group_depth
     async with ctx.store.transaction() as session:
         if new_parent_id is not None or input.make_root:
             await lock_tree(session, exclusive=True)
-        row = await session.get(GroupRow, group_id)
+        row = await session.get(GroupRow, group_id, populate_existing=True)  # as committed now
         if row is None:
             raise NotFound("No such group.", field="id")
         changes: dict[str, Any] = {}
@@ -279,10 +283,18 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         if moving:
             new_depth = 0
             if new_parent_id is not None:
+                if not may_make_root and not await stays_under_own_leadership(session, reach, group_id, new_parent_id):
+                    raise Forbidden(
+                        "Moving a group out of the tree your LEADER role comes from needs what makeRoot needs (a "
+                        "site admin, or with self-service groups a LEADER held directly in the group): its "
+                        "leaders above would lose it."
+                    )
                 if await is_descendant(session, new_parent_id, group_id):
                     raise BadInput("A group cannot be nested under itself or one of its nested groups.", field="parentId")
-                parent = await session.get(GroupRow, new_parent_id)
-                new_depth = parent.depth + 1  # type: ignore[union-attr]
+                parent = await session.get(GroupRow, new_parent_id, populate_existing=True)
+                if parent is None:  # deleted since the request began
+                    raise NotFound("No such group.", field="parentId")
+                new_depth = parent.depth + 1
             if new_depth + await subtree_height(session, group_id) > limit:
                 raise BadInput(f"Groups nest at most {limit} levels deep.", field="parentId")
             changes["parent_id"] = [row.parent_id, new_parent_id]
@@ -299,13 +311,31 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
     return GroupView(row=row)
 
 
+async def stays_under_own_leadership(session, reach: Reach, group_id: int, new_parent_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the new parent lies under a group above this one where the caller is LEADER directly: then the
+    group stays in the tree the caller's role over it comes from, and nobody above that loses it."""
+    above = await session.scalars(
+        select(GroupClosure.ancestor_id).where(GroupClosure.descendant_id == group_id, GroupClosure.depth > 0)
+    )
+    sources = [a for a in above if reach.direct_roles.get(a) == "LEADER"]
+    if not sources:
+        return False
+    inside = await session.scalar(
+        select(func.count()).select_from(GroupClosure).where(
+            GroupClosure.ancestor_id.in_(sources), GroupClosure.descendant_id == new_parent_id
+        )
+    )
+    return bool(inside)
+
+
 async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bool:
     """The group (and with deleteNested its subtree), its memberships and closure rows, in one transaction."""
     ctx = info.context
     group_id = require_id(id, "Group")
+    reach: Reach = await ctx.load_reach()  # before the transaction: both use the request's one session
     async with ctx.store.transaction() as session:
         await lock_tree(session, exclusive=True)
-        row = await session.get(GroupRow, group_id)
+        row = await session.get(GroupRow, group_id, populate_existing=True)
         if row is None:
             raise NotFound("No such group.", field="id")
         subtree = list(await session.scalars(select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)))
@@ -313,6 +343,19 @@ async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bo
             raise Conflict(
                 "The group has nested groups; pass deleteNested: true to delete them too.", field="deleteNested"
             )
+        if not reach.is_admin:
+            # deleting removes every membership in it: only those the caller could remove one by one
+            beyond = await session.scalar(
+                select(func.count()).select_from(MembershipRow).where(
+                    MembershipRow.group_id.in_(subtree),
+                    or_(MembershipRow.role == "ANALYST", ~user_visible(reach, MembershipRow.user_id)),
+                )
+            )
+            if beyond:
+                raise Forbidden(
+                    "The group holds memberships you may not remove (ANALYST memberships, or members you cannot "
+                    "see); ask a site admin to delete it."
+                )
         removed = await session.execute(delete(MembershipRow).where(MembershipRow.group_id.in_(subtree)))
         await session.execute(delete(GroupClosure).where(GroupClosure.descendant_id.in_(subtree)))
         await session.execute(
@@ -429,8 +472,11 @@ class GroupMutations:
             wanted = slugify(clean_text(input.slug, "slug"))  # type: ignore[arg-type]
         else:
             wanted = slugify(name)  # type: ignore[arg-type]
-        async with ctx.store.transaction() as session:
+
+        async def create(session) -> GroupRow:  # type: ignore[no-untyped-def]
             await lock_tree(session, exclusive=False)  # no re-nest of the parent's subtree meanwhile
+            if session.get_bind().dialect.name == "postgresql":  # groups named alike take their slugs in turn
+                await session.execute(select(func.pg_advisory_xact_lock(SLUG_LOCK, func.hashtext(wanted))))
             slug = await unique_slug(session, wanted)
             row = GroupRow(
                 name=name,  # type: ignore[arg-type]
@@ -456,6 +502,10 @@ class GroupMutations:
                 session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug,
                 **({"synced": True} if synced else {}),
             )
+            return row
+
+        # two groups named alike at the same moment: the one that loses the slug takes the next one
+        row = await ctx.store.run(create)
         ctx.forget_reach()
         await ctx.load_reach()
         return GroupView(row=row)
@@ -464,14 +514,17 @@ class GroupMutations:
     @strawberry.mutation(
         extensions=[requires(Permission.MANAGE_GROUP, target=update_target)],
         description="Rename, describe, re-nest (MANAGE_GROUP on the new parent too; a cycle is refused) or make "
-        "a root group (site admins, or with self-service groups a LEADER held directly in the group).",
+        "a root group (site admins, or with self-service groups a LEADER held directly in the group). Moving a "
+        "group out of the tree the caller's LEADER role comes from needs what makeRoot needs.",
     )
     async def update_group(self, info: Info, id: strawberry.ID, input: UpdateGroupInput) -> Group:
         return await update_group(info, id, input)
 
     @strawberry.mutation(
         extensions=[requires(Permission.MANAGE_GROUP, target=group_target)],
-        description="A group with nested groups is refused (CONFLICT) unless deleteNested is true.",
+        description="A group with nested groups is refused (CONFLICT) unless deleteNested is true. Its "
+        "memberships go with it: a caller who could not remove one of them (an ANALYST membership, a member "
+        "they cannot see) is refused (FORBIDDEN): a site admin deletes such a group.",
     )
     async def delete_group(self, info: Info, id: strawberry.ID, delete_nested: bool | None = False) -> bool:
         return await delete_group(info, id, bool(delete_nested))

@@ -15,12 +15,12 @@ from strawberry.types import Info
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
-from app.services.auth import verify_password
+from app.services.auth import end_credentials_of, keep_an_owner, verify_password
 from app.services.events import reach_changed
 from app.services.mailer import queue_email
 from app.services.throttle import check_login_allowed
-from app.store.models import ApiToken, LoginEvent, Session, utcnow
 from app.store.models import GuardianLink as GuardianLinkRow
+from app.store.models import LoginEvent
 from app.store.models import User as UserRow
 from dataloaders.guardians import login_buckets
 from permissions.classes import authenticated, requires
@@ -251,7 +251,6 @@ class GuardianMutations:
         ctx = info.context
         ids = decode_user_ids(user_ids)
         reach: Reach = await ctx.load_reach()
-        now = utcnow()
         async with ctx.store.transaction() as session:
             rows = await user_rows(session, ids)
             if len(rows) != len(ids):
@@ -263,17 +262,14 @@ class GuardianMutations:
             for row in changed:
                 audit(session, ctx.viewer_id, action, "user", row.id, email=row.email, before=row.status)
             changed_ids = [r.id for r in changed]
+            if status is AccountStatus.DENIED:
+                await keep_an_owner(session, [r.id for r in rows if "OWNER" in r.site_roles.split(",")])
             for start in range(0, len(changed_ids), CHUNK):
                 chunk = changed_ids[start : start + CHUNK]
                 # the loaded rows are updated in the session too (synchronize_session="auto")
                 await session.execute(update(UserRow).where(UserRow.id.in_(chunk)).values(status=status.value))
-                if status is AccountStatus.DENIED:
-                    for model in (Session, ApiToken):
-                        await session.execute(
-                            update(model)
-                            .where(model.user_id.in_(chunk), model.revoked_at.is_(None))
-                            .values(revoked_at=now)
-                        )
+            if status is AccountStatus.DENIED:
+                await end_credentials_of(session, changed_ids)
             ctx.store.publish(reach_changed(changed_ids))  # a DENIED account's subscriptions end now
         by_id = {r.id: r for r in rows}
         return await prepare_users(info, [by_id[i] for i in ids])
@@ -290,6 +286,7 @@ class GuardianMutations:
         async with ctx.store.transaction() as session:
             rows = await user_rows(session, ids)
             check_may_act_on(reach, ctx.viewer_id, rows, "delete")
+            await keep_an_owner(session, [r.id for r in rows if "OWNER" in r.site_roles.split(",")])
             for row in rows:
                 audit(
                     session, ctx.viewer_id, "user.delete", "user", row.id, email=row.email, kind=row.kind,

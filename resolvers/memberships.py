@@ -314,7 +314,8 @@ async def change_member_role(info: Info, membership_gid: strawberry.ID, role: Gr
         raise Forbidden("You may not give this user that role here.")
     before = row.role
     async with ctx.store.transaction() as session:
-        fresh = await session.get(MembershipRow, row.id)
+        # locked as committed now: a removal at the same moment either goes first (NOT_FOUND) or waits
+        fresh = await session.get(MembershipRow, row.id, with_for_update=True, populate_existing=True)
         if fresh is None:
             raise NotFound("No such membership.", field="membershipId")
         fresh.role = role.value

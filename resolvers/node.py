@@ -18,11 +18,11 @@ from resolvers.guardians import visible_guardian_link
 from resolvers.memberships import visible_membership
 from resolvers.reviews import visible_submission
 from resolvers.rostering import visible_roster_sync
-from resolvers.views import visible_group, visible_user
+from resolvers.views import user_by_id, visible_group
 
 # type name -> a function taking (info, database_id) and returning the object or None
 NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
-    "User": visible_user,
+    "User": user_by_id,
     "Group": visible_group,
     "Membership": visible_membership,
     "AccessRequest": visible_access_request,

@@ -8,7 +8,8 @@ import strawberry
 from sqlalchemy import select, update
 from strawberry.types import Info
 
-from app.runtime.errors import BadInput, Unauthenticated
+from app.runtime.errors import BadInput, NotFound, Unauthenticated
+from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import (
     API_TOKEN_PREFIX,
@@ -20,13 +21,15 @@ from app.services.auth import (
 )
 from app.services.events import reach_changed
 from app.services.throttle import check_login_allowed, slow_down
-from app.store.models import ApiToken, LoginEvent, Session, utcnow
+from app.store.models import ApiToken as ApiTokenRow
+from app.store.models import LoginEvent, Session, utcnow
 from app.store.models import User as UserRow
 from permissions.classes import authenticated
 from resolvers.common import clean_text
 from resolvers.views import UserType, normalize_email, prepare_users
 
 SIGN_IN_FAILED = "The email or password is not right."
+MAX_LISTED_TOKENS = 500
 
 
 @strawberry.type
@@ -41,6 +44,56 @@ class ApiTokenPayload:
     token: str = strawberry.field(description="Shown once; only a hash is stored.")
     name: str
     expires_at: datetime | None
+    id: strawberry.ID = strawberry.field(description="The token's id, for revokeApiToken and apiTokens.")
+
+
+@strawberry.type(description="An API token of the caller's: its secret is never shown again, only these facts.")
+class ApiToken:
+    row: strawberry.Private[ApiTokenRow]
+
+    @strawberry.field(description="Pass to revokeApiToken.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("ApiToken", self.row.id))  # type: ignore[arg-type]
+
+    @strawberry.field(description="The name given at createApiToken.")
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field(description="When it was made.")
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field(
+        description="When it stops working (every token ends: createApiToken's default and maximum lifetimes "
+        "are settings)."
+    )
+    def expires_at(self) -> datetime | None:
+        return self.row.expires_at
+
+    @strawberry.field(
+        description="When it was revoked: by revokeApiToken, by logout with it, or because the account's "
+        "password changed or the account was DENIED. Null while it works."
+    )
+    def revoked_at(self) -> datetime | None:
+        return self.row.revoked_at
+
+
+@strawberry.type
+class SessionQueries:
+    @strawberry.field(
+        extensions=[authenticated()],
+        description="The caller's own API tokens, newest first. includeEnded: also revoked and expired ones.",
+    )
+    async def api_tokens(self, info: Info, include_ended: bool | None = False) -> list[ApiToken]:
+        ctx = info.context
+        query = select(ApiTokenRow).where(ApiTokenRow.user_id == ctx.viewer_id)
+        if not include_ended:
+            now = utcnow()
+            query = query.where(
+                ApiTokenRow.revoked_at.is_(None), (ApiTokenRow.expires_at.is_(None)) | (ApiTokenRow.expires_at > now)
+            )
+        rows = await ctx.store.scalars(query.order_by(ApiTokenRow.id.desc()).limit(MAX_LISTED_TOKENS))
+        return [ApiToken(row=r) for r in rows]
 
 
 @strawberry.type
@@ -97,7 +150,7 @@ class SessionMutations:
                 await session.execute(update(Session).where(Session.id == credential.session_id).values(revoked_at=now))
             if credential.api_token_id is not None:
                 await session.execute(
-                    update(ApiToken).where(ApiToken.id == credential.api_token_id).values(revoked_at=now)
+                    update(ApiTokenRow).where(ApiTokenRow.id == credential.api_token_id).values(revoked_at=now)
                 )
             if credential.session_id is not None:
                 audit(session, ctx.viewer_id, "session.logout", "session", credential.session_id)
@@ -113,11 +166,33 @@ class SessionMutations:
         limit = ctx.settings.api_token_max_days
         if expires_in_days is not None and not 1 <= expires_in_days <= limit:
             raise BadInput(f"expiresInDays must be between 1 and {limit}", field="expiresInDays")
-        expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+        days = expires_in_days or min(ctx.settings.api_token_default_days, limit)
+        expires = utcnow() + timedelta(days=days)
         token = new_token(API_TOKEN_PREFIX)
         async with ctx.store.transaction() as session:
-            row = ApiToken(user_id=ctx.viewer_id, name=name, token_hash=token_hash(token), expires_at=expires)
+            row = ApiTokenRow(user_id=ctx.viewer_id, name=name, token_hash=token_hash(token), expires_at=expires)
             session.add(row)
             await session.flush()
-            audit(session, ctx.viewer_id, "api_token.create", "api_token", row.id, name=name)
-        return ApiTokenPayload(token=token, name=name, expires_at=expires)
+            audit(session, ctx.viewer_id, "api_token.create", "api_token", row.id, name=name, expires_at=expires)
+        return ApiTokenPayload(
+            token=token, name=name, expires_at=expires, id=strawberry.ID(to_global_id("ApiToken", row.id))  # type: ignore[arg-type]
+        )
+
+    @strawberry.mutation(
+        extensions=[authenticated()],
+        description="Ends one of the caller's API tokens at once. Another user's token, or an unknown id: "
+        "NOT_FOUND. Revoking a token already ended changes nothing.",
+    )
+    async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
+        ctx = info.context
+        token_id = require_id(id, "ApiToken")
+        async with ctx.store.transaction() as session:
+            row = await session.get(ApiTokenRow, token_id, with_for_update=True, populate_existing=True)
+            if row is None or row.user_id != ctx.viewer_id:
+                raise NotFound("No such API token.", field="id")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                session.add(row)
+                audit(session, ctx.viewer_id, "api_token.revoke", "api_token", row.id, name=row.name)
+                ctx.store.publish(reach_changed([ctx.viewer_id]))  # subscriptions on this token end now
+        return ApiToken(row=row)

@@ -15,7 +15,7 @@ from strawberry.types import Info
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
-from app.services.auth import end_credentials, hash_password
+from app.services.auth import end_credentials, hash_password, keep_an_owner
 from app.services.events import reach_changed
 from app.store.models import Group as GroupRow
 from app.store.models import Membership as MembershipRow
@@ -44,6 +44,7 @@ from resolvers.views import (
     prepare_users,
     require_visible_group,
     require_visible_user,
+    user_by_id,
     visible_group,
     visible_groups,
     visible_user,
@@ -277,10 +278,12 @@ class UserQueries:
             return None
         return await visible_user(info, info.context.viewer_id)
 
-    @strawberry.field
+    @strawberry.field(description="Null for an id the caller may not see, exactly as for a missing one.")
     async def user(self, info: Info, id: strawberry.ID) -> User | None:
         user_id = decode_id(id, "User")
-        return None if user_id is None else await visible_user(info, user_id)
+        if user_id is None:
+            return None
+        return await user_by_id(info, user_id)
 
 
 async def home_group_target(info: Info, global_id: strawberry.ID | None, field: str) -> Subjects:
@@ -448,6 +451,8 @@ class UserMutations:
             before = set(filter(None, row.site_roles.split(",")))
             if not ctx.reach.may_administer_site_roles(before, wanted):
                 raise Forbidden("Only an owner may change an owner's roles or make an owner.")
+            if "OWNER" in before and "OWNER" not in wanted and row.status == "ACTIVE":
+                await keep_an_owner(session, [row.id], "userId")  # type: ignore[list-item]
             if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
                 await take_analyst_seat(session, ctx.settings.analyst_seats)
             row.site_roles = site_roles_text(sorted(wanted))

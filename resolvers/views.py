@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import strawberry
+from sqlalchemy import select
 from strawberry.types import Info
 
 from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id
 from app.store.models import Group as GroupRow
 from app.store.models import User as UserRow
+from permissions.filters import user_visible
 from permissions.reach import Permission, Reach
 
 # the Strawberry types by name only: the modules that define them sit above every other domain
@@ -112,6 +114,19 @@ async def visible_users(
 
 async def visible_user(info: Info, user_id: int) -> UserView | None:
     return (await visible_users(info, [user_id]))[0]
+
+
+async def user_by_id(info: Info, user_id: int) -> UserView | None:
+    """`user(id:)` and `node(id:)`: decided in the query (the reach's row filter), so a hidden user and a
+    missing id cost the same one statement that returns nothing: the answer's timing tells them no more
+    apart than its content."""
+    reach: Reach = await info.context.load_reach()
+    visible = user_visible(reach, UserRow.id, account=(UserRow.home_group_id, UserRow.site_roles))
+    row = await info.context.store.scalar(select(UserRow).where(UserRow.id == user_id, visible))
+    if row is None:
+        return None
+    info.context.loaders.users.prime([row])
+    return await visible_user(info, user_id)
 
 
 async def require_visible_user(info: Info, global_id: str, field: str = "userId") -> UserView:

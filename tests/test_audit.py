@@ -19,6 +19,8 @@ from sqlalchemy import select
 from app.schema import build_schema
 from app.store.models import (
     AccessRequest,
+    AccessRequestBlock,
+    ApiToken,
     AuditEvent,
     Course,
     Enrollment,
@@ -85,6 +87,16 @@ async def _create_api_token(site: Site) -> Case:
     _, staff, _ = await people(site)
     q = "mutation($n: String!) { createApiToken(name: $n) { name } }"
     return Case((q, {"n": "ci"}, staff), (q, {"n": "  "}, staff), {"api_token.create"})
+
+
+@case("revokeApiToken")
+async def _revoke_api_token(site: Site) -> Case:
+    admin, staff, _ = await people(site)
+    async with site.database.transaction() as session:
+        row = ApiToken(user_id=staff.id, name="ci", token_hash="f" * 64, expires_at=utcnow() + timedelta(days=1))
+        session.add(row)
+    q = "mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }"
+    return Case((q, {"id": gid("ApiToken", row)}, staff), (q, {"id": gid("ApiToken", row)}, admin), {"api_token.revoke"})
 
 
 @case("createUser")
@@ -221,6 +233,24 @@ async def _cancel(site: Site) -> Case:
     q = "mutation($id: ID!) { cancelAccessRequest(id: $id) }"
     return Case((q, {"id": gid("AccessRequest", row)}, staff), (q, {"id": gid("AccessRequest", row)}, learner),
                 {"access_request.cancel"})
+
+
+@case("blockAccessRequester")
+async def _block(site: Site) -> Case:
+    _, staff, learner = await people(site)
+    row = await access_request(site, staff, learner)
+    q = "mutation($id: ID!) { blockAccessRequester(accessRequestId: $id) { status } }"
+    return Case((q, {"id": gid("AccessRequest", row)}, learner), (q, {"id": gid("AccessRequest", row)}, staff),
+                {"access_request.deny", "access_request.block"})
+
+
+@case("unblockAccessRequester")
+async def _unblock(site: Site) -> Case:
+    _, staff, learner = await people(site)
+    async with site.database.transaction() as session:
+        session.add(AccessRequestBlock(blocker_id=learner.id, requester_id=staff.id))
+    q = "mutation($u: ID!) { unblockAccessRequester(userId: $u) }"
+    return Case((q, {"u": gid("User", staff)}, learner), (q, {"u": "bm9wZQ=="}, learner), {"access_request.unblock"})
 
 
 @case("linkGuardian")
@@ -496,7 +526,8 @@ async def test_mutation_audits_success_and_nothing_on_failure(site: Site, mutati
         events = list(await session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
     assert events and {e.action for e in events} == setup.actions, [e.action for e in events]
     actor = setup.ok[2]
-    assert all(e.actor_id == actor.id for e in events)  # type: ignore[union-attr]
+    # an account deleting itself is gone: its events name no actor (ids are never reused)
+    assert all(e.actor_id == (None if mutation == "deleteMyAccount" else actor.id) for e in events)  # type: ignore[union-attr]
     assert all(e.detail is None or isinstance(json.loads(e.detail), dict) for e in events)
 
 

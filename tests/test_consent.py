@@ -243,7 +243,13 @@ async def test_deny_and_duplicates(site: Site) -> None:
     assert (await site.gql(USER, {"id": gid("User", sam)}, as_user=rita)) == {"data": {"user": None}}
     assert (await reach_of(site.database, rita)).granted == frozenset()
 
-    # After a DENY a new request may be made; once GRANTED, asking again returns the grant.
+    # After a DENY a new request waits (RATE_LIMITED), then may be made; once GRANTED, asking again returns it.
+    body = await site.gql(REQUEST, {"email": sam.email, "message": None}, as_user=rita)
+    assert errors_of(body) == ["RATE_LIMITED"] and body["errors"][0]["extensions"]["retryAfterSeconds"] > 0, body
+    async with site.database.transaction() as session:
+        await session.execute(
+            update(AccessRequest).values(decided_at=utcnow() - timedelta(seconds=site.settings.access_request_repeat_seconds))
+        )
     second = await ask(site, rita, sam.email)
     assert second["id"] != first["id"] and second["status"] == "PENDING"
     await answer(site, sam, second["id"], "GRANT")

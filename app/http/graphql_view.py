@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from strawberry.types import ExecutionResult
 
 from app.context import Context, LiveContext
 from app.http.live import LiveHandler, serve_websocket
-from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
+from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, json_depth, limit_code, without_suggestions
 from app.runtime.logs import REQUEST_ID
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
@@ -202,6 +203,29 @@ class GroupGraphView(GraphQL):
         if self.settings.production and "message" in formatted:
             formatted["message"] = without_suggestions(formatted["message"])
         return formatted
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A request body (or a GET's variables): an object or a list of objects, nested at most a few levels
+        deeper than the variables may nest; anything else is a 400 with a code, never a 500."""
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            raise HTTPException(400, "The JSON nests too deeply.") from None
+        limit = self.settings.max_variable_depth + 3  # [batch] > {request} > {variables} > ...
+        if json_depth(value) > limit:
+            raise HTTPException(400, f"The JSON nests deeper than {limit} levels.")
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, dict) for item in items):
+            raise HTTPException(400, "A GraphQL request is a JSON object (or a list of objects, for a batch).")
+        for item in items if isinstance(value, list) else ():
+            if not isinstance(item.get("query"), str | None) or not isinstance(item.get("variables"), dict | None):
+                raise HTTPException(400, "Each operation of a batch has a string query and object variables.")
+            if not isinstance(item.get("extensions"), dict | None):
+                raise HTTPException(400, "Each operation of a batch has object extensions.")
+        for item in items:
+            if not isinstance(item.get("operationName"), str | None):
+                raise HTTPException(400, "operationName must be a string or null.")
+        return value
 
     def _handle_errors(self, errors: Any, response_data: Any) -> None:
         """Errors are logged once, by the schema's process_errors."""

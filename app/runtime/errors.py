@@ -54,6 +54,16 @@ class RateLimited(AppError):
     http_status = 429
 
 
+class ConcurrentChange(Conflict):
+    """A write that collided with another one made at the same moment (a unique key taken, a row deleted
+    or changed meanwhile, a deadlock): nothing was changed, and sending it again decides afresh."""
+
+    MESSAGE = "Another change to the same data happened at the same moment; nothing was changed. Try again."
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
 class LimitReached(AppError):
     """A live-update limit, with its own code (TOO_MANY_SUBSCRIPTIONS, SUBSCRIBER_TOO_SLOW)."""
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from functools import partial
 from typing import Any
 
+from dateutil.parser import isoparse
 from graphql import (
+    ArgumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -28,14 +31,18 @@ from graphql import (
     GraphQLObjectType,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     StringValueNode,
     ValidationContext,
     ValidationRule,
+    ValueNode,
     VariableNode,
     get_named_type,
     get_nullable_type,
+    is_input_object_type,
     is_list_type,
 )
 from strawberry.extensions import (
@@ -244,6 +251,7 @@ class QueryCost(SchemaExtension):
             *self.execution_context.validation_rules,
             cost_rule(self.settings, variables),
             nul_rule(variables),
+            input_rule(self.settings, variables, self.execution_context.operation_name),
         )
         yield
 
@@ -281,6 +289,120 @@ def nul_rule(variables: dict[str, Any]) -> type[ValidationRule]:
                 )
 
     return NoNul
+
+
+# DateTime arguments are accepted between these wall-clock times (any UTC offset): far from the calendar's
+# ends, so that converting to UTC or stepping back to a week's Monday never leaves Python's range.
+DATETIME_MIN = datetime(1900, 1, 1)
+DATETIME_MAX = datetime(2999, 12, 31, 23, 59, 59, 999999)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _datetime_value(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return isoparse(value)
+        except (ValueError, OverflowError):
+            return None  # the scalar itself refuses it
+    return None
+
+
+def input_rule(settings: Settings, variables: dict[str, Any], operation_name: str | None) -> type[ValidationRule]:
+    """Checks on the request's inputs that the GraphQL rules do not make: a document with several operations
+    names the one to run; variables nest at most `max_variable_depth` levels; DateTime arguments (literal or
+    variable, in input objects too) lie between DATETIME_MIN and DATETIME_MAX."""
+
+    class InputChecks(ValidationRule):
+        per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
+
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            operations = [d for d in context.document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1 and not operation_name:
+                context.report_error(
+                    GraphQLError(
+                        "The document holds several operations: give operationName to say which one to run.",
+                        extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+                    )
+                )
+            depth = json_depth(variables)
+            if depth > settings.max_variable_depth + 1:  # the variables object itself is one level
+                context.report_error(
+                    GraphQLError(
+                        f"Variables nest deeper than {settings.max_variable_depth} levels.",
+                        extensions={"code": "BAD_USER_INPUT", "limit": settings.max_variable_depth},
+                    )
+                )
+            self.reported: set[str] = set()
+
+        def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
+            argument = self.context.get_argument()
+            if argument is not None:
+                self.walk_node(node.value, argument.type, node.name.value)
+
+        def walk_node(self, node: ValueNode, type_: Any, name: str) -> None:
+            if isinstance(node, VariableNode):
+                self.walk_value(variables.get(node.name.value), type_, name)
+                return
+            type_ = get_nullable_type(type_)
+            if is_list_type(type_):
+                for item in node.values if isinstance(node, ListValueNode) else [node]:
+                    self.walk_node(item, type_.of_type, name)
+            elif is_input_object_type(type_) and isinstance(node, ObjectValueNode):
+                for field in node.fields:
+                    definition = type_.fields.get(field.name.value)
+                    if definition is not None:
+                        self.walk_node(field.value, definition.type, field.name.value)
+            elif getattr(type_, "name", None) == "DateTime" and isinstance(node, StringValueNode):
+                self.check(node.value, name)
+
+        def walk_value(self, value: Any, type_: Any, name: str) -> None:
+            type_ = get_nullable_type(type_)
+            if value is None:
+                return
+            if is_list_type(type_):
+                for item in value if isinstance(value, list) else [value]:
+                    self.walk_value(item, type_.of_type, name)
+            elif is_input_object_type(type_) and isinstance(value, dict):
+                for key, item in value.items():
+                    definition = type_.fields.get(key)
+                    if definition is not None:
+                        self.walk_value(item, definition.type, key)
+            elif getattr(type_, "name", None) == "DateTime":
+                self.check(value, name)
+
+        def check(self, value: Any, name: str) -> None:
+            moment = _datetime_value(value)
+            if moment is None or name in self.reported:
+                return
+            if not DATETIME_MIN <= moment.replace(tzinfo=None) <= DATETIME_MAX:
+                self.reported.add(name)
+                self.context.report_error(
+                    GraphQLError(
+                        f"{name} must lie between {DATETIME_MIN.date()} and {DATETIME_MAX.date()}.",
+                        extensions={"code": "BAD_USER_INPUT", "field": name},
+                    )
+                )
+
+    return InputChecks
 
 
 def limit_extensions(settings: Settings) -> list[Any]:

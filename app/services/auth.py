@@ -10,9 +10,10 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.runtime.errors import Conflict
 from app.store.models import ApiToken, Session, User, utcnow
 
 SESSION_PREFIX = "ggs_"
@@ -105,3 +106,24 @@ async def end_credentials_of(session: AsyncSession, user_ids: Sequence[int]) -> 
             )
             ended += int(result.rowcount or 0)
     return ended
+
+
+# the last owner
+OWNER_LOCK = 6_000_007  # PostgreSQL advisory lock key serializing changes that take an owner away
+
+
+async def keep_an_owner(session: AsyncSession, leaving: Sequence[int], field: str = "userIds") -> None:
+    """CONFLICT when taking these owners away (demoted, denied or deleted) would leave the site without an
+    ACTIVE owner: nobody could then make an owner again over the API. Two owners demoting each other at the
+    same moment wait for each other (an advisory lock on PostgreSQL; SQLite serializes writers)."""
+    if not leaving:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(OWNER_LOCK)))
+    owners = set(
+        await session.scalars(
+            select(User.id).where(User.site_roles.like("%OWNER%"), User.status == "ACTIVE")
+        )
+    )
+    if owners and owners <= set(leaving):
+        raise Conflict("This is the site's last owner: make another owner first.", field=field)

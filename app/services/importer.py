@@ -409,7 +409,11 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
     for row in rows:
         if not row.student:
             continue  # reported while parsing
-        external, email = by_external.get(row.student), by_email.get(row.student.lower())
+        # accounts the caller may not see count as missing: no message tells them apart
+        found = (by_external.get(row.student), by_email.get(row.student.lower()))
+        external, email = (
+            uid if uid is not None and reach.may(Permission.VIEW_PROFILE, subjects[uid]) else None for uid in found
+        )
         if external is not None and email is not None and external != email:
             plan.errors.append(
                 RowError(row.line, STUDENT, f"'{row.student}' is one user's external id and another user's email")
@@ -417,19 +421,20 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
             continue
         uid = external if external is not None else email
         subject = subjects.get(uid) if uid is not None else None
+        exists = found[0] is not None or found[1] is not None
         student: Student | None = None
-        if uid is None and row.student in created:
+        if not exists and row.student in created:
             account = created[row.student]
             subject = _Subject(account.key, frozenset(), account.home_group_id)
             student = Student(account.key, False, (), account.home_group_id)
-        elif uid is None and row.creates:
+        elif not exists and row.creates:
             account = _new_account(row, plan, reach, groups, by_email, planned_emails, default)  # type: ignore[assignment]
             if account is None:
                 continue
             created[row.student] = account
             subject = _Subject(account.key, frozenset(), account.home_group_id)
             student = Student(account.key, False, (), account.home_group_id)
-        elif subject is None or not reach.may(Permission.VIEW_PROFILE, subject):
+        elif subject is None:
             plan.errors.append(RowError(row.line, STUDENT, f"unknown student '{row.student}'"))
         else:
             student = students[uid]  # type: ignore[index]

@@ -233,7 +233,7 @@ async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> l
     table = IngestedEvent.__table__  # type: ignore[attr-defined]
     if is_postgres(session):
         returned = await insert_rows(
-            session, table, ["key", "created_at"], [(k, now) for k in keys],
+            session, table, ["key", "user_id", "created_at"], [(k, unique[k].user_id, now) for k in keys],
             lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key),
         )
         new = {row[0] for row in returned}
@@ -243,7 +243,7 @@ async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> l
         for chunk in value_chunks(False, keys):
             seen.update(await session.scalars(select(table.c.key).where(table.c.key.in_(chunk))))
         new = set(keys) - seen
-        await insert_rows(session, table, ["key", "created_at"], [(k, now) for k in keys if k in new],
+        await insert_rows(session, table, ["key", "user_id", "created_at"], [(k, unique[k].user_id, now) for k in keys if k in new],
                           lambda s: s.on_conflict_do_nothing(index_elements=["key"]))
     return [e for k, e in unique.items() if k in new]
 

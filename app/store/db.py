@@ -10,9 +10,30 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app.runtime.errors import ConcurrentChange
 from app.settings import Settings
+
+# unique violation, foreign key violation, serialization failure, deadlock
+CONCURRENT_SQLSTATES = frozenset({"23505", "23503", "40001", "40P01"})
+_SQLITE_COLLISIONS = ("UNIQUE constraint failed", "FOREIGN KEY constraint failed")
+
+
+def concurrent_change(exc: BaseException) -> bool:
+    """Whether a database error means another transaction changed the same rows first (a taken unique key,
+    a row deleted or changed meanwhile, a deadlock), rather than a fault of ours."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    if isinstance(exc, StaleDataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    if code in CONCURRENT_SQLSTATES:
+        return True
+    return isinstance(exc, IntegrityError) and any(m in str(exc.orig) for m in _SQLITE_COLLISIONS)
 
 
 class DatabaseConfigError(RuntimeError):
@@ -111,8 +132,10 @@ class Database:
             try:
                 yield session
                 await session.commit()
-            except BaseException:
+            except BaseException as exc:
                 await session.rollback()
+                if concurrent_change(exc):
+                    raise ConcurrentChange() from exc
                 raise
 
     async def dispose(self) -> None:

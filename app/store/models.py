@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Table, Text, UniqueConstraint
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateTable
 from sqlmodel import Field, SQLModel
+
+
+@compiles(CreateTable, "sqlite")
+def _create_table_autoincrement(element: CreateTable, compiler: Any, **kw: Any) -> str:
+    """Ids are never reused: on SQLite every table keyed by an integer `id` is created AUTOINCREMENT (plain
+    INTEGER PRIMARY KEY hands a deleted row's id to the next insert; PostgreSQL sequences never go back).
+    Applied when any table is created, by the models or by a migration, so new tables get it too."""
+    if has_integer_id(element.element):
+        element.element.dialect_options["sqlite"]["autoincrement"] = True
+    return compiler.visit_create_table(element, **kw)
+
+
+def has_integer_id(table: Table) -> bool:
+    key = list(table.primary_key.columns)
+    return len(key) == 1 and key[0].name == "id" and isinstance(key[0].type, Integer)
 
 
 def utcnow() -> datetime:
@@ -114,6 +132,38 @@ class AccessRequest(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     decided_at: datetime | None = None
+
+
+class AccessRequestEmail(SQLModel, table=True):
+    """Each invitation requestAccess sent, or held back (the recipient blocked the requester, or the address
+    had its emails for the day): the daily caps and the re-request wait after a cancel count these, the same
+    whether or not an account has the address."""
+
+    __tablename__ = "access_request_email"
+    __table_args__ = (
+        Index("ix_access_request_email_requester", "requester_id", "sent_at"),
+        Index("ix_access_request_email_address", "address_normalized", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(sa_column=fk("user.id", index=False))
+    address_normalized: str = Field(max_length=320)
+    sent_at: datetime = Field(default_factory=utcnow)
+    delivered: bool = True
+    cancelled_at: datetime | None = None  # the requester cancelled the request: the re-request wait starts
+
+
+class AccessRequestBlock(SQLModel, table=True):
+    """A user who wants no more access requests from a requester: theirs are recorded but neither emailed
+    nor listed, and the requester cannot tell."""
+
+    __tablename__ = "access_request_block"
+    __table_args__ = (UniqueConstraint("blocker_id", "requester_id", name="uq_access_request_block"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    blocker_id: int = Field(sa_column=fk("user.id", index=False))
+    requester_id: int = Field(sa_column=fk("user.id"))
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Membership(SQLModel, table=True):
@@ -232,11 +282,12 @@ class ActivityEvent(SQLModel, table=True):
 
 
 class IngestedEvent(SQLModel, table=True):
-    """Keys of progress events already applied, so a re-sent event counts once."""
+    """Keys of progress events already applied, so a re-sent event counts once. They go with their user."""
 
     __tablename__ = "ingested_event"
 
     key: str = Field(primary_key=True, max_length=200)
+    user_id: int | None = Field(default=None, sa_column=fk("user.id", nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -267,13 +318,14 @@ class LoginEvent(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Kept when the actor or target is deleted: no foreign keys."""
+    """Kept when the actor or target is deleted: the actor becomes null (ids are never reused, but an id
+    that names nobody tells nothing), the target id stays with the detail the event recorded."""
 
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_action", "action", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    actor_id: int | None = None
+    actor_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
     action: str = Field(max_length=64)
     target_type: str = Field(max_length=64)
     target_id: int | None = None
@@ -399,5 +451,5 @@ TABLES_IN_DELETE_ORDER = [
     "export_job", "export_schedule", "signing_key",
     "roster_sync", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
-    "access_request", "group_closure", "group", "api_token", "session", "user",
+    "access_request_email", "access_request_block", "access_request", "group_closure", "group", "api_token", "session", "user",
 ]
