@@ -14,7 +14,7 @@ joins and order (_named), its cells formatted as text by the server exactly as a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -65,13 +65,21 @@ _closure = GroupClosure.__table__.c
 Key = tuple[int, int, int]
 
 
+# membership.user_id -> the condition keeping the members the caller may see (permissions.filters)
+Visible = Callable[[Any, Any], ColumnElement[bool]]
+
+
 @dataclass(frozen=True)
 class ReportScope:
-    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree."""
+    """Which rows: the MEMBER memberships of the group (or of its subtree) whose user the caller may see
+    (`visible`, the same rule as the members list; consent-based memberships included), and which are not
+    ended (unless `include_ended`)."""
 
     group_id: int
     include_nested: bool = True
     course_id: int | None = None
+    visible: Visible = field(kw_only=True, compare=False)
+    include_ended: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +109,9 @@ def _scope_filter(scope: ReportScope) -> list[Any]:
         groups = _m.group_id.in_(select(_closure.descendant_id).where(_closure.ancestor_id == scope.group_id))
     else:
         groups = _m.group_id == scope.group_id
-    conditions = [groups, _m.role == "MEMBER", _m.access_request_id.is_(None)]
+    conditions = [groups, _m.role == "MEMBER", scope.visible(_m.user_id, _m.group_id)]
+    if not scope.include_ended:
+        conditions.append(_m.ended_at.is_(None))
     if scope.course_id is not None:
         conditions.append(_e.course_id == scope.course_id)
     return conditions
@@ -112,8 +122,8 @@ def _joined(statement: Select[Any]) -> Select[Any]:
 
 
 def _keys(scope: ReportScope) -> Select[Any]:
-    """The report's rows: (group, user, course) and the enrollment's times, for each own MEMBER membership
-    in scope x the member's enrollments. Pages and the whole report (the COPY export) both select these."""
+    """The report's rows: (group, user, course) and the enrollment's times, for each MEMBER membership in
+    scope x the member's enrollments. Pages and the whole report (the COPY export) both select these."""
     keys = _joined(select(_m.group_id, _m.user_id, _e.course_id, _e.activated_at, _e.completed_at, _e.expires_at))
     return keys.where(*_scope_filter(scope))
 

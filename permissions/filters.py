@@ -6,7 +6,8 @@ its totalCount never hold a row a single-object check would refuse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
@@ -86,6 +87,31 @@ def group_allows(reach: Reach, permission: Permission, group_id: ColumnElement[i
     if not roles or not reach.staff_groups(roles):
         return false()
     return group_id.in_(viewer_groups(reach.viewer_id, roles))
+
+
+# (membership.user_id, membership.group_id) -> the condition keeping the memberships the viewer may count
+MemberRows = Callable[[Any, Any], ColumnElement[bool]]
+
+
+def member_rows_visible(
+    reach: Reach, group_id: int, permission: Permission = Permission.VIEW_PROFILE
+) -> tuple[Hashable, MemberRows]:
+    """The row filter for memberships listed or counted under `group_id` (a group the viewer sees): those whose
+    user the viewer may see (`permission`), and a key naming it. Lists (members, memberCount) and aggregates
+    (progressSummary, progressReport, usageMinutes) all count with it, so they always agree.
+
+    Visibility of groups is closed under subtrees, so the groups need no filter. Where the viewer holds a
+    role giving `permission` on the group (roles inherit down), every own (not consent-based) membership in
+    its subtree is of a user the viewer is over: only consent-based ones need the user check, and the OR
+    skips that subquery for all the others."""
+    if reach.is_admin:
+        return (id(reach), "all"), lambda _u, _g: true()
+    staff = bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[permission]))
+    if staff:
+        return (id(reach), "staff", permission), lambda user_id, _g: or_(
+            Membership.access_request_id.is_(None), user_visible(reach, user_id, permission)
+        )
+    return (id(reach), "users", permission), lambda user_id, _g: user_visible(reach, user_id, permission)
 
 
 def membership_visible(reach: Reach, user_id: ColumnElement[int], group_id: ColumnElement[int]) -> ColumnElement[bool]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
@@ -19,8 +19,8 @@ from app.store.models import Membership as MembershipRow
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
-from permissions.filters import group_visible, user_visible
-from permissions.reach import PLACED_ON_CONSENT, ROLES_GIVING, Permission, Reach, placement_basis
+from permissions.filters import group_visible, member_rows_visible
+from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import GroupRole
 from resolvers.groups import require_visible_group
@@ -119,18 +119,8 @@ class MembershipConnection:
 
 
 def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
-    """The row filter for the memberships listed under `group_id` (a group the viewer sees), and a key for it.
-
-    Memberships show where the viewer may see their user. (Visibility of groups is closed under subtrees, so
-    the groups need no filter.) Where the viewer holds a staff role on the group, which inherits down, every
-    own (not consent-based) membership in its subtree is of a user the viewer is over: only consent-based
-    ones need the user check, and the OR skips that subquery for all the others."""
-    staff = bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[Permission.VIEW_PROFILE]))
-    if staff and not reach.is_admin:
-        return (id(reach), "staff"), lambda user_id, _g: or_(
-            MembershipRow.access_request_id.is_(None), user_visible(reach, user_id)
-        )
-    return (id(reach), "users"), lambda user_id, _g: user_visible(reach, user_id)
+    """The row filter for the memberships listed under `group_id`: permissions.filters.member_rows_visible."""
+    return member_rows_visible(reach, group_id)
 
 
 async def member_count(info: Info, group_id: int, include_nested: bool) -> int:

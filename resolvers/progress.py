@@ -23,6 +23,7 @@ from app.services.ingest import RawEvent, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.progress import Card, StepRecord
 from permissions.classes import requires
+from permissions.filters import member_rows_visible
 from permissions.reach import Permission
 from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.courses import Course, Step, course_views, step_view
@@ -154,13 +155,15 @@ class CourseSummary:
 class GroupProgressSummary:
     learner_count: int = strawberry.field(
         description="Distinct learners counted: users holding a MEMBER membership in the group (and its descendants "
-        "when nested)."
+        "when nested) whom the caller may see, as the members list shows them; ended memberships do not count."
     )
     courses: list[CourseSummary] = strawberry.field(description="Courses any of them is enrolled in, by name.")
 
 
 async def progress_summary_of(info: Info, group: Group, include_nested: bool) -> GroupProgressSummary:
-    summary = await info.context.loaders.progress.summary.load((group.row.id, include_nested is not False))
+    reach = await info.context.load_reach()
+    scope, visible = member_rows_visible(reach, group.row.id, Permission.VIEW_PROGRESS)
+    summary = await info.context.loaders.progress.summary(scope, visible).load((group.row.id, include_nested is not False))
     courses = await course_views(info, [c.course_id for c in summary.courses])
     rows = [
         CourseSummary(

@@ -29,7 +29,8 @@ The rules, as written there:
   user the caller may see. progressSummary: VIEW_PROGRESS on the group; reviewQueue: REVIEW_WORK on it,
   holding NEEDS_REVIEW submissions of its (nested) members by their own memberships, never the caller's
   own; progressReport and progressExportUrl: EXPORT_GROUP, the report holding one row per (MEMBER
-  membership by the member's own right in the group or its subtree, enrolled course). A submission by id:
+  membership in the group or its subtree whose user the caller may see, enrolled course): every aggregate
+  counts whom the members list shows. A submission by id:
   for whoever may see the submitter's progress.
 """
 
@@ -233,13 +234,14 @@ class World:
             if s.status == "NEEDS_REVIEW" and s.user in members and s.user != viewer
         ]
 
-    def report_rows(self, group: int) -> list[tuple[int, int, int]]:
-        """(group, user, course) rows of the group's progress report (nested, all courses)."""
+    def report_rows(self, viewer: int | None, group: int) -> list[tuple[int, int, int]]:
+        """(group, user, course) rows of the group's progress report (nested, all courses): MEMBER memberships
+        whose user the viewer may see, consent-based ones too, as the members list shows them."""
         scope = self.subtree(group)
         return [
             (m.group, m.user, c)
             for m in self.memberships.values()
-            if m.group in scope and m.role == "MEMBER" and m.consent is None
+            if m.group in scope and m.role == "MEMBER" and self.view_progress(viewer, m.user)
             for c in self.courses
             if (m.user, c) in self.enrollments
         ]

@@ -368,7 +368,7 @@ class Expected:
                 out[name] = self.guarded(w.may_on_group(v, "REVIEW_WORK", group_id), shown)
             elif name == "progressReport":
                 allowed = w.may_on_group(v, "EXPORT_GROUP", group_id)
-                rows = w.report_rows(group_id) if allowed else []
+                rows = w.report_rows(v, group_id) if allowed else []
                 report = {
                     "totalCount": len(rows),
                     "edges": [

@@ -47,6 +47,7 @@ from dataloaders.reports import (
     unassigned_students_statement,
 )
 from dataloaders.store import Store
+from permissions.filters import member_rows_visible
 from permissions.reach import Permission, Reach
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -390,7 +391,8 @@ async def _progress_scope(request: Request, context: Context, reach: Reach) -> t
         course_id = database_id(raw_course, "Course", "courseId")
         if not await course_exists(context.store, course_id):
             raise NotFound("No such course.", field="courseId")
-    return ReportScope(group_id, include_nested, course_id), group.slug
+    _, visible = member_rows_visible(reach, group_id, Permission.VIEW_PROGRESS)
+    return ReportScope(group_id, include_nested, course_id, visible=visible), group.slug
 
 
 async def _progress(request: Request, format: str) -> Response:
