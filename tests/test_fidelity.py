@@ -1,0 +1,57 @@
+"""What the five products' users do every day, as their help pages describe it: the gateway's login chart,
+groups made by site admins, seats, the licence exports, self-service by kind, the outbox; on SQLite and
+PostgreSQL, the denial side too."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from app.store.models import GuardianLink, LoginEvent
+from tests.site import Site, errors_of
+
+STATS = """query($from: DateTime!, $to: DateTime!, $k: [UserKind!], $l: LicenceType) {
+  loginStatistics(from: $from, to: $to, kinds: $k, licenceType: $l) {
+    totalLogins uniqueUsers buckets { start logins failedLogins uniqueUsers }
+  }
+}"""
+
+
+def _at(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 3, day, hour, tzinfo=UTC)
+
+
+async def test_the_gateway_login_chart_counts_external_users_once_each(site: Site) -> None:
+    admin = await site.user("Ann", kind="STAFF", roles="ADMIN")
+    parent = await site.user("Dee", kind="EXTERNAL")
+    other = await site.user("Eve", kind="EXTERNAL")
+    learner = await site.user("Lou")
+    pupils = [await site.user(f"Pup{i}") for i in range(3)]
+    async with site.database.transaction() as session:
+        # Dee holds three links (two PARENT_GUARDIAN, one OTHER): she is still one user
+        for pupil, licence in zip(pupils, ("PARENT_GUARDIAN", "PARENT_GUARDIAN", "OTHER"), strict=True):
+            session.add(GuardianLink(external_user_id=parent.id, pupil_id=pupil.id, licence_type=licence))
+        for user, at, ok in [
+            (parent, _at(2, 8), True), (parent, _at(2, 9), True), (other, _at(2, 10), True),
+            (admin, _at(2, 11), True), (learner, _at(2, 12), True), (learner, _at(3), True),
+            (parent, _at(3), True), (other, _at(3), False), (admin, _at(3), False), (None, _at(3, 13), False),
+        ]:
+            session.add(LoginEvent(user_id=user.id if user else None, email_normalized="x", success=ok, at=at))
+    period = {"from": "2026-03-02T00:00:00Z", "to": "2026-03-04T00:00:00Z"}
+
+    async def stats(**more: Any) -> list[Any]:
+        body = await site.gql(STATS, {**period, **more}, as_user=admin)
+        assert "errors" not in body, body
+        s = body["data"]["loginStatistics"]
+        return [s["totalLogins"], s["uniqueUsers"], [(b["logins"], b["failedLogins"], b["uniqueUsers"]) for b in s["buckets"]]]
+
+    # the gateway's chart: external users' sign-ins only
+    assert await stats(k=["EXTERNAL"]) == [4, 2, [(3, 0, 2), (1, 1, 1)]]
+    # everyone's, without kinds (an unknown email's failure counts as a failure of nobody's kind)
+    assert await stats() == [7, 4, [(5, 0, 4), (2, 3, 2)]]
+    assert await stats(k=["STAFF", "LEARNER"]) == [3, 2, [(2, 0, 2), (1, 1, 1)]]
+    # a licence type: each holder once, however many links of it they hold
+    assert await stats(k=["EXTERNAL"], l="PARENT_GUARDIAN") == [3, 1, [(2, 0, 1), (1, 0, 1)]]
+    assert await stats(l="OTHER") == [3, 1, [(2, 0, 1), (1, 0, 1)]]
+    denied = await site.gql(STATS, {**period, "k": ["EXTERNAL"]}, as_user=parent)
+    assert errors_of(denied) == ["FORBIDDEN"] and denied["data"] is None
