@@ -264,7 +264,8 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
     )
     new_parent_id = require_id(input.parent_id, "Group", "parentId") if input.parent_id is not None else None
     if input.make_root and not (
-        reach.is_admin or (ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER")
+        reach.is_admin
+        or (ctx.viewer.kind in ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER")
     ):
         raise Forbidden("You may not make this a root group.")
     limit = ctx.settings.max_group_depth
@@ -413,8 +414,9 @@ class GroupQueries:
 class GroupMutations:
     @strawberry.mutation(
         extensions=[authenticated()],
-        description="Root groups: site admins (and any signed-in staff or learner when self-service groups are on). "
-        "Nested: MANAGE_GROUP on the parent. The creator becomes LEADER.",
+        description="Root groups: site admins, and the kinds of account self-service groups allow (setting). "
+        "Nested: MANAGE_GROUP on the parent. The creator becomes its LEADER, except a site admin, who manages "
+        "every group already and becomes no member of it.",
     )
     async def create_group(self, info: Info, input: CreateGroupInput) -> Group:
         ctx = info.context
@@ -428,7 +430,7 @@ class GroupMutations:
                 raise Forbidden("You may not add groups here.")
             if parent.depth + 1 > ctx.settings.max_group_depth:
                 raise BadInput(f"Groups nest at most {ctx.settings.max_group_depth} levels deep.", field="parentId")
-        elif not (reach.is_admin or (ctx.settings.self_service_groups and ctx.viewer.kind in ("STAFF", "LEARNER"))):
+        elif not (reach.is_admin or ctx.viewer.kind in ctx.settings.self_service_groups):
             raise Forbidden("You may not create root groups.")
         if input.slug is not None:
             wanted = slugify(clean_text(input.slug, "slug"))  # type: ignore[arg-type]
@@ -454,7 +456,8 @@ class GroupMutations:
                     GroupClosure.descendant_id == row.id, GroupClosure.depth > 0
                 )
             )
-            session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
+            if not reach.is_admin:  # a site admin manages every group already: they do not become a member
+                session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
             audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
         ctx.forget_reach()
         await ctx.load_reach()

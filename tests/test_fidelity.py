@@ -7,8 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.store.models import GuardianLink, LoginEvent
-from tests.site import Site, errors_of
+import pytest
+
+from app.settings import Settings
+from app.store.models import AuditEvent, Group, GuardianLink, LoginEvent, Membership
+from tests.school import auth, parse
+from tests.site import Site, errors_of, gid
 
 STATS = """query($from: DateTime!, $to: DateTime!, $k: [UserKind!], $l: LicenceType) {
   loginStatistics(from: $from, to: $to, kinds: $k, licenceType: $l) {
@@ -55,3 +59,66 @@ async def test_the_gateway_login_chart_counts_external_users_once_each(site: Sit
     assert await stats(l="OTHER") == [3, 1, [(2, 0, 1), (1, 0, 1)]]
     denied = await site.gql(STATS, {**period, "k": ["EXTERNAL"]}, as_user=parent)
     assert errors_of(denied) == ["FORBIDDEN"] and denied["data"] is None
+
+
+CREATE = """mutation($input: CreateGroupInput!) { createGroup(input: $input) { id viewerRole viewerPermissions
+  memberCount members { totalCount } } }"""
+
+
+async def test_site_admins_do_not_become_members_of_the_groups_they_create(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    made = await site.gql(CREATE, {"input": {"name": "District"}}, as_user=admin)
+    assert "errors" not in made, made
+    root = made["data"]["createGroup"]
+    assert root["viewerRole"] is None and "MANAGE_GROUP" in root["viewerPermissions"]
+    assert root["memberCount"] == 0 and root["members"]["totalCount"] == 0
+    nested = await site.gql(CREATE, {"input": {"name": "School", "parentId": root["id"]}}, as_user=admin)
+    assert nested["data"]["createGroup"]["memberCount"] == 0
+    assert await site.count(Membership) == 0
+    exported = await site.client.get("/exports/memberships.csv", headers=auth(await site.token(admin)))
+    assert len(parse(exported.content)) == 1  # the header only
+    # a self-service creator still leads their group, and so does a leader creating a nested group
+    staff = await site.user("Sam", kind="STAFF")
+    own = await site.gql(CREATE, {"input": {"name": "Mine"}}, as_user=staff)
+    assert own["data"]["createGroup"]["viewerRole"] == "LEADER" and own["data"]["createGroup"]["memberCount"] == 1
+    sub = await site.gql(CREATE, {"input": {"name": "Sub", "parentId": own["data"]["createGroup"]["id"]}}, as_user=staff)
+    assert sub["data"]["createGroup"]["viewerRole"] == "LEADER"
+    assert await site.count(Membership) == 2
+    assert await site.count(AuditEvent, AuditEvent.action == "group.create") == 4
+
+
+async def test_self_service_groups_by_kind_of_account(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    staff = await site.user("Sam", kind="STAFF")
+    learner = await site.user("Lou")
+    external = await site.user("Eve", kind="EXTERNAL")
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+
+    async def outcome(user: Any) -> str:
+        body = await site.gql(CREATE, {"input": {"name": f"By {user.first_name}"}}, as_user=user)
+        return "ok" if "errors" not in body else errors_of(body)[0]
+
+    expected = {
+        "none": ["FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "ok"],
+        "staff": ["ok", "FORBIDDEN", "FORBIDDEN", "ok"],
+        "staff,learner": ["ok", "ok", "FORBIDDEN", "ok"],
+        "staff, learner, external": ["ok", "ok", "ok", "ok"],
+        "true": ["ok", "ok", "FORBIDDEN", "ok"],
+        "false": ["FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "ok"],
+    }
+    for value, outcomes in expected.items():
+        monkeypatch.setenv("GROUPGRAPH_SELF_SERVICE_GROUPS", value)
+        site.settings.self_service_groups = Settings().self_service_groups
+        before = await site.count(Group)
+        assert [await outcome(u) for u in (staff, learner, external, admin)] == outcomes, value
+        assert await site.count(Group) == before + outcomes.count("ok")
+    with pytest.raises(ValueError):
+        Settings(self_service_groups="staff,teachers")
+    # makeRoot by a LEADER held in the group follows the same kinds
+    site.settings.self_service_groups = frozenset({"STAFF"})
+    root = await site.group("Root")
+    child = await site.group("Child", root)
+    await site.member(learner, child, "LEADER")
+    make_root = "mutation($id: ID!) { updateGroup(id: $id, input: {makeRoot: true}) { depth } }"
+    assert errors_of(await site.gql(make_root, {"id": gid("Group", child)}, as_user=learner)) == ["FORBIDDEN"]
+    site.settings.self_service_groups = frozenset({"STAFF", "LEARNER"})
+    assert await site.gql(make_root, {"id": gid("Group", child)}, as_user=learner) == {"data": {"updateGroup": {"depth": 0}}}
