@@ -6,7 +6,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, column, exists, func, literal, not_, or_, select, union_all, values
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    column,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    union_all,
+    values,
+)
 from sqlmodel.sql.sqltypes import UTCDateTime
 from strawberry.dataloader import DataLoader
 

@@ -34,6 +34,7 @@ class MemberFilter:
     include_nested: bool = False
     roles: tuple[str, ...] | None = None
     search: str | None = None
+    include_ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,18 @@ class MembershipLoaders:
         self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
 
     def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
-        """user id -> that user's memberships the viewer may see, oldest first (one statement per batch)."""
+        """user id -> that user's memberships (not ended) the viewer may see, oldest first (one statement per
+        batch)."""
         loader = self._of_user.get(scope)
         if loader is None:
 
             async def load(user_ids: Sequence[int]) -> list[list[Membership]]:
                 rows = await self.store.scalars(
                     select(Membership)
-                    .where(Membership.user_id.in_(sorted(set(user_ids))), visible(Membership.user_id, Membership.group_id))
+                    .where(
+                        Membership.user_id.in_(sorted(set(user_ids))), Membership.ended_at.is_(None),
+                        visible(Membership.user_id, Membership.group_id),
+                    )
                     .order_by(Membership.id)
                 )
                 found: dict[int, list[Membership]] = defaultdict(list)
@@ -84,6 +89,8 @@ class MembershipLoaders:
         )
         if not filter.include_nested:
             query = query.where(closure.depth == 0)
+        if not filter.include_ended:
+            query = query.where(Membership.ended_at.is_(None))
         if filter.roles is not None:
             query = query.where(Membership.role.in_(list(filter.roles)))
         if filter.search:
@@ -114,7 +121,7 @@ class MembershipLoaders:
                 asked = list(dict.fromkeys(group_ids))
                 loader = self._counts[key]
                 kids: list[int] = []
-                if filter.roles is None and filter.search is None:  # memberCount's filter
+                if filter.roles is None and filter.search is None and not filter.include_ended:  # memberCount's
                     futures = [self.groups.children.load(g) for g in asked]  # one batch
                     for future in futures:
                         kids += [c.id for c in await future]

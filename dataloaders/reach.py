@@ -5,16 +5,22 @@ from __future__ import annotations
 from sqlalchemy import literal, select, union_all
 
 from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from dataloaders.groups import gives_sight
 from dataloaders.store import Store
 
 
-async def load_reach_rows(store: Store, viewer_id: int) -> list[tuple[str, int, str | None]]:
+async def load_reach_rows(
+    store: Store, viewer_id: int, members_see_groups: bool = True
+) -> list[tuple[str, int, str | None]]:
     """(kind, id, role) rows: every group under each of the viewer's memberships, every user who
-    granted the viewer access, every pupil linked to the viewer."""
+    granted the viewer access, every pupil linked to the viewer. Ended memberships count for nothing, nor
+    do MEMBER memberships in a tree whose members do not see their groups (`members_see_groups`: the site's
+    default; a root group may override it)."""
+    sight = gives_sight(Membership, members_see_groups)
     groups = (
         select(literal("group"), GroupClosure.descendant_id, Membership.role)
         .join(GroupClosure, GroupClosure.ancestor_id == Membership.group_id)
-        .where(Membership.user_id == viewer_id)
+        .where(Membership.user_id == viewer_id, sight)
     )
     granted = select(literal("granted"), AccessRequest.subject_user_id, literal(None)).where(
         AccessRequest.requester_id == viewer_id,
@@ -25,7 +31,7 @@ async def load_reach_rows(store: Store, viewer_id: int) -> list[tuple[str, int, 
         GuardianLink.external_user_id == viewer_id
     )
     direct = select(literal("direct"), Membership.group_id, Membership.role).where(
-        Membership.user_id == viewer_id
+        Membership.user_id == viewer_id, sight
     )
     rows = await store.all(union_all(groups, granted, pupils, direct))
     return [(kind, int(ident), role) for kind, ident, role in rows]

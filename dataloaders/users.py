@@ -26,10 +26,11 @@ class UserLoaders:
         return [found.get(i) for i in ids]
 
     async def _group_ids_by_user(self, ids: Sequence[int]) -> list[frozenset[int]]:
-        """Groups of each user's own memberships; consent-based ones give nobody reach over the user."""
+        """Groups of each user's own memberships; consent-based and ended ones give nobody reach over the user."""
         rows = await self.store.all(
             select(Membership.user_id, Membership.group_id).where(
-                Membership.user_id.in_(list(set(ids))), Membership.access_request_id.is_(None)
+                Membership.user_id.in_(list(set(ids))), Membership.access_request_id.is_(None),
+                Membership.ended_at.is_(None),
             )
         )
         groups: dict[int, set[int]] = defaultdict(set)
@@ -92,6 +93,7 @@ def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
                 Membership.user_id == User.id,
                 Membership.group_id == search.analyst_of_group_id,
                 Membership.role == "ANALYST",
+                Membership.ended_at.is_(None),
             )
         )
     if search.no_groups is not None:

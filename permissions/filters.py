@@ -12,15 +12,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from dataloaders.groups import gives_sight
 from permissions.reach import CONSENT_GIVES, GUARDIAN_GIVES, ROLES_GIVING, SELF_MAY, Permission, Reach
 
 
-def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None):  # type: ignore[no-untyped-def]
-    """Ids of every group under a group where the viewer holds one of `roles` (any role if None)."""
+def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None, members_see_groups: bool = True):  # type: ignore[no-untyped-def]
+    """Ids of every group under a group where the viewer holds one of `roles` (any role if None), as the
+    Reach counts them (dataloaders.groups.gives_sight: no ended membership, no MEMBER membership in a tree
+    whose members do not see their groups)."""
     query = (
         select(GroupClosure.descendant_id)
         .join(Membership, Membership.group_id == GroupClosure.ancestor_id)
-        .where(Membership.user_id == viewer_id)
+        .where(Membership.user_id == viewer_id, gives_sight(Membership, members_see_groups))
     )
     if roles is not None:
         query = query.where(Membership.role.in_(list(roles)))
@@ -28,9 +31,10 @@ def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None):  # type: 
 
 
 def users_under(viewer_id: int, roles: Iterable[str]):  # type: ignore[no-untyped-def]
-    """Ids of users the viewer is "over" through one of `roles` (consent-based memberships excluded)."""
+    """Ids of users the viewer is "over" through one of `roles` (consent-based and ended memberships excluded)."""
     return select(Membership.user_id).where(
         Membership.access_request_id.is_(None),
+        Membership.ended_at.is_(None),
         Membership.group_id.in_(viewer_groups(viewer_id, roles)),
     )
 
@@ -75,7 +79,7 @@ def group_visible(reach: Reach, group_id: ColumnElement[int]) -> ColumnElement[b
         return true()
     if not reach.group_roles:
         return false()
-    return group_id.in_(viewer_groups(reach.viewer_id))
+    return group_id.in_(viewer_groups(reach.viewer_id, members_see_groups=reach.members_see_groups))
 
 
 def group_allows(reach: Reach, permission: Permission, group_id: ColumnElement[int]) -> ColumnElement[bool]:

@@ -91,13 +91,18 @@ class Reach:
     direct_roles: dict[int, str] = field(default_factory=dict)
     granted: frozenset[int] = frozenset()
     pupils: frozenset[int] = frozenset()
+    # the site's default for whether MEMBERs see their groups (the SQL filters need it; root groups override it)
+    members_see_groups: bool = True
 
     @classmethod
     def anonymous(cls) -> Reach:
         return cls(viewer_id=None)
 
     @classmethod
-    def from_rows(cls, viewer_id: int, site_roles: Iterable[str], rows: Iterable[tuple[str, int, str | None]]) -> Reach:
+    def from_rows(
+        cls, viewer_id: int, site_roles: Iterable[str], rows: Iterable[tuple[str, int, str | None]],
+        members_see_groups: bool = True,
+    ) -> Reach:
         roles: dict[int, set[str]] = {}
         direct: dict[int, str] = {}
         granted: set[int] = set()
@@ -118,6 +123,7 @@ class Reach:
             direct_roles=direct,
             granted=frozenset(granted),
             pupils=frozenset(pupils),
+            members_see_groups=members_see_groups,
         )
 
     @property

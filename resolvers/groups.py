@@ -97,6 +97,19 @@ class Group(Node):
         rows = await info.context.loaders.groups.children.load(self.row.id)
         return [Group(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
 
+    @strawberry.field(
+        extensions=[requires(Permission.MANAGE_GROUP)],
+        description="Whether MEMBERs of this group's tree see their groups (groups, viewer.memberships, group(id:)); "
+        "when false a MEMBER sees nothing of the tree, only their own progress. Set on the root group by a site "
+        "admin (updateGroup membersSeeGroups); unset, the site's default (GROUPGRAPH_MEMBERS_SEE_GROUPS).",
+    )
+    async def members_see_groups(self, info: Info) -> bool | None:
+        ancestors = await info.context.loaders.groups.ancestors.load(self.row.id)
+        root = ancestors[0] if ancestors else self.row
+        if root.members_see_groups is None:
+            return info.context.settings.members_see_groups
+        return root.members_see_groups
+
     @strawberry.field(description="The caller's effective role here (inherited from ancestors); null if none.")
     def viewer_role(self, info: Info) -> GroupRole | None:
         role = info.context.reach.role_in(self.row.id)
@@ -227,6 +240,11 @@ class UpdateGroupInput:
         default=None, description="Re-nest under another group; a cycle is refused."
     )
     make_root: bool | None = strawberry.field(default=None, description="true: make it a root group.")
+    members_see_groups: bool | None = strawberry.field(
+        default=None,
+        description="On a root group (site admins): whether the MEMBERs of its tree see their groups "
+        "(Group.membersSeeGroups).",
+    )
 
 
 async def group_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
@@ -263,6 +281,8 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         else None
     )
     new_parent_id = require_id(input.parent_id, "Group", "parentId") if input.parent_id is not None else None
+    if input.members_see_groups is not None and not reach.is_admin:
+        raise Forbidden("Only site admins decide whether members see their groups.")
     if input.make_root and not (
         reach.is_admin
         or (ctx.viewer.kind in ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER")
@@ -282,6 +302,11 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         if input.description is not None and (description or None) != row.description:
             changes["description"] = True
             row.description = description or None
+        if input.members_see_groups is not None and input.members_see_groups != row.members_see_groups:
+            if row.parent_id is not None or new_parent_id is not None:
+                raise BadInput("Whether members see their groups is set on a root group.", field="membersSeeGroups")
+            changes["members_see_groups"] = [row.members_see_groups, input.members_see_groups]
+            row.members_see_groups = input.members_see_groups
         moving = (new_parent_id is not None and new_parent_id != row.parent_id) or (
             bool(input.make_root) and row.parent_id is not None
         )

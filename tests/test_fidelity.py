@@ -11,7 +11,7 @@ import pytest
 
 from app.settings import Settings
 from app.store.models import AuditEvent, Group, GuardianLink, LoginEvent, Membership
-from tests.school import auth, parse
+from tests.school import auth, course, enroll, parse
 from tests.site import Site, errors_of, gid
 
 STATS = """query($from: DateTime!, $to: DateTime!, $k: [UserKind!], $l: LicenceType) {
@@ -122,3 +122,53 @@ async def test_self_service_groups_by_kind_of_account(site: Site, monkeypatch: p
     assert errors_of(await site.gql(make_root, {"id": gid("Group", child)}, as_user=learner)) == ["FORBIDDEN"]
     site.settings.self_service_groups = frozenset({"STAFF", "LEARNER"})
     assert await site.gql(make_root, {"id": gid("Group", child)}, as_user=learner) == {"data": {"updateGroup": {"depth": 0}}}
+
+
+SIGHT = """query($g: ID!) { groups { totalCount } group(id: $g) { id } viewer { memberships { id }
+  courseProgress { course { name } } } }"""
+SET_SIGHT = """mutation($id: ID!, $see: Boolean) { updateGroup(id: $id, input: {membersSeeGroups: $see}) {
+  membersSeeGroups } }"""
+
+
+async def test_members_see_their_groups_as_the_root_group_decides(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    org = await site.group("Org")
+    cls = await site.group("Class", org)
+    other = await site.group("Other")
+    leader = await site.user("Leo", kind="STAFF")
+    await site.member(leader, org, "LEADER")
+    pupil = await site.user("Pia")
+    await site.member(pupil, cls)
+    await site.member(pupil, other)
+    maths, _ = await course(site, "Maths", 2)
+    await enroll(site, pupil, maths)
+
+    async def sight() -> tuple[int, bool, int, int]:
+        body = await site.gql(SIGHT, {"g": gid("Group", cls)}, as_user=pupil)
+        assert "errors" not in body, body
+        d = body["data"]
+        return d["groups"]["totalCount"], d["group"] is not None, len(d["viewer"]["memberships"]), len(d["viewer"]["courseProgress"])
+
+    assert await sight() == (2, True, 2, 1)  # the site's default: members see their groups (Class, Other)
+    assert (await site.gql(SET_SIGHT, {"id": gid("Group", org), "see": False}, as_user=admin))["data"] == {
+        "updateGroup": {"membersSeeGroups": False}
+    }
+    assert await sight() == (1, False, 1, 1)  # nothing of Org's tree; Other still; their own progress stays
+    # the leader still sees the tree and reads the setting on any group of it
+    body = await site.gql("query($g: ID!) { group(id: $g) { membersSeeGroups members { totalCount } } }", {"g": gid("Group", cls)}, as_user=leader)
+    assert body["data"]["group"] == {"membersSeeGroups": False, "members": {"totalCount": 1}}
+    # who may not: a leader (FORBIDDEN), anyone on a nested group (BAD_USER_INPUT); nothing changes
+    denied = await site.gql(SET_SIGHT, {"id": gid("Group", org), "see": True}, as_user=leader)
+    assert errors_of(denied) == ["FORBIDDEN"]
+    nested = await site.gql(SET_SIGHT, {"id": gid("Group", cls), "see": True}, as_user=admin)
+    assert errors_of(nested) == ["BAD_USER_INPUT"] and nested["errors"][0]["extensions"]["field"] == "membersSeeGroups"
+    assert await sight() == (1, False, 1, 1)
+    assert await site.count(AuditEvent, AuditEvent.action == "group.update") == 1
+    # the site's default off: Other's tree hides too, unless its root says otherwise
+    site.settings.members_see_groups = False
+    assert await sight() == (0, False, 0, 1)
+    await site.gql(SET_SIGHT, {"id": gid("Group", other), "see": True}, as_user=admin)
+    assert await sight() == (1, False, 1, 1)
+    # staff roles are not MEMBER: a mentor in a hidden tree still sees it
+    await site.member(pupil, org, "MENTOR")
+    assert (await sight())[:2] == (3, True)
