@@ -56,7 +56,7 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "id", "database_id", "name", "slug", "description", "synced", "created_at", "parent", "ancestors",
         "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
     },
-    Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+    Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request", "ended_at"},
     # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
     AccessRequest: {
         "id", "requester", "subject_email", "subject", "message", "status", "created_at", "expires_at", "decided_at",

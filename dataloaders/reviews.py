@@ -43,7 +43,10 @@ class ReviewLoaders:
         members = (
             select(Membership.user_id)
             .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
-            .where(GroupClosure.ancestor_id == group_id, Membership.access_request_id.is_(None))
+            .where(
+                GroupClosure.ancestor_id == group_id, Membership.access_request_id.is_(None),
+                Membership.ended_at.is_(None),
+            )
         )
         conditions = [Submission.status == NEEDS_REVIEW, Submission.user_id.in_(members)]
         if viewer_id is not None:

@@ -186,6 +186,14 @@ class Reach:
         return self.over(user, ROLES_GIVING[permission])
 
 
+def staff_sees_row(reach: Reach, group_id: int, consent_based: bool, permission: Permission = Permission.VIEW_PROFILE) -> bool:
+    """The shortcut of permissions.filters.member_rows_visible, for one membership: a holder of a role giving
+    `permission` on the group sees every own (not consent-based) membership in it, ended ones too (history)."""
+    if reach.is_admin:
+        return True
+    return not consent_based and bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[permission]))
+
+
 PLACED_AS_ADMIN = "admin"
 PLACED_AS_MANAGER = "managed"
 PLACED_ON_CONSENT = "consent"

@@ -131,10 +131,16 @@ class Group(Node):
         ] = None,
         first: int | None = 50,
         after: str | None = None,
+        include_ended: Annotated[
+            bool | None,
+            strawberry.argument(description="true: also memberships that were ended (archived); they give no access."),
+        ] = False,
     ) -> Annotated[MembershipConnection, strawberry.lazy("resolvers.memberships")]:
         from resolvers.memberships import members_of
 
-        return await members_of(info, self.row.id, roles, bool(include_nested), search, first, after)  # type: ignore[arg-type]
+        return await members_of(
+            info, self.row.id, roles, bool(include_nested), search, first, after, bool(include_ended)  # type: ignore[arg-type]
+        )
 
     @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
     async def member_count(self, info: Info, include_nested: bool | None = False) -> int:

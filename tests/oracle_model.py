@@ -17,8 +17,10 @@ The rules, as written there:
 - viewerRole: the effective role, staff roles inherited from ancestors; MEMBER only where held.
 - viewerPermissions (on a group): VIEW_PROGRESS (L/M/A), REVIEW_WORK (L/M), MANAGE_GROUP (L),
   EXPORT_GROUP (L/A), held here or on an ancestor; all of them for a site admin.
-- Memberships of a user: those the caller may see (the group visible); a membership by id shows where
-  both its group and its user do.
+- Memberships of a user: those the caller may see (the group visible), not ended; a membership by id shows
+  where both its group and its user do, or where the caller holds a staff role on the group and the
+  membership is an own one (the members list's history of ended memberships).
+- An ended membership (endedAt set) gives no role and no access, and is left out of lists and aggregates.
 - Guardian links: only where the caller may see both users.
 - Access requests: seen by the requester, the subject and site admins; the subject is shown to the
   requester only once GRANTED; a PENDING request past its expiry reads EXPIRED.
@@ -71,6 +73,7 @@ class MMembership:
     group: int
     role: str
     consent: int | None
+    ended: bool = False  # endedAt set: kept for history, gives no role and no access
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class World:
     def roles_at(self, viewer: int, group: int) -> set[str]:
         """Roles the viewer holds on `group`, directly or on an ancestor (any of the viewer's memberships)."""
         line = {group, *self.ancestors(group)}
-        return {m.role for m in self.memberships.values() if m.user == viewer and m.group in line}
+        return {m.role for m in self.memberships.values() if m.user == viewer and m.group in line and not m.ended}
 
     # --- people -----------------------------------------------------------------------------------
 
@@ -131,7 +134,7 @@ class World:
         return viewer is not None and bool({"OWNER", "ADMIN"} & set(self.users[viewer].roles))
 
     def over(self, viewer: int, user: int, roles: set[str]) -> bool:
-        own_groups = {m.group for m in self.memberships.values() if m.user == user and m.consent is None}
+        own_groups = {m.group for m in self.memberships.values() if m.user == user and m.consent is None and not m.ended}
         return any(self.roles_at(viewer, g) & roles for g in own_groups)
 
     def granted(self, viewer: int, user: int) -> bool:
@@ -169,7 +172,7 @@ class World:
         for role in STAFF:
             if role in held:
                 return role
-        direct = {m.role for m in self.memberships.values() if m.user == viewer and m.group == group}
+        direct = {m.role for m in self.memberships.values() if m.user == viewer and m.group == group and not m.ended}
         return "MEMBER" if "MEMBER" in direct else None
 
     def viewer_permissions(self, viewer: int | None, group: int) -> list[str]:
@@ -224,11 +227,21 @@ class World:
 
     def members(self, viewer: int | None, group: int, nested: bool) -> list[MMembership]:
         scope = self.subtree(group) if nested else {group}
-        return [m for m in self.memberships.values() if m.group in scope and self.view_profile(viewer, m.user)]
+        return [
+            m for m in self.memberships.values() if m.group in scope and not m.ended and self.view_profile(viewer, m.user)
+        ]
+
+    def sees_membership(self, viewer: int | None, m: MMembership) -> bool:
+        """By id: its group and its user visible; or, as the members list shows history, an own membership
+        (ended or not) in a group where the viewer holds a staff role."""
+        if not self.sees_group(viewer, m.group):
+            return False
+        staff = viewer is not None and (self.is_admin(viewer) or bool(self.roles_at(viewer, m.group) & set(STAFF)))
+        return self.view_profile(viewer, m.user) or (staff and m.consent is None)
 
     def review_queue(self, viewer: int | None, group: int) -> list[MSubmission]:
         scope = self.subtree(group)
-        members = {m.user for m in self.memberships.values() if m.group in scope and m.consent is None}
+        members = {m.user for m in self.memberships.values() if m.group in scope and m.consent is None and not m.ended}
         return [
             s for s in self.submissions.values()
             if s.status == "NEEDS_REVIEW" and s.user in members and s.user != viewer
@@ -241,7 +254,7 @@ class World:
         return [
             (m.group, m.user, c)
             for m in self.memberships.values()
-            if m.group in scope and m.role == "MEMBER" and self.view_progress(viewer, m.user)
+            if m.group in scope and m.role == "MEMBER" and not m.ended and self.view_progress(viewer, m.user)
             for c in self.courses
             if (m.user, c) in self.enrollments
         ]

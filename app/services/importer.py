@@ -216,11 +216,13 @@ async def _memberships(session: AsyncSession, user_ids: list[int]) -> tuple[dict
     member = Membership.__table__.c
     for chunk in _chunks(user_ids):
         rows = await session.execute(
-            select(member.user_id, member.group_id, member.access_request_id).where(_one_of(session, member.user_id, chunk))
+            select(member.user_id, member.group_id, member.access_request_id, member.ended_at).where(
+                _one_of(session, member.user_id, chunk)
+            )
         )
-        for uid, gid, consent in rows:
+        for uid, gid, consent, ended in rows:
             pairs.add((uid, gid))
-            if consent is None:
+            if consent is None and ended is None:  # an ended membership gives nobody reach
                 own.setdefault(uid, set()).add(gid)
     return own, pairs
 
