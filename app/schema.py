@@ -65,11 +65,11 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
     # the catalogue is open to every signed-in user; a submission is shown only to those who may see
     # the submitter's progress (resolvers.reviews), and then whole.
-    Course: {"id", "database_id", "name", "steps", "step_count"},
+    Course: {"id", "database_id", "name", "steps", "step_count", "reviewed_work_completes"},
     Step: {"id", "database_id", "course", "title", "position", "kind", "max_points"},
     Submission: {
         "id", "database_id", "user", "step", "course", "body", "submitted_at", "status", "points", "feedback",
-        "reviewed_by", "reviewed_at",
+        "reviewed_by", "reviewed_at", "reviews",
     },
     # only site admins reach audit events (auditLog, node)
     AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},

@@ -25,7 +25,7 @@ from permissions.classes import Subjects, authenticated, requires
 from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import ExportFormat, GroupRole
+from resolvers.enums import ExportFormat, GroupRole, SubmissionStatus
 
 if TYPE_CHECKING:
     from resolvers.reports import ProgressReportConnection
@@ -158,15 +158,20 @@ class Group(Node):
 
     @strawberry.field(
         extensions=[requires(Permission.REVIEW_WORK)],
-        description="Submissions by members (and nested members) waiting for manual grading, oldest first; "
-        "the caller's own work and consent-based members' work are not listed.",
+        description="Submissions by members (and nested members): by default those waiting for manual grading, "
+        "oldest first; status REVIEWED lists graded work, newest reviewed first (to grade again); userId narrows it "
+        "to one member. The caller's own work and consent-based members' work are not listed.",
     )
     async def review_queue(
-        self, info: Info, first: int | None = 50, after: str | None = None
+        self, info: Info, first: int | None = 50, after: str | None = None,
+        # the default is the enum's value: the sorted schema that prints schema.graphql cannot serialize members
+        status: SubmissionStatus | None = "NEEDS_REVIEW",  # type: ignore[assignment]
+        user_id: strawberry.ID | None = None,
     ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
         from resolvers.reviews import review_queue_of
 
-        return await review_queue_of(info, self, first, after)
+        wanted = SubmissionStatus(status) if status else SubmissionStatus.NEEDS_REVIEW
+        return await review_queue_of(info, self, first, after, wanted, user_id)
     # the progress report and its export URL
     @strawberry.field(
         extensions=[requires(Permission.EXPORT_GROUP)],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -30,6 +30,7 @@ from resolvers.courses import Course, Step, course_views, step_view
 
 if TYPE_CHECKING:
     from resolvers.groups import Group
+    from resolvers.reviews import Submission
     from resolvers.users import User
 
 
@@ -45,6 +46,15 @@ class StepProgress:
     viewed_at: datetime | None
     completed_at: datetime | None
     points: int | None = strawberry.field(description="Points earned on a graded step; null until graded.")
+    user_id: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="The latest submission for this step (assignments), so a card links to its review.")
+    async def submission(self, info: Info) -> Annotated[Submission, strawberry.lazy("resolvers.reviews")] | None:
+        if self.user_id is None or self.step.kind.value != "ASSIGNMENT":
+            return None
+        from resolvers.reviews import latest_submission
+
+        return await latest_submission(info, self.user_id, self.step.row.id)  # type: ignore[arg-type]
 
 
 @strawberry.type(description="A learner's progress card for one course.")
@@ -126,7 +136,12 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
                 step_id: int = step.row.id  # type: ignore[assignment]
                 record = records.get(step_id)
                 if record is not None:
-                    steps.append(StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points))
+                    steps.append(StepProgress(
+                        step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points,
+                        user_id=user_id,
+                    ))
+                elif step.kind.value == "ASSIGNMENT":  # it may still hold a submission to link to
+                    steps.append(StepProgress(step=step, viewed_at=None, completed_at=None, points=None, user_id=user_id))
                 else:
                     if step_id not in untouched:
                         untouched[step_id] = StepProgress(step=step, viewed_at=None, completed_at=None, points=None)

@@ -20,12 +20,13 @@ from dataloaders.users import UserSearch, count_users, search_users
 from permissions.classes import requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
+from resolvers.enums import AccountStatus, LicenceType, SiteRole, SubmissionStatus, UserKind
 
 if TYPE_CHECKING:
     from resolvers.guardians import GuardianLink
     from resolvers.memberships import Membership
     from resolvers.progress import ActivityConnection, CourseProgress
+    from resolvers.reviews import SubmissionConnection
 
 
 @strawberry.type
@@ -155,6 +156,17 @@ class User(Node):
         from resolvers.progress import activity_of
 
         return await activity_of(info, self, first, after)
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="The user's submitted work, newest first; status filters it (for example REVIEWED, to grade again).",
+    )
+    async def submissions(
+        self, info: Info, status: SubmissionStatus | None = None, first: int | None = 50, after: str | None = None
+    ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
+        from resolvers.reviews import submissions_of_user
+
+        return await submissions_of_user(info, self, status, first, after)
 
     @strawberry.field(
         extensions=[requires(Permission.REVIEW_WORK)],
