@@ -21,7 +21,7 @@ from strawberry.dataloader import DataLoader
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.groups import GroupLoaders
 from dataloaders.store import Store
-from dataloaders.users import UserLoaders
+from dataloaders.users import UserLoaders, name_matches
 
 # (membership.user_id, membership.group_id) -> the condition keeping memberships the viewer may see
 Visible = Callable[[Any, Any], ColumnElement[bool]]
@@ -94,14 +94,7 @@ class MembershipLoaders:
         if filter.roles is not None:
             query = query.where(Membership.role.in_(list(filter.roles)))
         if filter.search:
-            pattern = like_prefix(filter.search.lower())
-            query = query.join(User, User.id == Membership.user_id).where(
-                or_(
-                    User.last_name_normalized.like(pattern, escape="\\"),
-                    func.lower(User.first_name).like(pattern, escape="\\"),
-                    User.email_normalized.like(pattern, escape="\\"),
-                )
-            )
+            query = query.join(User, User.id == Membership.user_id).where(name_matches(User, filter.search))
         return query
 
     # --- counts -------------------------------------------------------------------------------

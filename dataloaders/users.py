@@ -6,11 +6,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true, tuple_
 from strawberry.dataloader import DataLoader
 
-from app.store.models import Membership, User
+from app.store.models import Membership, User, fold
 from dataloaders.store import Store
 
 
@@ -65,9 +66,28 @@ class UserSearch:
     last_login_before: datetime | None = None
 
 
-def _prefix(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+_AFTER_EVERY_CHARACTER = "\U0010ffff"
+
+
+def starts_with(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    """`column` starts with `prefix`, as a range on the column's index (binary order: SQLite's default, and
+    PostgreSQL's "C" collation), which LIKE 'x%' cannot use on both engines."""
+    return and_(column >= prefix, column < prefix + _AFTER_EVERY_CHARACTER)
+
+
+def name_matches(user: Any, text: str) -> ColumnElement[bool]:
+    """The one search of people (users(filter: {search}), Group.members(search:)): a prefix of the first name,
+    the last name, the email, or of "First Last"; case-insensitive, accents folded (Zoë = zoe), each on an
+    index (user.name_search holds "first last" folded, user.last_name_normalized the folded last name)."""
+    folded = fold(text)
+    email = text.strip().lower()
+    if not folded and not email:
+        return true()
+    return or_(
+        starts_with(user.name_search, folded),
+        starts_with(user.last_name_normalized, folded),
+        starts_with(user.email_normalized, email),
+    )
 
 
 def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
@@ -76,13 +96,7 @@ def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
 
     conditions: list[ColumnElement[bool]] = []
     if search.search:
-        prefix = _prefix(search.search.strip().lower())
-        conditions.append(
-            or_(
-                User.last_name_normalized.like(prefix, escape="\\"),
-                User.email_normalized.like(prefix, escape="\\"),
-            )
-        )
+        conditions.append(name_matches(User, search.search))
     if search.kinds is not None:
         conditions.append(User.kind.in_(search.kinds))
     if search.roles is not None:

@@ -127,7 +127,11 @@ class Group(Node):
         roles: list[GroupRole] | None = None,
         include_nested: bool | None = False,
         search: Annotated[
-            str | None, strawberry.argument(description="Matches first name, last name or email (case-insensitive prefix).")
+            str | None,
+            strawberry.argument(
+                description="Matches first name, last name or email (case-insensitive prefix), or the full name "
+                "'First Last'; accents folded, as users(filter: {search}) does."
+            ),
         ] = None,
         first: int | None = 50,
         after: str | None = None,

@@ -310,6 +310,19 @@ class UserQueries:
         user_id = decode_id(id, "User")
         return None if user_id is None else await visible_user(info, user_id)
 
+    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)], description="GROUP_ANALYST seats: used and the plan's limit.")
+    async def analyst_seats(self, info: Info) -> SeatUsage:
+        used = await info.context.store.scalar(
+            select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
+        )
+        return SeatUsage(used=int(used), limit=info.context.settings.analyst_seats)
+
+
+@strawberry.type
+class SeatUsage:
+    used: int = strawberry.field(description="Users holding GROUP_ANALYST.")
+    limit: int = strawberry.field(description="The plan's limit (setting).")
+
 
 @strawberry.type
 class UserMutations:
@@ -390,7 +403,11 @@ async def drop_analyst_memberships(session, user_id: int) -> int:  # type: ignor
 
 @strawberry.input
 class UserFilter:
-    search: str | None = strawberry.field(default=None, description="Case-insensitive prefix of last name, or of email.")
+    search: str | None = strawberry.field(
+        default=None,
+        description="Case-insensitive: a prefix of the first name, the last name or the email, or of the full name "
+        "'First Last'.",
+    )
     kinds: list[UserKind] | None = None
     roles: list[SiteRole] | None = None
     analyst_of_group_id: strawberry.ID | None = strawberry.field(default=None, description="Users holding ANALYST in this group.")

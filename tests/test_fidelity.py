@@ -172,3 +172,83 @@ async def test_members_see_their_groups_as_the_root_group_decides(site: Site) ->
     # staff roles are not MEMBER: a mentor in a hidden tree still sees it
     await site.member(pupil, org, "MENTOR")
     assert (await sight())[:2] == (3, True)
+
+
+SEATS = "{ analystSeats { used limit } }"
+GRANT = "mutation($u: ID!) { setSiteRoles(userId: $u, roles: [GROUP_ANALYST]) { roles } }"
+
+
+async def test_analyst_seats_are_readable(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    await site.user("Ann", kind="STAFF", roles="GROUP_ANALYST")
+    staff = [await site.user(f"S{i}", kind="STAFF") for i in range(3)]
+    assert await site.gql(SEATS, as_user=admin) == {"data": {"analystSeats": {"used": 1, "limit": 3}}}
+    for user in staff[:2]:
+        assert "errors" not in await site.gql(GRANT, {"u": gid("User", user)}, as_user=admin)
+    assert await site.gql(SEATS, as_user=admin) == {"data": {"analystSeats": {"used": 3, "limit": 3}}}
+    assert errors_of(await site.gql(GRANT, {"u": gid("User", staff[2])}, as_user=admin)) == ["CONFLICT"]
+    denied = await site.gql(SEATS, as_user=staff[0])
+    assert errors_of(denied) == ["FORBIDDEN"] and denied["data"] is None
+
+
+def test_presets_stay_within_the_seat_limit() -> None:
+    """A preset makes no state the API forbids: at most the default seats of GROUP_ANALYST, and ANALYST
+    memberships only for those users."""
+    from app.demo.presets import plan_preset
+
+    for preset in ("small", "medium"):
+        plan = plan_preset(preset, {k: k for k in ("admin", "leader", "mentor", "analyst")}, "x", Settings().analyst_seats)
+        tables = {name: (columns, list(rows)) for name, columns, rows in plan.tables}
+        columns, users = tables["user"]
+        roles = {row[columns.index("id")]: row[columns.index("site_roles")] for row in users}
+        assert sum("GROUP_ANALYST" in r for r in roles.values()) <= Settings().analyst_seats, preset
+        columns, memberships = tables["membership"]
+        analysts = {row[columns.index("user_id")] for row in memberships if row[columns.index("role")] == "ANALYST"}
+        assert analysts and all("GROUP_ANALYST" in roles[u] for u in analysts), preset
+
+
+PEOPLE = """query($s: String!, $g: ID!) { users(filter: {search: $s}) { totalCount edges { node { firstName } } }
+  group(id: $g) { members(search: $s) { totalCount edges { node { user { firstName } } } } } }"""
+
+
+async def test_search_by_first_name_full_name_and_accents(site: Site) -> None:
+    admin = await site.user("Ada", "Admin", kind="STAFF", roles="ADMIN", email="boss@example.com")
+    group = await site.group("Class")
+    people = [
+        await site.user("Zoë", "Ångström", email="zoe@example.com"),
+        await site.user("Zachary", "Oak", email="zach@example.com"),
+        await site.user("Owen", "Zoellner", email="o.z@example.com"),
+        await site.user("Mary Ann", "Smith", email="ms@example.com"),
+    ]
+    for person in people:
+        await site.member(person, group)
+
+    async def found(text: str) -> tuple[list[str], list[str]]:
+        body = await site.gql(PEOPLE, {"s": text, "g": gid("Group", group)}, as_user=admin)
+        assert "errors" not in body, body
+        users = sorted(e["node"]["firstName"] for e in body["data"]["users"]["edges"])
+        members = sorted(e["node"]["user"]["firstName"] for e in body["data"]["group"]["members"]["edges"])
+        assert body["data"]["users"]["totalCount"] == len(users)
+        return users, members
+
+    cases = {
+        "zoe": ["Owen", "Zoë"],  # first name Zoë (accent folded), last name Zoellner
+        "ZOË": ["Owen", "Zoë"],
+        "zoe ang": ["Zoë"],  # the full name
+        "Zoë Ångström": ["Zoë"],
+        "angs": ["Zoë"],  # the last name, accents folded
+        "za": ["Zachary"],
+        "zach@": ["Zachary"],  # an email prefix
+        "mary ann s": ["Mary Ann"],
+        "oe": [],  # a prefix, not a substring
+        "ström": [],
+    }
+    for text, names in cases.items():
+        users, members = await found(text)
+        assert users == names and members == names, text
+    # statement counts do not depend on how many match
+    with site.statements() as few:
+        await found("zach")
+    with site.statements() as more:
+        await found("z")
+    assert few.count == more.count
