@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import literal, select, union_all
+from datetime import datetime
 
-from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from sqlalchemy import ColumnElement, and_, literal, or_, select, union_all
+
+from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, User, utcnow
 from dataloaders.groups import gives_sight
 from dataloaders.store import Store
+
+
+def asked_of(viewer_id: int, now: datetime) -> ColumnElement[bool]:
+    """Requests whose subject is the viewer (by account, or by the email of an account not yet known to the
+    request) that are PENDING and not expired, or GRANTED: their requesters the viewer may see (name, email)."""
+    viewer_email = select(User.email_normalized).where(User.id == viewer_id).scalar_subquery()
+    mine = or_(
+        AccessRequest.subject_user_id == viewer_id,
+        and_(AccessRequest.subject_user_id.is_(None), AccessRequest.subject_email_normalized == viewer_email),
+    )
+    live = or_(AccessRequest.status == "GRANTED", and_(AccessRequest.status == "PENDING", AccessRequest.expires_at > now))
+    return and_(mine, live)
 
 
 async def load_reach_rows(
@@ -33,5 +47,6 @@ async def load_reach_rows(
     direct = select(literal("direct"), Membership.group_id, Membership.role).where(
         Membership.user_id == viewer_id, sight
     )
-    rows = await store.all(union_all(groups, granted, pupils, direct))
+    askers = select(literal("asker"), AccessRequest.requester_id, literal(None)).where(asked_of(viewer_id, utcnow()))
+    rows = await store.all(union_all(groups, granted, pupils, direct, askers))
     return [(kind, int(ident), role) for kind, ident, role in rows]

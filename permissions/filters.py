@@ -11,9 +11,18 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, utcnow
 from dataloaders.groups import gives_sight
-from permissions.reach import CONSENT_GIVES, GUARDIAN_GIVES, ROLES_GIVING, SELF_MAY, Permission, Reach
+from dataloaders.reach import asked_of
+from permissions.reach import (
+    ASKED_GIVES,
+    CONSENT_GIVES,
+    GUARDIAN_GIVES,
+    ROLES_GIVING,
+    SELF_MAY,
+    Permission,
+    Reach,
+)
 
 
 def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None, members_see_groups: bool = True):  # type: ignore[no-untyped-def]
@@ -69,6 +78,8 @@ def user_visible(reach: Reach, user_id: ColumnElement[int], permission: Permissi
         paths.append(user_id.in_(granted_by(viewer)))
     if permission in GUARDIAN_GIVES and reach.pupils:
         paths.append(user_id.in_(pupils_of(viewer)))
+    if permission in ASKED_GIVES and reach.askers:
+        paths.append(user_id.in_(select(AccessRequest.requester_id).where(asked_of(viewer, utcnow()))))
     return or_(*paths) if paths else false()
 
 

@@ -3,9 +3,11 @@ drift from the code (tests/test_docs.py compares them)."""
 
 from __future__ import annotations
 
-from permissions.reach import CONSENT_GIVES, GUARDIAN_GIVES, ROLES_GIVING, SELF_MAY, Permission
+from permissions.reach import ASKED_GIVES, CONSENT_GIVES, GUARDIAN_GIVES, ROLES_GIVING, SELF_MAY, Permission
 
-COLUMNS = ("site admin", "LEADER", "MENTOR", "ANALYST", "MEMBER", "self", "consent grantee", "guardian")
+COLUMNS = (
+    "site admin", "LEADER", "MENTOR", "ANALYST", "MEMBER", "self", "consent grantee", "guardian", "asked (subject)",
+)
 
 
 def _holders(permission: Permission) -> set[str]:
@@ -16,6 +18,8 @@ def _holders(permission: Permission) -> set[str]:
         holders.add("consent grantee")
     if permission in GUARDIAN_GIVES:
         holders.add("guardian")
+    if permission in ASKED_GIVES:
+        holders.add("asked (subject)")
     return holders
 
 

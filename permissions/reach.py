@@ -69,6 +69,8 @@ ROLES_GIVING = {
 SELF_MAY = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS, Permission.VIEW_ACTIVITY}
 CONSENT_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS}
 GUARDIAN_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_PROGRESS}
+# the subject of a PENDING (not expired) or GRANTED request sees who asks: the requester's name and email
+ASKED_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT}
 GROUP_PERMISSIONS = (
     Permission.VIEW_PROGRESS, Permission.REVIEW_WORK, Permission.MANAGE_GROUP, Permission.EXPORT_GROUP,
 )
@@ -91,6 +93,8 @@ class Reach:
     direct_roles: dict[int, str] = field(default_factory=dict)
     granted: frozenset[int] = frozenset()
     pupils: frozenset[int] = frozenset()
+    # requesters of the viewer's PENDING (not expired) or GRANTED access requests
+    askers: frozenset[int] = frozenset()
     # the site's default for whether MEMBERs see their groups (the SQL filters need it; root groups override it)
     members_see_groups: bool = True
 
@@ -107,6 +111,7 @@ class Reach:
         direct: dict[int, str] = {}
         granted: set[int] = set()
         pupils: set[int] = set()
+        askers: set[int] = set()
         for kind, ident, role in rows:
             if kind == "group":
                 roles.setdefault(ident, set()).add(role or "MEMBER")
@@ -114,6 +119,8 @@ class Reach:
                 direct[ident] = role or "MEMBER"
             elif kind == "granted":
                 granted.add(ident)
+            elif kind == "asker":
+                askers.add(ident)
             else:
                 pupils.add(ident)
         return cls(
@@ -123,6 +130,7 @@ class Reach:
             direct_roles=direct,
             granted=frozenset(granted),
             pupils=frozenset(pupils),
+            askers=frozenset(askers),
             members_see_groups=members_see_groups,
         )
 
@@ -182,6 +190,8 @@ class Reach:
         if permission in CONSENT_GIVES and user.database_id in self.granted:
             return True
         if permission in GUARDIAN_GIVES and user.database_id in self.pupils:
+            return True
+        if permission in ASKED_GIVES and user.database_id in self.askers:
             return True
         return self.over(user, ROLES_GIVING[permission])
 

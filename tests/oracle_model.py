@@ -10,6 +10,8 @@ The rules, as written there:
   added on the strength of a consent (reach.py: UserRef).
 - VIEW_PROFILE: self, admin, LEADER/MENTOR/ANALYST over them, a GRANTED consent from them, a guardian link.
 - VIEW_CONTACT (email, company): self, admin, over them, a GRANTED consent.
+- The subject of a PENDING (not expired) or GRANTED request sees the requester's name and email
+  (VIEW_PROFILE, VIEW_CONTACT), never after DENIED, REVOKED or EXPIRED; it gives no progress.
 - user/node/group return null for what the caller may not see; a protected field the caller may not
   read is null with a FORBIDDEN error.
 - Groups the caller may see: all for a site admin; else those where the caller holds a role (any, MEMBER
@@ -145,7 +147,15 @@ class World:
     def guardian_of(self, viewer: int, user: int) -> bool:
         return any(link.external == viewer and link.pupil == user for link in self.links.values())
 
-    def view_profile(self, viewer: int | None, user: int) -> bool:
+    def asked_by(self, viewer: int, user: int) -> bool:
+        """The viewer is the subject of a PENDING or GRANTED request by `user`: they see who asks."""
+        return any(
+            r.requester == user and r.status in ("PENDING", "GRANTED") and self.is_subject(viewer, r)
+            for r in self.requests.values()
+        )
+
+    def view_progress(self, viewer: int | None, user: int) -> bool:
+        """VIEW_PROGRESS: self, admin, L/M/A over them, a GRANTED consent, a guardian link."""
         if viewer is None or user not in self.users:
             return False
         return (
@@ -153,10 +163,17 @@ class World:
             or self.granted(viewer, user) or self.guardian_of(viewer, user)
         )
 
+    def view_profile(self, viewer: int | None, user: int) -> bool:
+        """VIEW_PROFILE: as VIEW_PROGRESS, and the subject of a PENDING or GRANTED request sees its requester."""
+        return self.view_progress(viewer, user) or (viewer is not None and self.asked_by(viewer, user))
+
     def view_contact(self, viewer: int | None, user: int) -> bool:
         if viewer is None:
             return False
-        return self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF)) or self.granted(viewer, user)
+        return (
+            self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF)) or self.granted(viewer, user)
+            or self.asked_by(viewer, user)
+        )
 
     # --- groups -----------------------------------------------------------------------------------
 
@@ -205,9 +222,6 @@ class World:
         return None
 
     # --- progress, activity, review ----------------------------------------------------------------
-
-    def view_progress(self, viewer: int | None, user: int) -> bool:
-        return self.view_profile(viewer, user)  # the same paths as VIEW_PROFILE, by the descriptions
 
     def view_activity(self, viewer: int | None, user: int) -> bool:
         if viewer is None:

@@ -4,13 +4,14 @@ PostgreSQL, the denial side too."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from app.settings import Settings
-from app.store.models import AuditEvent, Group, GuardianLink, LoginEvent, Membership
+from app.store.models import AccessRequest, AuditEvent, Group, GuardianLink, LoginEvent, Membership, utcnow
 from tests.school import auth, course, enroll, parse
 from tests.site import Site, errors_of, gid
 
@@ -252,3 +253,43 @@ async def test_search_by_first_name_full_name_and_accents(site: Site) -> None:
     with site.statements() as more:
         await found("z")
     assert few.count == more.count
+
+
+WHO_ASKS = """query($u: ID!) { incomingAccessRequests { status requester { firstName email } }
+  user(id: $u) { firstName email } }"""
+
+
+async def test_the_subject_sees_who_asks_while_the_request_is_open(site: Site) -> None:
+    asker = await site.user("Rae", kind="STAFF", email="rae@example.com")
+    subject = await site.user("Sue", email="sue@example.com")
+    stranger = await site.user("Tom")
+    ask = await site.gql('mutation { requestAccess(email: "sue@example.com") { id } }', as_user=asker)
+    request_id = ask["data"]["requestAccess"]["id"]
+
+    async def seen(who: Any = subject) -> tuple[Any, Any, list[str]]:
+        body = await site.gql(WHO_ASKS, {"u": gid("User", asker)}, as_user=who)
+        requests = body["data"]["incomingAccessRequests"]
+        return (requests[0]["requester"] if requests else None), body["data"]["user"], errors_of(body)
+
+    assert await seen() == ({"firstName": "Rae", "email": "rae@example.com"}, {"firstName": "Rae", "email": "rae@example.com"}, [])
+    assert (await seen(stranger))[:2] == (None, None)  # nobody else
+    await site.gql('mutation($id: ID!) { respondToAccessRequest(id: $id, decision: GRANT) { id } }', {"id": request_id}, as_user=subject)
+    assert (await seen())[1] == {"firstName": "Rae", "email": "rae@example.com"}
+    # it gives nothing over the requester's progress
+    progress = await site.gql("query($u: ID!) { user(id: $u) { courseProgress { percentCompleted } } }", {"u": gid("User", asker)}, as_user=subject)
+    assert errors_of(progress) == ["FORBIDDEN"]
+    await site.gql('mutation($id: ID!) { revokeAccess(id: $id) { id } }', {"id": request_id}, as_user=subject)
+    requester, user, errors = await seen()
+    assert requester == {"firstName": "Rae", "email": None} and user is None and errors == ["FORBIDDEN"]
+    # denied: never again; expired: never
+    again = await site.gql('mutation { requestAccess(email: "sue@example.com") { id } }', as_user=asker)
+    second = again["data"]["requestAccess"]["id"]
+    assert (await seen())[1] is not None
+    await site.gql('mutation($id: ID!) { respondToAccessRequest(id: $id, decision: DENY) { id } }', {"id": second}, as_user=subject)
+    assert (await seen())[1] is None
+    other = await site.user("Uma", kind="STAFF", email="uma@example.com")
+    await site.gql('mutation { requestAccess(email: "sue@example.com") { id } }', as_user=other)
+    async with site.database.transaction() as session:
+        await session.execute(update(AccessRequest).where(AccessRequest.requester_id == other.id).values(expires_at=utcnow() - timedelta(seconds=1)))
+    body = await site.gql(WHO_ASKS, {"u": gid("User", other)}, as_user=subject)
+    assert body["data"]["user"] is None
