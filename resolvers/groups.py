@@ -161,6 +161,22 @@ class Group(Node):
         return await progress_summary_of(info, self, include_nested)
 
     @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="Minutes of use by the group's members (includeNested: and nested groups' members) between from "
+        "and to (absent: all time). Usage is kept per UTC day: a day counts when it starts in [from, to). Each learner "
+        "counts once, and only the learners the caller may see (as the members list shows them).",
+    )
+    async def usage_minutes(
+        self, info: Info,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+        include_nested: bool | None = True,
+    ) -> int | None:
+        from resolvers.progress import group_usage_minutes
+
+        return await group_usage_minutes(info, self.row.id, from_, to, include_nested is not False)
+
+    @strawberry.field(
         extensions=[requires(Permission.REVIEW_WORK)],
         description="Submissions by members (and nested members): by default those waiting for manual grading, "
         "oldest first; status REVIEWED lists graded work, newest reviewed first (to grade again); userId narrows it "

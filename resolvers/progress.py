@@ -8,7 +8,7 @@ query asks for `steps`, the step records in a third; then it hands plain objects
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -190,6 +190,25 @@ async def progress_summary_of(info: Info, group: Group, include_nested: bool) ->
     ]
     rows.sort(key=lambda r: (r.course.row.name, r.course.row.id))
     return GroupProgressSummary(learner_count=summary.learner_count, courses=rows)
+
+
+def first_day_from(moment: datetime) -> date:
+    """The first UTC day that starts at or after `moment`."""
+    at = moment.astimezone(UTC) if moment.utcoffset() is not None else moment
+    day = at.date()
+    if (at.hour, at.minute, at.second, at.microsecond) == (0, 0, 0, 0) or day == date.max:
+        return day
+    return day + timedelta(days=1)
+
+
+async def group_usage_minutes(info: Info, group_id: int, start: datetime | None, end: datetime | None, nested: bool) -> int:
+    if start is not None and end is not None and end < start:
+        raise BadInput("to must not be before from", field="to")
+    reach = await info.context.load_reach()
+    scope, visible = member_rows_visible(reach, group_id, Permission.VIEW_PROGRESS)
+    first = first_day_from(start) if start is not None else None
+    last = first_day_from(end) if end is not None else None
+    return await info.context.loaders.progress.group_usage(scope, visible, nested, first, last).load(group_id)
 
 
 # --- activity ----------------------------------------------------------------------------------------------

@@ -4,14 +4,14 @@ PostgreSQL, the denial side too."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from app.settings import Settings
-from app.store.models import AccessRequest, AuditEvent, Group, GuardianLink, LoginEvent, Membership, utcnow
+from app.store.models import AccessRequest, AuditEvent, Group, GuardianLink, LoginEvent, Membership, Usage, utcnow
 from tests.school import auth, course, enroll, parse
 from tests.site import Site, errors_of, gid
 
@@ -293,3 +293,54 @@ async def test_the_subject_sees_who_asks_while_the_request_is_open(site: Site) -
         await session.execute(update(AccessRequest).where(AccessRequest.requester_id == other.id).values(expires_at=utcnow() - timedelta(seconds=1)))
     body = await site.gql(WHO_ASKS, {"u": gid("User", other)}, as_user=subject)
     assert body["data"]["user"] is None
+
+
+USAGE = """query($g: ID!, $h: ID!, $f: DateTime, $t: DateTime, $n: Boolean) {
+  g: group(id: $g) { usageMinutes(from: $f, to: $t, includeNested: $n) }
+  h: group(id: $h) { usageMinutes(from: $f, to: $t, includeNested: $n) } }"""
+
+
+async def test_group_usage_minutes_per_period(site: Site) -> None:
+    org = await site.group("Org")
+    cls = await site.group("Class", org)
+    leader, co = await site.user("Lea", kind="STAFF"), await site.user("Cor", kind="STAFF")
+    mentor = await site.user("Men", kind="STAFF")
+    await site.member(leader, org, "LEADER")
+    await site.member(co, org, "LEADER")
+    await site.member(mentor, cls, "MENTOR")
+    amy, ben, cat = await site.user("Amy"), await site.user("Ben"), await site.user("Cat")
+    await site.member(amy, cls)
+    await site.member(ben, cls)
+    await site.member(ben, org)  # in two groups of the tree: counted once
+    async with site.database.transaction() as session:
+        consent = AccessRequest(
+            requester_id=leader.id, subject_email=cat.email, subject_email_normalized=cat.email_normalized,  # type: ignore[arg-type]
+            subject_user_id=cat.id, status="GRANTED", expires_at=utcnow() + timedelta(days=30), decided_at=utcnow(),
+        )
+        session.add(consent)
+        await session.flush()
+    await site.member(cat, org, access_request_id=consent.id)  # the co-leader may not see Cat
+    async with site.database.transaction() as session:
+        for user, day, minutes in ((amy, 2, 10), (amy, 3, 20), (ben, 2, 5), (cat, 2, 7), (mentor, 2, 100), (amy, 9, 1)):
+            session.add(Usage(user_id=user.id, day=date(2026, 3, day), minutes=minutes))
+
+    async def minutes(who: Any, **v: Any) -> tuple[Any, Any]:
+        body = await site.gql(USAGE, {"g": gid("Group", org), "h": gid("Group", cls), **v}, as_user=who)
+        assert "errors" not in body, body
+        return body["data"]["g"]["usageMinutes"], body["data"]["h"]["usageMinutes"]
+
+    assert await minutes(leader) == (43, 36)
+    assert await minutes(co) == (36, 36)
+    assert await minutes(leader, n=False) == (12, 36)
+    assert await minutes(leader, f="2026-03-03T00:00:00Z", t="2026-03-04T00:00:00Z") == (20, 20)
+    assert await minutes(leader, f="2026-03-02T12:00:00Z", t="2026-03-09T00:00:00Z") == (20, 20)  # the 2nd starts before
+    assert await minutes(leader, t="2026-03-03T00:00:00Z") == (22, 15)
+    assert await minutes(leader, f="9999-12-31T12:00:00Z") == (0, 0)
+    with site.statements() as counted:
+        await minutes(leader)
+    assert counted.count <= 4  # session, reach, both groups, then one usage statement for both
+    bad = await site.gql(USAGE, {"g": gid("Group", org), "h": gid("Group", cls), "f": "2026-03-05T00:00:00Z", "t": "2026-03-01T00:00:00Z"}, as_user=leader)
+    assert errors_of(bad) == ["BAD_USER_INPUT", "BAD_USER_INPUT"]
+    # a member may not read it
+    denied = await site.gql(USAGE, {"g": gid("Group", cls), "h": gid("Group", cls)}, as_user=amy)
+    assert errors_of(denied) == ["FORBIDDEN", "FORBIDDEN"] and denied["data"] == {"g": {"usageMinutes": None}, "h": {"usageMinutes": None}}
