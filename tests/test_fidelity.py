@@ -344,3 +344,42 @@ async def test_group_usage_minutes_per_period(site: Site) -> None:
     # a member may not read it
     denied = await site.gql(USAGE, {"g": gid("Group", cls), "h": gid("Group", cls)}, as_user=amy)
     assert errors_of(denied) == ["FORBIDDEN", "FORBIDDEN"] and denied["data"] == {"g": {"usageMinutes": None}, "h": {"usageMinutes": None}}
+
+
+async def test_pupils_with_licence_export(site: Site) -> None:
+    admin = await site.user("Ann", kind="STAFF", roles="ADMIN")
+    parent = await site.user("Dee", "Dale", kind="EXTERNAL")
+    pip = await site.user("Pip", "Pym", external_id="S1", email="pip@example.com")
+    pam = await site.user("Pam", "Pym", external_id="S2", email="pam@example.com")
+    pat = await site.user("Pat", "Pym", external_id="S3")  # no link at all
+    async with site.database.transaction() as session:
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=pip.id, licence_type="PARENT_GUARDIAN"))
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=pam.id, licence_type="OTHER"))
+    headers = auth(await site.token(admin))
+    response = await site.client.get("/exports/pupils-with-licence.xlsx?licenceType=PARENT_GUARDIAN", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == 'attachment; filename="pupils-with-licence.xlsx"'
+    rows = sheet(response.content)
+    assert rows == [["ID", "Student ID", "First Name", "Surname", "Email", "Licence Types"],
+                    [pip.id, "S1", "Pip", "Pym", "pip@example.com", "PARENT_GUARDIAN"]]
+    other = sheet((await site.client.get("/exports/pupils-with-licence.xlsx?licenceType=OTHER", headers=headers)).content)
+    assert [r[0] for r in other[1:]] == [pam.id]
+    # the two halves cover every learner with or without a holder of the type
+    without = sheet((await site.client.get("/exports/pupils-without-licence.xlsx?licenceType=PARENT_GUARDIAN", headers=headers)).content)
+    assert sorted(r[0] for r in rows[1:] + without[1:]) == sorted([pip.id, pam.id, pat.id])
+    assert await site.count(AuditEvent, AuditEvent.action == "export.pupils_with_licence") == 2
+    # who may not, and bad input: nothing is audited
+    assert (await site.client.get("/exports/pupils-with-licence.xlsx", headers=headers)).status_code == 400
+    assert (await site.client.get("/exports/pupils-with-licence.xlsx?licenceType=X", headers=headers)).status_code == 400
+    assert (await site.client.get("/exports/pupils-with-licence.xlsx?licenceType=OTHER", headers=auth(await site.token(parent)))).status_code == 403
+    assert (await site.client.get("/exports/pupils-with-licence.xlsx?licenceType=OTHER")).status_code == 401
+    assert await site.count(AuditEvent, AuditEvent.action == "export.pupils_with_licence") == 2
+
+
+def sheet(content: bytes) -> list[list[object]]:
+    import io
+
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(content), read_only=True)
+    return [list(row) for row in workbook.active.iter_rows(values_only=True)]

@@ -1,4 +1,5 @@
-"""External gateway exports (site admins): external-users.xlsx and pupils-without-licence.xlsx.
+"""External gateway exports (site admins): external-users.xlsx, pupils-without-licence.xlsx and
+pupils-with-licence.xlsx.
 
 Rows are streamed from the database (`yield_per`) into the shared constant-memory workbook writer
 (app.http.exports): a temporary file, then streamed to the client. A sheet holds at most 1,048,576 rows: past
@@ -152,7 +153,30 @@ async def pupils_without_licence(request: Request) -> Response:
     )
 
 
+async def pupils_with_licence(request: Request) -> Response:
+    """Learners who have a linked holder of `?licenceType=` (required), with every licence type they have: the
+    other half of pupils-without-licence.xlsx, with the same columns."""
+    licence = await _admin_download(request, "export.pupils_with_licence", required=True)
+    if isinstance(licence, Response):
+        return licence
+    link = aliased(GuardianLink)  # not the joined one: the subquery must correlate on User only
+    held = exists().where(and_(link.pupil_id == User.id, link.licence_type == licence))
+    statement = (
+        select(User.id, User.external_id, User.first_name, User.last_name, User.email, GuardianLink.licence_type)
+        .outerjoin(GuardianLink, GuardianLink.pupil_id == User.id)
+        .where(User.kind == "LEARNER", held)
+        .order_by(User.id, GuardianLink.id)
+    )
+
+    def cells(rows: list[Any]) -> list[Any]:
+        first = rows[0]
+        return [*first[:5], _joined(sorted(r[5] for r in rows if r[5]))]
+
+    return await _workbook(request, "pupils-with-licence.xlsx", "Pupils with licence", PUPIL_COLUMNS, statement, cells)
+
+
 routes = [
     Route("/exports/external-users.xlsx", external_users, methods=["GET"]),
     Route("/exports/pupils-without-licence.xlsx", pupils_without_licence, methods=["GET"]),
+    Route("/exports/pupils-with-licence.xlsx", pupils_with_licence, methods=["GET"]),
 ]
