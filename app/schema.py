@@ -27,6 +27,7 @@ from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
 from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
+from resolvers.outbox import OutboxQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
 from resolvers.sessions import SessionMutations
@@ -37,6 +38,7 @@ QUERIES: tuple[type, ...] = (
     CourseQueries,
     UserListQueries,
     AuditQueries,
+    OutboxQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,

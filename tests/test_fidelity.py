@@ -11,7 +11,17 @@ import pytest
 from sqlalchemy import update
 
 from app.settings import Settings
-from app.store.models import AccessRequest, AuditEvent, Group, GuardianLink, LoginEvent, Membership, Usage, utcnow
+from app.store.models import (
+    AccessRequest,
+    AuditEvent,
+    Group,
+    GuardianLink,
+    LoginEvent,
+    Membership,
+    OutboxEmail,
+    Usage,
+    utcnow,
+)
 from tests.school import auth, course, enroll, parse
 from tests.site import Site, errors_of, gid
 
@@ -383,3 +393,42 @@ def sheet(content: bytes) -> list[list[object]]:
 
     workbook = load_workbook(io.BytesIO(content), read_only=True)
     return [list(row) for row in workbook.active.iter_rows(values_only=True)]
+
+
+OUTBOX = """query($s: EmailStatus, $a: String) { outboxEmails(status: $s, first: 2, after: $a) { totalCount
+  pageInfo { hasNextPage endCursor } edges { node { to subject kind status attempts lastError sentAt } } } }"""
+
+
+async def test_the_outbox_is_visible_to_site_admins(site: Site) -> None:
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    staff = await site.user("Sam", kind="STAFF")
+    most = site.settings.email_max_attempts
+    async with site.database.transaction() as session:
+        for n, (attempts, sent, error) in enumerate([(1, True, None), (most, False, "550 no such user"), (1, False, "timed out"), (0, False, None)]):
+            session.add(OutboxEmail(
+                kind="access_request", to_address=f"to{n}@example.com", subject=f"Mail {n}", body="b",
+                attempts=attempts, sent_at=utcnow() if sent else None, last_error=error,
+            ))
+
+    async def listed(**v: Any) -> dict[str, Any]:
+        body = await site.gql(OUTBOX, v, as_user=admin)
+        assert "errors" not in body, body
+        return body["data"]["outboxEmails"]
+
+    first = await listed()
+    assert first["totalCount"] == 4 and first["pageInfo"]["hasNextPage"]
+    assert [(e["node"]["to"], e["node"]["status"], e["node"]["attempts"], e["node"]["lastError"]) for e in first["edges"]] == [
+        ("to3@example.com", "QUEUED", 0, None), ("to2@example.com", "QUEUED", 1, "timed out"),
+    ]
+    rest = await listed(a=first["pageInfo"]["endCursor"])
+    assert [(e["node"]["to"], e["node"]["status"]) for e in rest["edges"]] == [("to1@example.com", "FAILED"), ("to0@example.com", "SENT")]
+    assert rest["edges"][1]["node"]["sentAt"] is not None and not rest["pageInfo"]["hasNextPage"]
+    assert [e["node"]["lastError"] for e in (await listed(s="FAILED"))["edges"]] == ["550 no such user"]
+    assert (await listed(s="SENT"))["totalCount"] == 1 and (await listed(s="QUEUED"))["totalCount"] == 2
+    with site.statements() as page:
+        await listed(a=first["pageInfo"]["endCursor"])
+    with site.statements() as other:
+        await listed(s="QUEUED")
+    assert page.count == other.count
+    denied = await site.gql(OUTBOX, as_user=staff)
+    assert errors_of(denied) == ["FORBIDDEN"] and denied["data"] is None
