@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import and_, delete, false, func, or_, select, update
@@ -26,58 +26,42 @@ from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import ExportFormat, GroupRole, SubmissionStatus
-
-if TYPE_CHECKING:
-    from resolvers.reports import ProgressReportConnection
-
-if TYPE_CHECKING:
-    from resolvers.memberships import MembershipConnection
-if TYPE_CHECKING:
-    from resolvers.progress import GroupProgressSummary
-    from resolvers.reviews import SubmissionConnection
+from resolvers.memberships import MembershipConnection, member_count, members_of
+from resolvers.progress import GroupProgressSummary, group_usage_minutes, progress_summary_of
+from resolvers.reports import ProgressReportConnection, progress_export_url, progress_report
+from resolvers.reviews import SubmissionConnection, review_queue_of
+from resolvers.views import GroupView, require_visible_group, visible_group
 
 
 @strawberry.type
 class Group(Node):
+    """Resolved from `resolvers.views.GroupView` objects, whatever domain hands them out."""
+
     row: strawberry.Private[GroupRow]
 
-    @property
-    def group_subject_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, GroupView)
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Group", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
-    def database_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    database_id: int
 
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
+    name: str
 
-    @strawberry.field(description="Unique across the site; used by imports and reports.")
-    def slug(self) -> str:
-        return self.row.slug
+    slug: str = strawberry.field(description="Unique across the site; used by imports and reports.")
 
-    @strawberry.field
-    def description(self) -> str | None:
-        return self.row.description
+    description: str | None
 
-    @strawberry.field(
+    synced: bool = strawberry.field(
         description="True for classes managed by the rostering sync: only synced users may join them."
     )
-    def synced(self) -> bool:
-        return self.row.synced
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
+    created_at: datetime
 
-    @strawberry.field(description="0 for a root group.")
-    def depth(self) -> int:
-        return self.row.depth
+    depth: int = strawberry.field(description="0 for a root group.")
 
     @strawberry.field(description="Null for a root group, or where the caller may not see the parent.")
     async def parent(self, info: Info) -> Group | None:
@@ -89,13 +73,13 @@ class Group(Node):
     async def ancestors(self, info: Info) -> list[Group]:
         reach: Reach = info.context.reach
         rows = await info.context.loaders.groups.ancestors.load(self.row.id)
-        return [Group(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
+        return [GroupView(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
 
     @strawberry.field
     async def children(self, info: Info) -> list[Group]:
         reach: Reach = info.context.reach
         rows = await info.context.loaders.groups.children.load(self.row.id)
-        return [Group(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
+        return [GroupView(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
 
     @strawberry.field(
         extensions=[requires(Permission.MANAGE_GROUP)],
@@ -139,25 +123,19 @@ class Group(Node):
             bool | None,
             strawberry.argument(description="true: also memberships that were ended (archived); they give no access."),
         ] = False,
-    ) -> Annotated[MembershipConnection, strawberry.lazy("resolvers.memberships")]:
-        from resolvers.memberships import members_of
-
+    ) -> MembershipConnection:
         return await members_of(
             info, self.row.id, roles, bool(include_nested), search, first, after, bool(include_ended)  # type: ignore[arg-type]
         )
 
     @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
     async def member_count(self, info: Info, include_nested: bool | None = False) -> int:
-        from resolvers.memberships import member_count
-
         return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
     # progress summary and review queue
     @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
     async def progress_summary(
         self, info: Info, include_nested: bool | None = True
-    ) -> Annotated[GroupProgressSummary, strawberry.lazy("resolvers.progress")] | None:
-        from resolvers.progress import progress_summary_of
-
+    ) -> GroupProgressSummary | None:
         return await progress_summary_of(info, self, include_nested)
 
     @strawberry.field(
@@ -172,8 +150,6 @@ class Group(Node):
         to: datetime | None = None,
         include_nested: bool | None = True,
     ) -> int | None:
-        from resolvers.progress import group_usage_minutes
-
         return await group_usage_minutes(info, self.row.id, from_, to, include_nested is not False)
 
     @strawberry.field(
@@ -187,9 +163,7 @@ class Group(Node):
         # the default is the enum's value: the sorted schema that prints schema.graphql cannot serialize members
         status: SubmissionStatus | None = "NEEDS_REVIEW",  # type: ignore[assignment]
         user_id: strawberry.ID | None = None,
-    ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
-        from resolvers.reviews import review_queue_of
-
+    ) -> SubmissionConnection | None:
         wanted = SubmissionStatus(status) if status else SubmissionStatus.NEEDS_REVIEW
         return await review_queue_of(info, self, first, after, wanted, user_id)
     # the progress report and its export URL
@@ -200,9 +174,7 @@ class Group(Node):
     async def progress_report(
         self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
         first: int | None = 100, after: str | None = None,
-    ) -> Annotated[ProgressReportConnection, strawberry.lazy("resolvers.reports")] | None:
-        from resolvers.reports import progress_report
-
+    ) -> ProgressReportConnection | None:
         nested = include_nested is not False
         return await progress_report(info, self.row.id, course_id, nested, first, after)  # type: ignore[arg-type]
 
@@ -211,27 +183,7 @@ class Group(Node):
         description="Relative URL of the streamed CSV/XLSX progress export.",
     )
     def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
-        from resolvers.reports import progress_export_url
-
         return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
-
-
-async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
-    reach: Reach = await info.context.load_reach()
-    rows = await info.context.loaders.groups.by_id.load_many(ids)
-    return [Group(row=r) if r is not None and reach.sees_group(r.id) else None for r in rows]  # type: ignore[arg-type]
-
-
-async def visible_group(info: Info, group_id: int) -> Group | None:
-    return (await visible_groups(info, [group_id]))[0]
-
-
-async def require_visible_group(info: Info, global_id: str, field: str = "id") -> Group:
-    """The group the argument names; NOT_FOUND alike for missing and invisible ones."""
-    group = await visible_group(info, require_id(global_id, "Group", field))
-    if group is None:
-        raise NotFound("No such group.", field=field)
-    return group
 
 
 def slugify(name: str) -> str:
@@ -361,7 +313,7 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
             audit(session, ctx.viewer_id, "group.update", "group", group_id, **changes)
     refresh_tree(info)
     await ctx.load_reach()
-    return Group(row=row)
+    return GroupView(row=row)
 
 
 async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bool:
@@ -434,7 +386,7 @@ async def list_groups(info: Info, roots: bool, search: str | None, first: int | 
     rows = list(await store.scalars(query.order_by(GroupRow.name_normalized, GroupRow.id).limit(size + 1)))
     for row in rows:
         info.context.loaders.groups.by_id.prime(row.id, row)
-    edges = [GroupEdge(cursor=encode_cursor(r.name_normalized, r.id), node=Group(row=r)) for r in rows[:size]]
+    edges = [GroupEdge(cursor=encode_cursor(r.name_normalized, r.id), node=GroupView(row=r)) for r in rows[:size]]
 
     async def count() -> int:
         return int(await store.scalar(select(func.count()).select_from(GroupRow).where(*conditions)))
@@ -517,7 +469,7 @@ class GroupMutations:
             audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
         ctx.forget_reach()
         await ctx.load_reach()
-        return Group(row=row)
+        return GroupView(row=row)
 
     # updateGroup, deleteGroup
     @strawberry.mutation(

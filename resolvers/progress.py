@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -27,11 +27,8 @@ from permissions.filters import member_rows_visible
 from permissions.reach import Permission
 from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.courses import Course, Step, course_views, step_view
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
-    from resolvers.reviews import Submission
-    from resolvers.users import User
+from resolvers.reviews import Submission, latest_submission
+from resolvers.views import GroupView, UserView
 
 
 def percent(part: int | None, whole: int | None) -> float:
@@ -49,11 +46,9 @@ class StepProgress:
     user_id: strawberry.Private[int | None] = None
 
     @strawberry.field(description="The latest submission for this step (assignments), so a card links to its review.")
-    async def submission(self, info: Info) -> Annotated[Submission, strawberry.lazy("resolvers.reviews")] | None:
+    async def submission(self, info: Info) -> Submission | None:
         if self.user_id is None or self.step.kind.value != "ASSIGNMENT":
             return None
-        from resolvers.reviews import latest_submission
-
         return await latest_submission(info, self.user_id, self.step.row.id)  # type: ignore[arg-type]
 
 
@@ -115,7 +110,7 @@ def asks_for(info: Info, name: str) -> bool:
     return cache[key]
 
 
-async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
+async def course_progress_of(info: Info, user: UserView, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
     loaders = info.context.loaders
     user_id: int = user.row.id  # type: ignore[assignment]
     wanted = None if course_ids is None else {require_id(c, "Course", "courseIds") for c in course_ids}
@@ -151,7 +146,7 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
     return out
 
 
-async def usage_minutes_of(info: Info, user: User) -> int:
+async def usage_minutes_of(info: Info, user: UserView) -> int:
     return await info.context.loaders.progress.usage_minutes.load(user.row.id)
 
 
@@ -175,7 +170,7 @@ class GroupProgressSummary:
     courses: list[CourseSummary] = strawberry.field(description="Courses any of them is enrolled in, by name.")
 
 
-async def progress_summary_of(info: Info, group: Group, include_nested: bool) -> GroupProgressSummary:
+async def progress_summary_of(info: Info, group: GroupView, include_nested: bool) -> GroupProgressSummary:
     reach = await info.context.load_reach()
     scope, visible = member_rows_visible(reach, group.row.id, Permission.VIEW_PROGRESS)
     summary = await info.context.loaders.progress.summary(scope, visible).load((group.row.id, include_nested is not False))
@@ -243,7 +238,7 @@ class ActivityConnection:
     page_info: PageInfo
 
 
-async def activity_of(info: Info, user: User, first: int | None, after: str | None) -> ActivityConnection:
+async def activity_of(info: Info, user: UserView, first: int | None, after: str | None) -> ActivityConnection:
     """Newest first; the cursor is the keyset (occurredAt, id) of the last event seen."""
     limit = page_size(info, first)
     keyset = decode_cursor(after, [datetime, int])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import strawberry
 from sqlalchemy import and_, func, select, update
@@ -32,17 +32,16 @@ from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.courses import Course, Step, course_views, step_view
 from resolvers.enums import SubmissionStatus
-from resolvers.users import User, prepare_users, visible_users
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
+from resolvers.views import GroupView, UserType, UserView, prepare_users, visible_users
 
 FEEDBACK_MAX_LENGTH = 10_000
 
 
 @strawberry.type(description="One review of a submission: a regrade adds another, the history stays.")
 class Review:
-    reviewer: User | None = strawberry.field(description="Null where the caller may not see the reviewer, or the account is gone.")
+    reviewer: UserType | None = strawberry.field(
+        description="Null where the caller may not see the reviewer, or the account is gone."
+    )
     points: int | None
     feedback: str | None
     reviewed_at: datetime
@@ -51,8 +50,8 @@ class Review:
 @strawberry.type(description="Work a learner handed in on an ASSIGNMENT step.")
 class Submission(Node):
     row: strawberry.Private[SubmissionRow]
-    submitter: strawberry.Private[User]
-    reviewer: strawberry.Private[User | None]
+    submitter: strawberry.Private[UserView]
+    reviewer: strawberry.Private[UserView | None]
     step_obj: strawberry.Private[Step]
 
     @strawberry.field
@@ -64,7 +63,7 @@ class Submission(Node):
         return self.row.id  # type: ignore[return-value]
 
     @strawberry.field
-    def user(self) -> User:
+    def user(self) -> UserType:
         return self.submitter
 
     @strawberry.field
@@ -96,7 +95,7 @@ class Submission(Node):
         return self.row.feedback
 
     @strawberry.field(description="Null until reviewed, or where the caller may not see the reviewer.")
-    def reviewed_by(self) -> User | None:
+    def reviewed_by(self) -> UserType | None:
         return self.reviewer
 
     @strawberry.field
@@ -156,7 +155,7 @@ async def visible_submission(info: Info, submission_id: int) -> Submission | Non
 
 
 async def review_queue_of(
-    info: Info, group: Group, first: int | None, after: str | None,
+    info: Info, group: GroupView, first: int | None, after: str | None,
     status: SubmissionStatus = SubmissionStatus.NEEDS_REVIEW, user_id: strawberry.ID | None = None,
 ) -> SubmissionConnection:
     """NEEDS_REVIEW oldest first (cursor: submittedAt, id); REVIEWED newest reviewed first (reviewedAt, id)."""
@@ -178,7 +177,7 @@ async def review_queue_of(
 
 
 async def submissions_of_user(
-    info: Info, user: User, status: SubmissionStatus | None, first: int | None, after: str | None
+    info: Info, user: UserView, status: SubmissionStatus | None, first: int | None, after: str | None
 ) -> SubmissionConnection:
     """User.submissions: newest first, keyset after (submittedAt, id); one statement for a page of users."""
     limit = page_size(info, first)
@@ -202,7 +201,7 @@ async def latest_submission(info: Info, user_id: int, step_id: int) -> Submissio
     return built[0] if built else None
 
 
-async def pending_review_count_of(info: Info, user: User) -> int:
+async def pending_review_count_of(info: Info, user: UserView) -> int:
     return await info.context.loaders.reviews.pending_count.load(user.row.id)
 
 
