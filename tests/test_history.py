@@ -79,3 +79,22 @@ async def test_archived_memberships_keep_history_and_give_nothing(site: Site) ->
     assert await site.gql(REMOVE, {"ids": [gid("Membership", mentor_row)]}, as_user=leader) == {"data": {"removeMembers": 1}}
     async with site.database.session() as session:
         assert (await session.scalars(select(Membership.id).where(Membership.id == mentor_row.id))).all() == []
+
+
+async def test_importing_an_ended_member_again_revives_the_membership(site: Site) -> None:
+    from tests.test_imports import post_csv
+
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    group = await site.group("Term 2")
+    amy = await site.user("Amy", external_id="S1")
+    row = await site.member(amy, group)
+    archived = await site.gql(REMOVE, {"ids": [gid("Membership", row)], "a": True}, as_user=admin)
+    assert archived == {"data": {"removeMembers": 1}}
+    response = await post_csv(site, f"student_id,groups\nS1,{group.slug}\n".encode(), admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["membershipsCreated"] == 1
+    async with site.database.session() as session:
+        rows = (await session.scalars(select(Membership).where(Membership.user_id == amy.id))).all()
+    assert [(r.id, r.ended_at) for r in rows] == [(row.id, None)]
+    again = await post_csv(site, f"student_id,groups\nS1,{group.slug}\n".encode(), admin)
+    assert again.json()["membershipsCreated"] == 0 and again.json()["unchanged"] == 1

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, insert, literal, select
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -175,6 +175,8 @@ class Plan:
     errors: list[RowError] = field(default_factory=list)
     # (user id, group id) -> access request id recording a consent, or None
     new: dict[tuple[int, int], int | None] = field(default_factory=dict)
+    # pairs of `new` whose membership exists but has ended (archived): applied by reviving it
+    revived: set[tuple[int, int]] = field(default_factory=set)
     created_per_group: dict[str, int] = field(default_factory=dict)
 
 
@@ -209,10 +211,14 @@ async def _students(session: AsyncSession, keys: set[str]) -> tuple[dict[str, in
     return by_external, by_email, students
 
 
-async def _memberships(session: AsyncSession, user_ids: list[int]) -> tuple[dict[int, set[int]], set[tuple[int, int]]]:
-    """Each user's own (not consent-based) group ids, for reach decisions, and every existing pair."""
+async def _memberships(
+    session: AsyncSession, user_ids: list[int]
+) -> tuple[dict[int, set[int]], set[tuple[int, int]], set[tuple[int, int]]]:
+    """Each user's own (not consent-based, not ended) group ids, for reach decisions, every current pair, and
+    the pairs whose membership has ended (importing them again revives it)."""
     own: dict[int, set[int]] = {}
     pairs: set[tuple[int, int]] = set()
+    ended_pairs: set[tuple[int, int]] = set()
     member = Membership.__table__.c
     for chunk in _chunks(user_ids):
         rows = await session.execute(
@@ -221,10 +227,13 @@ async def _memberships(session: AsyncSession, user_ids: list[int]) -> tuple[dict
             )
         )
         for uid, gid, consent, ended in rows:
+            if ended is not None:  # an ended membership gives nobody reach
+                ended_pairs.add((uid, gid))
+                continue
             pairs.add((uid, gid))
-            if consent is None and ended is None:  # an ended membership gives nobody reach
+            if consent is None:
                 own.setdefault(uid, set()).add(gid)
-    return own, pairs
+    return own, pairs, ended_pairs
 
 
 async def _consents(session: AsyncSession, viewer_id: int, user_ids: list[int]) -> dict[int, int]:
@@ -256,7 +265,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         for gid, slug, synced in await session.execute(select(group.id, group.slug, group.synced).where(_one_of(session, group.slug, chunk))):
             groups[slug] = (gid, synced)
     user_ids = sorted(students)
-    own, existing = await _memberships(session, user_ids)
+    own, existing, ended = await _memberships(session, user_ids)
     granted = [u for u in user_ids if u in reach.granted]
     consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
     subjects = {u: _Subject(u, frozenset(own.get(u, ()))) for u in user_ids}
@@ -303,6 +312,8 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
                 )
                 continue
             plan.new[pair] = consents.get(student.id) if basis == PLACED_ON_CONSENT else None
+            if pair in ended:
+                plan.revived.add(pair)
             plan.created_per_group[slug] = plan.created_per_group.get(slug, 0) + 1
             row_new = True
         if not row_new:
@@ -315,7 +326,17 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
     INSERT ... SELECT unnest(arrays) per chunk (asyncpg's executemany costs a round trip per row)."""
     now = utcnow()
     table = Membership.__table__
-    pairs = list(plan.new.items())
+    by_consent: dict[int | None, list[tuple[int, int]]] = {}
+    for pair in sorted(plan.revived):  # ended memberships joined again: one UPDATE per chunk and consent
+        by_consent.setdefault(plan.new[pair], []).append(pair)
+    for consent, revived in by_consent.items():
+        for chunk in _chunks(revived):
+            await session.execute(
+                update(table)
+                .where(tuple_(table.c.user_id, table.c.group_id).in_(chunk), table.c.ended_at.is_not(None))
+                .values(ended_at=None, role="MEMBER", access_request_id=consent)
+            )
+    pairs = [(pair, consent) for pair, consent in plan.new.items() if pair not in plan.revived]
     postgres = session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(pairs, CHUNK):
         if postgres:
