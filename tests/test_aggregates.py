@@ -1,4 +1,4 @@
-"""Aggregates count whom the lists show: progressSummary, progressReport and the progress CSV (the Python
+"""Aggregates count whom the lists show: progressSummary, progressReport, the progress XLSX and CSV (the Python
 path and, on PostgreSQL, the COPY path) agree with Group.members for every caller, consent-based members
 included where the caller may see them and left out where not; on SQLite and PostgreSQL."""
 
@@ -86,7 +86,17 @@ async def agree(site: Site, caller: User, group: Any, nested: bool) -> dict[str,
         assert exported.status_code == 200, exported.text
         assert len(parse(exported.content)) - 1 == report["totalCount"], use_copy
     site.settings.export_use_copy = True
+    workbook = await site.client.get(url.replace("progress.csv", "progress.xlsx"), headers=auth(await site.token(caller)))
+    assert workbook.status_code == 200 and len(sheet(workbook.content)) - 1 == report["totalCount"]
     return summary
+
+
+def sheet(content: bytes) -> list[Any]:
+    import io
+
+    from openpyxl import load_workbook
+
+    return list(load_workbook(io.BytesIO(content), read_only=True).active.iter_rows(values_only=True))
 
 
 async def test_consent_based_members_count_for_whoever_may_see_them(site: Site) -> None:
