@@ -32,8 +32,11 @@ def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None, members_se
     query = (
         select(GroupClosure.descendant_id)
         .join(Membership, Membership.group_id == GroupClosure.ancestor_id)
-        .where(Membership.user_id == viewer_id, gives_sight(Membership, members_see_groups))
+        .where(Membership.user_id == viewer_id)
     )
+    if roles is not None and "MEMBER" not in roles:  # staff roles: only the ended ones drop out
+        return query.where(Membership.role.in_(list(roles)), Membership.ended_at.is_(None))
+    query = query.where(gives_sight(Membership, members_see_groups))
     if roles is not None:
         query = query.where(Membership.role.in_(list(roles)))
     return query
