@@ -373,6 +373,7 @@ def memberships_statement(after: int | None, limit: int) -> Select[Any]:
         .select_from(Membership.__table__)
         .join(User.__table__, _u.id == _m.user_id)
         .join(Group.__table__, _g.id == _m.group_id)
+        .where(_m.ended_at.is_(None))  # current memberships; ended ones are history (members(includeEnded))
     )
     if after is not None:
         statement = statement.where(_m.id > after)

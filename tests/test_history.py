@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.store.models import AuditEvent, Membership
-from tests.school import course, enroll
+from tests.school import auth, course, enroll, parse
 from tests.site import Site, errors_of, gid
 
 REMOVE = "mutation($ids: [ID!]!, $a: Boolean) { removeMembers(membershipIds: $ids, archive: $a) }"
@@ -50,6 +50,8 @@ async def test_archived_memberships_keep_history_and_give_nothing(site: Site) ->
     archived = await site.gql(REMOVE, {"ids": [gid("Membership", amy_row), gid("Membership", mentor_row)], "a": True}, as_user=leader)
     assert archived == {"data": {"removeMembers": 2}}
     assert await site.count(Membership) == 4  # kept
+    exported = await site.client.get("/exports/memberships.csv", headers=auth(await site.token(admin)))
+    assert sorted(r[2] for r in parse(exported.content)[1:]) == ["Ben", "Leo"]  # current memberships only
     assert await listed(leader) == (2, 2, [("Ben", False), ("Leo", False)], 1, 1)
     with site.statements() as plain:
         await listed(leader)
