@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true, tuple_
 from strawberry.dataloader import DataLoader
 
-from app.store.models import Membership, User, fold
+from app.store.models import GroupClosure, Membership, User, fold
 from dataloaders.store import Store
 
 
@@ -64,6 +64,7 @@ class UserSearch:
     licence_type: str | None = None
     no_pupils: bool | None = None
     last_login_before: datetime | None = None
+    home_group_id: int | None = None
 
 
 _AFTER_EVERY_CHARACTER = "\U0010ffff"
@@ -75,28 +76,32 @@ def starts_with(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
     return and_(column >= prefix, column < prefix + _AFTER_EVERY_CHARACTER)
 
 
-def name_matches(user: Any, text: str) -> ColumnElement[bool]:
+def name_matches(user: Any, text: str, contact: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """The one search of people (users(filter: {search}), Group.members(search:)): a prefix of the first name,
     the last name, the email, or of "First Last"; case-insensitive, accents folded (Zoë = zoe), each on an
-    index (user.name_search holds "first last" folded, user.last_name_normalized the folded last name)."""
+    index (user.name_search holds "first last" folded, user.last_name_normalized the folded last name).
+    `contact`: the rows whose email the caller may read; the email prefix matches only there."""
     folded = fold(text)
     email = text.strip().lower()
     if not folded and not email:
         return true()
+    by_email = starts_with(user.email_normalized, email)
     return or_(
         starts_with(user.name_search, folded),
         starts_with(user.last_name_normalized, folded),
-        starts_with(user.email_normalized, email),
+        by_email if contact is None else and_(by_email, contact),
     )
 
 
-def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
+def user_search_conditions(search: UserSearch, contact: ColumnElement[bool] | None = None) -> list[ColumnElement[bool]]:
+    """`contact`: the rows whose email the caller may read (the email prefix matches only there, so a search
+    cannot spell out an email the caller may not see)."""
     from dataloaders.guardians import has_no_pupils, holds_licence
     from dataloaders.imports import has_no_membership, is_active_learner
 
     conditions: list[ColumnElement[bool]] = []
     if search.search:
-        conditions.append(name_matches(User, search.search))
+        conditions.append(name_matches(User, search.search, contact))
     if search.kinds is not None:
         conditions.append(User.kind.in_(search.kinds))
     if search.roles is not None:
@@ -125,15 +130,29 @@ def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
         conditions.append(without if search.no_pupils else and_(User.kind == "EXTERNAL", not_(has_no_pupils(User.id))))
     if search.last_login_before is not None:
         conditions.append(func.coalesce(User.last_login_at, User.created_at) < search.last_login_before)
+    if search.home_group_id is not None:
+        conditions.append(User.home_group_id.in_(subtree(search.home_group_id)))
     return conditions
 
 
-async def search_users(store: Store, search: UserSearch, after: tuple[str, int] | None, limit: int) -> list[User]:
-    statement = select(User).where(*user_search_conditions(search))
+def subtree(group_id: int):  # type: ignore[no-untyped-def]
+    """Ids of the group and of every group nested in it (the closure table)."""
+    return select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)
+
+
+async def search_users(
+    store: Store, search: UserSearch, after: tuple[str, int] | None, limit: int, visible: ColumnElement[bool],
+    contact: ColumnElement[bool] | None = None,
+) -> list[User]:
+    """`visible` and `contact`: the caller's row filters (permissions.filters), applied with the search."""
+    statement = select(User).where(visible, *user_search_conditions(search, contact))
     if after is not None:
         statement = statement.where(tuple_(User.last_name_normalized, User.id) > tuple_(*after))
     return list(await store.scalars(statement.order_by(User.last_name_normalized, User.id).limit(limit)))
 
 
-async def count_users(store: Store, search: UserSearch) -> int:
-    return int(await store.scalar(select(func.count()).select_from(User).where(*user_search_conditions(search))))
+async def count_users(
+    store: Store, search: UserSearch, visible: ColumnElement[bool], contact: ColumnElement[bool] | None = None
+) -> int:
+    conditions = user_search_conditions(search, contact)
+    return int(await store.scalar(select(func.count()).select_from(User).where(visible, *conditions)))
