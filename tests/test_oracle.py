@@ -221,6 +221,13 @@ async def write(database: Database, world: World) -> None:
             GuardianLink(id=link.id, external_user_id=link.external, pupil_id=link.pupil, licence_type="PARENT_GUARDIAN")
             for link in world.links.values()
         )
+        await session.flush()
+        if database.dialect == "postgresql":  # rows made by the API later (addMembers) get ids after these
+            for table in ("membership", "user", "group", "access_request", "guardian_link", "submission"):
+                await session.execute(text(
+                    f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+                    f'(SELECT coalesce(max(id), 0) + 1 FROM "{table}"), false)'
+                ))
 
 
 # --- the query and the answer the model expects -----------------------------------------------------------
