@@ -31,6 +31,7 @@ from resolvers.outbox import OutboxQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
 from resolvers.sessions import SessionMutations
+from resolvers.subscriptions import LiveSubscriptions
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
@@ -169,6 +170,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     return GroupGraphSchema(
         query=query,
         mutation=mutation,
+        subscription=LiveSubscriptions,
         types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(

@@ -18,6 +18,7 @@ from app.services.auth import (
     token_hash,
     verify_password,
 )
+from app.services.events import reach_changed
 from app.services.throttle import check_login_allowed, slow_down
 from app.store.models import ApiToken, LoginEvent, Session, utcnow
 from app.store.models import User as UserRow
@@ -102,6 +103,7 @@ class SessionMutations:
                 audit(session, ctx.viewer_id, "session.logout", "session", credential.session_id)
             else:
                 audit(session, ctx.viewer_id, "api_token.revoke", "api_token", credential.api_token_id)
+            ctx.store.publish(reach_changed([ctx.viewer_id]))  # subscriptions on this token end now
         return True
 
     @strawberry.mutation(extensions=[authenticated()])
