@@ -119,7 +119,9 @@ class ReviewLoaders:
         counts = {user_id: int(n) for user_id, n in rows}
         return [counts.get(u, 0) for u in user_ids]
 
-    def _queue_filter(self, group_id: int, viewer_id: int | None, status: str, user_id: int | None):  # type: ignore[no-untyped-def]
+    def _queue_filter(  # type: ignore[no-untyped-def]
+        self, group_id: int, viewer_id: int | None, status: str = NEEDS_REVIEW, user_id: int | None = None
+    ):
         """Submissions (of `status`) of users with an own (not consent-based), not ended membership in the
         group's subtree, the viewer's own work left out; `user_id` narrows it to one of them."""
         members = (
