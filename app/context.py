@@ -69,8 +69,9 @@ class Context:
                     else:
                         roles = [r for r in viewer.site_roles.split(",") if r]
                         # admins too: their own roles still show (Group.viewerRole), one query either way
-                        rows = await load_reach_rows(self.store, viewer.id)
-                        self._reach = Reach.from_rows(viewer.id, roles, rows)  # type: ignore[arg-type]
+                        see = self.settings.members_see_groups
+                        rows = await load_reach_rows(self.store, viewer.id, see)  # type: ignore[arg-type]
+                        self._reach = Reach.from_rows(viewer.id, roles, rows, members_see_groups=see)  # type: ignore[arg-type]
         return self._reach
 
     @property

@@ -30,6 +30,7 @@ from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
 from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
+from resolvers.outbox import OutboxQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
 from resolvers.rostering import RosterMutations, RosterQueries, RosterSync
@@ -45,6 +46,7 @@ QUERIES: tuple[type, ...] = (
     RosterQueries,
     ExportQueries,
     SessionQueries,
+    OutboxQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
@@ -67,7 +69,7 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
         "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count", "external_id",
         "class_code", "term",
     },
-    Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
+    Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request", "ended_at"},
     # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
     AccessRequest: {
         "id", "requester", "subject_email", "subject", "message", "status", "created_at", "expires_at", "decided_at",
@@ -76,11 +78,11 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     GuardianLink: {"id", "external_user", "pupil", "licence_type", "created_at"},
     # the catalogue is open to every signed-in user; a submission is shown only to those who may see
     # the submitter's progress (resolvers.reviews), and then whole.
-    Course: {"id", "database_id", "name", "steps", "step_count"},
+    Course: {"id", "database_id", "name", "steps", "step_count", "reviewed_work_completes"},
     Step: {"id", "database_id", "course", "title", "position", "kind", "max_points"},
     Submission: {
         "id", "database_id", "user", "step", "course", "body", "submitted_at", "status", "points", "feedback",
-        "reviewed_by", "reviewed_at",
+        "reviewed_by", "reviewed_at", "reviews",
     },
     # only site admins reach audit events (auditLog, node)
     AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},

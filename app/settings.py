@@ -1,8 +1,12 @@
 """Settings read from environment variables prefixed GROUPGRAPH_ (and an optional .env file)."""
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ACCOUNT_KINDS = ("STAFF", "LEARNER", "EXTERNAL")
 
 
 class Settings(BaseSettings):
@@ -16,7 +20,10 @@ class Settings(BaseSettings):
     # API tokens end after this many days unless createApiToken asks for fewer (or up to the maximum)
     api_token_default_days: int = 90
     api_token_max_days: int = 365
-    self_service_groups: bool = True
+    # the kinds of account that may create root groups: none, staff, staff,learner, ... (true: staff,learner)
+    self_service_groups: Annotated[frozenset[str], NoDecode] = frozenset({"STAFF", "LEARNER"})
+    # whether a MEMBER sees the groups they belong to (overridable per root group: Group.membersSeeGroups)
+    members_see_groups: bool = True
     analyst_seats: int = 3
     max_group_depth: int = 10
     graphiql: bool = True
@@ -121,6 +128,24 @@ class Settings(BaseSettings):
     # events being decided at once per process: a burst cannot take every pooled connection from requests
     live_concurrent_deliveries: int = 8
     live_channel: str = "groupgraph_events"
+
+    @field_validator("self_service_groups", mode="before")
+    @classmethod
+    def _self_service_kinds(cls, value: Any) -> frozenset[str]:
+        if isinstance(value, bool):
+            return frozenset({"STAFF", "LEARNER"}) if value else frozenset()
+        if isinstance(value, str):
+            words = [w.strip().upper() for w in value.split(",") if w.strip()]
+            if words in (["TRUE"], ["YES"], ["1"]):
+                return frozenset({"STAFF", "LEARNER"})
+            if words in ([], ["NONE"], ["FALSE"], ["NO"], ["0"]):
+                return frozenset()
+            value = words
+        kinds = frozenset(str(k).upper() for k in value)
+        unknown = sorted(kinds - set(ACCOUNT_KINDS))
+        if unknown:
+            raise ValueError(f"self-service groups take none or kinds of account ({', '.join(ACCOUNT_KINDS)}), not {unknown}")
+        return kinds
 
     @property
     def production(self) -> bool:

@@ -61,8 +61,10 @@ def _series(engine: str, n: int) -> tuple[str, str]:
     return "", f"generate_series(1, {n}) AS s(i)"
 
 
-async def fill(database: Database, engine: str, rows: int) -> str:
-    """The data set; returns an admin's bearer token."""
+async def fill(database: Database, engine: str, rows: int, viewer: str = "admin") -> str:
+    """The data set; returns the bearer token of a site admin, or (viewer "leader") of the school's LEADER, whose
+    report is filtered by the members list's rule (permissions.filters.member_rows_visible)."""
+    site_roles = "ADMIN" if viewer == "admin" else ""
     learners = max(1, rows // COURSES)
     ts = "'2026-01-01 00:00:00.000000'" if engine == "sqlite" else "TIMESTAMPTZ '2026-01-01 00:00:00+00'"
     false, true = ("0", "1") if engine == "sqlite" else ("false", "true")
@@ -71,7 +73,7 @@ async def fill(database: Database, engine: str, rows: int) -> str:
     statements = [
         f"""INSERT INTO "user" (email, email_normalized, kind, first_name, last_name, last_name_normalized,
             site_roles, status, synced, agreed_to_download_reports, created_at, login_count)
-            VALUES ('admin@bench.test', 'admin@bench.test', 'STAFF', 'Ada', 'Admin', 'admin', 'ADMIN',
+            VALUES ('admin@bench.test', 'admin@bench.test', 'STAFF', 'Ada', 'Admin', 'admin', '{site_roles}',
             'ACTIVE', {false}, {true}, {ts}, 0)""",
         f"""INSERT INTO session (user_id, token_hash, created_at, expires_at)
             SELECT id, '{token_hash(token)}', {ts}, {ts.replace("2026", "2099")} FROM "user" WHERE email = 'admin@bench.test'""",
@@ -93,6 +95,9 @@ async def fill(database: Database, engine: str, rows: int) -> str:
             company, site_roles, status, synced, agreed_to_download_reports, created_at, login_count)
             SELECT 'learner' || i || '@bench.test', 'learner' || i || '@bench.test', 'LEARNER', 'First' || i,
             'Last' || i, 'last' || i, 'Company ' || (i % 100), '', 'ACTIVE', {false}, {true}, {ts}, 0 FROM {series}""",
+        f"""INSERT INTO membership (user_id, group_id, role, created_at)
+            SELECT u.id, g.id, 'LEADER', {ts} FROM "user" u JOIN "group" g ON g.slug = 'school'
+            WHERE u.email = 'admin@bench.test' AND '{viewer}' = 'leader'""",
         f"""INSERT INTO membership (user_id, group_id, role, created_at)
             SELECT u.id, g.id, 'MEMBER', {ts} FROM "user" u JOIN "group" g
             ON g.slug = 'class-' || (u.id % {CLASSES}) WHERE u.kind = 'LEARNER'""",
@@ -212,20 +217,20 @@ async def _drop(path: Path | None, name: str | None) -> None:
         await admin.close()
 
 
-async def prepare(engine: str, rows: int) -> tuple[str, str, Path | None, str | None, float]:
+async def prepare(engine: str, rows: int, viewer: str = "admin") -> tuple[str, str, Path | None, str | None, float]:
     url, path, name = await _create(engine, rows)
     database = Database(Settings(database_url=url))
     try:
         await upgrade(database.engine)
         started = time.perf_counter()
-        token = await fill(database, engine, rows)
+        token = await fill(database, engine, rows, viewer)
         return url, token, path, name, time.perf_counter() - started
     finally:
         await database.dispose()
 
 
-def run(engine: str, rows: int, formats: list[str]) -> list[Result]:
-    url, token, path, name, fill_seconds = asyncio.run(prepare(engine, rows))
+def run(engine: str, rows: int, formats: list[str], viewer: str = "admin") -> list[Result]:
+    url, token, path, name, fill_seconds = asyncio.run(prepare(engine, rows, viewer))
     print(f"# {engine}: {rows} report rows filled in {fill_seconds:.1f}s", file=sys.stderr)
     try:
         results = []
@@ -246,10 +251,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rows", default="10000", help="comma-separated report row counts (multiples of 10)")
     parser.add_argument("--formats", default="CSV,XLSX")
+    parser.add_argument("--viewer", choices=["admin", "leader"], default="admin", help="who downloads the report")
     args = parser.parse_args(argv)
     results: list[Result] = []
     for rows in (int(r) for r in args.rows.split(",")):
-        results.extend(run(args.engine, rows, [f.strip().upper() for f in args.formats.split(",")]))
+        results.extend(run(args.engine, rows, [f.strip().upper() for f in args.formats.split(",")], args.viewer))
     return results
 
 

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from app.store.models import Group, GroupClosure
 from dataloaders.store import Store
+
+
+def hidden_from_members(default: bool) -> Any:
+    """Ids of the groups whose MEMBERs do not see them: every group of a tree whose root group turned
+    `members_see_groups` off (or left it unset while the site default, `default`, is off)."""
+    root, closure = aliased(Group), aliased(GroupClosure)
+    hides = root.members_see_groups.is_(False)
+    if not default:
+        hides = or_(hides, root.members_see_groups.is_(None))
+    return (
+        select(closure.descendant_id)
+        .join(root, root.id == closure.ancestor_id)
+        .where(root.parent_id.is_(None), hides)
+    )
+
+
+def gives_sight(membership: Any, members_see_default: bool) -> ColumnElement[bool]:
+    """The memberships (of `membership`, the table or an alias) that count in anyone's Reach: not ended, and
+    not a MEMBER membership in a tree whose members do not see their groups."""
+    return and_(
+        membership.ended_at.is_(None),
+        or_(membership.role != "MEMBER", membership.group_id.not_in(hidden_from_members(members_see_default))),
+    )
 
 
 class GroupLoaders:

@@ -6,11 +6,24 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, column, exists, func, not_, or_, select, values
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    column,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    union_all,
+    values,
+)
 from sqlmodel.sql.sqltypes import UTCDateTime
 from strawberry.dataloader import DataLoader
 
-from app.store.models import GuardianLink, LoginEvent
+from app.store.models import GuardianLink, LoginEvent, User
 from dataloaders.store import Store
 
 
@@ -41,14 +54,30 @@ class GuardianLoaders:
         return [links.get(i, []) for i in user_ids]
 
 
+def _sign_ins_of(
+    event: type[LoginEvent], licence_type: str | None, kinds: Sequence[str] | None
+) -> list[ColumnElement[bool]]:
+    """Sign-ins of the accounts asked for: of these kinds (unknown emails have no kind and drop out), holding a
+    link of this licence type. Each is a semi-join on the user, so a user holding several links counts once."""
+    conditions: list[ColumnElement[bool]] = []
+    if licence_type is not None:
+        holders = select(GuardianLink.external_user_id).where(GuardianLink.licence_type == licence_type)
+        conditions.append(event.user_id.in_(holders))
+    if kinds is not None:
+        conditions.append(event.user_id.in_(select(User.id).where(User.kind.in_(list(kinds)))))
+    return conditions
+
+
 async def login_buckets(
-    store: Store, starts: Sequence[datetime], since: datetime, until: datetime, licence_type: str | None
-) -> list[tuple[datetime, int, int, int]]:
+    store: Store, starts: Sequence[datetime], since: datetime, until: datetime, licence_type: str | None,
+    kinds: Sequence[str] | None = None,
+) -> tuple[list[tuple[datetime, int, int, int]], int]:
     """(bucket start, successful, failed, unique users) per bucket, empty buckets included, counting sign-ins
-    in [since, until). The buckets are a VALUES list joined to login_event: the same SQL on SQLite and
-    PostgreSQL, one indexed range scan per bucket."""
+    in [since, until), and the distinct users who signed in over the whole period. The buckets are a VALUES
+    list joined to login_event: the same SQL on SQLite and PostgreSQL, one indexed range scan per bucket; the
+    period's distinct users are one more row of the same statement (start NULL)."""
     if not starts:
-        return []
+        return [], 0
     edges = [*starts[1:], until]
     bucket = (
         values(
@@ -59,12 +88,10 @@ async def login_buckets(
         .cte("bucket")
     )
     event = LoginEvent
-    joined = and_(event.at >= bucket.c.low, event.at < bucket.c.high)
-    if licence_type is not None:
-        holders = select(GuardianLink.external_user_id).where(GuardianLink.licence_type == licence_type)
-        joined = and_(joined, event.user_id.in_(holders))
+    chosen = _sign_ins_of(event, licence_type, kinds)
+    joined = and_(event.at >= bucket.c.low, event.at < bucket.c.high, *chosen)
     succeeded = event.success.is_(True)
-    statement = (
+    per_bucket = (
         select(
             bucket.c.start,
             func.count(event.id).filter(succeeded),
@@ -74,9 +101,20 @@ async def login_buckets(
         .select_from(bucket)
         .outerjoin(event, joined)
         .group_by(bucket.c.start)
-        .order_by(bucket.c.start)
     )
-    return [(s, int(ok), int(failed), int(users)) for s, ok, failed, users in await store.all(statement)]
+    period = select(
+        literal(None, UTCDateTime()), literal(0), literal(0), func.count(func.distinct(event.user_id))
+    ).where(event.at >= since, event.at < until, succeeded, *chosen)
+    rows = await store.all(union_all(per_bucket, period))
+    unique = 0
+    buckets: list[tuple[datetime, int, int, int]] = []
+    for s, ok, failed, users in rows:
+        if s is None:
+            unique = int(users)
+        else:
+            buckets.append((s, int(ok), int(failed), int(users)))
+    buckets.sort(key=lambda b: b[0])
+    return buckets, unique
 
 
 def holds_licence(user_id: ColumnElement[int], licence_type: str) -> ColumnElement[bool]:

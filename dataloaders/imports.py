@@ -11,8 +11,8 @@ ACTIVE_MINUTES = 1
 
 
 def has_no_membership(user_id: ColumnElement[int]) -> ColumnElement[bool]:
-    """No membership at all (consent-based ones count too)."""
-    return not_(exists().where(Membership.user_id == user_id))
+    """No membership at all (consent-based ones count too; ended ones do not: an archived learner is unassigned)."""
+    return not_(exists().where(Membership.user_id == user_id, Membership.ended_at.is_(None)))
 
 
 def is_active_learner(user_id: ColumnElement[int]) -> ColumnElement[bool]:

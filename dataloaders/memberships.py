@@ -21,7 +21,7 @@ from strawberry.dataloader import DataLoader
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.groups import GroupLoaders
 from dataloaders.store import Store
-from dataloaders.users import UserLoaders
+from dataloaders.users import UserLoaders, name_matches
 
 # (membership.user_id, membership.group_id) -> the condition keeping memberships the viewer may see
 Visible = Callable[[Any, Any], ColumnElement[bool]]
@@ -34,6 +34,7 @@ class MemberFilter:
     include_nested: bool = False
     roles: tuple[str, ...] | None = None
     search: str | None = None
+    include_ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,18 @@ class MembershipLoaders:
         self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
 
     def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
-        """user id -> that user's memberships the viewer may see, oldest first (one statement per batch)."""
+        """user id -> that user's memberships (not ended) the viewer may see, oldest first (one statement per
+        batch)."""
         loader = self._of_user.get(scope)
         if loader is None:
 
             async def load(user_ids: Sequence[int]) -> list[list[Membership]]:
                 rows = await self.store.scalars(
                     select(Membership)
-                    .where(Membership.user_id.in_(sorted(set(user_ids))), visible(Membership.user_id, Membership.group_id))
+                    .where(
+                        Membership.user_id.in_(sorted(set(user_ids))), Membership.ended_at.is_(None),
+                        visible(Membership.user_id, Membership.group_id),
+                    )
                     .order_by(Membership.id)
                 )
                 found: dict[int, list[Membership]] = defaultdict(list)
@@ -84,17 +89,12 @@ class MembershipLoaders:
         )
         if not filter.include_nested:
             query = query.where(closure.depth == 0)
+        if not filter.include_ended:
+            query = query.where(Membership.ended_at.is_(None))
         if filter.roles is not None:
             query = query.where(Membership.role.in_(list(filter.roles)))
         if filter.search:
-            pattern = like_prefix(filter.search.lower())
-            query = query.join(User, User.id == Membership.user_id).where(
-                or_(
-                    User.last_name_normalized.like(pattern, escape="\\"),
-                    func.lower(User.first_name).like(pattern, escape="\\"),
-                    User.email_normalized.like(pattern, escape="\\"),
-                )
-            )
+            query = query.join(User, User.id == Membership.user_id).where(name_matches(User, filter.search))
         return query
 
     # --- counts -------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ class MembershipLoaders:
                 asked = list(dict.fromkeys(group_ids))
                 loader = self._counts[key]
                 kids: list[int] = []
-                if filter.roles is None and filter.search is None:  # memberCount's filter
+                if filter.roles is None and filter.search is None and not filter.include_ended:  # memberCount's
                     futures = [self.groups.children.load(g) for g in asked]  # one batch
                     for future in futures:
                         kids += [c.id for c in await future]

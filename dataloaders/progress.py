@@ -7,12 +7,12 @@ cards of every learner on the page in one aggregate statement, their step record
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, union_all
 from strawberry.dataloader import DataLoader
 
 from app.store.bulk import one_of
@@ -20,6 +20,9 @@ from app.store.models import ActivityEvent, Enrollment, GroupClosure, Membership
 from dataloaders.store import Store
 
 LEARNER_ROLE = "MEMBER"
+
+# (membership.user_id, membership.group_id) -> the condition keeping the members the caller may see
+Visible = Callable[[Any, Any], ColumnElement[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,8 @@ class ProgressLoaders:
         self.step_records = DataLoader(load_fn=self._step_records)
         self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
         self.activity = DataLoader(load_fn=self._activity)
-        self.summary = DataLoader(load_fn=self._summary)
+        self._summaries: dict[Hashable, DataLoader[tuple[int, bool], Summary]] = {}
+        self._group_usage: dict[Hashable, DataLoader[int, int]] = {}
 
     @property
     def postgres(self) -> bool:
@@ -147,13 +151,65 @@ class ProgressLoaders:
                 found[(row.user_id, limit, after)].append(row)
         return [found.get(k, []) for k in keys]
 
-    async def _summary(self, keys: Sequence[tuple[int, bool]]) -> list[Summary]:
-        return [await self._one_summary(group_id, nested) for group_id, nested in keys]
+    def group_usage(
+        self, scope: Hashable, visible: Visible, nested: bool, first_day: date | None, end_day: date | None
+    ) -> DataLoader[int, int]:
+        """group id -> minutes of use on days in [first_day, end_day) by the distinct learners (MEMBER, not ended,
+        whom the caller may see: `visible`) of the group, or of its subtree when `nested`. One statement for
+        every group asking with the same arguments: the (group, learner) pairs from group_closure, deduplicated,
+        joined to the per-day usage rows."""
+        key = (scope, nested, first_day, end_day)
+        loader = self._group_usage.get(key)
+        if loader is None:
 
-    async def _one_summary(self, group_id: int, nested: bool) -> Summary:
-        """One statement: the distinct learners (MEMBER memberships of the group, or of its whole subtree
-        through group_closure), then per course: enrolled, completed, and the average percent completed,
-        which is 100 * (steps completed by all its learners) / (learners * steps of the course)."""
+            async def load(group_ids: Sequence[int]) -> list[int]:
+                m, gc, u = Membership.__table__.c, GroupClosure.__table__.c, Usage.__table__.c  # type: ignore[attr-defined]
+                learners = (
+                    select(gc.ancestor_id.label("group_id"), m.user_id)
+                    .select_from(GroupClosure.__table__)  # type: ignore[attr-defined]
+                    .join(Membership.__table__, m.group_id == gc.descendant_id)  # type: ignore[attr-defined]
+                    .where(
+                        gc.ancestor_id.in_(sorted(set(group_ids))), m.role == LEARNER_ROLE, m.ended_at.is_(None),
+                        visible(m.user_id, m.group_id),
+                    )
+                    .distinct()
+                )
+                if not nested:
+                    learners = learners.where(gc.depth == 0)
+                pairs = learners.subquery("learners")
+                query = (
+                    select(pairs.c.group_id, func.sum(u.minutes))
+                    .select_from(pairs)
+                    .join(Usage.__table__, u.user_id == pairs.c.user_id)  # type: ignore[attr-defined]
+                    .group_by(pairs.c.group_id)
+                )
+                if first_day is not None:
+                    query = query.where(u.day >= first_day)
+                if end_day is not None:
+                    query = query.where(u.day < end_day)
+                found = {g: int(n or 0) for g, n in await self.store.all(query)}
+                return [found.get(g, 0) for g in group_ids]
+
+            loader = self._group_usage[key] = DataLoader(load_fn=load)
+        return loader
+
+    def summary(self, scope: Hashable, visible: Visible) -> DataLoader[tuple[int, bool], Summary]:
+        """(group id, nested) -> the group's summary over the learners the caller may see (`visible`, the
+        members list's rule): `scope` names that rule."""
+        loader = self._summaries.get(scope)
+        if loader is None:
+
+            async def load(keys: Sequence[tuple[int, bool]]) -> list[Summary]:
+                return [await self._one_summary(group_id, nested, visible) for group_id, nested in keys]
+
+            loader = self._summaries[scope] = DataLoader(load_fn=load)
+        return loader
+
+    async def _one_summary(self, group_id: int, nested: bool, visible: Visible) -> Summary:
+        """One statement: the distinct learners (MEMBER memberships, not ended, of the group or of its whole
+        subtree through group_closure, whose user the caller may see), then per course: enrolled, completed,
+        and the average percent completed, which is 100 * (steps completed by all its learners) / (learners *
+        steps of the course)."""
         m, gc = Membership.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
         e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
         if nested:
@@ -161,6 +217,7 @@ class ProgressLoaders:
             members = members.where(gc.ancestor_id == group_id)
         else:
             members = select(m.user_id).where(m.group_id == group_id)
+        members = members.where(m.ended_at.is_(None), visible(m.user_id, m.group_id))
         learners = members.where(m.role == LEARNER_ROLE).distinct().cte("learners")
         enrolled = (
             select(e.course_id, func.count().label("n"), func.count(e.completed_at).label("done"))

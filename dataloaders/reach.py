@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-from sqlalchemy import literal, select, union_all
+from datetime import datetime
 
-from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership
+from sqlalchemy import ColumnElement, and_, literal, or_, select, union_all
+
+from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, User, utcnow
+from dataloaders.groups import gives_sight
 from dataloaders.store import Store
 
 
-async def load_reach_rows(store: Store, viewer_id: int) -> list[tuple[str, int, str | None]]:
+def asked_of(viewer_id: int, now: datetime) -> ColumnElement[bool]:
+    """Requests whose subject is the viewer (by account, or by the email of an account not yet known to the
+    request) that are PENDING and not expired, or GRANTED: their requesters the viewer may see (name, email)."""
+    viewer_email = select(User.email_normalized).where(User.id == viewer_id).scalar_subquery()
+    mine = or_(
+        AccessRequest.subject_user_id == viewer_id,
+        and_(AccessRequest.subject_user_id.is_(None), AccessRequest.subject_email_normalized == viewer_email),
+    )
+    live = or_(AccessRequest.status == "GRANTED", and_(AccessRequest.status == "PENDING", AccessRequest.expires_at > now))
+    return and_(mine, live)
+
+
+async def load_reach_rows(
+    store: Store, viewer_id: int, members_see_groups: bool = True
+) -> list[tuple[str, int, str | None]]:
     """(kind, id, role) rows: every group under each of the viewer's memberships, every user who
-    granted the viewer access, every pupil linked to the viewer."""
+    granted the viewer access, every pupil linked to the viewer. Ended memberships count for nothing, nor
+    do MEMBER memberships in a tree whose members do not see their groups (`members_see_groups`: the site's
+    default; a root group may override it)."""
+    sight = gives_sight(Membership, members_see_groups)
     groups = (
         select(literal("group"), GroupClosure.descendant_id, Membership.role)
         .join(GroupClosure, GroupClosure.ancestor_id == Membership.group_id)
-        .where(Membership.user_id == viewer_id, Membership.ended_at.is_(None))
+        .where(Membership.user_id == viewer_id, sight)
     )
     granted = select(literal("granted"), AccessRequest.subject_user_id, literal(None)).where(
         AccessRequest.requester_id == viewer_id,
@@ -25,7 +45,8 @@ async def load_reach_rows(store: Store, viewer_id: int) -> list[tuple[str, int, 
         GuardianLink.external_user_id == viewer_id
     )
     direct = select(literal("direct"), Membership.group_id, Membership.role).where(
-        Membership.user_id == viewer_id, Membership.ended_at.is_(None)  # an ended membership gives no access
+        Membership.user_id == viewer_id, sight
     )
-    rows = await store.all(union_all(groups, granted, pupils, direct))
+    askers = select(literal("asker"), AccessRequest.requester_id, literal(None)).where(asked_of(viewer_id, utcnow()))
+    rows = await store.all(union_all(groups, granted, pupils, direct, askers))
     return [(kind, int(ident), role) for kind, ident, role in rows]

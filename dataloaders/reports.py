@@ -14,7 +14,7 @@ joins and order (_named), its cells formatted as text by the server exactly as a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -69,15 +69,21 @@ _closure = GroupClosure.__table__.c
 Key = tuple[int, int, int]
 
 
+# membership.user_id -> the condition keeping the members the caller may see (permissions.filters)
+Visible = Callable[[Any, Any], ColumnElement[bool]]
+
+
 @dataclass(frozen=True)
 class ReportScope:
-    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree;
-    include_ended: also ended (archived) memberships, so a learner who left keeps their history here."""
+    """Which rows: the MEMBER memberships of the group (or of its subtree) whose user the caller may see
+    (`visible`, the same rule as the members list; consent-based memberships included), and which are not
+    ended (unless `include_ended`: a term's history, so a learner who left keeps their rows here)."""
 
     group_id: int
     include_nested: bool = True
     course_id: int | None = None
-    include_ended: bool = False
+    visible: Visible = field(kw_only=True, compare=False)
+    include_ended: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +113,7 @@ def _scope_filter(scope: ReportScope) -> list[Any]:
         groups = _m.group_id.in_(select(_closure.descendant_id).where(_closure.ancestor_id == scope.group_id))
     else:
         groups = _m.group_id == scope.group_id
-    conditions = [groups, _m.role == "MEMBER", _m.access_request_id.is_(None)]
+    conditions = [groups, _m.role == "MEMBER", scope.visible(_m.user_id, _m.group_id)]
     if not scope.include_ended:
         conditions.append(_m.ended_at.is_(None))
     if scope.course_id is not None:
@@ -120,8 +126,8 @@ def _joined(statement: Select[Any]) -> Select[Any]:
 
 
 def _keys(scope: ReportScope) -> Select[Any]:
-    """The report's rows: (group, user, course) and the enrollment's times, for each own MEMBER membership
-    in scope x the member's enrollments. Pages and the whole report (the COPY export) both select these."""
+    """The report's rows: (group, user, course) and the enrollment's times, for each MEMBER membership in
+    scope x the member's enrollments. Pages and the whole report (the COPY export) both select these."""
     keys = _joined(select(_m.group_id, _m.user_id, _e.course_id, _e.activated_at, _e.completed_at, _e.expires_at))
     return keys.where(*_scope_filter(scope))
 
@@ -376,6 +382,7 @@ def memberships_statement(after: int | None, limit: int) -> Select[Any]:
         .select_from(Membership.__table__)
         .join(User.__table__, _u.id == _m.user_id)
         .join(Group.__table__, _g.id == _m.group_id)
+        .where(_m.ended_at.is_(None))  # current memberships; ended ones are history (members(includeEnded))
     )
     if after is not None:
         statement = statement.where(_m.id > after)
@@ -455,19 +462,27 @@ def external_users_statement(licence: str | None) -> Select[Any]:
     )
 
 
-def _pupils_without(licence: str) -> list[Any]:
+def _licence_held(licence: str) -> Any:
     link = aliased(GuardianLink)  # not the joined one: the subquery must correlate on User only
-    held = exists().where(and_(link.pupil_id == _u.id, link.licence_type == licence))
-    return [_u.kind == "LEARNER", ~held]
+    return exists().where(and_(link.pupil_id == _u.id, link.licence_type == licence))
 
 
-def pupils_without_licence_statement(licence: str) -> Select[Any]:
-    """Learners with no holder of `licence`, with the licence types of the links they do have, by user id."""
+def _pupils_without(licence: str) -> list[Any]:
+    return [_u.kind == "LEARNER", ~_licence_held(licence)]
+
+
+def _pupils_with(licence: str) -> list[Any]:
+    return [_u.kind == "LEARNER", _licence_held(licence)]
+
+
+def pupils_without_licence_statement(licence: str, held: bool = False) -> Select[Any]:
+    """Learners with no holder of `licence` (held: learners who have one), with the licence types of the links
+    they do have, by user id."""
     return (
         select(_u.id, _u.external_id, _u.first_name, _u.last_name, _u.email, _link.licence_type)
         .select_from(User.__table__)
         .outerjoin(GuardianLink.__table__, _link.pupil_id == _u.id)
-        .where(*_pupils_without(licence))
+        .where(*(_pupils_with(licence) if held else _pupils_without(licence)))
         .order_by(_u.id, _link.id)
     )
 
@@ -475,6 +490,8 @@ def pupils_without_licence_statement(licence: str) -> Select[Any]:
 def gateway_count_statement(report: str, licence: str | None) -> Select[Any]:
     if report == "EXTERNAL_USERS":
         return select(func.count()).select_from(User.__table__).where(*_external_users(licence))
+    if report == "PUPILS_WITH_LICENCE":
+        return select(func.count()).select_from(User.__table__).where(*_pupils_with(licence or ""))
     return select(func.count()).select_from(User.__table__).where(*_pupils_without(licence or ""))
 
 

@@ -1,15 +1,18 @@
-"""Submissions by id, pending-review counts per user, and the review queue of a group's subtree."""
+"""Submissions by id, pending-review counts per user, the review queue of a group's subtree, a user's
+submissions, the latest submission per step, and every review of a submission."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
 from app.store.bulk import one_of
-from app.store.models import GroupClosure, Membership, Submission
+from app.store.models import GroupClosure, Membership, Review, Submission
 from dataloaders.store import Store
 
 NEEDS_REVIEW = "NEEDS_REVIEW"
@@ -21,6 +24,85 @@ class ReviewLoaders:
         self.store = store
         self.by_id = DataLoader(load_fn=self._by_id)
         self.pending_count = DataLoader(load_fn=self._pending_count)
+        self.reviews = DataLoader(load_fn=self._reviews)
+        self.latest_per_step = DataLoader(load_fn=self._latest_per_step)
+        self._of_user: dict[Any, DataLoader[int, list[Submission]]] = {}
+        self._counts: dict[str | None, DataLoader[int, int]] = {}
+
+    def counts(self, status: str | None) -> DataLoader[int, int]:
+        """user id -> how many submissions (of `status`) the user has: one GROUP BY for the batch."""
+        loader = self._counts.get(status)
+        if loader is None:
+
+            async def load(user_ids: Sequence[int]) -> list[int]:
+                x = Submission
+                query = select(x.user_id, func.count()).where(one_of(self.store.dialect == "postgresql", x.user_id, sorted(set(user_ids))))
+                if status is not None:
+                    query = query.where(x.status == status)
+                found = {u: int(n) for u, n in await self.store.all(query.group_by(x.user_id))}
+                return [found.get(u, 0) for u in user_ids]
+
+            loader = self._counts[status] = DataLoader(load_fn=load)
+        return loader
+
+    async def _reviews(self, submission_ids: Sequence[int]) -> list[list[Review]]:
+        """Every review of each submission, oldest first: one statement for the batch."""
+        rows = await self.store.scalars(
+            select(Review).where(Review.submission_id.in_(sorted(set(submission_ids)))).order_by(Review.reviewed_at, Review.id)
+        )
+        found: dict[int, list[Review]] = defaultdict(list)
+        for row in rows:
+            found[row.submission_id].append(row)
+        return [found.get(i, []) for i in submission_ids]
+
+    async def _latest_per_step(self, user_ids: Sequence[int]) -> list[dict[int, Submission]]:
+        """user id -> {step id: the user's latest submission on it}: one statement for the batch."""
+        rank = func.row_number().over(
+            partition_by=(Submission.user_id, Submission.step_id), order_by=(Submission.submitted_at.desc(), Submission.id.desc())
+        ).label("rank")
+        ranked = select(Submission.id, rank).where(
+            one_of(self.store.dialect == "postgresql", Submission.user_id, sorted(set(user_ids)))
+        ).subquery()
+        rows = await self.store.scalars(select(Submission).join(ranked, ranked.c.id == Submission.id).where(ranked.c.rank == 1))
+        found: dict[int, dict[int, Submission]] = defaultdict(dict)
+        for row in rows:
+            found[row.user_id][row.step_id] = row
+            self.by_id.prime(row.id, row)
+        return [found.get(u, {}) for u in user_ids]
+
+    def of_user(self, status: str | None, limit: int, after: tuple[datetime, int] | None) -> DataLoader[int, list[Submission]]:
+        """user id -> the user's submissions (of `status`), newest first, keyset after (submitted_at, id). One
+        user: ORDER BY ... LIMIT on the (user_id, status) index; several: one ROW_NUMBER() statement."""
+        key = (status, limit, after)
+        loader = self._of_user.get(key)
+        if loader is None:
+
+            async def load(user_ids: Sequence[int]) -> list[list[Submission]]:
+                x = Submission
+                conditions: list[Any] = []
+                if status is not None:
+                    conditions.append(x.status == status)
+                if after is not None:
+                    at, last_id = after
+                    conditions.append(or_(x.submitted_at < at, and_(x.submitted_at == at, x.id < last_id)))
+                order = (x.submitted_at.desc(), x.id.desc())
+                users = sorted(set(user_ids))
+                if len(users) == 1:
+                    rows = await self.store.scalars(select(x).where(x.user_id == users[0], *conditions).order_by(*order).limit(limit))
+                else:
+                    rank = func.row_number().over(partition_by=x.user_id, order_by=order).label("rank")
+                    ranked = select(x.id, rank).where(one_of(self.store.dialect == "postgresql", x.user_id, users), *conditions).subquery()
+                    rows = await self.store.scalars(
+                        select(x).join(ranked, ranked.c.id == x.id).where(ranked.c.rank <= limit).order_by(x.user_id, *order)
+                    )
+                found: dict[int, list[Submission]] = defaultdict(list)
+                for row in rows:
+                    found[row.user_id].append(row)
+                    self.by_id.prime(row.id, row)
+                return [found.get(u, []) for u in user_ids]
+
+            loader = self._of_user[key] = DataLoader(load_fn=load)
+        return loader
 
     async def _by_id(self, ids: Sequence[int]) -> list[Submission | None]:
         rows = await self.store.scalars(select(Submission).where(Submission.id.in_(list(set(ids)))))
@@ -37,29 +119,45 @@ class ReviewLoaders:
         counts = {user_id: int(n) for user_id, n in rows}
         return [counts.get(u, 0) for u in user_ids]
 
-    def _queue_filter(self, group_id: int, viewer_id: int | None):  # type: ignore[no-untyped-def]
-        """Waiting submissions of users with a (not consent-based) membership in the group's subtree, the
-        viewer's own work left out."""
+    def _queue_filter(  # type: ignore[no-untyped-def]
+        self, group_id: int, viewer_id: int | None, status: str = NEEDS_REVIEW, user_id: int | None = None
+    ):
+        """Submissions (of `status`) of users with an own (not consent-based), not ended membership in the
+        group's subtree, the viewer's own work left out; `user_id` narrows it to one of them."""
         members = (
             select(Membership.user_id)
             .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
-            .where(GroupClosure.ancestor_id == group_id, Membership.access_request_id.is_(None))
+            .where(
+                GroupClosure.ancestor_id == group_id, Membership.access_request_id.is_(None),
+                Membership.ended_at.is_(None),
+            )
         )
-        conditions = [Submission.status == NEEDS_REVIEW, Submission.user_id.in_(members)]
+        conditions = [Submission.status == status, Submission.user_id.in_(members)]
         if viewer_id is not None:
             conditions.append(Submission.user_id != viewer_id)
+        if user_id is not None:
+            conditions.append(Submission.user_id == user_id)
         return and_(*conditions)
 
     async def queue(
-        self, group_id: int, viewer_id: int | None, limit: int, after: tuple[datetime, int] | None
+        self, group_id: int, viewer_id: int | None, limit: int, after: tuple[datetime, int] | None,
+        status: str = NEEDS_REVIEW, user_id: int | None = None,
     ) -> tuple[list[Submission], int]:
-        """Oldest first, keyset after (submitted_at, id), and the total count."""
-        condition = self._queue_filter(group_id, viewer_id)
+        """NEEDS_REVIEW oldest first, keyset after (submitted_at, id); REVIEWED newest reviewed first, keyset
+        after (reviewed_at, id); and the total count."""
+        condition = self._queue_filter(group_id, viewer_id, status, user_id)
         query = select(Submission).where(condition)
-        if after is not None:
-            at, last_id = after
-            query = query.where(or_(Submission.submitted_at > at, and_(Submission.submitted_at == at, Submission.id > last_id)))
-        rows = list(await self.store.scalars(query.order_by(Submission.submitted_at, Submission.id).limit(limit)))
+        if status == NEEDS_REVIEW:
+            if after is not None:
+                at, last_id = after
+                query = query.where(or_(Submission.submitted_at > at, and_(Submission.submitted_at == at, Submission.id > last_id)))
+            query = query.order_by(Submission.submitted_at, Submission.id)
+        else:
+            if after is not None:
+                at, last_id = after
+                query = query.where(or_(Submission.reviewed_at < at, and_(Submission.reviewed_at == at, Submission.id < last_id)))
+            query = query.order_by(Submission.reviewed_at.desc(), Submission.id.desc())
+        rows = list(await self.store.scalars(query.limit(limit)))
         total = int(await self.store.scalar(select(func.count()).select_from(Submission).where(condition)))
         for row in rows:
             self.by_id.prime(row.id, row)

@@ -6,11 +6,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true, tuple_
 from strawberry.dataloader import DataLoader
 
-from app.store.models import GroupClosure, Membership, User
+from app.store.models import GroupClosure, Membership, User, fold
 from dataloaders.store import Store
 
 
@@ -26,10 +27,11 @@ class UserLoaders:
         return [found.get(i) for i in ids]
 
     async def _group_ids_by_user(self, ids: Sequence[int]) -> list[frozenset[int]]:
-        """Groups of each user's own memberships; consent-based ones give nobody reach over the user."""
+        """Groups of each user's own memberships; consent-based and ended ones give nobody reach over the user."""
         rows = await self.store.all(
             select(Membership.user_id, Membership.group_id).where(
-                Membership.user_id.in_(list(set(ids))), Membership.access_request_id.is_(None)
+                Membership.user_id.in_(list(set(ids))), Membership.access_request_id.is_(None),
+                Membership.ended_at.is_(None),
             )
         )
         groups: dict[int, set[int]] = defaultdict(set)
@@ -65,9 +67,30 @@ class UserSearch:
     home_group_id: int | None = None
 
 
-def _prefix(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+_AFTER_EVERY_CHARACTER = "\U0010ffff"
+
+
+def starts_with(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    """`column` starts with `prefix`, as a range on the column's index (binary order: SQLite's default, and
+    PostgreSQL's "C" collation), which LIKE 'x%' cannot use on both engines."""
+    return and_(column >= prefix, column < prefix + _AFTER_EVERY_CHARACTER)
+
+
+def name_matches(user: Any, text: str, contact: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
+    """The one search of people (users(filter: {search}), Group.members(search:)): a prefix of the first name,
+    the last name, the email, or of "First Last"; case-insensitive, accents folded (Zoë = zoe), each on an
+    index (user.name_search holds "first last" folded, user.last_name_normalized the folded last name).
+    `contact`: the rows whose email the caller may read; the email prefix matches only there."""
+    folded = fold(text)
+    email = text.strip().lower()
+    if not folded and not email:
+        return true()
+    by_email = starts_with(user.email_normalized, email)
+    return or_(
+        starts_with(user.name_search, folded),
+        starts_with(user.last_name_normalized, folded),
+        by_email if contact is None else and_(by_email, contact),
+    )
 
 
 def user_search_conditions(search: UserSearch, contact: ColumnElement[bool] | None = None) -> list[ColumnElement[bool]]:
@@ -78,13 +101,7 @@ def user_search_conditions(search: UserSearch, contact: ColumnElement[bool] | No
 
     conditions: list[ColumnElement[bool]] = []
     if search.search:
-        prefix = _prefix(search.search.strip().lower())
-        conditions.append(
-            or_(
-                User.last_name_normalized.like(prefix, escape="\\"),
-                and_(User.email_normalized.like(prefix, escape="\\"), contact if contact is not None else true()),
-            )
-        )
+        conditions.append(name_matches(User, search.search, contact))
     if search.kinds is not None:
         conditions.append(User.kind.in_(search.kinds))
     if search.roles is not None:
@@ -95,6 +112,7 @@ def user_search_conditions(search: UserSearch, contact: ColumnElement[bool] | No
                 Membership.user_id == User.id,
                 Membership.group_id == search.analyst_of_group_id,
                 Membership.role == "ANALYST",
+                Membership.ended_at.is_(None),
             )
         )
     if search.no_groups is not None:

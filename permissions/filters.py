@@ -6,14 +6,18 @@ its totalCount never hold a row a single-object check would refuse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, User
+from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, User, utcnow
+from dataloaders.groups import gives_sight
+from dataloaders.reach import asked_of
 from permissions.reach import (
     ACCOUNT_GIVES,
     ACCOUNT_ROLES,
+    ASKED_GIVES,
     CONSENT_GIVES,
     GUARDIAN_GIVES,
     ROLES_GIVING,
@@ -24,22 +28,28 @@ from permissions.reach import (
 )
 
 
-def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None):  # type: ignore[no-untyped-def]
-    """Ids of every group under a group where the viewer holds one of `roles` (any role if None)."""
+def viewer_groups(viewer_id: int, roles: Iterable[str] | None = None, members_see_groups: bool = True):  # type: ignore[no-untyped-def]
+    """Ids of every group under a group where the viewer holds one of `roles` (any role if None), as the
+    Reach counts them (dataloaders.groups.gives_sight: no ended membership, no MEMBER membership in a tree
+    whose members do not see their groups)."""
     query = (
         select(GroupClosure.descendant_id)
         .join(Membership, Membership.group_id == GroupClosure.ancestor_id)
         .where(Membership.user_id == viewer_id)
     )
+    if roles is not None and "MEMBER" not in roles:  # staff roles: only the ended ones drop out
+        return query.where(Membership.role.in_(list(roles)), Membership.ended_at.is_(None))
+    query = query.where(gives_sight(Membership, members_see_groups))
     if roles is not None:
         query = query.where(Membership.role.in_(list(roles)))
     return query
 
 
 def users_under(viewer_id: int, roles: Iterable[str]):  # type: ignore[no-untyped-def]
-    """Ids of users the viewer is "over" through one of `roles` (consent-based memberships excluded)."""
+    """Ids of users the viewer is "over" through one of `roles` (consent-based and ended memberships excluded)."""
     return select(Membership.user_id).where(
         Membership.access_request_id.is_(None),
+        Membership.ended_at.is_(None),
         Membership.group_id.in_(viewer_groups(viewer_id, roles)),
     )
 
@@ -97,6 +107,8 @@ def user_visible(
         paths.append(user_id.in_(granted_by(viewer)))
     if permission in GUARDIAN_GIVES and reach.pupils:
         paths.append(user_id.in_(pupils_of(viewer)))
+    if permission in ASKED_GIVES and reach.askers:
+        paths.append(user_id.in_(select(AccessRequest.requester_id).where(asked_of(viewer, utcnow()))))
     return or_(*paths) if paths else false()
 
 
@@ -107,7 +119,7 @@ def group_visible(reach: Reach, group_id: ColumnElement[int]) -> ColumnElement[b
         return true()
     if not reach.group_roles:
         return false()
-    return group_id.in_(viewer_groups(reach.viewer_id))
+    return group_id.in_(viewer_groups(reach.viewer_id, members_see_groups=reach.members_see_groups))
 
 
 def group_allows(reach: Reach, permission: Permission, group_id: ColumnElement[int]) -> ColumnElement[bool]:
@@ -119,6 +131,31 @@ def group_allows(reach: Reach, permission: Permission, group_id: ColumnElement[i
     if not roles or not reach.staff_groups(roles):
         return false()
     return group_id.in_(viewer_groups(reach.viewer_id, roles))
+
+
+# (membership.user_id, membership.group_id) -> the condition keeping the memberships the viewer may count
+MemberRows = Callable[[Any, Any], ColumnElement[bool]]
+
+
+def member_rows_visible(
+    reach: Reach, group_id: int, permission: Permission = Permission.VIEW_PROFILE
+) -> tuple[Hashable, MemberRows]:
+    """The row filter for memberships listed or counted under `group_id` (a group the viewer sees): those whose
+    user the viewer may see (`permission`), and a key naming it. Lists (members, memberCount) and aggregates
+    (progressSummary, progressReport, usageMinutes) all count with it, so they always agree.
+
+    Visibility of groups is closed under subtrees, so the groups need no filter. Where the viewer holds a
+    role giving `permission` on the group (roles inherit down), every own (not consent-based) membership in
+    its subtree is of a user the viewer is over: only consent-based ones need the user check, and the OR
+    skips that subquery for all the others."""
+    if reach.is_admin:
+        return (id(reach), "all"), lambda _u, _g: true()
+    staff = bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[permission]))
+    if staff:
+        return (id(reach), "staff", permission), lambda user_id, _g: or_(
+            Membership.access_request_id.is_(None), user_visible(reach, user_id, permission)
+        )
+    return (id(reach), "users", permission), lambda user_id, _g: user_visible(reach, user_id, permission)
 
 
 def membership_visible(reach: Reach, user_id: ColumnElement[int], group_id: ColumnElement[int]) -> ColumnElement[bool]:

@@ -3,11 +3,20 @@ drift from the code (tests/test_docs.py compares them)."""
 
 from __future__ import annotations
 
-from permissions.reach import ACCOUNT_GIVES, CONSENT_GIVES, GUARDIAN_GIVES, SELF_MAY, Permission, roles_over
+from permissions.reach import (
+    ACCOUNT_GIVES,
+    ASKED_GIVES,
+    CONSENT_GIVES,
+    GUARDIAN_GIVES,
+    SELF_MAY,
+    Permission,
+    roles_over,
+)
 
 HOME_GROUP_LEADER = "LEADER of the home group"
 COLUMNS = (
     "site admin", "LEADER", "MENTOR", "ANALYST", "MEMBER", "self", "consent grantee", "guardian", HOME_GROUP_LEADER,
+    "asked (subject)",
 )
 
 
@@ -21,6 +30,8 @@ def _holders(permission: Permission) -> set[str]:
         holders.add("consent grantee")
     if permission in GUARDIAN_GIVES:
         holders.add("guardian")
+    if permission in ASKED_GIVES:
+        holders.add("asked (subject)")
     return holders
 
 

@@ -76,6 +76,8 @@ ROLES_GIVING = {
 SELF_MAY = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS, Permission.VIEW_ACTIVITY}
 CONSENT_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS}
 GUARDIAN_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_PROGRESS}
+# the subject of a PENDING (not expired) or GRANTED request sees who asks: the requester's name and email
+ASKED_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT}
 GROUP_PERMISSIONS = (
     Permission.VIEW_PROGRESS, Permission.REVIEW_WORK, Permission.MANAGE_GROUP, Permission.EXPORT_GROUP,
     Permission.MANAGE_ACCOUNT,
@@ -110,17 +112,25 @@ class Reach:
     direct_roles: dict[int, str] = field(default_factory=dict)
     granted: frozenset[int] = frozenset()
     pupils: frozenset[int] = frozenset()
+    # requesters of the viewer's PENDING (not expired) or GRANTED access requests
+    askers: frozenset[int] = frozenset()
+    # the site's default for whether MEMBERs see their groups (the SQL filters need it; root groups override it)
+    members_see_groups: bool = True
 
     @classmethod
     def anonymous(cls) -> Reach:
         return cls(viewer_id=None)
 
     @classmethod
-    def from_rows(cls, viewer_id: int, site_roles: Iterable[str], rows: Iterable[tuple[str, int, str | None]]) -> Reach:
+    def from_rows(
+        cls, viewer_id: int, site_roles: Iterable[str], rows: Iterable[tuple[str, int, str | None]],
+        members_see_groups: bool = True,
+    ) -> Reach:
         roles: dict[int, set[str]] = {}
         direct: dict[int, str] = {}
         granted: set[int] = set()
         pupils: set[int] = set()
+        askers: set[int] = set()
         for kind, ident, role in rows:
             if kind == "group":
                 roles.setdefault(ident, set()).add(role or "MEMBER")
@@ -128,6 +138,8 @@ class Reach:
                 direct[ident] = role or "MEMBER"
             elif kind == "granted":
                 granted.add(ident)
+            elif kind == "asker":
+                askers.add(ident)
             else:
                 pupils.add(ident)
         return cls(
@@ -137,6 +149,8 @@ class Reach:
             direct_roles=direct,
             granted=frozenset(granted),
             pupils=frozenset(pupils),
+            askers=frozenset(askers),
+            members_see_groups=members_see_groups,
         )
 
     @property
@@ -213,9 +227,19 @@ class Reach:
             return True
         if permission in GUARDIAN_GIVES and user.database_id in self.pupils:
             return True
+        if permission in ASKED_GIVES and user.database_id in self.askers:
+            return True
         if permission in ACCOUNT_GIVES and self.administers(user):
             return True
         return self.over(user, roles_over(permission))
+
+
+def staff_sees_row(reach: Reach, group_id: int, consent_based: bool, permission: Permission = Permission.VIEW_PROFILE) -> bool:
+    """The shortcut of permissions.filters.member_rows_visible, for one membership: a holder of a role giving
+    `permission` on the group sees every own (not consent-based) membership in it, ended ones too (history)."""
+    if reach.is_admin:
+        return True
+    return not consent_based and bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[permission]))
 
 
 PLACED_AS_ADMIN = "admin"

@@ -78,7 +78,10 @@ class AccessRequest(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("AccessRequest", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The subject of the request sees the requester's name and email (VIEW_CONTACT) while the request "
+        "is PENDING or GRANTED, to know who is asking."
+    )
     def requester(self) -> UserType:
         return self.requester_user
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from sqlalchemy import and_, func, or_, select, update
@@ -52,6 +53,13 @@ class Course(Node):
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Course", self.row.id))  # type: ignore[arg-type]
+
+    @strawberry.field(
+        description="Whether a reviewed ASSIGNMENT counts as completed (reviewed work counts toward progress; default "
+        "true): percentCompleted follows it on cards, summaries, reports and exports alike."
+    )
+    def reviewed_work_completes(self) -> bool:
+        return self.row.reviewed_work_completes
 
     @strawberry.field
     def database_id(self) -> int:
@@ -167,7 +175,13 @@ class CourseMutations:
         description="Site admins (and their API tokens) build the catalogue. Steps take positions 1..n in the "
         "order given; a course may have no steps yet.",
     )
-    async def create_course(self, info: Info, name: str, steps: list[StepInput]) -> Course:
+    async def create_course(
+        self, info: Info, name: str, steps: list[StepInput],
+        reviewed_work_completes: Annotated[
+            bool | None,
+            strawberry.argument(description="Whether a reviewed ASSIGNMENT counts as completed (default true)."),
+        ] = True,
+    ) -> Course:
         ctx = info.context
         clean_name = clean_text(name, "name")
         if len(steps) > MAX_STEPS:
@@ -179,7 +193,7 @@ class CourseMutations:
                 raise BadInput(f"maxPoints must be between 1 and {MAX_POINTS}", field=f"steps.{n}.maxPoints")
             cleaned.append((title, step.kind.value, step.max_points))
         async with ctx.store.transaction() as session:
-            course = CourseRow(name=clean_name)  # type: ignore[arg-type]
+            course = CourseRow(name=clean_name, reviewed_work_completes=reviewed_work_completes is not False)  # type: ignore[arg-type]
             session.add(course)
             await session.flush()
             rows = [

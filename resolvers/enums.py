@@ -8,6 +8,12 @@ import strawberry
 
 
 @strawberry.enum
+class SubmissionStatus(Enum):
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    REVIEWED = "REVIEWED"
+
+
+@strawberry.enum
 class SiteRole(Enum):
     OWNER = "OWNER"
     ADMIN = "ADMIN"

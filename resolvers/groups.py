@@ -25,9 +25,9 @@ from permissions.classes import Subjects, authenticated, requires
 from permissions.filters import group_visible, user_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import ExportFormat, GroupRole
+from resolvers.enums import ExportFormat, GroupRole, SubmissionStatus
 from resolvers.memberships import MembershipConnection, member_count, members_of
-from resolvers.progress import GroupProgressSummary, progress_summary_of
+from resolvers.progress import GroupProgressSummary, group_usage_minutes, progress_summary_of
 from resolvers.reports import ProgressReportConnection, progress_export_url, progress_report
 from resolvers.reviews import SubmissionConnection, review_queue_of
 from resolvers.views import GroupView, require_visible_group, visible_group
@@ -103,6 +103,19 @@ class Group(Node):
         rows = await info.context.loaders.groups.children.load(self.row.id)
         return [GroupView(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
 
+    @strawberry.field(
+        extensions=[requires(Permission.MANAGE_GROUP)],
+        description="Whether MEMBERs of this group's tree see their groups (groups, viewer.memberships, group(id:)); "
+        "when false a MEMBER sees nothing of the tree, only their own progress. Set on the root group by a site "
+        "admin (updateGroup membersSeeGroups); unset, the site's default (GROUPGRAPH_MEMBERS_SEE_GROUPS).",
+    )
+    async def members_see_groups(self, info: Info) -> bool | None:
+        ancestors = await info.context.loaders.groups.ancestors.load(self.row.id)
+        root = ancestors[0] if ancestors else self.row
+        if root.members_see_groups is None:
+            return info.context.settings.members_see_groups
+        return root.members_see_groups
+
     @strawberry.field(description="The caller's effective role here (inherited from ancestors); null if none.")
     def viewer_role(self, info: Info) -> GroupRole | None:
         role = info.context.reach.role_in(self.row.id)
@@ -120,12 +133,22 @@ class Group(Node):
         roles: list[GroupRole] | None = None,
         include_nested: bool | None = False,
         search: Annotated[
-            str | None, strawberry.argument(description="Matches first name, last name or email (case-insensitive prefix).")
+            str | None,
+            strawberry.argument(
+                description="Matches first name, last name or email (case-insensitive prefix), or the full name "
+                "'First Last'; accents folded, as users(filter: {search}) does."
+            ),
         ] = None,
         first: int | None = 50,
         after: str | None = None,
+        include_ended: Annotated[
+            bool | None,
+            strawberry.argument(description="true: also memberships that were ended (archived); they give no access."),
+        ] = False,
     ) -> MembershipConnection:
-        return await members_of(info, self.row.id, roles, bool(include_nested), search, first, after)  # type: ignore[arg-type]
+        return await members_of(
+            info, self.row.id, roles, bool(include_nested), search, first, after, bool(include_ended)  # type: ignore[arg-type]
+        )
 
     @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
     async def member_count(self, info: Info, include_nested: bool | None = False) -> int:
@@ -138,14 +161,33 @@ class Group(Node):
         return await progress_summary_of(info, self, include_nested)
 
     @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="Minutes of use by the group's members (includeNested: and nested groups' members) between from "
+        "and to (absent: all time). Usage is kept per UTC day: a day counts when it starts in [from, to). Each learner "
+        "counts once, and only the learners the caller may see (as the members list shows them).",
+    )
+    async def usage_minutes(
+        self, info: Info,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+        include_nested: bool | None = True,
+    ) -> int | None:
+        return await group_usage_minutes(info, self.row.id, from_, to, include_nested is not False)
+
+    @strawberry.field(
         extensions=[requires(Permission.REVIEW_WORK)],
-        description="Submissions by members (and nested members) waiting for manual grading, oldest first; "
-        "the caller's own work and consent-based members' work are not listed.",
+        description="Submissions by members (and nested members): by default those waiting for manual grading, "
+        "oldest first; status REVIEWED lists graded work, newest reviewed first (to grade again); userId narrows it "
+        "to one member. The caller's own work and consent-based members' work are not listed.",
     )
     async def review_queue(
-        self, info: Info, first: int | None = 50, after: str | None = None
+        self, info: Info, first: int | None = 50, after: str | None = None,
+        # the default is the enum's value: the sorted schema that prints schema.graphql cannot serialize members
+        status: SubmissionStatus | None = "NEEDS_REVIEW",  # type: ignore[assignment]
+        user_id: strawberry.ID | None = None,
     ) -> SubmissionConnection | None:
-        return await review_queue_of(info, self, first, after)
+        wanted = SubmissionStatus(status) if status else SubmissionStatus.NEEDS_REVIEW
+        return await review_queue_of(info, self, first, after, wanted, user_id)
     # the progress report and its export URL
     @strawberry.field(
         extensions=[requires(Permission.EXPORT_GROUP)],
@@ -222,6 +264,11 @@ class UpdateGroupInput:
         default=None, description="Re-nest under another group; a cycle is refused."
     )
     make_root: bool | None = strawberry.field(default=None, description="true: make it a root group.")
+    members_see_groups: bool | None = strawberry.field(
+        default=None,
+        description="On a root group (site admins): whether the MEMBERs of its tree see their groups "
+        "(Group.membersSeeGroups).",
+    )
 
 
 async def group_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
@@ -258,8 +305,10 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         else None
     )
     new_parent_id = require_id(input.parent_id, "Group", "parentId") if input.parent_id is not None else None
+    if input.members_see_groups is not None and not reach.is_admin:
+        raise Forbidden("Only site admins decide whether members see their groups.")
     may_make_root = reach.is_admin or (
-        ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER"
+        ctx.viewer.kind in ctx.settings.self_service_groups and reach.direct_roles.get(group_id) == "LEADER"
     )
     if input.make_root and not may_make_root:
         raise Forbidden("You may not make this a root group.")
@@ -277,6 +326,11 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
         if input.description is not None and (description or None) != row.description:
             changes["description"] = True
             row.description = description or None
+        if input.members_see_groups is not None and input.members_see_groups != row.members_see_groups:
+            if row.parent_id is not None or new_parent_id is not None:
+                raise BadInput("Whether members see their groups is set on a root group.", field="membersSeeGroups")
+            changes["members_see_groups"] = [row.members_see_groups, input.members_see_groups]
+            row.members_see_groups = input.members_see_groups
         moving = (new_parent_id is not None and new_parent_id != row.parent_id) or (
             bool(input.make_root) and row.parent_id is not None
         )
@@ -448,8 +502,9 @@ class GroupQueries:
 class GroupMutations:
     @strawberry.mutation(
         extensions=[authenticated()],
-        description="Root groups: site admins (and any signed-in staff or learner when self-service groups are on). "
-        "Nested: MANAGE_GROUP on the parent. The creator becomes LEADER.",
+        description="Root groups: site admins, and the kinds of account self-service groups allow (setting). "
+        "Nested: MANAGE_GROUP on the parent. The creator becomes its LEADER, except a site admin, who manages "
+        "every group already and becomes no member of it.",
     )
     async def create_group(self, info: Info, input: CreateGroupInput) -> Group:
         ctx = info.context
@@ -463,7 +518,7 @@ class GroupMutations:
                 raise Forbidden("You may not add groups here.")
             if parent.depth + 1 > ctx.settings.max_group_depth:
                 raise BadInput(f"Groups nest at most {ctx.settings.max_group_depth} levels deep.", field="parentId")
-        elif not (reach.is_admin or (ctx.settings.self_service_groups and ctx.viewer.kind in ("STAFF", "LEARNER"))):
+        elif not (reach.is_admin or ctx.viewer.kind in ctx.settings.self_service_groups):
             raise Forbidden("You may not create root groups.")
         synced = bool(input.synced)
         if synced and not reach.is_admin:
@@ -496,7 +551,7 @@ class GroupMutations:
                     GroupClosure.descendant_id == row.id, GroupClosure.depth > 0
                 )
             )
-            if not synced:  # a synced group holds synced users only: its (site admin) creator does not join it
+            if not reach.is_admin:  # a site admin manages every group already: they do not become a member
                 session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
             audit(
                 session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug,

@@ -26,7 +26,7 @@ from dataloaders.guardians import login_buckets
 from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, clean_text
-from resolvers.enums import AccountStatus, LicenceType
+from resolvers.enums import AccountStatus, LicenceType, UserKind
 from resolvers.views import UserType, UserView, prepare_users
 
 CHUNK = 5_000
@@ -77,6 +77,7 @@ class LoginBucket:
 @strawberry.type
 class LoginStatistics:
     total_logins: int
+    unique_users: int = strawberry.field(description="Distinct users who signed in over the whole period.")
     buckets: list[LoginBucket]
 
 
@@ -159,8 +160,9 @@ class GuardianQueries:
     @strawberry.field(
         extensions=[requires(Permission.SITE_ADMIN)],
         description="Successful and failed sign-ins and unique users per UTC day, ISO week (from Monday) or "
-        "month, counting sign-ins in [from, to); every bucket is listed, empty ones too. licenceType: only "
-        "external users holding a link of that licence type.",
+        "month, counting sign-ins in [from, to); every bucket is listed, empty ones too. kinds narrows to those "
+        "kinds of account (the gateway's chart: [EXTERNAL]); licenceType to external users holding that licence "
+        "type. Every figure counts each user once, whatever links they hold.",
     )
     async def login_statistics(
         self,
@@ -169,6 +171,11 @@ class GuardianQueries:
         to: datetime,
         interval: StatisticsInterval | None = StatisticsInterval.DAY,
         licence_type: LicenceType | None = None,
+        kinds: Annotated[
+            list[UserKind] | None,
+            strawberry.argument(description="Only sign-ins of these kinds of account (the gateway's chart: [EXTERNAL]); "
+                                "absent: everyone's."),
+        ] = None,
     ) -> LoginStatistics:
         start, end = as_utc(from_), as_utc(to)
         if end <= start:
@@ -176,9 +183,12 @@ class GuardianQueries:
         starts = bucket_starts(
             start, end, interval or StatisticsInterval.DAY, info.context.settings.max_statistics_buckets
         )
-        rows = await login_buckets(info.context.store, starts, start, end, licence_type.value if licence_type else None)
+        rows, unique = await login_buckets(
+            info.context.store, starts, start, end, licence_type.value if licence_type else None,
+            None if kinds is None else sorted({k.value for k in kinds}),
+        )
         buckets = [LoginBucket(start=s, logins=ok, failed_logins=failed, unique_users=users) for s, ok, failed, users in rows]
-        return LoginStatistics(total_logins=sum(b.logins for b in buckets), buckets=buckets)
+        return LoginStatistics(total_logins=sum(b.logins for b in buckets), unique_users=unique, buckets=buckets)
 
 
 @strawberry.type

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
@@ -17,11 +17,12 @@ from app.services.audit import audit
 from app.services.events import reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
 from app.store.models import Membership as MembershipRow
+from app.store.models import utcnow
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
-from permissions.filters import group_visible, user_visible
-from permissions.reach import PLACED_ON_CONSENT, ROLES_GIVING, Permission, Reach, placement_basis
+from permissions.filters import group_visible, member_rows_visible
+from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis, staff_sees_row
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.consent import AccessRequest, access_request_for_membership
 from resolvers.enums import GroupRole
@@ -58,6 +59,13 @@ class Membership(Node):
     def created_at(self) -> datetime:
         return self.row.created_at
 
+    @strawberry.field(
+        description="When the membership was ended (archived) by the rostering sync or removeMembers(archive: true); "
+        "an ended membership gives no access and no role, but keeps its history for reports."
+    )
+    def ended_at(self) -> datetime | None:
+        return self.row.ended_at
+
     @strawberry.field
     async def user(self, info: Info) -> UserType:
         row = await info.context.loaders.users.by_id.load(self.row.user_id)
@@ -85,13 +93,17 @@ async def memberships_of_user(info: Info, user_id: int) -> list[Membership]:
 
 
 async def visible_membership(info: Info, membership_id: int) -> Membership | None:
-    """A membership shows where its group and its user both do."""
+    """A membership shows where its group and its user both do, or, as in the members list, where the caller
+    holds a staff role on the group and the membership is an own one (an ended member's history)."""
 
     rows = await info.context.store.scalars(select(MembershipRow).where(MembershipRow.id == membership_id))
     if not rows:
         return None
     row = rows[0]
-    if await visible_group(info, row.group_id) is None or await visible_user(info, row.user_id) is None:
+    if await visible_group(info, row.group_id) is None:
+        return None
+    reach = await info.context.load_reach()
+    if not staff_sees_row(reach, row.group_id, row.access_request_id is not None) and await visible_user(info, row.user_id) is None:
         return None
     return Membership(row=row)
 
@@ -117,18 +129,8 @@ class MembershipConnection:
 
 
 def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
-    """The row filter for the memberships listed under `group_id` (a group the viewer sees), and a key for it.
-
-    Memberships show where the viewer may see their user. (Visibility of groups is closed under subtrees, so
-    the groups need no filter.) Where the viewer holds a staff role on the group, which inherits down, every
-    own (not consent-based) membership in its subtree is of a user the viewer is over: only consent-based
-    ones need the user check, and the OR skips that subquery for all the others."""
-    staff = bool(reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[Permission.VIEW_PROFILE]))
-    if staff and not reach.is_admin:
-        return (id(reach), "staff"), lambda user_id, _g: or_(
-            MembershipRow.access_request_id.is_(None), user_visible(reach, user_id)
-        )
-    return (id(reach), "users"), lambda user_id, _g: user_visible(reach, user_id)
+    """The row filter for the memberships listed under `group_id`: permissions.filters.member_rows_visible."""
+    return member_rows_visible(reach, group_id)
 
 
 async def member_count(info: Info, group_id: int, include_nested: bool) -> int:
@@ -146,6 +148,7 @@ async def members_of(
     search: str | None,
     first: int | None,
     after: str | None,
+    include_ended: bool = False,
 ) -> MembershipConnection:
     reach = await info.context.load_reach()
     size = page_size(info, first)
@@ -155,6 +158,7 @@ async def members_of(
         include_nested=include_nested,
         roles=tuple(sorted(r.value for r in roles)) if roles is not None else None,
         search=search.lower() if search else None,
+        include_ended=include_ended,
     )
     scope, visible = member_visibility(reach, group_id)
     loaders = info.context.loaders.memberships
@@ -190,7 +194,11 @@ async def visible_membership_rows(info: Info, global_ids: list[strawberry.ID], f
     present = [r for r in rows if r is not None]
     groups = await visible_groups(info, [r.group_id for r in present])
     users = await visible_users(info, [r.user_id for r in present])
-    shown = {r.id for r, g, u in zip(present, groups, users, strict=True) if g is not None and u is not None}
+    reach = await info.context.load_reach()
+    shown = {
+        r.id for r, g, u in zip(present, groups, users, strict=True)
+        if g is not None and (u is not None or staff_sees_row(reach, r.group_id, r.access_request_id is not None))
+    }
     for membership_id, row in zip(ids, rows, strict=True):
         if row is None or row.id not in shown:
             raise NotFound(f"No such membership: {to_global_id('Membership', membership_id)}", field=field)
@@ -226,11 +234,13 @@ async def add_members(info: Info, group_gid: strawberry.ID, user_gids: list[stra
     if missing:
         raise NotFound(f"No such user: {_named(missing)}", field="userIds", userIds=_named(missing).split(", "))
     present = [u for u in users if u is not None]
-    existing = set(
+    present_rows = list(
         await ctx.store.scalars(
-            select(MembershipRow.user_id).where(MembershipRow.group_id == group.id, MembershipRow.user_id.in_(ids))
+            select(MembershipRow).where(MembershipRow.group_id == group.id, MembershipRow.user_id.in_(ids))
         )
     )
+    existing = {r.user_id for r in present_rows if r.ended_at is None}
+    ended = {r.user_id: r.id for r in present_rows if r.ended_at is not None}  # archived: joining again revives it
     if existing:
         already = [i for i in ids if i in existing]
         raise Conflict(
@@ -275,10 +285,16 @@ async def add_members(info: Info, group_gid: strawberry.ID, user_gids: list[stra
             )
         )
     async with ctx.store.transaction() as session:
-        rows = [
-            MembershipRow(user_id=i, group_id=group.id, role=role.value, access_request_id=consents.get(i))  # type: ignore[arg-type]
-            for i in ids
-        ]
+        rows = []
+        for i in ids:
+            if i in ended:
+                revived = await session.get(MembershipRow, ended[i])
+                if revived is None or revived.ended_at is None:
+                    raise Conflict("Some of these users joined the group meanwhile.", field="userIds")
+                revived.role, revived.access_request_id, revived.ended_at = role.value, consents.get(i), None
+                rows.append(revived)
+            else:
+                rows.append(MembershipRow(user_id=i, group_id=group.id, role=role.value, access_request_id=consents.get(i)))  # type: ignore[arg-type]
         session.add_all(rows)
         try:
             await session.flush()
@@ -300,6 +316,8 @@ async def change_member_role(info: Info, membership_gid: strawberry.ID, role: Gr
     ctx = info.context
     reach: Reach = await ctx.load_reach()
     row = (await visible_membership_rows(info, [membership_gid], "membershipId"))[0]
+    if row.ended_at is not None:
+        raise BadInput("This membership has ended; add the user to the group again instead.", field="membershipId")
     if row.role == role.value:
         return Membership(row=row)
     if row.access_request_id is not None:
@@ -328,18 +346,29 @@ async def change_member_role(info: Info, membership_gid: strawberry.ID, role: Gr
     return Membership(row=fresh)
 
 
-async def remove_members(info: Info, membership_gids: list[strawberry.ID]) -> int:
+async def remove_members(info: Info, membership_gids: list[strawberry.ID], archive: bool = False) -> int:
+    """Deletes the memberships, or with `archive` ends them (ended_at: no access, kept for history); archiving
+    one already ended changes nothing and does not count."""
     ctx = info.context
     reach: Reach = await ctx.load_reach()
     rows = await visible_membership_rows(info, membership_gids, "membershipIds")
     if not reach.is_admin and any(r.role == "ANALYST" for r in rows):
         raise Forbidden("Only site admins remove ANALYST memberships.")
+    ids = [r.id for r in rows if not (archive and r.ended_at is not None)]
+    now = utcnow()
     async with ctx.store.transaction() as session:
-        result = await session.execute(delete(MembershipRow).where(MembershipRow.id.in_([r.id for r in rows])))
+        if archive:
+            result = await session.execute(
+                update(MembershipRow).where(MembershipRow.id.in_(ids), MembershipRow.ended_at.is_(None)).values(ended_at=now),
+                execution_options={"synchronize_session": False},
+            )
+        else:
+            result = await session.execute(delete(MembershipRow).where(MembershipRow.id.in_(ids)))
         for row in rows:
-            audit(session, ctx.viewer_id, "membership.remove", "membership", row.id, user_id=row.user_id,
-                  group_id=row.group_id, role=row.role)
-        ctx.store.publish(reach_changed(r.user_id for r in rows))  # their subscriptions re-check at once
+            if row.id in ids:
+                audit(session, ctx.viewer_id, "membership.archive" if archive else "membership.remove", "membership",
+                      row.id, user_id=row.user_id, group_id=row.group_id, role=row.role)
+        ctx.store.publish(reach_changed(r.user_id for r in rows if r.id in ids))  # their subscriptions re-check at once
     refresh_after_change(info)
     return int(result.rowcount)
 
@@ -367,6 +396,12 @@ class MembershipMutations:
     async def change_member_role(self, info: Info, membership_id: strawberry.ID, role: GroupRole) -> Membership:
         return await change_member_role(info, membership_id, role)
 
-    @strawberry.mutation(extensions=[requires(Permission.MANAGE_GROUP, target=memberships_target)])
-    async def remove_members(self, info: Info, membership_ids: list[strawberry.ID]) -> int:
-        return await remove_members(info, membership_ids)
+    @strawberry.mutation(
+        extensions=[requires(Permission.MANAGE_GROUP, target=memberships_target)],
+        description="archive: true ends the memberships (endedAt) instead of deleting them, so reports over past "
+        "terms keep them.",
+    )
+    async def remove_members(
+        self, info: Info, membership_ids: list[strawberry.ID], archive: bool | None = False
+    ) -> int:
+        return await remove_members(info, membership_ids, bool(archive))

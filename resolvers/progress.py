@@ -8,7 +8,7 @@ query asks for `steps`, the step records in a third; then it hands plain objects
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -24,9 +24,11 @@ from app.services.ingest import RawEvent, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.progress import Card, StepRecord
 from permissions.classes import requires
+from permissions.filters import member_rows_visible
 from permissions.reach import Permission
 from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.courses import Course, Step, course_views, step_view
+from resolvers.reviews import Submission, latest_submission
 from resolvers.views import GroupView, UserView
 
 
@@ -42,6 +44,13 @@ class StepProgress:
     viewed_at: datetime | None
     completed_at: datetime | None
     points: int | None = strawberry.field(description="Points earned on a graded step; null until graded.")
+    user_id: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="The latest submission for this step (assignments), so a card links to its review.")
+    async def submission(self, info: Info) -> Submission | None:
+        if self.user_id is None or self.step.kind.value != "ASSIGNMENT":
+            return None
+        return await latest_submission(info, self.user_id, self.step.row.id)  # type: ignore[arg-type]
 
 
 @strawberry.type(description="A learner's progress card for one course.")
@@ -123,7 +132,12 @@ async def course_progress_of(info: Info, user: UserView, course_ids: Sequence[st
                 step_id: int = step.row.id  # type: ignore[assignment]
                 record = records.get(step_id)
                 if record is not None:
-                    steps.append(StepProgress(step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points))
+                    steps.append(StepProgress(
+                        step=step, viewed_at=record.viewed_at, completed_at=record.completed_at, points=record.points,
+                        user_id=user_id,
+                    ))
+                elif step.kind.value == "ASSIGNMENT":  # it may still hold a submission to link to
+                    steps.append(StepProgress(step=step, viewed_at=None, completed_at=None, points=None, user_id=user_id))
                 else:
                     if step_id not in untouched:
                         untouched[step_id] = StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
@@ -152,13 +166,15 @@ class CourseSummary:
 class GroupProgressSummary:
     learner_count: int = strawberry.field(
         description="Distinct learners counted: users holding a MEMBER membership in the group (and its descendants "
-        "when nested)."
+        "when nested) whom the caller may see, as the members list shows them; ended memberships do not count."
     )
     courses: list[CourseSummary] = strawberry.field(description="Courses any of them is enrolled in, by name.")
 
 
 async def progress_summary_of(info: Info, group: GroupView, include_nested: bool) -> GroupProgressSummary:
-    summary = await info.context.loaders.progress.summary.load((group.row.id, include_nested is not False))
+    reach = await info.context.load_reach()
+    scope, visible = member_rows_visible(reach, group.row.id, Permission.VIEW_PROGRESS)
+    summary = await info.context.loaders.progress.summary(scope, visible).load((group.row.id, include_nested is not False))
     courses = await course_views(info, [c.course_id for c in summary.courses])
     rows = [
         CourseSummary(
@@ -170,6 +186,25 @@ async def progress_summary_of(info: Info, group: GroupView, include_nested: bool
     ]
     rows.sort(key=lambda r: (r.course.row.name, r.course.row.id))
     return GroupProgressSummary(learner_count=summary.learner_count, courses=rows)
+
+
+def first_day_from(moment: datetime) -> date:
+    """The first UTC day that starts at or after `moment`."""
+    at = moment.astimezone(UTC) if moment.utcoffset() is not None else moment
+    day = at.date()
+    if (at.hour, at.minute, at.second, at.microsecond) == (0, 0, 0, 0) or day == date.max:
+        return day
+    return day + timedelta(days=1)
+
+
+async def group_usage_minutes(info: Info, group_id: int, start: datetime | None, end: datetime | None, nested: bool) -> int:
+    if start is not None and end is not None and end < start:
+        raise BadInput("to must not be before from", field="to")
+    reach = await info.context.load_reach()
+    scope, visible = member_rows_visible(reach, group_id, Permission.VIEW_PROGRESS)
+    first = first_day_from(start) if start is not None else None
+    last = first_day_from(end) if end is not None else None
+    return await info.context.loaders.progress.group_usage(scope, visible, nested, first, last).load(group_id)
 
 
 # --- activity ----------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from app.runtime.errors import NotFound
 from app.runtime.ids import require_id
 from app.services.links import link_key, link_seconds_from_now, sign
 from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
+from permissions.filters import member_rows_visible
+from permissions.reach import Permission
 from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.enums import ExportFormat
 from resolvers.views import UserType, prepare_users
@@ -102,7 +104,9 @@ async def progress_report(
         course = require_id(course_id, "Course", "courseId")
         if not await course_exists(info.context.store, course):
             raise NotFound("No such course.", field="courseId")
-    scope = ReportScope(group_id, include_nested, course, include_ended)
+    reach = await info.context.load_reach()
+    _, visible = member_rows_visible(reach, group_id, Permission.VIEW_PROGRESS)
+    scope = ReportScope(group_id, include_nested, course, visible=visible, include_ended=include_ended)
     rows = await report_page(info.context.store, scope, tuple(key) if key else None, limit + 1)  # type: ignore[arg-type]
     page = rows[:limit]
     cursors = [_cursor(r) for r in page]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import strawberry
+from sqlalchemy import and_, func, select, update
 from strawberry.types import Info
 
 from app.runtime.errors import BadInput, Forbidden, NotFound
@@ -21,6 +21,9 @@ from app.services.audit import audit
 from app.services.events import review_changed
 from app.store.bulk import insert_rows
 from app.store.models import ActivityEvent as ActivityRow
+from app.store.models import Enrollment as EnrollmentRow
+from app.store.models import Review as ReviewRow
+from app.store.models import Step as StepRow
 from app.store.models import StepProgress as StepProgressRow
 from app.store.models import Submission as SubmissionRow
 from app.store.models import utcnow
@@ -29,15 +32,20 @@ from permissions.classes import Subjects, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
 from resolvers.courses import Course, Step, course_views, step_view
+from resolvers.enums import SubmissionStatus
 from resolvers.views import GroupView, UserType, UserView, prepare_users, visible_users
 
 FEEDBACK_MAX_LENGTH = 10_000
 
 
-@strawberry.enum
-class SubmissionStatus(Enum):
-    NEEDS_REVIEW = "NEEDS_REVIEW"
-    REVIEWED = "REVIEWED"
+@strawberry.type(description="One review of a submission: a regrade adds another, the history stays.")
+class Review:
+    reviewer: UserType | None = strawberry.field(
+        description="Null where the caller may not see the reviewer, or the account is gone."
+    )
+    points: int | None
+    feedback: str | None
+    reviewed_at: datetime
 
 
 @strawberry.type(description="Work a learner handed in on an ASSIGNMENT step.")
@@ -95,6 +103,16 @@ class Submission(Node):
     def reviewed_at(self) -> datetime | None:
         return self.row.reviewed_at
 
+    @strawberry.field(description="Every review of this submission, oldest first (a grade can be changed; the history stays).")
+    async def reviews(self, info: Info) -> list[Review]:
+        rows = await info.context.loaders.reviews.reviews.load(self.row.id)
+        ids = sorted({r.reviewer_id for r in rows if r.reviewer_id is not None})
+        reviewers = dict(zip(ids, await visible_users(info, ids), strict=True))
+        return [
+            Review(reviewer=reviewers.get(r.reviewer_id), points=r.points, feedback=r.feedback, reviewed_at=r.reviewed_at)  # type: ignore[arg-type]
+            for r in rows
+        ]
+
 
 @strawberry.type
 class SubmissionEdge:
@@ -137,15 +155,51 @@ async def visible_submission(info: Info, submission_id: int) -> Submission | Non
     return built[0]
 
 
-async def review_queue_of(info: Info, group: GroupView, first: int | None, after: str | None) -> SubmissionConnection:
+async def review_queue_of(
+    info: Info, group: GroupView, first: int | None, after: str | None,
+    status: SubmissionStatus = SubmissionStatus.NEEDS_REVIEW, user_id: strawberry.ID | None = None,
+) -> SubmissionConnection:
+    """NEEDS_REVIEW oldest first (cursor: submittedAt, id); REVIEWED newest reviewed first (reviewedAt, id)."""
     limit = page_size(info, first)
     keyset = decode_cursor(after, [datetime, int])
     position = (keyset[0], keyset[1]) if keyset else None
-    rows, total = await info.context.loaders.reviews.queue(group.row.id, info.context.viewer_id, limit + 1, position)  # type: ignore[arg-type]
+    member = require_id(user_id, "User", "userId") if user_id is not None else None
+    rows, total = await info.context.loaders.reviews.queue(
+        group.row.id, info.context.viewer_id, limit + 1, position, status.value, member,  # type: ignore[arg-type]
+    )
+    rows, has_next = rows[:limit], len(rows) > limit
+    built = await build_submissions(info, rows)
+    reviewed = status is SubmissionStatus.REVIEWED
+    edges = [
+        SubmissionEdge(cursor=encode_cursor(s.row.reviewed_at if reviewed else s.row.submitted_at, s.row.id), node=s)
+        for s in built
+    ]
+    return SubmissionConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
+
+
+async def submissions_of_user(
+    info: Info, user: UserView, status: SubmissionStatus | None, first: int | None, after: str | None
+) -> SubmissionConnection:
+    """User.submissions: newest first, keyset after (submittedAt, id); one statement for a page of users."""
+    limit = page_size(info, first)
+    keyset = decode_cursor(after, [datetime, int])
+    position = (keyset[0], keyset[1]) if keyset else None
+    loader = info.context.loaders.reviews.of_user(status.value if status else None, limit + 1, position)
+    rows = await loader.load(user.row.id)
     rows, has_next = rows[:limit], len(rows) > limit
     built = await build_submissions(info, rows)
     edges = [SubmissionEdge(cursor=encode_cursor(s.row.submitted_at, s.row.id), node=s) for s in built]
+    total = await info.context.loaders.reviews.counts(status.value if status else None).load(user.row.id)
     return SubmissionConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
+
+
+async def latest_submission(info: Info, user_id: int, step_id: int) -> Submission | None:
+    """StepProgress.submission: the latest for the step (one statement for every card of the page's users)."""
+    row = (await info.context.loaders.reviews.latest_per_step.load(user_id)).get(step_id)
+    if row is None:
+        return None
+    built = await build_submissions(info, [row])
+    return built[0] if built else None
 
 
 async def pending_review_count_of(info: Info, user: UserView) -> int:
@@ -160,6 +214,35 @@ async def _submitter(info: Info, kwargs: dict[str, Any]) -> Subjects:
     return Subjects(users=[submission.submitter.user_subject])
 
 
+async def record_review_progress(session, row: SubmissionRow, points: int | None, completed_at: datetime | None) -> None:  # type: ignore[no-untyped-def]
+    """The step's progress after a review: its points, and (when the course counts reviewed work) the step
+    completed, and the enrollment with it once every step is. percentCompleted everywhere (cards, summary,
+    report, exports) counts completed step_progress rows: this is its one definition."""
+    sp = StepProgressRow.__table__  # type: ignore[attr-defined]
+    updates: dict[str, Any] = {}
+    if points is not None:
+        updates["points"] = lambda s: s.excluded.points
+    if completed_at is not None:
+        updates["completed_at"] = lambda s: func.coalesce(sp.c.completed_at, s.excluded.completed_at)
+    await insert_rows(
+        session, sp, ["user_id", "step_id", "course_id", "viewed_at", "completed_at", "points"],
+        [(row.user_id, row.step_id, row.course_id, row.submitted_at, completed_at, points)],
+        lambda s: s.on_conflict_do_update(index_elements=["user_id", "step_id"], set_={k: f(s) for k, f in updates.items()}),
+    )
+    if completed_at is None:
+        return
+    e, p, st = EnrollmentRow.__table__.c, sp.c, StepRow.__table__.c  # type: ignore[attr-defined]
+    mine = and_(p.user_id == e.user_id, p.course_id == e.course_id)
+    steps = select(func.count()).where(st.course_id == e.course_id).scalar_subquery()
+    done = select(func.count(p.completed_at)).where(mine).scalar_subquery()
+    last = select(func.max(p.completed_at)).where(mine).scalar_subquery()
+    await session.execute(
+        update(EnrollmentRow.__table__)  # type: ignore[arg-type]
+        .where(e.user_id == row.user_id, e.course_id == row.course_id, e.completed_at.is_(None), steps > 0, done == steps)
+        .values(completed_at=last)
+    )
+
+
 @strawberry.type
 class ReviewMutations:
     @strawberry.mutation(
@@ -168,7 +251,9 @@ class ReviewMutations:
         "and guardians may see it but not review it; nobody reviews their own work). points: required on a graded "
         "step, 0..maxPoints; absent on an ungraded one; else BAD_USER_INPUT and nothing changes. The submission "
         "becomes REVIEWED with reviewer and time, its points count toward the learner's gradePercent, and the "
-        "learner's activity gets a REVIEW event. A REVIEWED submission may be reviewed again (regrading).",
+        "learner's activity gets a REVIEW event. A REVIEWED submission may be reviewed again (regrading): every "
+        "review is kept (Submission.reviews). On an ASSIGNMENT of a course whose reviewedWorkCompletes is on (the "
+        "default), the review completes the step, so percentCompleted counts it everywhere.",
     )
     async def review_submission(
         self, info: Info, id: strawberry.ID, points: int | None = None, feedback: str | None = None
@@ -181,6 +266,10 @@ class ReviewMutations:
         if row.user_id == ctx.viewer_id:
             raise Forbidden("You may not review your own work.")
         step = await ctx.loaders.courses.step_by_id.load(row.step_id)
+        bundle = await ctx.loaders.courses.by_id.load(row.course_id)
+        completes = (
+            step is not None and step.kind == "ASSIGNMENT" and bundle is not None and bundle.course.reviewed_work_completes
+        )
         max_points = step.max_points if step is not None else None
         if max_points is None and points is not None:
             raise BadInput("This step is not graded: give no points.", field="points")
@@ -196,13 +285,9 @@ class ReviewMutations:
             current.status, current.points, current.feedback = REVIEWED, points, text
             current.reviewer_id, current.reviewed_at = ctx.viewer_id, now
             session.add(current)
-            if points is not None:
-                sp = StepProgressRow.__table__  # type: ignore[attr-defined]
-                await insert_rows(
-                    session, sp, ["user_id", "step_id", "course_id", "viewed_at", "points"],
-                    [(row.user_id, row.step_id, row.course_id, row.submitted_at, points)],
-                    lambda s: s.on_conflict_do_update(index_elements=["user_id", "step_id"], set_={"points": s.excluded.points}),
-                )
+            session.add(ReviewRow(submission_id=submission_id, reviewer_id=ctx.viewer_id, points=points, feedback=text, reviewed_at=now))
+            if points is not None or completes:
+                await record_review_progress(session, row, points, now if completes else None)
             session.add(
                 ActivityRow(user_id=row.user_id, kind="REVIEW", occurred_at=now, course_id=row.course_id,
                             step_id=row.step_id, body=text)

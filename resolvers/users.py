@@ -25,7 +25,7 @@ from permissions.classes import Subjects, authenticated, authenticated_requires,
 from permissions.filters import user_visible
 from permissions.reach import ACCOUNT_ROLES, Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
+from resolvers.enums import AccountStatus, LicenceType, SiteRole, SubmissionStatus, UserKind
 from resolvers.guardians import GuardianLink, guardian_links_of
 from resolvers.memberships import Membership, memberships_of_user
 from resolvers.progress import (
@@ -35,7 +35,7 @@ from resolvers.progress import (
     course_progress_of,
     usage_minutes_of,
 )
-from resolvers.reviews import pending_review_count_of
+from resolvers.reviews import SubmissionConnection, pending_review_count_of, submissions_of_user
 from resolvers.views import (
     GroupType,
     UserView,
@@ -156,6 +156,15 @@ class User(Node):
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> ActivityConnection | None:
         return await activity_of(info, self, first, after)
+
+    @strawberry.field(
+        extensions=[requires(Permission.VIEW_PROGRESS)],
+        description="The user's submitted work, newest first; status filters it (for example REVIEWED, to grade again).",
+    )
+    async def submissions(
+        self, info: Info, status: SubmissionStatus | None = None, first: int | None = 50, after: str | None = None
+    ) -> SubmissionConnection | None:
+        return await submissions_of_user(info, self, status, first, after)
 
     @strawberry.field(
         extensions=[requires(Permission.REVIEW_WORK)],
@@ -284,6 +293,19 @@ class UserQueries:
         if user_id is None:
             return None
         return await user_by_id(info, user_id)
+
+    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)], description="GROUP_ANALYST seats: used and the plan's limit.")
+    async def analyst_seats(self, info: Info) -> SeatUsage:
+        used = await info.context.store.scalar(
+            select(func.count()).select_from(UserRow).where(UserRow.site_roles.like("%GROUP_ANALYST%"))
+        )
+        return SeatUsage(used=int(used), limit=info.context.settings.analyst_seats)
+
+
+@strawberry.type
+class SeatUsage:
+    used: int = strawberry.field(description="Users holding GROUP_ANALYST.")
+    limit: int = strawberry.field(description="The plan's limit (setting).")
 
 
 async def home_group_target(info: Info, global_id: strawberry.ID | None, field: str) -> Subjects:
@@ -504,7 +526,11 @@ async def drop_analyst_memberships(session, user_id: int) -> int:  # type: ignor
 
 @strawberry.input
 class UserFilter:
-    search: str | None = strawberry.field(default=None, description="Case-insensitive prefix of last name, or of email.")
+    search: str | None = strawberry.field(
+        default=None,
+        description="Case-insensitive: a prefix of the first name, the last name or the email, or of the full name "
+        "'First Last'.",
+    )
     kinds: list[UserKind] | None = None
     roles: list[SiteRole] | None = None
     analyst_of_group_id: strawberry.ID | None = strawberry.field(default=None, description="Users holding ANALYST in this group.")

@@ -10,6 +10,8 @@ The rules, as written there:
   added on the strength of a consent (reach.py: UserRef).
 - VIEW_PROFILE: self, admin, LEADER/MENTOR/ANALYST over them, a GRANTED consent from them, a guardian link.
 - VIEW_CONTACT (email, company): self, admin, over them, a GRANTED consent.
+- The subject of a PENDING (not expired) or GRANTED request sees the requester's name and email
+  (VIEW_PROFILE, VIEW_CONTACT), never after DENIED, REVOKED or EXPIRED; it gives no progress.
 - user/node/group return null for what the caller may not see; a protected field the caller may not
   read is null with a FORBIDDEN error.
 - Groups the caller may see: all for a site admin; else those where the caller holds a role (any, MEMBER
@@ -17,8 +19,10 @@ The rules, as written there:
 - viewerRole: the effective role, staff roles inherited from ancestors; MEMBER only where held.
 - viewerPermissions (on a group): VIEW_PROGRESS (L/M/A), REVIEW_WORK (L/M), MANAGE_GROUP (L),
   EXPORT_GROUP (L/A), held here or on an ancestor; all of them for a site admin.
-- Memberships of a user: those the caller may see (the group visible); a membership by id shows where
-  both its group and its user do.
+- Memberships of a user: those the caller may see (the group visible), not ended; a membership by id shows
+  where both its group and its user do, or where the caller holds a staff role on the group and the
+  membership is an own one (the members list's history of ended memberships).
+- An ended membership (endedAt set) gives no role and no access, and is left out of lists and aggregates.
 - Guardian links: only where the caller may see both users.
 - Access requests: seen by the requester, the subject and site admins; the subject is shown to the
   requester only once GRANTED; a PENDING request past its expiry reads EXPIRED.
@@ -29,7 +33,8 @@ The rules, as written there:
   user the caller may see. progressSummary: VIEW_PROGRESS on the group; reviewQueue: REVIEW_WORK on it,
   holding NEEDS_REVIEW submissions of its (nested) members by their own memberships, never the caller's
   own; progressReport and progressExportUrl: EXPORT_GROUP, the report holding one row per (MEMBER
-  membership by the member's own right in the group or its subtree, enrolled course). A submission by id:
+  membership in the group or its subtree whose user the caller may see, enrolled course): every aggregate
+  counts whom the members list shows. A submission by id:
   for whoever may see the submitter's progress.
 - MANAGE_ACCOUNT over a user: site admin; LEADER of the account's home group or of an ancestor of it. An
   account holding a site role is administered by site admins only, an owner's by owners only (reach.py:
@@ -84,6 +89,7 @@ class MMembership:
     group: int
     role: str
     consent: int | None
+    ended: bool = False  # endedAt set: kept for history, gives no role and no access
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ class World:
     def roles_at(self, viewer: int, group: int) -> set[str]:
         """Roles the viewer holds on `group`, directly or on an ancestor (any of the viewer's memberships)."""
         line = {group, *self.ancestors(group)}
-        return {m.role for m in self.memberships.values() if m.user == viewer and m.group in line}
+        return {m.role for m in self.memberships.values() if m.user == viewer and m.group in line and not m.ended}
 
     # --- people -----------------------------------------------------------------------------------
 
@@ -144,7 +150,7 @@ class World:
         return viewer is not None and bool({"OWNER", "ADMIN"} & set(self.users[viewer].roles))
 
     def over(self, viewer: int, user: int, roles: set[str]) -> bool:
-        own_groups = {m.group for m in self.memberships.values() if m.user == user and m.consent is None}
+        own_groups = {m.group for m in self.memberships.values() if m.user == user and m.consent is None and not m.ended}
         return any(self.roles_at(viewer, g) & roles for g in own_groups)
 
     def granted(self, viewer: int, user: int) -> bool:
@@ -155,6 +161,13 @@ class World:
     def guardian_of(self, viewer: int, user: int) -> bool:
         return any(link.external == viewer and link.pupil == user for link in self.links.values())
 
+    def asked_by(self, viewer: int, user: int) -> bool:
+        """The viewer is the subject of a PENDING or GRANTED request by `user`: they see who asks."""
+        return any(
+            r.requester == user and r.status in ("PENDING", "GRANTED") and self.is_subject(viewer, r)
+            for r in self.requests.values()
+        )
+
     def manage_account(self, viewer: int | None, user: int) -> bool:
         if viewer is None or user not in self.users:
             return False
@@ -163,12 +176,20 @@ class World:
             return "OWNER" in self.users[viewer].roles or "OWNER" not in account.roles
         return account.home is not None and not account.roles and "LEADER" in self.roles_at(viewer, account.home)
 
-    def view_profile(self, viewer: int | None, user: int) -> bool:
+    def view_progress(self, viewer: int | None, user: int) -> bool:
+        """VIEW_PROGRESS: self, admin, L/M/A over them, a GRANTED consent, a guardian link."""
         if viewer is None or user not in self.users:
             return False
         return (
             self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF))
-            or self.granted(viewer, user) or self.guardian_of(viewer, user) or self.manage_account(viewer, user)
+            or self.granted(viewer, user) or self.guardian_of(viewer, user)
+        )
+
+    def view_profile(self, viewer: int | None, user: int) -> bool:
+        """VIEW_PROFILE: as VIEW_PROGRESS, the account's administrators (MANAGE_ACCOUNT), and the subject of a
+        PENDING or GRANTED request sees its requester."""
+        return self.view_progress(viewer, user) or (
+            viewer is not None and (self.manage_account(viewer, user) or self.asked_by(viewer, user))
         )
 
     def view_contact(self, viewer: int | None, user: int) -> bool:
@@ -176,7 +197,7 @@ class World:
             return False
         return (
             self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF)) or self.granted(viewer, user)
-            or self.manage_account(viewer, user)
+            or self.asked_by(viewer, user) or self.manage_account(viewer, user)
         )
 
     # --- account administration -------------------------------------------------------------------
@@ -186,7 +207,7 @@ class World:
 
     def unassigned_active(self, scope: int | None) -> list[int]:
         """Learners with use and no membership at all, homed in the scope's subtree (anywhere: no scope)."""
-        placed = {m.user for m in self.memberships.values()}
+        placed = {m.user for m in self.memberships.values() if not m.ended}
         within = self.subtree(scope) if scope is not None else None
         return [
             u.id for u in self.users.values()
@@ -215,7 +236,7 @@ class World:
             return "FORBIDDEN"
         if not self.view_profile(viewer, user):
             return "NOT_FOUND"
-        if any(m.user == user and m.group == group for m in self.memberships.values()):
+        if any(m.user == user and m.group == group and not m.ended for m in self.memberships.values()):
             return "CONFLICT"
         placeable = (
             self.is_admin(viewer) or self.over(viewer, user, {"LEADER"}) or self.manage_account(viewer, user)
@@ -237,7 +258,7 @@ class World:
         for role in STAFF:
             if role in held:
                 return role
-        direct = {m.role for m in self.memberships.values() if m.user == viewer and m.group == group}
+        direct = {m.role for m in self.memberships.values() if m.user == viewer and m.group == group and not m.ended}
         return "MEMBER" if "MEMBER" in direct else None
 
     def viewer_permissions(self, viewer: int | None, group: int) -> list[str]:
@@ -271,9 +292,6 @@ class World:
 
     # --- progress, activity, review ----------------------------------------------------------------
 
-    def view_progress(self, viewer: int | None, user: int) -> bool:
-        return self.view_profile(viewer, user)  # the same paths as VIEW_PROFILE, by the descriptions
-
     def view_activity(self, viewer: int | None, user: int) -> bool:
         if viewer is None:
             return False
@@ -292,23 +310,34 @@ class World:
 
     def members(self, viewer: int | None, group: int, nested: bool) -> list[MMembership]:
         scope = self.subtree(group) if nested else {group}
-        return [m for m in self.memberships.values() if m.group in scope and self.view_profile(viewer, m.user)]
+        return [
+            m for m in self.memberships.values() if m.group in scope and not m.ended and self.view_profile(viewer, m.user)
+        ]
+
+    def sees_membership(self, viewer: int | None, m: MMembership) -> bool:
+        """By id: its group and its user visible; or, as the members list shows history, an own membership
+        (ended or not) in a group where the viewer holds a staff role."""
+        if not self.sees_group(viewer, m.group):
+            return False
+        staff = viewer is not None and (self.is_admin(viewer) or bool(self.roles_at(viewer, m.group) & set(STAFF)))
+        return self.view_profile(viewer, m.user) or (staff and m.consent is None)
 
     def review_queue(self, viewer: int | None, group: int) -> list[MSubmission]:
         scope = self.subtree(group)
-        members = {m.user for m in self.memberships.values() if m.group in scope and m.consent is None}
+        members = {m.user for m in self.memberships.values() if m.group in scope and m.consent is None and not m.ended}
         return [
             s for s in self.submissions.values()
             if s.status == "NEEDS_REVIEW" and s.user in members and s.user != viewer
         ]
 
-    def report_rows(self, group: int) -> list[tuple[int, int, int]]:
-        """(group, user, course) rows of the group's progress report (nested, all courses)."""
+    def report_rows(self, viewer: int | None, group: int) -> list[tuple[int, int, int]]:
+        """(group, user, course) rows of the group's progress report (nested, all courses): MEMBER memberships
+        whose user the viewer may see, consent-based ones too, as the members list shows them."""
         scope = self.subtree(group)
         return [
             (m.group, m.user, c)
             for m in self.memberships.values()
-            if m.group in scope and m.role == "MEMBER" and m.consent is None
+            if m.group in scope and m.role == "MEMBER" and not m.ended and self.view_progress(viewer, m.user)
             for c in self.courses
             if (m.user, c) in self.enrollments
         ]

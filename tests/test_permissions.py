@@ -93,7 +93,8 @@ SEES_USERS = {
     "c1lead": frozenset({"c1lead", "analyst", "m11", "m21"}),  # m21 by consent only, not by the MEMBER path
     "mentor": frozenset({"mentor", "mroot", "m21", "c1lead"}),
     "analyst": frozenset({"analyst", "c1lead", "m11"}),
-    "m11": frozenset({"m11"}), "m21": frozenset({"m21"}), "mroot": frozenset({"mroot"}),
+    # m21 granted c1lead access: the subject of a GRANTED request sees who asked (name and email)
+    "m11": frozenset({"m11"}), "m21": frozenset({"m21", "c1lead"}), "mroot": frozenset({"mroot"}),
     "parent": frozenset({"parent", "m11"}),
     "outsider": frozenset({"outsider"}),
 }

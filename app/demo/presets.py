@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.services.auth import API_TOKEN_PREFIX, hash_password, new_token, token_hash
+from app.store.models import fold, full_name_key
 
 SEED = 8
 ADMIN_EMAIL = "admin@example.com"
@@ -85,7 +86,7 @@ def level_sizes(groups: int, depth: int) -> list[int]:
     return sizes
 
 
-def plan_preset(preset: str, tokens: dict[str, str], password_hash: str) -> Plan:
+def plan_preset(preset: str, tokens: dict[str, str], password_hash: str, analyst_seats: int = 3) -> Plan:
     """Every row of `preset`; all users share one password hash (argon2 is slow on purpose)."""
     shape = SHAPES[preset]
     rng = random.Random(SEED)
@@ -125,7 +126,7 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str) -> Plan
                  email: str | None = None) -> None:
         first, last = FIRST[uid % len(FIRST)], LAST[(uid // len(FIRST)) % len(LAST)]
         email = email or f"{first}.{last}.{uid}@example.com".lower()
-        user_rows.append((uid, email, email.lower(), external_id, kind, first, last, last.lower(), None,
+        user_rows.append((uid, email, email.lower(), external_id, kind, first, last, fold(last), full_name_key(first, last), None,
                           "Bench Trust" if kind == "STAFF" else None, roles, "ACTIVE", False, True,
                           password_hash, times[uid % 1000], None, 0))
 
@@ -151,8 +152,15 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str) -> Plan
         plan.viewers[key] = {"user_id": uid, "email": email, "token": tokens[key],
                              "groups": [g for g, _ in held]}
     plan.groups = {"root": levels[0][0], "level1": level1, "level2": analyst_home, "level5": deep_group}
+    # GROUP_ANALYST seats are limited (the API refuses more): the bench's analyst takes one, a few more staff
+    # take the others, and the staff who would have been analysts past the limit are mentors instead
+    seats_left = analyst_seats - 1
     for n, uid in enumerate(staff_ids[4:]):
         role = STAFF_ROLES[n % 3]
+        if role == "ANALYST":
+            if seats_left <= 0:
+                role = "MENTOR"
+            seats_left -= 1
         level = (n // 3) % shape.depth
         add_user(uid, "STAFF", "GROUP_ANALYST" if role == "ANALYST" else "")
         memberships.append((uid, rng.choice(levels[level]), role))
@@ -167,7 +175,7 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str) -> Plan
     for uid in guardian_ids:
         add_user(uid, "EXTERNAL", external_id=f"ext-{uid}")
     plan.tables.append(("user", ("id", "email", "email_normalized", "external_id", "kind", "first_name", "last_name",
-                                 "last_name_normalized", "title", "company", "site_roles", "status", "synced",
+                                 "last_name_normalized", "name_search", "title", "company", "site_roles", "status", "synced",
                                  "agreed_to_download_reports", "password_hash", "created_at", "last_login_at",
                                  "login_count"), user_rows))
     email_of = {row[0]: row[1] for row in user_rows}
@@ -338,7 +346,7 @@ async def seed_preset(
             return None
         raise RuntimeError("the database already has users; presets need an empty database")
     tokens = {key: new_token(API_TOKEN_PREFIX) for key in ("admin", "leader", "mentor", "analyst")}
-    plan = plan_preset(preset, tokens, hash_password(ADMIN_PASSWORD))
+    plan = plan_preset(preset, tokens, hash_password(ADMIN_PASSWORD), Settings().analyst_seats)
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         counts = _write_sqlite(str(url.database), plan)

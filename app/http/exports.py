@@ -42,6 +42,7 @@ from app.services.reports import (
     GROUPS,
     MEMBERSHIPS,
     PROGRESS,
+    PUPILS_WITH_LICENCE,
     PUPILS_WITHOUT_LICENCE,
     SHEETS,
     TOO_MANY,
@@ -252,7 +253,7 @@ class CopyExport:
 ACTIONS = {
     PROGRESS: "export.progress", GROUPS: "export.groups", MEMBERSHIPS: "export.memberships",
     UNASSIGNED_STUDENTS: "export.unassigned_active_students", EXTERNAL_USERS: "export.external_users",
-    PUPILS_WITHOUT_LICENCE: "export.pupils_without_licence",
+    PUPILS_WITHOUT_LICENCE: "export.pupils_without_licence", PUPILS_WITH_LICENCE: "export.pupils_with_licence",
 }
 
 
@@ -290,7 +291,7 @@ async def serve(request: Request, parse: Callable[[Request], ExportRequest]) -> 
         return opened
     context, reach = opened
     try:
-        export = parse(request)
+        export = parse(request).for_viewer(reach)
         filename = await authorize(context.store, reach, export)
     except AppError as exc:
         await context.store.close()

@@ -327,6 +327,7 @@ async def run_job(
         if not may_export(reach, request):
             raise _Refused("The owner may no longer export this report.")
         file_name = await authorize(store, reach, request)
+        request = request.for_viewer(reach)  # the rows the owner may see, as of this run
         total = await total_rows(store, request)
         await progress.beat(rows_total=total)
         if progress.lost:

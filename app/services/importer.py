@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, insert, literal, select
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +31,7 @@ from app.runtime.metrics import IMPORT_ROWS, IMPORTS
 from app.services.audit import audit
 from app.services.auth import end_credentials_of, hash_password
 from app.settings import Settings
-from app.store.models import AccessRequest, Group, Membership, User, utcnow
+from app.store.models import AccessRequest, Group, Membership, User, fold, utcnow
 from dataloaders.store import Store
 from permissions.reach import ACCOUNT_ROLES, PLACED_ON_CONSENT, Permission, Reach, placement_basis
 
@@ -229,6 +229,8 @@ class Plan:
     errors: list[RowError] = field(default_factory=list)
     # (user id, group id) -> access request id recording a consent, or None; a new account's key as user id
     new: dict[tuple[int, int], int | None] = field(default_factory=dict)
+    # pairs of `new` whose membership exists but has ended (archived): applied by reviving it
+    revived: set[tuple[int, int]] = field(default_factory=set)
     created_per_group: dict[str, int] = field(default_factory=dict)
     accounts: list[NewAccount] = field(default_factory=list)
     passwords: dict[int, tuple[int, str]] = field(default_factory=dict)  # existing user id -> (line, password)
@@ -274,20 +276,29 @@ async def _students(
     return by_external, by_email, students
 
 
-async def _memberships(session: AsyncSession, user_ids: list[int]) -> tuple[dict[int, set[int]], set[tuple[int, int]]]:
-    """Each user's own (not consent-based) group ids, for reach decisions, and every existing pair."""
+async def _memberships(
+    session: AsyncSession, user_ids: list[int]
+) -> tuple[dict[int, set[int]], set[tuple[int, int]], set[tuple[int, int]]]:
+    """Each user's own (not consent-based, not ended) group ids, for reach decisions, every current pair, and
+    the pairs whose membership has ended (importing them again revives it)."""
     own: dict[int, set[int]] = {}
     pairs: set[tuple[int, int]] = set()
+    ended_pairs: set[tuple[int, int]] = set()
     member = Membership.__table__.c
     for chunk in _chunks(user_ids):
         rows = await session.execute(
-            select(member.user_id, member.group_id, member.access_request_id).where(_one_of(session, member.user_id, chunk))
+            select(member.user_id, member.group_id, member.access_request_id, member.ended_at).where(
+                _one_of(session, member.user_id, chunk)
+            )
         )
-        for uid, gid, consent in rows:
+        for uid, gid, consent, ended in rows:
+            if ended is not None:  # an ended membership gives nobody reach
+                ended_pairs.add((uid, gid))
+                continue
             pairs.add((uid, gid))
             if consent is None:
                 own.setdefault(uid, set()).add(gid)
-    return own, pairs
+    return own, pairs, ended_pairs
 
 
 async def _consents(session: AsyncSession, viewer_id: int, user_ids: list[int]) -> dict[int, int]:
@@ -395,7 +406,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         for gid, slug, synced in await session.execute(select(group.id, group.slug, group.synced).where(_one_of(session, group.slug, chunk))):
             groups[slug] = (gid, synced)
     user_ids = sorted(students)
-    own, existing = await _memberships(session, user_ids)
+    own, existing, ended = await _memberships(session, user_ids)
     granted = [u for u in user_ids if u in reach.granted]
     consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
     subjects = {
@@ -475,6 +486,8 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
                 )
                 continue
             plan.new[pair] = consents.get(student.id) if basis == PLACED_ON_CONSENT else None
+            if pair in ended:
+                plan.revived.add(pair)
             plan.created_per_group[slug] = plan.created_per_group.get(slug, 0) + 1
             row_new = True
         if not row_new and not (student is not None and (student.id < 0 or student.id in plan.passwords)):
@@ -504,7 +517,7 @@ async def create_accounts(session: AsyncSession, plan: Plan, hashes: dict[int, s
     rows = [
         {
             "email": a.email, "email_normalized": a.email.lower(), "external_id": a.external_id, "kind": "LEARNER",
-            "first_name": a.first_name, "last_name": a.last_name, "last_name_normalized": a.last_name.lower(),
+            "first_name": a.first_name, "last_name": a.last_name, "last_name_normalized": fold(a.last_name)[:200],
             "site_roles": "", "status": "ACTIVE", "synced": False, "home_group_id": a.home_group_id,
             "agreed_to_download_reports": True, "password_hash": _hash_of(hashes, a.line) if a.password else None,
             "created_at": now, "login_count": 0,
@@ -546,7 +559,17 @@ async def apply_plan(session: AsyncSession, plan: Plan, hashes: dict[int, str] |
     await set_passwords(session, plan, hashes or {})
     now = utcnow()
     table = Membership.__table__
-    pairs = [((ids.get(u, u), g), c) for (u, g), c in plan.new.items()]
+    by_consent: dict[int | None, list[tuple[int, int]]] = {}
+    for pair in sorted(plan.revived):  # ended memberships joined again: one UPDATE per chunk and consent
+        by_consent.setdefault(plan.new[pair], []).append(pair)
+    for consent, revived in by_consent.items():
+        for chunk in _chunks(revived):
+            await session.execute(
+                update(table)
+                .where(tuple_(table.c.user_id, table.c.group_id).in_(chunk), table.c.ended_at.is_not(None))
+                .values(ended_at=None, role="MEMBER", access_request_id=consent)
+            )
+    pairs = [((ids.get(u, u), g), c) for (u, g), c in plan.new.items() if (u, g) not in plan.revived]
     postgres = session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(pairs, CHUNK):
         if postgres:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from app.runtime.errors import BadInput, Forbidden, NotFound
@@ -30,6 +30,7 @@ from dataloaders.reports import (
     unassigned_students_statement,
 )
 from dataloaders.store import Store
+from permissions.filters import member_rows_visible
 from permissions.reach import Permission, Reach
 
 PROGRESS = "PROGRESS"
@@ -38,7 +39,11 @@ MEMBERSHIPS = "MEMBERSHIPS"
 UNASSIGNED_STUDENTS = "UNASSIGNED_STUDENTS"
 EXTERNAL_USERS = "EXTERNAL_USERS"
 PUPILS_WITHOUT_LICENCE = "PUPILS_WITHOUT_LICENCE"
-REPORTS = (PROGRESS, GROUPS, MEMBERSHIPS, UNASSIGNED_STUDENTS, EXTERNAL_USERS, PUPILS_WITHOUT_LICENCE)
+PUPILS_WITH_LICENCE = "PUPILS_WITH_LICENCE"
+REPORTS = (
+    PROGRESS, GROUPS, MEMBERSHIPS, UNASSIGNED_STUDENTS, EXTERNAL_USERS, PUPILS_WITHOUT_LICENCE, PUPILS_WITH_LICENCE,
+)
+PUPIL_REPORTS = (PUPILS_WITHOUT_LICENCE, PUPILS_WITH_LICENCE)
 FORMATS = ("CSV", "XLSX")
 LICENCE_TYPES = ("PARENT_GUARDIAN", "PUPIL", "OTHER")
 
@@ -81,18 +86,22 @@ COLUMNS: dict[str, list[Column]] = {
         Column("Email", width=30), Column("Licence Types", width=30),
     ],
 }
+COLUMNS[PUPILS_WITH_LICENCE] = COLUMNS[PUPILS_WITHOUT_LICENCE]  # the other half of the same list
 SHEETS = {
     GROUPS: "Groups", MEMBERSHIPS: "Memberships", PROGRESS: "Progress", UNASSIGNED_STUDENTS: "Unassigned students",
     EXTERNAL_USERS: "External users", PUPILS_WITHOUT_LICENCE: "Pupils without licence",
+    PUPILS_WITH_LICENCE: "Pupils with licence",
 }
 FILE_NAMES = {
     GROUPS: "groups", MEMBERSHIPS: "memberships", UNASSIGNED_STUDENTS: "unassigned-active-students",
     EXTERNAL_USERS: "external-users", PUPILS_WITHOUT_LICENCE: "pupils-without-licence",
+    PUPILS_WITH_LICENCE: "pupils-with-licence",
 }
 TOO_MANY = {
     PROGRESS: "export one course at a time (courseId)",
     EXTERNAL_USERS: "narrow it with licenceType",
     PUPILS_WITHOUT_LICENCE: "narrow it with licenceType",
+    PUPILS_WITH_LICENCE: "narrow it with licenceType",
 }
 
 
@@ -113,9 +122,14 @@ class ExportRequest:
     licence_type: str | None = None
     scope_group_id: int | None = None  # UNASSIGNED_STUDENTS: the accounts homed in this group's subtree
     include_ended: bool = False  # PROGRESS: ended memberships too (a term's history)
+    # PROGRESS: whose eyes the rows are read with (the members they may see); never stored with a job
+    viewer: Reach | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self) if f.name != "viewer"}, sort_keys=True)
+
+    def for_viewer(self, reach: Reach) -> ExportRequest:
+        return replace(self, viewer=reach)
 
     @classmethod
     def from_json(cls, text: str) -> ExportRequest:
@@ -127,14 +141,19 @@ class ExportRequest:
     @property
     def scope(self) -> ReportScope:
         assert self.group_id is not None
-        return ReportScope(self.group_id, self.include_nested, self.course_id, self.include_ended)
+        if self.viewer is None:
+            raise RuntimeError("a progress report is read for a viewer: for_viewer(reach) first")
+        _, visible = member_rows_visible(self.viewer, self.group_id, Permission.VIEW_PROGRESS)
+        return ReportScope(
+            self.group_id, self.include_nested, self.course_id, visible=visible, include_ended=self.include_ended
+        )
 
     def describe(self) -> str:
         """For emails and logs: the report and its filters, in words."""
         words = {
             PROGRESS: "group progress report", GROUPS: "groups", MEMBERSHIPS: "memberships",
             UNASSIGNED_STUDENTS: "unassigned active students", EXTERNAL_USERS: "external users",
-            PUPILS_WITHOUT_LICENCE: "pupils without licence",
+            PUPILS_WITHOUT_LICENCE: "pupils without licence", PUPILS_WITH_LICENCE: "pupils with licence",
         }[self.report]
         if self.licence_type:
             words += f" ({self.licence_type})"
@@ -149,7 +168,7 @@ def check_request(request: ExportRequest) -> None:
         raise BadInput("format must be CSV or XLSX", field="format")
     if request.report == PROGRESS and request.group_id is None:
         raise BadInput("The progress report needs a group.", field="groupId")
-    if request.report == PUPILS_WITHOUT_LICENCE and request.licence_type is None:
+    if request.report in PUPIL_REPORTS and request.licence_type is None:
         raise BadInput("licenceType is required for this report.", field="licenceType")
     if request.licence_type is not None and request.licence_type not in LICENCE_TYPES:
         raise BadInput(f"licenceType must be one of {', '.join(LICENCE_TYPES)}.", field="licenceType")
@@ -205,7 +224,7 @@ async def _authorize_account_scope(store: Store, reach: Reach, scope_group_id: i
 async def total_rows(store: Store, request: ExportRequest) -> int:
     if request.report == PROGRESS:
         return int(await store.scalar(count_statement(request.scope)))
-    if request.report in (EXTERNAL_USERS, PUPILS_WITHOUT_LICENCE):
+    if request.report in (EXTERNAL_USERS, *PUPIL_REPORTS):
         return int(await store.scalar(gateway_count_statement(request.report, request.licence_type)))
     return int(await store.scalar(admin_count_statement(request.report, request.scope_group_id)))
 
@@ -266,8 +285,9 @@ async def row_chunks(store: Store, request: ExportRequest, chunk_rows: int) -> A
     elif request.report == EXTERNAL_USERS:
         async for users in rows_by_user(store, external_users_statement(request.licence_type)):
             yield [external_user_cells(u) for u in users]
-    elif request.report == PUPILS_WITHOUT_LICENCE:
-        async for users in rows_by_user(store, pupils_without_licence_statement(request.licence_type or "")):
+    elif request.report in PUPIL_REPORTS:
+        held = request.report == PUPILS_WITH_LICENCE
+        async for users in rows_by_user(store, pupils_without_licence_statement(request.licence_type or "", held)):
             yield [pupil_cells(u) for u in users]
     elif request.report == UNASSIGNED_STUDENTS:
         scope = request.scope_group_id

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateTable
 from sqlmodel import Field, SQLModel
@@ -30,6 +44,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def fold(text: str) -> str:
+    """Names and searches as they are compared: accents dropped, case folded, spaces collapsed (Zoë -> zoe)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
+
+
+def full_name_key(first_name: str, last_name: str) -> str:
+    """user.name_search: "first last", folded; a prefix of it is a prefix of the first name or the full name."""
+    return fold(f"{first_name} {last_name}")[:401]
+
+
+def _name_search_default(context: Any) -> str:
+    """The column default for Core inserts (the importer, bulk writers) that do not name it."""
+    params = context.get_current_parameters()
+    return full_name_key(params.get("first_name") or "", params.get("last_name") or "")
+
+
 def fk(target: str, ondelete: str = "CASCADE", nullable: bool = False, index: bool = True) -> Column:
     return Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
 
@@ -45,6 +77,10 @@ class User(SQLModel, table=True):
     first_name: str = Field(max_length=200)
     last_name: str = Field(max_length=200)
     last_name_normalized: str = Field(max_length=200, index=True)
+    # "first last", folded (full_name_key): users(filter: {search}) and members(search:) match its prefix
+    name_search: str = Field(
+        default="", sa_column=Column(String(401), nullable=False, index=True, default=_name_search_default, server_default="")
+    )
     title: str | None = Field(default=None, max_length=50)
     company: str | None = Field(default=None, max_length=200)
     site_roles: str = Field(default="", max_length=100)
@@ -101,6 +137,8 @@ class Group(SQLModel, table=True):
     term_ends_on: date | None = None
     depth: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    # on a root group: whether its MEMBERs see the groups of its tree (null: GROUPGRAPH_MEMBERS_SEE_GROUPS)
+    members_see_groups: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
 
 
 class GroupClosure(SQLModel, table=True):
@@ -203,6 +241,10 @@ class Course(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
+    # a reviewed ASSIGNMENT step counts as completed (percentCompleted everywhere follows step_progress)
+    reviewed_work_completes: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, default=True, server_default=true())
+    )
 
 
 class Step(SQLModel, table=True):
@@ -266,6 +308,19 @@ class Submission(SQLModel, table=True):
     feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reviewer_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
     reviewed_at: datetime | None = None
+
+
+class Review(SQLModel, table=True):
+    """Every review of a submission, kept: a regrade adds one (the submission holds the latest)."""
+
+    __tablename__ = "review"
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(sa_column=fk("submission.id"))
+    reviewer_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True, index=False))
+    points: int | None = None
+    feedback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reviewed_at: datetime = Field(default_factory=utcnow)
 
 
 class ActivityEvent(SQLModel, table=True):
@@ -450,6 +505,15 @@ class SigningKey(SQLModel, table=True):
 TABLES_IN_DELETE_ORDER = [
     "export_job", "export_schedule", "signing_key",
     "roster_sync", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
-    "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
+    "review", "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request_email", "access_request_block", "access_request", "group_closure", "group", "api_token", "session", "user",
 ]
+
+
+@event.listens_for(User, "before_insert")
+@event.listens_for(User, "before_update")
+def _fold_names(_mapper: Any, _connection: Any, user: User) -> None:
+    """Whoever writes a user through the ORM (createUser, updateUser, the CLI, tests), the search keys follow
+    the names."""
+    user.name_search = full_name_key(user.first_name or "", user.last_name or "")
+    user.last_name_normalized = fold(user.last_name or "")[:200]
