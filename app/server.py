@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app.http.cors import PathCors, cors_origins
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.graphql_view import GroupGraphView
 from app.runtime.logs import configure_logging
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,  # JSON errors with a code everywhere
     )
+    origins = cors_origins(settings)
+    if origins:
+        app.add_middleware(PathCors, origins=origins)
     app.state.settings = settings
     app.state.database = database
     app.state.schema = schema

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     analyst_seats: int = 3
     max_group_depth: int = 10
     graphiql: bool = True
+    # exact origins (scheme://host[:port]) allowed to call the API from a browser, comma-separated; empty:
+    # no cross-origin access
+    cors_origins: str = ""
 
     access_request_days: int = 30
     max_pending_access_requests: int = 50

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
 from app.store.bulk import one_of
+from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, Submission
 from dataloaders.store import Store
 
 NEEDS_REVIEW = "NEEDS_REVIEW"
 REVIEWED = "REVIEWED"
+
+
+QUEUE_ORDER = (Key(Submission.submitted_at), Key(Submission.id))
 
 
 class ReviewLoaders:
@@ -50,16 +54,11 @@ class ReviewLoaders:
             conditions.append(Submission.user_id != viewer_id)
         return and_(*conditions)
 
-    async def queue(
-        self, group_id: int, viewer_id: int | None, limit: int, after: tuple[datetime, int] | None
-    ) -> tuple[list[Submission], int]:
-        """Oldest first, keyset after (submitted_at, id), and the total count."""
+    async def queue(self, group_id: int, viewer_id: int | None, window: Window) -> tuple[list[Submission], int]:
+        """Oldest first, one keyset window over (submitted_at, id) in fetch order, and the total count."""
         condition = self._queue_filter(group_id, viewer_id)
-        query = select(Submission).where(condition)
-        if after is not None:
-            at, last_id = after
-            query = query.where(or_(Submission.submitted_at > at, and_(Submission.submitted_at == at, Submission.id > last_id)))
-        rows = list(await self.store.scalars(query.order_by(Submission.submitted_at, Submission.id).limit(limit)))
+        query = select(Submission).where(condition, *keyset.conditions(QUEUE_ORDER, window))
+        rows = list(await self.store.scalars(query.order_by(*keyset.ordering(QUEUE_ORDER, window)).limit(window.fetch)))
         total = int(await self.store.scalar(select(func.count()).select_from(Submission).where(condition)))
         for row in rows:
             self.by_id.prime(row.id, row)

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
+from app.store.keyset import Key, Window
 from app.store.models import Membership, User
 from dataloaders.store import Store
 
@@ -45,7 +47,7 @@ class UserLoaders:
             self.by_id.prime(user.id, user)
 
 
-# the admin user list (users(filter:)), keyset-ordered by (last name, id)
+# the user list (users(filter:, orderBy:)), keyset-ordered by the chosen column, then id
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,22 @@ def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
     return conditions
 
 
-async def search_users(store: Store, search: UserSearch, after: tuple[str, int] | None, limit: int) -> list[User]:
-    statement = select(User).where(*user_search_conditions(search))
-    if after is not None:
-        statement = statement.where(tuple_(User.last_name_normalized, User.id) > tuple_(*after))
-    return list(await store.scalars(statement.order_by(User.last_name_normalized, User.id).limit(limit)))
+USER_ORDERS: dict[str, tuple[Key, ...]] = {
+    "LAST_NAME": (Key(User.last_name_normalized), Key(User.id)),
+    "CREATED_AT": (Key(User.created_at), Key(User.id)),
+    "LAST_LOGIN_AT": (Key(User.last_login_at, nullable=True), Key(User.id)),
+}
+
+
+def user_order(field: str, descending: bool) -> tuple[Key, ...]:
+    """The keyset of users(orderBy:); never-signed-in users last both ways."""
+    return tuple(Key(k.column, descending=descending, nullable=k.nullable) for k in USER_ORDERS[field])
+
+
+async def search_users(store: Store, search: UserSearch, order: Sequence[Key], window: Window) -> list[User]:
+    """One keyset page (in fetch order, `window.fetch` rows at most)."""
+    statement = select(User).where(*user_search_conditions(search), *keyset.conditions(order, window))
+    return list(await store.scalars(statement.order_by(*keyset.ordering(order, window)).limit(window.fetch)))
 
 
 async def count_users(store: Store, search: UserSearch) -> int:

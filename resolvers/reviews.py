@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
@@ -26,7 +27,7 @@ from app.store.models import utcnow
 from dataloaders.reviews import REVIEWED
 from permissions.classes import Subjects, requires
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import Node, PageInfo, clean_text, paging
 from resolvers.courses import Course, Step, course_views, step_view
 from resolvers.users import User, prepare_users, visible_users
 
@@ -139,15 +140,15 @@ async def visible_submission(info: Info, submission_id: int) -> Submission | Non
     return built[0]
 
 
-async def review_queue_of(info: Info, group: Group, first: int | None, after: str | None) -> SubmissionConnection:
-    limit = page_size(info, first)
-    keyset = decode_cursor(after, [datetime, int])
-    position = (keyset[0], keyset[1]) if keyset else None
-    rows, total = await info.context.loaders.reviews.queue(group.row.id, info.context.viewer_id, limit + 1, position)  # type: ignore[arg-type]
-    rows, has_next = rows[:limit], len(rows) > limit
-    built = await build_submissions(info, rows)
-    edges = [SubmissionEdge(cursor=encode_cursor(s.row.submitted_at, s.row.id), node=s) for s in built]
-    return SubmissionConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
+async def review_queue_of(
+    info: Info, group: Group, first: int | None, after: str | None, last: int | None = None, before: str | None = None
+) -> SubmissionConnection:
+    pages = paging(info, "reviewQueue", (cursors.INSTANT, cursors.ID), first, after, last, before)
+    fetched, total = await info.context.loaders.reviews.queue(group.row.id, info.context.viewer_id, pages.window)
+    rows, made, page_info_ = pages.page(fetched, lambda r: (r.submitted_at, r.id))
+    built = {s.row.id: s for s in await build_submissions(info, rows)}
+    edges = [SubmissionEdge(cursor=c, node=built[r.id]) for c, r in zip(made, rows, strict=True) if r.id in built]
+    return SubmissionConnection(edges=edges, page_info=page_info_, total_count=total)
 
 
 async def pending_review_count_of(info: Info, user: User) -> int:

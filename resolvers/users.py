@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -11,16 +12,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import hash_password
 from app.store.models import User as UserRow
-from dataloaders.users import UserSearch, count_users, search_users
+from dataloaders.users import UserSearch, count_users, search_users, user_order
 from permissions.classes import requires
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import AccountStatus, LicenceType, SiteRole, UserKind
+from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
+from resolvers.enums import AccountStatus, LicenceType, OrderDirection, SiteRole, UserKind
 
 if TYPE_CHECKING:
     from resolvers.guardians import GuardianLink
@@ -150,11 +152,11 @@ class User(Node):
         description="Newest first: steps completed, discussion posts, submissions, reviews received.",
     )
     async def activity(
-        self, info: Info, first: int | None = 20, after: str | None = None
+        self, info: Info, first: First = 20, after: After = None, last: Last = None, before: Before = None
     ) -> Annotated[ActivityConnection, strawberry.lazy("resolvers.progress")] | None:
         from resolvers.progress import activity_of
 
-        return await activity_of(info, self, first, after)
+        return await activity_of(info, self, first, after, last, before)
 
     @strawberry.field(
         extensions=[requires(Permission.REVIEW_WORK)],
@@ -435,21 +437,47 @@ def user_search(filter: UserFilter | None) -> UserSearch:
     )
 
 
+@strawberry.enum(description="What users(orderBy:) sorts by; ties are broken by id.")
+class UserOrderField(Enum):
+    LAST_NAME = strawberry.enum_value("LAST_NAME", description="Last name, case-insensitively.")
+    CREATED_AT = strawberry.enum_value("CREATED_AT", description="When the account was created.")
+    LAST_LOGIN_AT = strawberry.enum_value(
+        "LAST_LOGIN_AT", description="The last sign-in; accounts that never signed in come last either way."
+    )
+
+
+ORDER_COLUMNS = {
+    UserOrderField.LAST_NAME: "last_name_normalized",
+    UserOrderField.CREATED_AT: "created_at",
+    UserOrderField.LAST_LOGIN_AT: "last_login_at",
+}
+
+
+@strawberry.input(description="The order of users(orderBy:).")
+class UserOrder:
+    field: UserOrderField = strawberry.field(description="The column to sort by.")
+    direction: OrderDirection | None = strawberry.field(default=OrderDirection.ASC, description="ASC or DESC.")
+
+
 @strawberry.type
 class UserListQueries:
     @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
     async def users(
-        self, info: Info, filter: UserFilter | None = None, first: int | None = 50, after: str | None = None
+        self, info: Info, filter: UserFilter | None = None, order_by: UserOrder | None = None,
+        first: First = 50, after: After = None, last: Last = None, before: Before = None,
     ) -> UserConnection:
-        limit = page_size(info, first)
-        key = decode_cursor(after, (str, int))
+        field = order_by.field if order_by is not None else UserOrderField.LAST_NAME
+        descending = order_by is not None and order_by.direction == OrderDirection.DESC
+        kinds = (cursors.TEXT if field == UserOrderField.LAST_NAME else
+                 cursors.INSTANT if field == UserOrderField.CREATED_AT else cursors.INSTANT + "?", cursors.ID)
+        pages = paging(info, f"users:{field.value}:{'DESC' if descending else 'ASC'}", kinds, first, after, last, before)
         search = user_search(filter)
-        rows = await search_users(info.context.store, search, tuple(key) if key else None, limit + 1)  # type: ignore[arg-type]
-        page = rows[:limit]
+        order = user_order(field.value, descending)
+        rows = await search_users(info.context.store, search, order, pages.window)
+        page, made, info_ = pages.page(rows, lambda r: (getattr(r, ORDER_COLUMNS[field]), r.id))
         users = await prepare_users(info, page)
-        cursors = [encode_cursor(r.last_name_normalized, r.id) for r in page]
         return UserConnection(
-            edges=[UserEdge(cursor=c, node=u) for c, u in zip(cursors, users, strict=True)],
-            page_info=page_info(len(rows) > limit, cursors),
+            edges=[UserEdge(cursor=c, node=u) for c, u in zip(made, users, strict=True)],
+            page_info=info_,
             search=search,
         )
