@@ -37,6 +37,8 @@ class Context:
         self._reach: Reach | None = None
         self._reach_lock = asyncio.Lock()
         self.response_headers: dict[str, str] = {}
+        self.cookies: list[str] = []  # Set-Cookie values for the response (the cookie session mode)
+        self.via_cookie = False  # the credential came from the session cookie, not a bearer token
         self.extra: dict[str, Any] = {}
 
     @property

@@ -29,6 +29,7 @@ from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
+from resolvers.scalars import SCALARS
 from resolvers.sessions import SessionMutations
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
@@ -170,6 +171,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
         types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
         extensions=[RequestScope, *limit_extensions(settings)],
         config=StrawberryConfig(
+            scalar_map=SCALARS,
             sort_schema=sorted_for_printing,
             batching_config={"max_operations": settings.max_batch_size},
         ),

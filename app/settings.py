@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # exact origins (scheme://host[:port]) allowed to call the API from a browser, comma-separated; empty:
     # no cross-origin access
     cors_origins: str = ""
+    # a JSON manifest of id -> document (GraphQL Code Generator, Relay persistConfig, Apollo): when set, the
+    # server runs these documents only
+    trusted_documents: str | None = None
 
     access_request_days: int = 30
     max_pending_access_requests: int = 50

@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 import structlog
-from graphql import GraphQLError
+from graphql import GraphQLError, parse, validate
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from app.context import Context
@@ -21,11 +21,12 @@ from app.runtime.logs import REQUEST_ID
 from app.runtime.metrics import REQUESTS
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
+from app.services.cookies import clear_session_cookie, has_csrf_header, session_cookie
+from app.services.persisted import PersistedQueries, PersistedQueryError, TrustedDocuments
 from app.settings import Settings
 from app.store.db import Database
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-CSRF_HEADERS = ("apollo-require-preflight", "x-requested-with", "graphql-preflight")
 
 
 class BodyTooLarge(Exception):
@@ -37,14 +38,30 @@ def error_body(code: str, message: str, **extensions: Any) -> dict[str, Any]:
 
 
 async def credential_for(request: Request, database: Database) -> Credential | bool | None:
-    """The credential of a bearer token; False when a token was sent but is not valid."""
+    """The credential of a bearer token (False when one was sent but is not valid), else of the session
+    cookie (an invalid cookie counts as none: the caller is anonymous and the cookie gets cleared)."""
     token = bearer_token(request.headers.get("authorization"))
-    if token is None:
+    cookie = session_cookie(request) if token is None else None
+    if token is None and cookie is None:
         return None
     async with database.session() as session:
-        credential = await authenticate(session, token)
+        credential = await authenticate(session, token or cookie)  # type: ignore[arg-type]
         session.expunge_all()
+    if cookie is not None:
+        return credential
     return credential if credential is not None else False
+
+
+def unauthenticated(request: Request) -> Response:
+    """An unknown, expired or revoked token: 401 with the GraphQL error shape, in the media type asked for."""
+    response = JSONResponse(
+        error_body("UNAUTHENTICATED", "The token is not valid (unknown, expired or revoked)."),
+        401,
+        headers={"www-authenticate": "Bearer", "cache-control": "no-store"},
+    )
+    if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+        response.headers["content-type"] = GRAPHQL_RESPONSE
+    return response
 
 
 class GroupGraphView(GraphQL):
@@ -56,6 +73,30 @@ class GroupGraphView(GraphQL):
         )
         self.database = database
         self.settings = settings
+        trusted = TrustedDocuments.load(settings.trusted_documents) if settings.trusted_documents else None
+        self.persisted = PersistedQueries(database, trusted, lambda document: _valid(schema, document))
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Only a browser's page load: not a persisted query sent by GET without its text."""
+        params = request.query_params
+        if request.method != "GET" or any(params.get(k) is not None for k in ("query", "extensions", "documentId")):
+            return False
+        return "text/html" in request.headers.get("accept", "")
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request, with each persisted operation's document filled in (or refused)."""
+        data = await super().parse_http_body(request)
+        items = data if isinstance(data, list) else [data]
+        document_ids: list[Any] = [None] * len(items)
+        if request.method == "GET":
+            document_ids = [request.query_params.get("documentId")]
+        elif "application/json" in (request.content_type or ""):
+            raw = json.loads(await request.get_body())
+            listed = raw if isinstance(raw, list) else [raw]
+            document_ids = [item.get("documentId") if isinstance(item, dict) else None for item in listed]
+        for item, document_id in zip(items, document_ids, strict=True):
+            item.query = await self.persisted.document(item.query, item.extensions, document_id)
+        return data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +118,7 @@ class GroupGraphView(GraphQL):
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
-        if multipart and not any(h in request.headers for h in CSRF_HEADERS):
+        if multipart and not has_csrf_header(request):
             return JSONResponse(
                 error_body(
                     "BAD_USER_INPUT",
@@ -87,15 +128,26 @@ class GroupGraphView(GraphQL):
             )
         credential = await credential_for(request, self.database)
         if credential is False:
+            return unauthenticated(request)
+        via_cookie = session_cookie(request) is not None
+        if via_cookie and credential and request.method == "POST" and not has_csrf_header(request):
             return JSONResponse(
-                error_body("UNAUTHENTICATED", "The token is not valid (unknown, expired or revoked)."),
-                401,
-                headers={"www-authenticate": "Bearer"},
+                error_body(
+                    "FORBIDDEN",
+                    "A request signed in by the session cookie needs an 'X-CSRF-Token' (or "
+                    "'Apollo-Require-Preflight') header.",
+                ),
+                403,
             )
         context = Context(self.database, self.settings, credential or None, request, request_id)
+        context.via_cookie = via_cookie and bool(credential)
+        if via_cookie and not credential:
+            context.cookies.append(clear_session_cookie(request))
         limited = Request(scope, _limited(receive, limit))
         try:
             response = await self.run(limited, context=context)
+        except PersistedQueryError as refused:
+            return JSONResponse(error_body(refused.code, refused.message), refused.status)
         except BodyTooLarge:
             return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
         except Exception as exc:  # strawberry's HTTPException and friends: keep the JSON error shape
@@ -115,7 +167,12 @@ class GroupGraphView(GraphQL):
             return JSONResponse(error_body("BAD_USER_INPUT", reason), status)
         finally:
             await context.store.close()
-        return self._negotiate(request, response)
+        response = self._negotiate(request, response)
+        if response.media_type != "text/html":
+            response.headers["cache-control"] = "no-store"  # answers hold tokens and private data
+        for cookie in context.cookies:
+            response.headers.append("set-cookie", cookie)
+        return response
 
     def _negotiate(self, request: Request, response: Response) -> Response:
         """application/graphql-response+json when asked for; then a request error is a 4xx."""
@@ -152,6 +209,13 @@ class GroupGraphView(GraphQL):
 
     def _handle_errors(self, errors: Any, response_data: Any) -> None:
         """Errors are logged once, by the schema's process_errors."""
+
+
+def _valid(schema: Any, document: str) -> bool:
+    try:
+        return not validate(schema._schema, parse(document))
+    except GraphQLError:
+        return False
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

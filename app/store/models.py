@@ -18,6 +18,11 @@ def fk(target: str, ondelete: str = "CASCADE", nullable: bool = False, index: bo
 
 class User(SQLModel, table=True):
     __tablename__ = "user"
+    # users(orderBy: CREATED_AT | LAST_LOGIN_AT): keyset pages along an index
+    __table_args__ = (
+        Index("ix_user_created_at_id", "created_at", "id"),
+        Index("ix_user_last_login_at_id", "last_login_at", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320)
@@ -290,8 +295,18 @@ class OutboxEmail(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class PersistedQuery(SQLModel, table=True):
+    """Automatic persisted queries: a document by its SHA-256, shared by every worker and host."""
+
+    __tablename__ = "persisted_query"
+
+    sha256: str = Field(max_length=64, primary_key=True)
+    document: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 TABLES_IN_DELETE_ORDER = [
-    "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
+    "persisted_query", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request", "group_closure", "group", "api_token", "session", "user",
 ]
