@@ -22,6 +22,7 @@ from app.settings import Settings, get_settings
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
+from resolvers.descriptions import describe
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
@@ -165,7 +166,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     check_deny_by_default(PUBLIC_FIELDS)
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS)
-    return GroupGraphSchema(
+    schema = GroupGraphSchema(
         query=query,
         mutation=mutation,
         types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
@@ -176,6 +177,8 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
             batching_config={"max_operations": settings.max_batch_size},
         ),
     )
+    describe(schema._schema)
+    return schema
 
 
 def schema_sdl(schema: strawberry.Schema | None = None) -> str:
