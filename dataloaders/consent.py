@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
+from app.store.keyset import Key, Window
 from app.store.models import AccessRequest
 from dataloaders.store import Store
 
@@ -57,6 +59,7 @@ def addressed_to(user_id: int, email_normalized: str) -> ColumnElement[bool]:
 
 
 NEWEST_FIRST = (AccessRequest.created_at.desc(), AccessRequest.id.desc())
+NEWEST_FIRST_KEYS = (Key(AccessRequest.created_at, descending=True), Key(AccessRequest.id, descending=True))
 
 
 class ConsentLoaders:
@@ -82,6 +85,24 @@ class ConsentLoaders:
         if status is not None:
             query = query.where(status_is(status, now))
         return await self.store.scalars(query.order_by(*NEWEST_FIRST))
+
+
+def listed(
+    direction: str, user_id: int, email_normalized: str, status: str | None, now: datetime
+) -> list[ColumnElement[bool]]:
+    """The caller's OUTGOING requests (they asked) or INCOMING ones (about them), with a status."""
+    mine = AccessRequest.requester_id == user_id if direction == "OUTGOING" else addressed_to(user_id, email_normalized)
+    return [mine] if status is None else [mine, status_is(status, now)]
+
+
+async def request_page(store: Store, conditions: list[ColumnElement[bool]], window: Window) -> Sequence[AccessRequest]:
+    """One keyset window, newest first, in fetch order."""
+    query = select(AccessRequest).where(*conditions, *keyset.conditions(NEWEST_FIRST_KEYS, window))
+    return await store.scalars(query.order_by(*keyset.ordering(NEWEST_FIRST_KEYS, window)).limit(window.fetch))
+
+
+async def request_count(store: Store, conditions: list[ColumnElement[bool]]) -> int:
+    return int(await store.scalar(select(func.count()).select_from(AccessRequest).where(*conditions)))
 
 
 async def pending_count(session, requester_id: int, now: datetime) -> int:  # type: ignore[no-untyped-def]

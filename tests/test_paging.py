@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from app.runtime import cursors
 from app.runtime.errors import BadInput
 from app.runtime.ids import parse_global_id, to_global_id
-from app.store.models import ActivityEvent, AuditEvent, Course, Enrollment, Step, Submission, User
+from app.store.models import AccessRequest, ActivityEvent, AuditEvent, Course, Enrollment, Step, Submission, User
 from tests.site import Site, errors_of, gid
 
 PAGE = "edges { cursor } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
@@ -32,6 +32,7 @@ CONNECTIONS: dict[str, str] = {
     "reviewQueue": f"query({VARS}, $g: ID!) {{ o: group(id: $g) {{ c: reviewQueue({ARGS}) {{ {PAGE} }} }} }}",
     "progressReport": f"query({VARS}, $g: ID!) {{ o: group(id: $g) {{ c: progressReport({ARGS}) {{ {PAGE} }} }} }}",
     "activity": f"query({VARS}, $u: ID!) {{ o: user(id: $u) {{ c: activity({ARGS}) {{ {PAGE} }} }} }}",
+    "accessRequests": f"query({VARS}) {{ c: accessRequests(direction: OUTGOING, {ARGS}) {{ {PAGE} }} }}",
 }
 
 
@@ -73,6 +74,9 @@ async def fixture(site: Site) -> dict[str, Any]:
             session.add(ActivityEvent(user_id=learners[0].id, kind="DISCUSSION_POST", body=f"post {n}",  # type: ignore[arg-type]
                                       occurred_at=base + timedelta(minutes=n // 2)))
             session.add(AuditEvent(actor_id=admin.id, action="test.event", target_type="user", target_id=learner.id))
+            session.add(AccessRequest(requester_id=admin.id, subject_email=learner.email,  # type: ignore[arg-type]
+                                      subject_email_normalized=learner.email_normalized, subject_user_id=learner.id,
+                                      created_at=base + timedelta(minutes=n // 2), expires_at=base + timedelta(days=400)))
     await site.token(admin)
     return {"admin": admin, "g": gid("Group", school), "u": gid("User", learners[0])}
 
@@ -203,6 +207,17 @@ async def test_crafted_and_foreign_cursors_are_bad_input_on_every_connection(sit
         for variables in ({"f": -1}, {"l": -1}, {"f": None, "l": 10_000}):
             body = await site.gql(query, {**variables, **extra}, as_user=admin)
             assert errors_of(body) == ["BAD_USER_INPUT"], (name, variables, body)
+    # access requests as a connection: each caller sees only their own, in either direction
+    mine = "query($d: AccessRequestDirection!) { accessRequests(direction: $d) { totalCount edges { node { requester { id } } } } }"
+    async with site.database.session() as session:
+        from sqlalchemy import select
+
+        subject = (await session.scalars(select(User).where(User.first_name == "L3"))).one()
+    incoming = (await site.gql(mine, {"d": "INCOMING"}, as_user=subject))["data"]["accessRequests"]
+    assert incoming["totalCount"] == 1 and incoming["edges"][0]["node"]["requester"]["id"] == gid("User", admin)
+    assert (await site.gql(mine, {"d": "OUTGOING"}, as_user=subject))["data"]["accessRequests"]["totalCount"] == 0
+    assert (await site.gql(mine, {"d": "INCOMING"}, as_user=admin))["data"]["accessRequests"]["totalCount"] == 0
+    assert errors_of(await site.gql(mine, {"d": "INCOMING"})) == ["UNAUTHENTICATED"]
 
 
 # --- the codecs, property-based -----------------------------------------------------------------------
