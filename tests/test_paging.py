@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from app.runtime import cursors
 from app.runtime.errors import BadInput
 from app.runtime.ids import parse_global_id, to_global_id
-from app.store.models import AccessRequest, ActivityEvent, AuditEvent, Course, Enrollment, Step, Submission, User
+from app.store.models import (
+    AccessRequest,
+    ActivityEvent,
+    AuditEvent,
+    Course,
+    Enrollment,
+    Step,
+    Submission,
+    User,
+)
 from tests.site import Site, errors_of, gid
 
 PAGE = "edges { cursor } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
