@@ -25,7 +25,7 @@ from app.store.db import Database
 def extra_routes() -> list[BaseRoute]:
     """Routes of the HTTP surface beside /graphql (exports, imports), each module owning its own."""
     routes: list[BaseRoute] = []
-    for module_name in ("app.http.exports", "app.http.imports", "app.http.gateway_exports"):
+    for module_name in ("app.http.exports", "app.http.imports", "app.http.gateway_exports", "app.http.graphiql"):
         try:
             module = __import__(module_name, fromlist=["routes"])
         except ModuleNotFoundError as exc:

@@ -193,3 +193,21 @@ async def test_cookie_sessions_with_csrf_no_store_and_one_unauthenticated_shape(
     # instants are RFC 3339 in UTC with Z
     created = (await site.gql("{ viewer { createdAt } }", as_user=learner))["data"]["viewer"]["createdAt"]
     assert created.endswith("Z") and "+00:00" not in created
+
+
+async def test_graphiql_is_served_offline_with_the_explorer(site: Site) -> None:
+    import re
+
+    page = await site.client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "https://" not in page.text and "http://" not in page.text  # no outside host
+    assert "explorerPlugin" in page.text and '\\"Authorization\\": \\"Bearer \\"' in page.text
+    assets = re.findall(r'(?:src|href)="(/graphiql/[^"]+)"', page.text)
+    assert len(assets) == 6
+    for path in assets:
+        answer = await site.client.get(path)
+        assert answer.status_code == 200 and len(answer.content) > 500, path
+        assert "immutable" in answer.headers["cache-control"]
+    assert (await site.client.get("/graphiql/nope.js")).status_code == 404
+    with_cookie = await site.client.get("/graphql", headers={"accept": "text/html", "cookie": f"{SESSION_COOKIE}=x"})
+    assert "const DEFAULT_HEADERS = \"{}\";" in with_cookie.text

@@ -76,6 +76,11 @@ class GroupGraphView(GraphQL):
         trusted = TrustedDocuments.load(settings.trusted_documents) if settings.trusted_documents else None
         self.persisted = PersistedQueries(database, trusted, lambda document: _valid(schema, document))
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        from app.http.graphiql import graphiql_page
+
+        return graphiql_page(request)
+
     def should_render_graphql_ide(self, request: Any) -> bool:
         """Only a browser's page load: not a persisted query sent by GET without its text."""
         params = request.query_params
