@@ -112,6 +112,8 @@ class GroupGraphView(GraphQL):
         request = Request(scope, receive)
         response = await self._respond(request, scope, receive, request_id)
         response.headers["x-request-id"] = request_id
+        if not response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["cache-control"] = "no-store"  # answers hold tokens and private data
         REQUESTS.labels(path="/graphql", status=str(response.status_code)).inc()
         structlog.contextvars.unbind_contextvars("request_id")
         await response(scope, receive, send)
@@ -173,8 +175,6 @@ class GroupGraphView(GraphQL):
         finally:
             await context.store.close()
         response = self._negotiate(request, response)
-        if response.media_type != "text/html":
-            response.headers["cache-control"] = "no-store"  # answers hold tokens and private data
         for cookie in context.cookies:
             response.headers.append("set-cookie", cookie)
         return response
