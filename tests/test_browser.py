@@ -104,6 +104,11 @@ async def test_automatic_persisted_queries_post_and_get_shared_by_workers(site: 
     junk = "{ nope }"
     bad = await site.client.post("/graphql", json={"query": junk, "extensions": apq(sha(junk))}, headers=auth)
     assert errors_of(bad.json()) == ["GRAPHQL_VALIDATION_FAILED"] and await site.count(PersistedQuery) == 1
+    # the table stops growing at its limit: the document still runs, unstored
+    async with another_app(site, max_persisted_queries=1) as full:
+        other = "query Other { viewer { lastName } }"
+        ran = await full.post("/graphql", json={"query": other, "extensions": apq(sha(other))}, headers=auth)
+        assert ran.json()["data"]["viewer"]["lastName"] == "Tester" and await site.count(PersistedQuery) == 1
     for extensions in ({"persistedQuery": {"version": 2, "sha256Hash": digest}}, apq("XYZ"), {"persistedQuery": 1}):
         refused = await site.client.post("/graphql", json={"extensions": extensions}, headers=auth)
         assert refused.status_code == 400 and errors_of(refused.json()) == ["BAD_USER_INPUT"], extensions

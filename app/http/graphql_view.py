@@ -74,7 +74,10 @@ class GroupGraphView(GraphQL):
         self.database = database
         self.settings = settings
         trusted = TrustedDocuments.load(settings.trusted_documents) if settings.trusted_documents else None
-        self.persisted = PersistedQueries(database, trusted, lambda document: _valid(schema, document))
+        self.persisted = PersistedQueries(
+            database, trusted, lambda document: _valid(schema, document, settings.max_tokens),
+            settings.max_persisted_queries,
+        )
 
     async def render_graphql_ide(self, request: Request) -> Response:
         from app.http.graphiql import graphiql_page
@@ -216,9 +219,9 @@ class GroupGraphView(GraphQL):
         """Errors are logged once, by the schema's process_errors."""
 
 
-def _valid(schema: Any, document: str) -> bool:
+def _valid(schema: Any, document: str, max_tokens: int) -> bool:
     try:
-        return not validate(schema._schema, parse(document))
+        return not validate(schema._schema, parse(document, max_tokens=max_tokens))
     except GraphQLError:
         return False
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.store.db import Database
@@ -26,6 +26,7 @@ from app.store.models import PersistedQuery, utcnow
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CACHE_SIZE = 2000
+MAX_DOCUMENT_CHARS = 100_000  # longer documents run, but are not stored
 
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"  # the code Apollo's persisted-queries link retries on
 NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"  # trusted documents only: not one of them
@@ -71,9 +72,12 @@ class TrustedDocuments:
 
 
 class PersistedQueries:
-    def __init__(self, database: Database, trusted: TrustedDocuments | None, valid: Callable[[str], bool]) -> None:
+    def __init__(
+        self, database: Database, trusted: TrustedDocuments | None, valid: Callable[[str], bool], max_rows: int
+    ) -> None:
         self.database = database
         self.trusted = trusted
+        self.max_rows = max_rows  # the table stops growing there (anyone may register a document)
         self.valid = valid  # only documents that parse and validate against the schema are stored
         self._cache: OrderedDict[str, str] = OrderedDict()
 
@@ -141,7 +145,11 @@ class PersistedQueries:
         return document
 
     async def _store(self, digest: str, document: str) -> None:
-        if digest in self._cache or not self.valid(document):
+        if digest in self._cache or len(document) > MAX_DOCUMENT_CHARS or not self.valid(document):
+            return
+        async with self.database.session() as session:
+            stored = int(await session.scalar(select(func.count()).select_from(PersistedQuery)))
+        if stored >= self.max_rows:
             return
         dialect = postgresql if not self.database.is_sqlite else sqlite
         statement = (
