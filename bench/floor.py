@@ -24,9 +24,9 @@ summary AS (SELECT e.course_id, count(*) AS enrolled, count(e.completed_at) AS c
                    avg(100.0 * coalesce(d.done, 0) / sc.n) AS average
             FROM enrollment e JOIN learners l ON l.user_id = e.user_id JOIN sc ON sc.course_id = e.course_id
             LEFT JOIN done d ON d.user_id = e.user_id AND d.course_id = e.course_id GROUP BY e.course_id),
-page AS (SELECT mem.*, row_number() OVER (ORDER BY u.last_name_normalized, u.first_name, mem.id) AS pos
+page AS (SELECT mem.*, row_number() OVER (ORDER BY u.last_name_normalized, mem.id) AS pos
          FROM mem JOIN "user" u ON u.id = mem.user_id WHERE mem.role = 'MEMBER'
-         ORDER BY u.last_name_normalized, u.first_name, mem.id LIMIT 101),
+         ORDER BY u.last_name_normalized, mem.id LIMIT 101),
 prog AS (SELECT sp.user_id, sp.course_id, count(sp.viewed_at) AS viewed, count(sp.completed_at) AS done,
                 sum(sp.points) AS points, sum(s.max_points) FILTER (WHERE sp.points IS NOT NULL) AS max_points
          FROM step_progress sp JOIN step s ON s.id = sp.step_id
@@ -78,9 +78,9 @@ summary AS (SELECT e.course_id, count(*) AS enrolled, count(e.completed_at) AS c
                                 WHERE sp.user_id = e.user_id AND sp.course_id = e.course_id)
                        / (SELECT n FROM sc WHERE sc.course_id = e.course_id)) AS average
             FROM enrollment e WHERE e.user_id IN (SELECT user_id FROM learners) GROUP BY e.course_id),
-page AS MATERIALIZED (SELECT mem.*, row_number() OVER (ORDER BY u.last_name_normalized, u.first_name, mem.id) AS pos
+page AS MATERIALIZED (SELECT mem.*, row_number() OVER (ORDER BY u.last_name_normalized, mem.id) AS pos
          FROM mem JOIN "user" u ON u.id = mem.user_id WHERE mem.role = 'MEMBER'
-         ORDER BY u.last_name_normalized, u.first_name, mem.id LIMIT 101),
+         ORDER BY u.last_name_normalized, mem.id LIMIT 101),
 cp AS (SELECT user_id, json_group_array(json(card)) AS courses FROM (
          SELECT e.user_id, json_object(
            'course', json_object('name', c.name), 'activatedAt', e.activated_at, 'expiresAt', e.expires_at,

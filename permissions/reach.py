@@ -128,6 +128,13 @@ class Reach:
     def is_admin(self) -> bool:
         return bool(self.site_roles & {"OWNER", "ADMIN"})
 
+    def may_administer_site_roles(self, target_roles: Iterable[str], new_roles: Iterable[str] = ()) -> bool:
+        """Owners are above admins: only an OWNER grants or takes OWNER, or touches an owner's account at all
+        (roles, status, profile, password, deletion)."""
+        if "OWNER" in self.site_roles:
+            return True
+        return self.is_admin and "OWNER" not in set(target_roles) and "OWNER" not in set(new_roles)
+
     def staff_groups(self, roles: Iterable[str] = STAFF_ROLES) -> set[int]:
         wanted = set(roles)
         return {g for g, held in self.group_roles.items() if held & wanted}

@@ -15,20 +15,20 @@ from dataloaders.audit import audit_event, audit_page
 from permissions.classes import requires
 from permissions.reach import Permission
 from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
-from resolvers.users import User, prepare_users
+from resolvers.views import UserType, UserView, prepare_users
 
 
 @strawberry.type
 class AuditEvent(Node):
     row: strawberry.Private[AuditEventRow]
-    actor_user: strawberry.Private[User | None]
+    actor_user: strawberry.Private[UserView | None]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("AuditEvent", self.row.id))  # type: ignore[arg-type]
 
     @strawberry.field(description="Null for the system (sync, migrations), or when the account is gone.")
-    def actor(self) -> User | None:
+    def actor(self) -> UserType | None:
         return self.actor_user
 
     @strawberry.field(description="For example group.create, membership.add, access_request.revoke, user.deny.")

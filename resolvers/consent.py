@@ -47,7 +47,7 @@ from dataloaders.consent import (
 from permissions.classes import authenticated
 from permissions.reach import Reach
 from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
-from resolvers.users import User, check_email, normalize_email, prepare_users
+from resolvers.views import UserType, UserView, check_email, normalize_email, prepare_users
 
 MESSAGE_MAX_LENGTH = 2000
 ADVISORY_LOCK_NAMESPACE = 4  # pg_advisory_xact_lock(namespace, requester id): one requestAccess at a time per requester
@@ -72,15 +72,15 @@ class AccessDecision(Enum):
 class AccessRequest(Node):
     row: strawberry.Private[AccessRequestRow]
     current_status: strawberry.Private[str]
-    requester_user: strawberry.Private[User]
-    subject_user: strawberry.Private[User | None]
+    requester_user: strawberry.Private[UserView]
+    subject_user: strawberry.Private[UserView | None]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("AccessRequest", self.row.id))  # type: ignore[arg-type]
 
     @strawberry.field
-    def requester(self) -> User:
+    def requester(self) -> UserType:
         return self.requester_user
 
     @strawberry.field(
@@ -93,7 +93,7 @@ class AccessRequest(Node):
         description="Visible to the requester only once GRANTED (null otherwise, without an error, whether or "
         "not an account has the email); always to the subject themself and to site admins."
     )
-    def subject(self) -> User | None:
+    def subject(self) -> UserType | None:
         return self.subject_user
 
     @strawberry.field

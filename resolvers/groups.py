@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import delete, false, func, or_, select, update
@@ -29,58 +29,42 @@ from permissions.filters import group_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
 from resolvers.enums import ExportFormat, GroupRole
-
-if TYPE_CHECKING:
-    from resolvers.reports import ProgressReportConnection
-
-if TYPE_CHECKING:
-    from resolvers.memberships import MembershipConnection
-if TYPE_CHECKING:
-    from resolvers.progress import GroupProgressSummary
-    from resolvers.reviews import SubmissionConnection
+from resolvers.memberships import MembershipConnection, member_count, members_of
+from resolvers.progress import GroupProgressSummary, progress_summary_of
+from resolvers.reports import ProgressReportConnection, progress_export_url, progress_report
+from resolvers.reviews import SubmissionConnection, review_queue_of
+from resolvers.views import GroupView, require_visible_group, visible_group
 
 
 @strawberry.type
 class Group(Node):
+    """Resolved from `resolvers.views.GroupView` objects, whatever domain hands them out."""
+
     row: strawberry.Private[GroupRow]
 
-    @property
-    def group_subject_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, GroupView)
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Group", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
-    def database_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    database_id: int
 
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
+    name: str
 
-    @strawberry.field(description="Unique across the site; used by imports and reports.")
-    def slug(self) -> str:
-        return self.row.slug
+    slug: str = strawberry.field(description="Unique across the site; used by imports and reports.")
 
-    @strawberry.field
-    def description(self) -> str | None:
-        return self.row.description
+    description: str | None
 
-    @strawberry.field(
+    synced: bool = strawberry.field(
         description="True for classes managed by the rostering sync: only synced users may join them."
     )
-    def synced(self) -> bool:
-        return self.row.synced
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
+    created_at: datetime
 
-    @strawberry.field(description="0 for a root group.")
-    def depth(self) -> int:
-        return self.row.depth
+    depth: int = strawberry.field(description="0 for a root group.")
 
     @strawberry.field(description="Null for a root group, or where the caller may not see the parent.")
     async def parent(self, info: Info) -> Group | None:
@@ -92,13 +76,13 @@ class Group(Node):
     async def ancestors(self, info: Info) -> list[Group]:
         reach: Reach = info.context.reach
         rows = await info.context.loaders.groups.ancestors.load(self.row.id)
-        return [Group(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
+        return [GroupView(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
 
     @strawberry.field
     async def children(self, info: Info) -> list[Group]:
         reach: Reach = info.context.reach
         rows = await info.context.loaders.groups.children.load(self.row.id)
-        return [Group(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
+        return [GroupView(row=r) for r in rows if reach.sees_group(r.id)]  # type: ignore[arg-type]
 
     @strawberry.field(description="The caller's effective role here (inherited from ancestors); null if none.")
     def viewer_role(self, info: Info) -> GroupRole | None:
@@ -123,23 +107,17 @@ class Group(Node):
         after: After = None,
         last: Last = None,
         before: Before = None,
-    ) -> Annotated[MembershipConnection, strawberry.lazy("resolvers.memberships")]:
-        from resolvers.memberships import members_of
-
+    ) -> MembershipConnection:
         return await members_of(info, self.row.id, roles, bool(include_nested), search, first, after, last, before)  # type: ignore[arg-type]
 
     @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
     async def member_count(self, info: Info, include_nested: bool | None = False) -> int:
-        from resolvers.memberships import member_count
-
         return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
     # progress summary and review queue
     @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
     async def progress_summary(
         self, info: Info, include_nested: bool | None = True
-    ) -> Annotated[GroupProgressSummary, strawberry.lazy("resolvers.progress")] | None:
-        from resolvers.progress import progress_summary_of
-
+    ) -> GroupProgressSummary | None:
         return await progress_summary_of(info, self, include_nested)
 
     @strawberry.field(
@@ -149,9 +127,7 @@ class Group(Node):
     )
     async def review_queue(
         self, info: Info, first: First = 50, after: After = None, last: Last = None, before: Before = None
-    ) -> Annotated[SubmissionConnection, strawberry.lazy("resolvers.reviews")] | None:
-        from resolvers.reviews import review_queue_of
-
+    ) -> SubmissionConnection | None:
         return await review_queue_of(info, self, first, after, last, before)
     # the progress report and its export URL
     @strawberry.field(
@@ -161,9 +137,7 @@ class Group(Node):
     async def progress_report(
         self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
         first: First = 100, after: After = None, last: Last = None, before: Before = None,
-    ) -> Annotated[ProgressReportConnection, strawberry.lazy("resolvers.reports")] | None:
-        from resolvers.reports import progress_report
-
+    ) -> ProgressReportConnection | None:
         nested = include_nested is not False
         return await progress_report(info, self.row.id, course_id, nested, first, after, last, before)  # type: ignore[arg-type]
 
@@ -172,27 +146,7 @@ class Group(Node):
         description="Relative URL of the streamed CSV/XLSX progress export.",
     )
     def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
-        from resolvers.reports import progress_export_url
-
         return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
-
-
-async def visible_groups(info: Info, ids: list[int]) -> list[Group | None]:
-    reach: Reach = await info.context.load_reach()
-    rows = await info.context.loaders.groups.by_id.load_many(ids)
-    return [Group(row=r) if r is not None and reach.sees_group(r.id) else None for r in rows]  # type: ignore[arg-type]
-
-
-async def visible_group(info: Info, group_id: int) -> Group | None:
-    return (await visible_groups(info, [group_id]))[0]
-
-
-async def require_visible_group(info: Info, global_id: str, field: str = "id") -> Group:
-    """The group the argument names; NOT_FOUND alike for missing and invisible ones."""
-    group = await visible_group(info, require_id(global_id, "Group", field))
-    if group is None:
-        raise NotFound("No such group.", field=field)
-    return group
 
 
 def slugify(name: str) -> str:
@@ -309,7 +263,7 @@ async def update_group(info: Info, id: strawberry.ID, input: UpdateGroupInput) -
             audit(session, ctx.viewer_id, "group.update", "group", group_id, **changes)
     refresh_tree(info)
     await ctx.load_reach()
-    return Group(row=row)
+    return GroupView(row=row)
 
 
 async def delete_group(info: Info, id: strawberry.ID, delete_nested: bool) -> bool:
@@ -384,7 +338,7 @@ async def list_groups(
     rows, made, page_info_ = pages.page(fetched, lambda r: (r.name_normalized, r.id))
     for row in rows:
         info.context.loaders.groups.by_id.prime(row.id, row)
-    edges = [GroupEdge(cursor=c, node=Group(row=r)) for c, r in zip(made, rows, strict=True)]
+    edges = [GroupEdge(cursor=c, node=GroupView(row=r)) for c, r in zip(made, rows, strict=True)]
 
     async def count() -> int:
         return int(await store.scalar(select(func.count()).select_from(GroupRow).where(*conditions)))
@@ -467,7 +421,7 @@ class GroupMutations:
             audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
         ctx.forget_reach()
         await ctx.load_reach()
-        return Group(row=row)
+        return GroupView(row=row)
 
     # updateGroup, deleteGroup
     @strawberry.mutation(

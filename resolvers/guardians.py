@@ -26,7 +26,7 @@ from permissions.classes import authenticated, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, clean_text
 from resolvers.enums import AccountStatus, LicenceType
-from resolvers.users import User, prepare_users
+from resolvers.views import UserType, UserView, prepare_users
 
 CHUNK = 5_000
 
@@ -34,19 +34,19 @@ CHUNK = 5_000
 @strawberry.type(description="An external user (parent, guardian, the pupil's own gateway account) linked to a pupil.")
 class GuardianLink(Node):
     row: strawberry.Private[GuardianLinkRow]
-    external: strawberry.Private[User]
-    linked_pupil: strawberry.Private[User]
+    external: strawberry.Private[UserView]
+    linked_pupil: strawberry.Private[UserView]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("GuardianLink", self.row.id))  # type: ignore[arg-type]
 
     @strawberry.field
-    def external_user(self) -> User:
+    def external_user(self) -> UserType:
         return self.external
 
     @strawberry.field
-    def pupil(self) -> User:
+    def pupil(self) -> UserType:
         return self.linked_pupil
 
     @strawberry.field
@@ -79,7 +79,7 @@ class LoginStatistics:
     buckets: list[LoginBucket]
 
 
-async def links_with_visible_ends(info: Info, rows: Sequence[GuardianLinkRow], known: Sequence[User] = ()) -> list[GuardianLink]:
+async def links_with_visible_ends(info: Info, rows: Sequence[GuardianLinkRow], known: Sequence[UserView] = ()) -> list[GuardianLink]:
     """Links whose two users the viewer may both see (VIEW_PROFILE); the others are left out, as absent."""
     reach: Reach = await info.context.load_reach()
     users = {u.row.id: u for u in known}
@@ -95,7 +95,7 @@ async def links_with_visible_ends(info: Info, rows: Sequence[GuardianLinkRow], k
     ]
 
 
-async def guardian_links_of(info: Info, user: User) -> list[GuardianLink]:
+async def guardian_links_of(info: Info, user: UserView) -> list[GuardianLink]:
     """User.guardianLinks: the pupils of an external user, or the external users of a learner."""
     rows = await info.context.loaders.guardians.of_user.load(user.row.id)
     return await links_with_visible_ends(info, rows, [user])
@@ -124,7 +124,7 @@ async def user_rows(session, ids: Sequence[int]) -> list[UserRow]:  # type: igno
 def check_may_act_on(reach: Reach, viewer_id: int, rows: Sequence[UserRow], verb: str) -> None:
     if any(r.id == viewer_id for r in rows):
         raise BadInput(f"You may not {verb} your own account here.", field="userIds")
-    if "OWNER" not in reach.site_roles and any("OWNER" in r.site_roles.split(",") for r in rows):
+    if any(not reach.may_administer_site_roles(r.site_roles.split(",")) for r in rows):
         raise Forbidden(f"Only an owner may {verb} an owner.")
 
 
@@ -246,7 +246,7 @@ class GuardianMutations:
     )
     async def set_account_status(
         self, info: Info, user_ids: list[strawberry.ID], status: AccountStatus
-    ) -> list[User]:
+    ) -> list[UserType]:
         ctx = info.context
         ids = decode_user_ids(user_ids)
         reach: Reach = await ctx.load_reach()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 from sqlalchemy import delete, or_, select
@@ -23,14 +23,19 @@ from permissions.classes import Subjects, requires
 from permissions.filters import group_visible, user_visible
 from permissions.reach import PLACED_ON_CONSENT, ROLES_GIVING, Permission, Reach, placement_basis
 from resolvers.common import Node, PageInfo, clean_text, paging
+from resolvers.consent import AccessRequest, access_request_for_membership
 from resolvers.enums import GroupRole
-from resolvers.groups import require_visible_group
-from resolvers.users import visible_users
-
-if TYPE_CHECKING:
-    from resolvers.consent import AccessRequest
-    from resolvers.groups import Group
-    from resolvers.users import User
+from resolvers.views import (
+    GroupType,
+    GroupView,
+    UserType,
+    prepare_users,
+    require_visible_group,
+    visible_group,
+    visible_groups,
+    visible_user,
+    visible_users,
+)
 
 
 @strawberry.type
@@ -54,27 +59,21 @@ class Membership(Node):
         return self.row.created_at
 
     @strawberry.field
-    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("resolvers.users")]:
-        from resolvers.users import prepare_users
-
+    async def user(self, info: Info) -> UserType:
         row = await info.context.loaders.users.by_id.load(self.row.user_id)
         return (await prepare_users(info, [row]))[0]
 
     @strawberry.field
-    async def group(self, info: Info) -> Annotated[Group, strawberry.lazy("resolvers.groups")]:
-        from resolvers.groups import Group
-
-        return Group(row=await info.context.loaders.groups.by_id.load(self.row.group_id))
+    async def group(self, info: Info) -> GroupType:
+        return GroupView(row=await info.context.loaders.groups.by_id.load(self.row.group_id))
 
     @strawberry.field(
         description="The consent that allowed this membership, when it was added on the strength of one. "
         "Shown to the consent's requester, its subject and site admins; null for everyone else."
     )
-    async def access_request(self, info: Info) -> Annotated[AccessRequest, strawberry.lazy("resolvers.consent")] | None:
+    async def access_request(self, info: Info) -> AccessRequest | None:
         if self.row.access_request_id is None:
             return None
-        from resolvers.consent import access_request_for_membership
-
         return await access_request_for_membership(info, self.row.access_request_id)
 
 
@@ -87,8 +86,6 @@ async def memberships_of_user(info: Info, user_id: int) -> list[Membership]:
 
 async def visible_membership(info: Info, membership_id: int) -> Membership | None:
     """A membership shows where its group and its user both do."""
-    from resolvers.groups import visible_group
-    from resolvers.users import visible_user
 
     rows = await info.context.store.scalars(select(MembershipRow).where(MembershipRow.id == membership_id))
     if not rows:
@@ -185,8 +182,6 @@ async def add_members_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
 
 async def visible_membership_rows(info: Info, global_ids: list[strawberry.ID], field: str) -> list[MembershipRow]:
     """The memberships named, each visible to the caller (NOT_FOUND naming the first that is not)."""
-    from resolvers.groups import visible_groups
-
     ids = list(dict.fromkeys(require_id(g, "Membership", field) for g in global_ids))
     if not ids:
         raise BadInput(f"{field} must not be empty", field=field)

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
 from app.runtime.ids import parse_global_id
+from resolvers.audit import visible_audit_event
 from resolvers.common import Node
+from resolvers.consent import visible_access_request
+from resolvers.courses import visible_course, visible_step
+from resolvers.guardians import visible_guardian_link
+from resolvers.memberships import visible_membership
+from resolvers.reviews import visible_submission
+from resolvers.views import visible_group, visible_user
 
-# type name -> "module:function" taking (info, database_id) and returning the object or None
-NODE_RESOLVERS: dict[str, str] = {
-    "User": "resolvers.users:visible_user",
-    "Group": "resolvers.groups:visible_group",
-    "Membership": "resolvers.memberships:visible_membership",
-    "AccessRequest": "resolvers.consent:visible_access_request",
-    "GuardianLink": "resolvers.guardians:visible_guardian_link",
-
-    "Course": "resolvers.courses:visible_course",
-    "Step": "resolvers.courses:visible_step",
-    "Submission": "resolvers.reviews:visible_submission",
-
-    "AuditEvent": "resolvers.audit:visible_audit_event",
+# type name -> a function taking (info, database_id) and returning the object or None
+NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
+    "User": visible_user,
+    "Group": visible_group,
+    "Membership": visible_membership,
+    "AccessRequest": visible_access_request,
+    "GuardianLink": visible_guardian_link,
+    "Course": visible_course,
+    "Step": visible_step,
+    "Submission": visible_submission,
+    "AuditEvent": visible_audit_event,
 }
 
 
@@ -31,8 +37,5 @@ class NodeQueries:
     @strawberry.field
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, database_id = parse_global_id(id)
-        target = NODE_RESOLVERS.get(type_name)
-        if target is None:
-            return None
-        module, function = target.split(":")
-        return await getattr(importlib.import_module(module), function)(info, database_id)
+        resolve = NODE_RESOLVERS.get(type_name)
+        return None if resolve is None else await resolve(info, database_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
@@ -27,10 +27,7 @@ from permissions.classes import requires
 from permissions.reach import Permission
 from resolvers.common import PageInfo, paging
 from resolvers.courses import Course, Step, course_views, step_view
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
-    from resolvers.users import User
+from resolvers.views import GroupView, UserView
 
 
 def percent(part: int | None, whole: int | None) -> float:
@@ -105,7 +102,7 @@ def asks_for(info: Info, name: str) -> bool:
     return cache[key]
 
 
-async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
+async def course_progress_of(info: Info, user: UserView, course_ids: Sequence[strawberry.ID] | None) -> list[CourseProgress]:
     loaders = info.context.loaders
     user_id: int = user.row.id  # type: ignore[assignment]
     wanted = None if course_ids is None else {require_id(c, "Course", "courseIds") for c in course_ids}
@@ -136,7 +133,7 @@ async def course_progress_of(info: Info, user: User, course_ids: Sequence[strawb
     return out
 
 
-async def usage_minutes_of(info: Info, user: User) -> int:
+async def usage_minutes_of(info: Info, user: UserView) -> int:
     return await info.context.loaders.progress.usage_minutes.load(user.row.id)
 
 
@@ -160,7 +157,7 @@ class GroupProgressSummary:
     courses: list[CourseSummary] = strawberry.field(description="Courses any of them is enrolled in, by name.")
 
 
-async def progress_summary_of(info: Info, group: Group, include_nested: bool) -> GroupProgressSummary:
+async def progress_summary_of(info: Info, group: GroupView, include_nested: bool) -> GroupProgressSummary:
     summary = await info.context.loaders.progress.summary.load((group.row.id, include_nested is not False))
     courses = await course_views(info, [c.course_id for c in summary.courses])
     rows = [
@@ -208,7 +205,8 @@ class ActivityConnection:
 
 
 async def activity_of(
-    info: Info, user: User, first: int | None, after: str | None, last: int | None = None, before: str | None = None
+    info: Info, user: UserView, first: int | None, after: str | None, last: int | None = None,
+    before: str | None = None,
 ) -> ActivityConnection:
     """Newest first; the cursors carry the keyset (occurredAt, id)."""
     pages = paging(info, "activity", (cursors.INSTANT, cursors.ID), first, after, last, before)

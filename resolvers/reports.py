@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -14,9 +13,7 @@ from app.runtime.ids import require_id
 from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
 from resolvers.common import PageInfo, paging
 from resolvers.enums import ExportFormat
-
-if TYPE_CHECKING:
-    from resolvers.users import User
+from resolvers.views import UserType, prepare_users
 
 
 @strawberry.type(description="One row of the group progress report (the analyst export).")
@@ -24,9 +21,7 @@ class ProgressReportRow:
     row: strawberry.Private[ReportRow]
 
     @strawberry.field
-    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("resolvers.users")]:
-        from resolvers.users import prepare_users
-
+    async def user(self, info: Info) -> UserType:
         user = await info.context.loaders.users.by_id.load(self.row.user_id)
         return (await prepare_users(info, [user]))[0]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -29,10 +29,7 @@ from permissions.classes import Subjects, requires
 from permissions.reach import Permission, Reach
 from resolvers.common import Node, PageInfo, clean_text, paging
 from resolvers.courses import Course, Step, course_views, step_view
-from resolvers.users import User, prepare_users, visible_users
-
-if TYPE_CHECKING:
-    from resolvers.groups import Group
+from resolvers.views import GroupView, UserType, UserView, prepare_users, visible_users
 
 FEEDBACK_MAX_LENGTH = 10_000
 
@@ -46,8 +43,8 @@ class SubmissionStatus(Enum):
 @strawberry.type(description="Work a learner handed in on an ASSIGNMENT step.")
 class Submission(Node):
     row: strawberry.Private[SubmissionRow]
-    submitter: strawberry.Private[User]
-    reviewer: strawberry.Private[User | None]
+    submitter: strawberry.Private[UserView]
+    reviewer: strawberry.Private[UserView | None]
     step_obj: strawberry.Private[Step]
 
     @strawberry.field
@@ -59,7 +56,7 @@ class Submission(Node):
         return self.row.id  # type: ignore[return-value]
 
     @strawberry.field
-    def user(self) -> User:
+    def user(self) -> UserType:
         return self.submitter
 
     @strawberry.field
@@ -91,7 +88,7 @@ class Submission(Node):
         return self.row.feedback
 
     @strawberry.field(description="Null until reviewed, or where the caller may not see the reviewer.")
-    def reviewed_by(self) -> User | None:
+    def reviewed_by(self) -> UserType | None:
         return self.reviewer
 
     @strawberry.field
@@ -141,7 +138,8 @@ async def visible_submission(info: Info, submission_id: int) -> Submission | Non
 
 
 async def review_queue_of(
-    info: Info, group: Group, first: int | None, after: str | None, last: int | None = None, before: str | None = None
+    info: Info, group: GroupView, first: int | None, after: str | None, last: int | None = None,
+    before: str | None = None,
 ) -> SubmissionConnection:
     pages = paging(info, "reviewQueue", (cursors.INSTANT, cursors.ID), first, after, last, before)
     fetched, total = await info.context.loaders.reviews.queue(group.row.id, info.context.viewer_id, pages.window)
@@ -151,7 +149,7 @@ async def review_queue_of(
     return SubmissionConnection(edges=edges, page_info=page_info_, total_count=total)
 
 
-async def pending_review_count_of(info: Info, user: User) -> int:
+async def pending_review_count_of(info: Info, user: UserView) -> int:
     return await info.context.loaders.reviews.pending_count.load(user.row.id)
 
 

@@ -25,7 +25,7 @@ from app.store.models import ApiToken, LoginEvent, Session, utcnow
 from app.store.models import User as UserRow
 from permissions.classes import authenticated
 from resolvers.common import clean_text
-from resolvers.users import User, normalize_email, prepare_users
+from resolvers.views import UserType, normalize_email, prepare_users
 
 SIGN_IN_FAILED = "The email or password is not right."
 
@@ -36,7 +36,7 @@ class LoginPayload:
         description="Send as 'Authorization: Bearer <token>'. Empty in cookie session mode (login(cookie: true))."
     )
     expires_at: datetime
-    user: User
+    user: UserType
 
 
 @strawberry.type

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from sqlalchemy import func, select
@@ -13,67 +12,61 @@ from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
 from app.runtime import cursors
-from app.runtime.errors import BadInput, Conflict, NotFound
+from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import hash_password
 from app.store.models import User as UserRow
 from dataloaders.users import UserSearch, count_users, search_users, user_order
 from permissions.classes import requires
-from permissions.reach import Permission, Reach
+from permissions.reach import Permission
 from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
 from resolvers.enums import AccountStatus, LicenceType, OrderDirection, SiteRole, UserKind
-
-if TYPE_CHECKING:
-    from resolvers.guardians import GuardianLink
-    from resolvers.memberships import Membership
-    from resolvers.progress import ActivityConnection, CourseProgress
+from resolvers.guardians import GuardianLink, guardian_links_of
+from resolvers.memberships import Membership, memberships_of_user
+from resolvers.progress import (
+    ActivityConnection,
+    CourseProgress,
+    activity_of,
+    course_progress_of,
+    usage_minutes_of,
+)
+from resolvers.reviews import pending_review_count_of
+from resolvers.views import UserView, check_email, normalize_email, prepare_users, visible_user
 
 
 @strawberry.type
 class User(Node):
+    """Resolved from `resolvers.views.UserView` objects, whatever domain hands them out."""
+
     row: strawberry.Private[UserRow]
     group_ids: strawberry.Private[frozenset[int] | None]
 
-    @property
-    def user_subject(self) -> UserSubject:
-        return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, UserView)
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("User", self.row.id))  # type: ignore[arg-type]
 
-    @strawberry.field
-    def database_id(self) -> int:
-        return self.row.id  # type: ignore[return-value]
+    database_id: int
 
-    @strawberry.field(description="Set by the rostering system (SIS) or an import; unique when present.")
-    def external_id(self) -> str | None:
-        return self.row.external_id
+    external_id: str | None = strawberry.field(description="Set by the rostering system (SIS) or an import; unique when present.")
 
     @strawberry.field
     def kind(self) -> UserKind:
         return UserKind(self.row.kind)
 
-    @strawberry.field
-    def first_name(self) -> str:
-        return self.row.first_name
+    first_name: str
 
-    @strawberry.field
-    def last_name(self) -> str:
-        return self.row.last_name
+    last_name: str
 
-    @strawberry.field
-    def title(self) -> str | None:
-        return self.row.title
+    title: str | None
 
-    @strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
-    def email(self) -> str | None:
-        return self.row.email
+    email: str | None = strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
 
-    @strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
-    def company(self) -> str | None:
-        return self.row.company
+    company: str | None = strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
 
     @strawberry.field
     def roles(self) -> list[SiteRole]:
@@ -83,35 +76,23 @@ class User(Node):
     def status(self) -> AccountStatus | None:
         return AccountStatus(self.row.status)
 
-    @strawberry.field(
+    synced: bool = strawberry.field(
         description="True for users managed by the rostering sync: only synced groups may hold them."
     )
-    def synced(self) -> bool:
-        return self.row.synced
 
-    @strawberry.field(
+    agreed_to_download_reports: bool = strawberry.field(
         description="Always true for accounts created since the gateway's version 4 (reports are downloaded, "
         "not posted); not editable."
     )
-    def agreed_to_download_reports(self) -> bool:
-        return self.row.agreed_to_download_reports
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
+    created_at: datetime
 
-    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
-    def last_login_at(self) -> datetime | None:
-        return self.row.last_login_at
+    last_login_at: datetime | None = strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
 
-    @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
-    def login_count(self) -> int | None:
-        return self.row.login_count
+    login_count: int | None = strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
 
     @strawberry.field(description="Memberships the caller may see (for the caller themself: all of their own).")
-    async def memberships(self, info: Info) -> list[Annotated[Membership, strawberry.lazy("resolvers.memberships")]]:
-        from resolvers.memberships import memberships_of_user
-
+    async def memberships(self, info: Info) -> list[Membership]:
         return await memberships_of_user(info, self.row.id)  # type: ignore[arg-type]
 
     @strawberry.field(
@@ -121,9 +102,7 @@ class User(Node):
     )
     async def guardian_links(
         self, info: Info
-    ) -> list[Annotated[GuardianLink, strawberry.lazy("resolvers.guardians")]] | None:
-        from resolvers.guardians import guardian_links_of
-
+    ) -> list[GuardianLink] | None:
         return await guardian_links_of(info, self)
 
     # progress cards, usage, activity feed, review count
@@ -133,9 +112,7 @@ class User(Node):
     )
     async def course_progress(
         self, info: Info, course_ids: list[strawberry.ID] | None = None
-    ) -> list[Annotated[CourseProgress, strawberry.lazy("resolvers.progress")]] | None:
-        from resolvers.progress import course_progress_of
-
+    ) -> list[CourseProgress] | None:
         return await course_progress_of(info, self, course_ids)
 
     @strawberry.field(
@@ -143,8 +120,6 @@ class User(Node):
         description="Minutes of use in total; a learner with at least 1 minute is active.",
     )
     async def usage_minutes(self, info: Info) -> int | None:
-        from resolvers.progress import usage_minutes_of
-
         return await usage_minutes_of(info, self)
 
     @strawberry.field(
@@ -153,9 +128,7 @@ class User(Node):
     )
     async def activity(
         self, info: Info, first: First = 20, after: After = None, last: Last = None, before: Before = None
-    ) -> Annotated[ActivityConnection, strawberry.lazy("resolvers.progress")] | None:
-        from resolvers.progress import activity_of
-
+    ) -> ActivityConnection | None:
         return await activity_of(info, self, first, after, last, before)
 
     @strawberry.field(
@@ -163,66 +136,7 @@ class User(Node):
         description="Submissions of this user waiting for manual grading (the red dot on the Review icon).",
     )
     async def pending_review_count(self, info: Info) -> int | None:
-        from resolvers.reviews import pending_review_count_of
-
         return await pending_review_count_of(info, self)
-
-
-class UserSubject:
-    """A user as permission decisions see it."""
-
-    __slots__ = ("database_id", "group_ids")
-
-    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
-        self.database_id = database_id
-        self.group_ids = group_ids
-
-
-def subject_of(user: User) -> UserSubject:
-    return user.user_subject
-
-
-async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[User]:
-    """Wrap rows as User objects ready for synchronous permission checks (one batch of group ids)."""
-    await info.context.load_reach()
-    group_ids = await info.context.loaders.users.group_ids.load_many([r.id for r in rows])
-    info.context.loaders.users.prime(rows)
-    return [User(row=row, group_ids=ids) for row, ids in zip(rows, group_ids, strict=True)]
-
-
-async def visible_users(info: Info, ids: Sequence[int], permission: Permission = Permission.VIEW_PROFILE) -> list[User | None]:
-    """Users by id, None for those missing or not visible to the viewer (the two look the same)."""
-    reach: Reach = await info.context.load_reach()
-    rows = await info.context.loaders.users.many(ids)
-    present = [r for r in rows if r is not None]
-    users = {u.row.id: u for u in await prepare_users(info, present)}
-    out: list[User | None] = []
-    for user_id in ids:
-        user = users.get(user_id)
-        out.append(user if user is not None and reach.may(permission, subject_of(user)) else None)
-    return out
-
-
-async def visible_user(info: Info, user_id: int) -> User | None:
-    return (await visible_users(info, [user_id]))[0]
-
-
-async def require_visible_user(info: Info, global_id: str, field: str = "userId") -> User:
-    user = await visible_user(info, require_id(global_id, "User", field))
-    if user is None:
-        raise NotFound("No such user.", field=field)
-    return user
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def check_email(email: str, field: str = "email") -> str:
-    email = email.strip()
-    if len(email) > 320 or "@" not in email or email.startswith("@") or email.endswith("@") or " " in email:
-        raise BadInput("email is not a valid address", field=field)
-    return email
 
 
 @strawberry.input
@@ -328,8 +242,8 @@ class UserMutations:
             if row is None:
                 raise NotFound("No such user.", field="userId")
             before = set(filter(None, row.site_roles.split(",")))
-            if "OWNER" in wanted - before and "OWNER" not in ctx.reach.site_roles:
-                raise BadInput("Only an owner may make another owner.", field="roles")
+            if not ctx.reach.may_administer_site_roles(before, wanted):
+                raise Forbidden("Only an owner may change an owner's roles or make an owner.")
             if "GROUP_ANALYST" in wanted and "GROUP_ANALYST" not in before:
                 await take_analyst_seat(session, ctx.settings.analyst_seats)
             row.site_roles = site_roles_text(sorted(wanted))

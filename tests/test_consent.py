@@ -17,7 +17,7 @@ from dataloaders.reach import load_reach_rows
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders
 from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis
-from resolvers.users import UserSubject
+from resolvers.views import UserSubject
 from tests.site import Site, errors_of, gid
 
 MAX_PENDING = 3

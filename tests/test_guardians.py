@@ -25,7 +25,7 @@ from app.store.models import (
 from dataloaders.reach import load_reach_rows
 from dataloaders.store import Store
 from permissions.reach import Permission, Reach
-from resolvers.users import UserSubject
+from resolvers.views import UserSubject
 from tests.site import PASSWORD, Site, errors_of, gid
 
 LINK = """mutation($e: ID!, $p: ID!, $t: LicenceType!) {

@@ -18,8 +18,7 @@ from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 from permissions.classes import CLASSES
 from permissions.reach import GROUP_PERMISSIONS, Permission, Reach
-from resolvers.groups import Group as GroupType
-from resolvers.users import User as UserType
+from resolvers.views import GroupView, UserView
 from tests.site import Site, errors_of, gid
 
 GROUPS = ("Root", "C1", "C11", "C2", "C21")
@@ -237,13 +236,13 @@ async def test_every_permission_class_allows_and_denies(site: Site) -> None:
     assert set(HOLDERS) == set(Permission) == set(CLASSES)
     for permission, (holder, other, subject_name) in HOLDERS.items():
         if subject_name in fixture.groups:
-            source: Any = GroupType(row=fixture.groups[subject_name])
+            source: Any = GroupView(row=fixture.groups[subject_name])
         else:
             row = fixture.users[subject_name]
             store = Store(site.database)
             group_ids = await Loaders(store).users.group_ids.load(row.id)
             await store.close()
-            source = UserType(row=row, group_ids=group_ids)
+            source = UserView(row=row, group_ids=group_ids)
         for viewer, expected in ((holder, True), (other, False)):
             user = fixture.users[viewer]
             info = SimpleNamespace(context=SimpleNamespace(viewer=user, reach=await reach_of(site, user)))
@@ -279,7 +278,7 @@ async def test_viewer_permissions_come_from_the_enforcing_classes(site: Site) ->
         user = fixture.users[viewer]
         info = SimpleNamespace(context=SimpleNamespace(viewer=user, reach=await reach_of(site, user)))
         for name, row in fixture.groups.items():
-            source = GroupType(row=row)
+            source = GroupView(row=row)
             allowed = [p.value for p in GROUP_PERMISSIONS if CLASSES[p]().has_permission(source, info)]  # type: ignore[arg-type]
             assert allowed == PERMISSIONS.get((viewer, name), []), (viewer, name)
 

@@ -69,5 +69,37 @@ async def test_set_site_roles(site: Site) -> None:
     assert made_admin["data"]["viewer"]["roles"] == ["ADMIN", "GROUP_ANALYST"]
     third = await site.user("Quin", kind="STAFF")
     refused = await site.gql(mutation, {"id": gid("User", third), "roles": ["OWNER"]}, as_user=staff)
-    assert errors_of(refused) == ["BAD_USER_INPUT"]
+    assert errors_of(refused) == ["FORBIDDEN"]
     assert await site.count(User, User.site_roles == "") == 1
+
+
+async def test_an_admin_cannot_touch_an_owner_in_any_number_of_calls(site: Site) -> None:
+    """Owners are above admins: an ADMIN neither strips OWNER (the first of the two calls that used to get past
+    the owner-only guards) nor changes an owner's other roles, status or account; only an OWNER does."""
+    owner = await site.user("Oz", kind="STAFF", roles="OWNER")
+    other_owner = await site.user("Otto", kind="STAFF", roles="OWNER")
+    admin = await site.user("Ann", kind="STAFF", roles="ADMIN")
+    roles = "mutation($id: ID!, $roles: [SiteRole!]!) { setSiteRoles(userId: $id, roles: $roles) { roles } }"
+    status = "mutation($ids: [ID!]!) { setAccountStatus(userIds: $ids, status: DENIED) { status } }"
+    delete = "mutation($ids: [ID!]!) { deleteUsers(userIds: $ids) }"
+    target = gid("User", owner)
+    for attempt in (
+        await site.gql(roles, {"id": target, "roles": []}, as_user=admin),
+        await site.gql(roles, {"id": target, "roles": ["ADMIN"]}, as_user=admin),
+        await site.gql(roles, {"id": target, "roles": ["OWNER", "GROUP_ANALYST"]}, as_user=admin),
+        await site.gql(roles, {"id": gid("User", admin), "roles": ["ADMIN", "OWNER"]}, as_user=admin),
+        await site.gql(status, {"ids": [target]}, as_user=admin),
+        await site.gql(delete, {"ids": [target]}, as_user=admin),
+    ):
+        assert errors_of(attempt) == ["FORBIDDEN"], attempt
+    async with site.database.session() as session:
+        stored = await session.get(User, owner.id)
+        assert stored is not None and stored.site_roles == "OWNER" and stored.status == "ACTIVE"
+        assert (await session.get(User, admin.id)).site_roles == "ADMIN"  # type: ignore[union-attr]
+    assert await site.count(AuditEvent) == 0
+
+    # an owner may change another owner's roles, and then the former owner is an admin like any other
+    demoted = await site.gql(roles, {"id": gid("User", other_owner), "roles": ["ADMIN"]}, as_user=owner)
+    assert demoted == {"data": {"setSiteRoles": {"roles": ["ADMIN"]}}}
+    assert errors_of(await site.gql(roles, {"id": target, "roles": []}, as_user=other_owner)) == ["FORBIDDEN"]
+    assert await site.count(AuditEvent, AuditEvent.action == "user.roles") == 1

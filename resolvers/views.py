@@ -1,0 +1,140 @@
+"""The people and groups every domain hands out, as plain objects, and the lookups that hand them out.
+
+Users and groups are reached from every domain (a membership's user, a review's submitter, a report row's
+learner), so their loading and visibility live here, below the domain modules. Resolvers return these views
+and Strawberry resolves them as the `User` and `Group` types, which are only ever named lazily
+(`UserType`, `GroupType`): no domain module imports another at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.runtime.errors import BadInput, NotFound
+from app.runtime.ids import require_id
+from app.store.models import Group as GroupRow
+from app.store.models import User as UserRow
+from permissions.reach import Permission, Reach
+
+# the Strawberry types by name only: the modules that define them sit above every other domain
+UserType = Annotated["User", strawberry.lazy("resolvers.users")]  # noqa: F821
+GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F821
+
+
+class UserSubject:
+    """A user as permission decisions see it."""
+
+    __slots__ = ("database_id", "group_ids")
+
+    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
+        self.database_id = database_id
+        self.group_ids = group_ids
+
+
+@dataclass(slots=True)
+class UserView:
+    """A user row with the ids of the groups of its own memberships (what decisions about it need)."""
+
+    row: UserRow
+    group_ids: frozenset[int] | None
+
+    def __getattr__(self, name: str) -> object:
+        """The row's columns, so that plain fields of the User type resolve without a method."""
+        return getattr(self.row, name)
+
+    @property
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
+    @property
+    def user_subject(self) -> UserSubject:
+        return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class GroupView:
+    row: GroupRow
+
+    def __getattr__(self, name: str) -> object:
+        """The row's columns, so that plain fields of the Group type resolve without a method."""
+        return getattr(self.row, name)
+
+    @property
+    def database_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
+    @property
+    def group_subject_id(self) -> int:
+        return self.row.id  # type: ignore[return-value]
+
+
+def subject_of(user: UserView) -> UserSubject:
+    return user.user_subject
+
+
+async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[UserView]:
+    """Wrap rows as users ready for synchronous permission checks (one batch of group ids)."""
+    await info.context.load_reach()
+    group_ids = await info.context.loaders.users.group_ids.load_many([r.id for r in rows])
+    info.context.loaders.users.prime(rows)
+    return [UserView(row=row, group_ids=ids) for row, ids in zip(rows, group_ids, strict=True)]
+
+
+async def visible_users(
+    info: Info, ids: Sequence[int], permission: Permission = Permission.VIEW_PROFILE
+) -> list[UserView | None]:
+    """Users by id, None for those missing or not visible to the viewer (the two look the same)."""
+    reach: Reach = await info.context.load_reach()
+    rows = await info.context.loaders.users.many(ids)
+    present = [r for r in rows if r is not None]
+    users = {u.row.id: u for u in await prepare_users(info, present)}
+    out: list[UserView | None] = []
+    for user_id in ids:
+        user = users.get(user_id)
+        out.append(user if user is not None and reach.may(permission, subject_of(user)) else None)
+    return out
+
+
+async def visible_user(info: Info, user_id: int) -> UserView | None:
+    return (await visible_users(info, [user_id]))[0]
+
+
+async def require_visible_user(info: Info, global_id: str, field: str = "userId") -> UserView:
+    user = await visible_user(info, require_id(global_id, "User", field))
+    if user is None:
+        raise NotFound("No such user.", field=field)
+    return user
+
+
+async def visible_groups(info: Info, ids: list[int]) -> list[GroupView | None]:
+    reach: Reach = await info.context.load_reach()
+    rows = await info.context.loaders.groups.by_id.load_many(ids)
+    return [GroupView(row=r) if r is not None and reach.sees_group(r.id) else None for r in rows]  # type: ignore[arg-type]
+
+
+async def visible_group(info: Info, group_id: int) -> GroupView | None:
+    return (await visible_groups(info, [group_id]))[0]
+
+
+async def require_visible_group(info: Info, global_id: str, field: str = "id") -> GroupView:
+    """The group the argument names; NOT_FOUND alike for missing and invisible ones."""
+    group = await visible_group(info, require_id(global_id, "Group", field))
+    if group is None:
+        raise NotFound("No such group.", field=field)
+    return group
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def check_email(email: str, field: str = "email") -> str:
+    email = email.strip()
+    if len(email) > 320 or "@" not in email or email.startswith("@") or email.endswith("@") or " " in email:
+        raise BadInput("email is not a valid address", field=field)
+    return email
