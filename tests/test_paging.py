@@ -207,8 +207,9 @@ async def test_crafted_and_foreign_cursors_are_bad_input_on_every_connection(sit
         good[name] = connection(await site.gql(query, {"f": 1, **extra}, as_user=admin))["pageInfo"]["endCursor"]
     for n, (name, query) in enumerate(CONNECTIONS.items()):
         extra = {k: made[k] for k in ("g", "u") if f"${k}:" in query}
-        foreign = [c for other, c in good.items() if other != name]
-        mine = BAD_CURSORS[n::4]  # every crafted cursor on two connections (one codec serves all)
+        others = [c for other, c in good.items() if other != name]
+        foreign = [others[n % len(others)], others[(n + 3) % len(others)]]
+        mine = BAD_CURSORS[n::len(CONNECTIONS)]  # every crafted cursor on one connection at least (one codec)
         tries = [{"a": bad} for bad in [*mine, *foreign]] + [{"f": None, "l": 2, "b": bad} for bad in mine[:2]]
         for variables in tries:
             body = await site.gql(query, {**variables, **extra}, as_user=admin)
