@@ -170,7 +170,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
         query=query,
         mutation=mutation,
         types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
-        extensions=[RequestScope, *limit_extensions(settings)],
+        extensions=[RequestScope, *limit_extensions(settings), *trusted_only(settings)],
         config=StrawberryConfig(
             scalar_map=SCALARS,
             sort_schema=sorted_for_printing,
@@ -179,6 +179,19 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     )
     describe(schema._schema)
     return schema
+
+
+def trusted_only(settings: Settings) -> list[Any]:
+    """With GROUPGRAPH_TRUSTED_DOCUMENTS, validation refuses every other document (HTTP and WebSocket alike)."""
+    if not settings.trusted_documents:
+        return []
+    from functools import partial
+
+    from strawberry.extensions import AddValidationRules
+
+    from app.services.persisted import trusted_documents, trusted_documents_rule
+
+    return [partial(AddValidationRules, [trusted_documents_rule(trusted_documents(settings.trusted_documents))])]
 
 
 def schema_sdl(schema: strawberry.Schema | None = None) -> str:

@@ -136,6 +136,14 @@ async def test_trusted_documents_only(site: Site, tmp_path: Path) -> None:
             assert refused.status_code == 400 and errors_of(refused.json()) == ["PERSISTED_QUERY_NOT_IN_LIST"], body
         as_get = await client.get("/graphql", params={"query": "{ viewer { id } }"}, headers=auth)
         assert errors_of(as_get.json()) == ["PERSISTED_QUERY_NOT_IN_LIST"]
+    # any other way in (a WebSocket subscribe) meets the same rule in validation
+    from app.schema import build_schema
+
+    schema = build_schema(Settings(database_url=site.settings.database_url, trusted_documents=str(manifest)))
+    refused = await schema.execute("{ viewer { id } }")
+    assert [e.extensions["code"] for e in refused.errors or []] == ["PERSISTED_QUERY_NOT_IN_LIST"]
+    listed = await schema.execute(VIEWER)
+    assert all((e.extensions or {}).get("code") != "PERSISTED_QUERY_NOT_IN_LIST" for e in listed.errors or [])
     assert await site.count(PersistedQuery) == 0
 
 

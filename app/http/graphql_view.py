@@ -22,7 +22,7 @@ from app.runtime.metrics import REQUESTS
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
 from app.services.cookies import clear_session_cookie, has_csrf_header, session_cookie
-from app.services.persisted import PersistedQueries, PersistedQueryError, TrustedDocuments
+from app.services.persisted import PersistedQueries, PersistedQueryError, trusted_documents
 from app.settings import Settings
 from app.store.db import Database
 
@@ -73,7 +73,7 @@ class GroupGraphView(GraphQL):
         )
         self.database = database
         self.settings = settings
-        trusted = TrustedDocuments.load(settings.trusted_documents) if settings.trusted_documents else None
+        trusted = trusted_documents(settings.trusted_documents) if settings.trusted_documents else None
         self.persisted = PersistedQueries(
             database, trusted, lambda document: _valid(schema, document, settings.max_tokens),
             settings.max_persisted_queries,

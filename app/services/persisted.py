@@ -15,9 +15,11 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from graphql import DocumentNode, GraphQLError, ValidationRule
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -69,6 +71,32 @@ class TrustedDocuments:
     def find(self, document_id: str) -> str | None:
         key = _bare(document_id)
         return self.by_id.get(key) or self.by_hash.get(key)
+
+
+@lru_cache(maxsize=8)
+def trusted_documents(path: str) -> TrustedDocuments:
+    return TrustedDocuments.load(path)
+
+
+def trusted_documents_rule(trusted: TrustedDocuments) -> type[ValidationRule]:
+    """Validation that refuses any document not in the manifest, whatever the transport (HTTP or WebSocket):
+    the HTTP view has already swapped ids for their documents; this holds for every other way in."""
+
+    class TrustedDocumentsOnly(ValidationRule):
+        per_request = True  # runs on documents the query cache remembers too
+
+        def enter_document(self, node: DocumentNode, *_: Any) -> Any:
+            body = node.loc.source.body if node.loc is not None else None
+            if body is None or sha256(body) not in trusted.by_hash:
+                self.report_error(
+                    GraphQLError(
+                        "This server runs trusted documents only, and this is not one of them.",
+                        extensions={"code": NOT_IN_LIST},
+                    )
+                )
+            return self.BREAK
+
+    return TrustedDocumentsOnly
 
 
 class PersistedQueries:
