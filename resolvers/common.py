@@ -106,8 +106,7 @@ _KINDS: dict[type, str] = {datetime: cursors.INSTANT + "?", int: cursors.INT + "
 
 
 def encode_cursor(*values: Any) -> str:
-    return cursors.encode("", [_KINDS[bool if isinstance(v, bool) else type(v)] if v is not None else "int?"
-                               for v in values], values)
+    return cursors.encode("", [_KINDS[type(v)] if v is not None else "int?" for v in values], values)
 
 
 def decode_cursor(cursor: str | None, kinds: Sequence[type], field: str = "after") -> list[Any] | None:
