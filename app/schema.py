@@ -52,7 +52,7 @@ MUTATIONS: tuple[type, ...] = (
 PUBLIC_FIELDS: dict[type, set[str]] = {
     User: {
         "id", "database_id", "external_id", "kind", "first_name", "last_name", "title", "roles", "synced",
-        "agreed_to_download_reports", "created_at", "memberships",
+        "agreed_to_download_reports", "created_at", "memberships", "home_group",
     },
     Group: {
         "id", "database_id", "name", "slug", "description", "synced", "created_at", "parent", "ancestors",

@@ -48,7 +48,7 @@ from app.store.models import (
     Usage,
     User,
 )
-from dataloaders.imports import has_no_membership, is_active_learner
+from dataloaders.imports import has_no_membership, homed_in, is_active_learner
 from dataloaders.store import Store
 
 CHUNK_ROWS = 5_000
@@ -389,13 +389,16 @@ def memberships_statement(after: int | None, limit: int) -> Select[Any]:
     return statement.order_by(_m.id).limit(limit)
 
 
-def unassigned_students_statement(after: int | None, limit: int) -> Select[Any]:
+def unassigned_students_statement(after: int | None, limit: int, scope_group_id: int | None = None) -> Select[Any]:
     """student_id (external id, else email: the importer takes either), first_name, last_name, email,
-    usage_minutes; the learners unassignedActiveStudentCount counts."""
+    usage_minutes; the learners unassignedActiveStudentCount counts (with a scope: those homed in its
+    subtree)."""
     minutes = select(func.coalesce(func.sum(_usage.minutes), 0)).where(_usage.user_id == _u.id).scalar_subquery()
     statement = select(
         _u.id, func.coalesce(_u.external_id, _u.email), _u.first_name, _u.last_name, _u.email, minutes
-    ).where(_u.kind == "LEARNER", has_no_membership(_u.id), is_active_learner(_u.id))
+    ).where(
+        _u.kind == "LEARNER", has_no_membership(_u.id), is_active_learner(_u.id), homed_in(_u.home_group_id, scope_group_id)
+    )
     if after is not None:
         statement = statement.where(_u.id > after)
     return statement.order_by(_u.id).limit(limit)

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
 from app.store.keyset import Key, Window
-from app.store.models import Membership, User
+from app.store.models import GroupClosure, Membership, User
 from dataloaders.store import Store
 
 
@@ -64,6 +64,7 @@ class UserSearch:
     licence_type: str | None = None
     no_pupils: bool | None = None
     last_login_before: datetime | None = None
+    home_group_id: int | None = None
 
 
 def _prefix(value: str) -> str:
@@ -71,7 +72,9 @@ def _prefix(value: str) -> str:
     return escaped + "%"
 
 
-def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
+def user_search_conditions(search: UserSearch, contact: ColumnElement[bool] | None = None) -> list[ColumnElement[bool]]:
+    """`contact`: the rows whose email the caller may read (the email prefix matches only there, so a search
+    cannot spell out an email the caller may not see)."""
     from dataloaders.guardians import has_no_pupils, holds_licence
     from dataloaders.imports import has_no_membership, is_active_learner
 
@@ -81,7 +84,7 @@ def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
         conditions.append(
             or_(
                 User.last_name_normalized.like(prefix, escape="\\"),
-                User.email_normalized.like(prefix, escape="\\"),
+                and_(User.email_normalized.like(prefix, escape="\\"), contact if contact is not None else true()),
             )
         )
     if search.kinds is not None:
@@ -111,6 +114,8 @@ def user_search_conditions(search: UserSearch) -> list[ColumnElement[bool]]:
         conditions.append(without if search.no_pupils else and_(User.kind == "EXTERNAL", not_(has_no_pupils(User.id))))
     if search.last_login_before is not None:
         conditions.append(func.coalesce(User.last_login_at, User.created_at) < search.last_login_before)
+    if search.home_group_id is not None:
+        conditions.append(User.home_group_id.in_(subtree(search.home_group_id)))
     return conditions
 
 
@@ -126,11 +131,23 @@ def user_order(field: str, descending: bool) -> tuple[Key, ...]:
     return tuple(Key(k.column, descending=descending, nullable=k.nullable) for k in USER_ORDERS[field])
 
 
-async def search_users(store: Store, search: UserSearch, order: Sequence[Key], window: Window) -> list[User]:
-    """One keyset page (in fetch order, `window.fetch` rows at most)."""
-    statement = select(User).where(*user_search_conditions(search), *keyset.conditions(order, window))
+def subtree(group_id: int):  # type: ignore[no-untyped-def]
+    """Ids of the group and of every group nested in it (the closure table)."""
+    return select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)
+
+
+async def search_users(
+    store: Store, search: UserSearch, order: Sequence[Key], window: Window, visible: ColumnElement[bool],
+    contact: ColumnElement[bool] | None = None,
+) -> list[User]:
+    """One keyset page (in fetch order, `window.fetch` rows at most). `visible` and `contact`: the caller's row
+    filters (permissions.filters), applied with the search."""
+    statement = select(User).where(visible, *user_search_conditions(search, contact), *keyset.conditions(order, window))
     return list(await store.scalars(statement.order_by(*keyset.ordering(order, window)).limit(window.fetch)))
 
 
-async def count_users(store: Store, search: UserSearch) -> int:
-    return int(await store.scalar(select(func.count()).select_from(User).where(*user_search_conditions(search))))
+async def count_users(
+    store: Store, search: UserSearch, visible: ColumnElement[bool], contact: ColumnElement[bool] | None = None
+) -> int:
+    conditions = user_search_conditions(search, contact)
+    return int(await store.scalar(select(func.count()).select_from(User).where(visible, *conditions)))

@@ -50,11 +50,12 @@ Target = Callable[[Info, dict[str, Any]], Awaitable["Subjects"]]
 
 
 class Subjects:
-    """What a root field's arguments name: groups and/or users."""
+    """What a root field's arguments name: groups and/or users, or the whole site (site admins only)."""
 
-    def __init__(self, groups: list[int] | None = None, users: list[UserRef] | None = None) -> None:
+    def __init__(self, groups: list[int] | None = None, users: list[UserRef] | None = None, site: bool = False) -> None:
         self.groups = groups or []
         self.users = users or []
+        self.site = site
 
 
 def decide(reach: Reach, permission: Permission, source: Any) -> bool:
@@ -103,6 +104,8 @@ class RequiresPermission(BasePermission):
         if self.permission is Permission.SITE_ADMIN:
             return reach.is_admin
         subjects = await self.target(info, kwargs)  # type: ignore[misc]
+        if subjects.site and not reach.is_admin:
+            return False
         return all(reach.may_on_group(self.permission, g) for g in subjects.groups) and all(
             reach.may(self.permission, u) for u in subjects.users
         )
@@ -145,9 +148,19 @@ class ExportGroup(RequiresPermission):
     permission = Permission.EXPORT_GROUP
 
 
+class ManageAccount(RequiresPermission):
+    """Over a user: its home group's LEADERs (and its ancestors'). On a group (a scope, a new home group):
+    its LEADERs and its ancestors'. On the site (no group named): site admins."""
+
+    permission = Permission.MANAGE_ACCOUNT
+
+
 CLASSES: dict[Permission, type[RequiresPermission]] = {
     cls.permission: cls
-    for cls in (SiteAdmin, ViewProfile, ViewContact, ViewProgress, ViewActivity, ReviewWork, ManageGroup, ExportGroup)
+    for cls in (
+        SiteAdmin, ViewProfile, ViewContact, ViewProgress, ViewActivity, ReviewWork, ManageGroup, ExportGroup,
+        ManageAccount,
+    )
 }
 
 
@@ -158,6 +171,12 @@ def requires(permission: Permission, target: Target | None = None) -> Permission
 
 def authenticated() -> PermissionExtension:
     return PermissionExtension([Authenticated()])
+
+
+def authenticated_requires(permission: Permission, target: Target) -> PermissionExtension:
+    """Both printed (`@authenticated @requires(...)`): for root fields whose arguments may name no object, in
+    which case the target names the site (site admins only) or refuses the input."""
+    return PermissionExtension([Authenticated(), CLASSES[permission](target)])
 
 
 def forbid_unless(allowed: bool, message: str = "You do not have permission to do this.") -> None:

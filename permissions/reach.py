@@ -24,12 +24,12 @@ class Permission(Enum):
     VIEW_PROFILE = strawberry.enum_value(
         "VIEW_PROFILE",
         description="See a user's name: self, site admin, any LEADER/MENTOR/ANALYST over them, "
-        "a GRANTED consent from them, a guardian link to them.",
+        "a GRANTED consent from them, a guardian link to them, whoever administers the account (MANAGE_ACCOUNT).",
     )
     VIEW_CONTACT = strawberry.enum_value(
         "VIEW_CONTACT",
         description="See email and company: self, site admin, LEADER/MENTOR/ANALYST over them, "
-        "a GRANTED consent from them.",
+        "a GRANTED consent from them, whoever administers the account (MANAGE_ACCOUNT).",
     )
     VIEW_PROGRESS = strawberry.enum_value(
         "VIEW_PROGRESS",
@@ -53,6 +53,12 @@ class Permission(Enum):
         description="Read and export a group's progress reports: site admin, LEADER or ANALYST of it "
         "or of an ancestor.",
     )
+    MANAGE_ACCOUNT = strawberry.enum_value(
+        "MANAGE_ACCOUNT",
+        description="Administer an account (edit its profile, set its password, place it in groups, deny or allow "
+        "it, see it in user lists, however unassigned): site admin; LEADER of the account's home group or of an "
+        "ancestor of it.",
+    )
 
 
 # Which group roles give each permission over a user (or on a group), besides the site admin.
@@ -64,6 +70,7 @@ ROLES_GIVING = {
     Permission.REVIEW_WORK: ("LEADER", "MENTOR"),
     Permission.MANAGE_GROUP: ("LEADER",),
     Permission.EXPORT_GROUP: ("LEADER", "ANALYST"),
+    Permission.MANAGE_ACCOUNT: ("LEADER",),  # on a group only: over a user it follows the home group
     Permission.SITE_ADMIN: (),
 }
 SELF_MAY = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VIEW_PROGRESS, Permission.VIEW_ACTIVITY}
@@ -71,15 +78,27 @@ CONSENT_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.VI
 GUARDIAN_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_PROGRESS}
 GROUP_PERMISSIONS = (
     Permission.VIEW_PROGRESS, Permission.REVIEW_WORK, Permission.MANAGE_GROUP, Permission.EXPORT_GROUP,
+    Permission.MANAGE_ACCOUNT,
 )
+# What administering an account (MANAGE_ACCOUNT: the LEADERs of its home group and of the ancestors) gives
+ACCOUNT_GIVES = {Permission.VIEW_PROFILE, Permission.VIEW_CONTACT, Permission.MANAGE_ACCOUNT}
+ACCOUNT_ROLES = ROLES_GIVING[Permission.MANAGE_ACCOUNT]
+
+
+def roles_over(permission: Permission) -> tuple[str, ...]:
+    """The group roles that give `permission` over a user through the user's memberships ("over them").
+    MANAGE_ACCOUNT never comes that way: a class LEADER does not administer the accounts of the class."""
+    return () if permission is Permission.MANAGE_ACCOUNT else ROLES_GIVING[permission]
 
 
 class UserRef(Protocol):
-    """What a user-level decision needs: the id, and the groups of the user's own (not consent-based)
-    memberships."""
+    """What a user-level decision needs: the id, the groups of the user's own (not consent-based)
+    memberships, the account's home group, and its site roles."""
 
     database_id: int
     group_ids: frozenset[int] | None
+    home_group_id: int | None
+    site_roles: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,16 @@ class Reach:
 
     # --- users ------------------------------------------------------------------------------
 
+    def administers(self, user: UserRef) -> bool:
+        """MANAGE_ACCOUNT: a site admin; or a LEADER of the account's home group or of an ancestor of it.
+        An account holding a site role (OWNER, ADMIN, GROUP_ANALYST) is administered by site admins only, an
+        owner's by owners only: whoever sets its password holds its powers."""
+        if self.is_admin:
+            return self.may_administer_site_roles(user.site_roles)
+        if user.home_group_id is None or user.site_roles:
+            return False
+        return bool(self.group_roles.get(user.home_group_id, frozenset()) & set(ACCOUNT_ROLES))
+
     def over(self, user: UserRef, roles: Iterable[str]) -> bool:
         if user.group_ids is None:
             raise RuntimeError(f"group ids of user {user.database_id} were not loaded before a decision")
@@ -175,7 +204,7 @@ class Reach:
         if self.viewer_id is None:
             return False
         if self.is_admin:
-            return True
+            return permission is not Permission.MANAGE_ACCOUNT or self.administers(user)
         if permission is Permission.SITE_ADMIN:
             return False
         if user.database_id == self.viewer_id and permission in SELF_MAY:
@@ -184,12 +213,15 @@ class Reach:
             return True
         if permission in GUARDIAN_GIVES and user.database_id in self.pupils:
             return True
-        return self.over(user, ROLES_GIVING[permission])
+        if permission in ACCOUNT_GIVES and self.administers(user):
+            return True
+        return self.over(user, roles_over(permission))
 
 
 PLACED_AS_ADMIN = "admin"
 PLACED_AS_MANAGER = "managed"
 PLACED_ON_CONSENT = "consent"
+PLACED_AS_ACCOUNT_ADMIN = "account"
 
 
 def placement_basis(
@@ -199,8 +231,9 @@ def placement_basis(
 
     The viewer must manage the group. ANALYST is given by site admins only, to GROUP_ANALYST users.
     A user is reachable when the viewer is a site admin, when the user already has a (not consent-based)
-    membership in a group the viewer leads, or when the user GRANTED the viewer access; that last ground
-    places members only, and the membership records the consent.
+    membership in a group the viewer leads, when the viewer administers the account (MANAGE_ACCOUNT: even
+    while it has no membership at all), or when the user GRANTED the viewer access; that last ground places
+    members only, and the membership records the consent.
     """
     if not reach.may_on_group(Permission.MANAGE_GROUP, group_id):
         return None
@@ -210,6 +243,8 @@ def placement_basis(
         return PLACED_AS_ADMIN
     if reach.over(user, ("LEADER",)):
         return PLACED_AS_MANAGER
+    if reach.administers(user):
+        return PLACED_AS_ACCOUNT_ADMIN
     if user.database_id in reach.granted and role == "MEMBER":
         return PLACED_ON_CONSENT
     return None

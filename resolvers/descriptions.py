@@ -204,6 +204,12 @@ DESCRIPTIONS: dict[str, str] = {
     "StepInput.kind": "Lesson, quiz or assignment.",
     "StepInput.title": "The step's title.",
     "UpdateGroupInput": "Changes to a group; fields left out stay as they are.",
+    "UpdateUserInput.company": "The company the user works for.",
+    "UpdateUserInput.email": "The sign-in email (unique, any case).",
+    "UpdateUserInput.externalId": "The id of the account in another system (unique), as imports use it.",
+    "UpdateUserInput.firstName": "First name.",
+    "UpdateUserInput.lastName": "Last name.",
+    "UpdateUserInput.title": "A title such as Dr or Ms.",
     "UpdateGroupInput.description": "Free text about the group.",
     "UpdateGroupInput.name": "The group's new name.",
     "UserFilter": "Which users to list; every condition given must hold.",
@@ -272,6 +278,12 @@ DESCRIPTIONS: dict[str, str] = {
     "Mutation.setSiteRoles(userId)": "The user.",
     "Mutation.unlinkGuardian(id)": "The guardian link.",
     "Mutation.updateGroup(id)": "The group.",
+    "Mutation.updateUser": "Edits an account's profile, placement or password (audited as user.update; a new "
+    "password ends the user's sessions and API tokens).",
+    "Mutation.updateUser(id)": "The account.",
+    "Mutation.updateUser(input)": "The changes; fields left out stay as they are.",
+    "Query.unassignedActiveStudentCount(scopeGroupId)": "Count the accounts homed in this group's subtree "
+    "(required for a LEADER: a group they lead).",
     "Mutation.updateGroup(input)": "The changes.",
 }
 

@@ -29,11 +29,21 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 class UserSubject:
     """A user as permission decisions see it."""
 
-    __slots__ = ("database_id", "group_ids")
+    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
 
-    def __init__(self, database_id: int, group_ids: frozenset[int] | None) -> None:
+    def __init__(
+        self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
+        site_roles: frozenset[str] = frozenset(),
+    ) -> None:
         self.database_id = database_id
         self.group_ids = group_ids
+        self.home_group_id = home_group_id
+        self.site_roles = site_roles
+
+    @classmethod
+    def of(cls, row: UserRow, group_ids: frozenset[int] | None) -> UserSubject:
+        roles = frozenset(r for r in row.site_roles.split(",") if r)
+        return cls(row.id, group_ids, row.home_group_id, roles)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -53,7 +63,7 @@ class UserView:
 
     @property
     def user_subject(self) -> UserSubject:
-        return UserSubject(self.row.id, self.group_ids)  # type: ignore[arg-type]
+        return UserSubject.of(self.row, self.group_ids)
 
 
 @dataclass(slots=True)

@@ -31,6 +31,17 @@ The rules, as written there:
   own; progressReport and progressExportUrl: EXPORT_GROUP, the report holding one row per (MEMBER
   membership by the member's own right in the group or its subtree, enrolled course). A submission by id:
   for whoever may see the submitter's progress.
+- MANAGE_ACCOUNT over a user: site admin; LEADER of the account's home group or of an ancestor of it. An
+  account holding a site role is administered by site admins only, an owner's by owners only (reach.py:
+  Reach.administers). It gives
+  VIEW_PROFILE and VIEW_CONTACT, placing the user into groups the caller manages (addMembers), updateUser;
+  no progress or activity. On a group (viewerPermissions, a scope, a new home group): LEADER of it or of an
+  ancestor, or site admin.
+- users(...): site admins every account; anyone else the users they may see (VIEW_PROFILE, which holds the
+  accounts they administer). filter.homeGroupId names a group the caller sees (NOT_FOUND otherwise).
+- unassignedActiveStudentCount(scopeGroupId): learners with at least 1 minute of use and no membership at
+  all, homed in the scope's subtree; no scope: the whole site for a site admin, BAD_USER_INPUT for anyone
+  else; a scope the caller may not see: NOT_FOUND; one they see but may not administer: FORBIDDEN.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ GROUP_PERMISSION_ROLES = {
     "REVIEW_WORK": {"LEADER", "MENTOR"},
     "MANAGE_GROUP": {"LEADER"},
     "EXPORT_GROUP": {"LEADER", "ANALYST"},
+    "MANAGE_ACCOUNT": {"LEADER"},
 }
 
 
@@ -54,6 +66,8 @@ class MUser:
     email: str
     company: str | None
     first_name: str
+    home: int | None = None  # the home group
+    minutes: int = 0  # minutes of use
 
 
 @dataclass(frozen=True)
@@ -141,18 +155,73 @@ class World:
     def guardian_of(self, viewer: int, user: int) -> bool:
         return any(link.external == viewer and link.pupil == user for link in self.links.values())
 
+    def manage_account(self, viewer: int | None, user: int) -> bool:
+        if viewer is None or user not in self.users:
+            return False
+        account = self.users[user]
+        if self.is_admin(viewer):  # an owner's account: owners only
+            return "OWNER" in self.users[viewer].roles or "OWNER" not in account.roles
+        return account.home is not None and not account.roles and "LEADER" in self.roles_at(viewer, account.home)
+
     def view_profile(self, viewer: int | None, user: int) -> bool:
         if viewer is None or user not in self.users:
             return False
         return (
             self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF))
-            or self.granted(viewer, user) or self.guardian_of(viewer, user)
+            or self.granted(viewer, user) or self.guardian_of(viewer, user) or self.manage_account(viewer, user)
         )
 
     def view_contact(self, viewer: int | None, user: int) -> bool:
         if viewer is None:
             return False
-        return self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF)) or self.granted(viewer, user)
+        return (
+            self.is_admin(viewer) or viewer == user or self.over(viewer, user, set(STAFF)) or self.granted(viewer, user)
+            or self.manage_account(viewer, user)
+        )
+
+    # --- account administration -------------------------------------------------------------------
+
+    def users_listed(self, viewer: int) -> list[int]:
+        return [u for u in self.users if self.view_profile(viewer, u)]
+
+    def unassigned_active(self, scope: int | None) -> list[int]:
+        """Learners with use and no membership at all, homed in the scope's subtree (anywhere: no scope)."""
+        placed = {m.user for m in self.memberships.values()}
+        within = self.subtree(scope) if scope is not None else None
+        return [
+            u.id for u in self.users.values()
+            if u.kind == "LEARNER" and u.minutes >= 1 and u.id not in placed
+            and (within is None or u.home in within)
+        ]
+
+    def scope_outcome(self, viewer: int, scope: int | None) -> str:
+        """unassignedActiveStudentCount's answer: "ok" or the error code."""
+        if scope is None:
+            return "ok" if self.is_admin(viewer) else "BAD_USER_INPUT"
+        if not self.sees_group(viewer, scope):
+            return "NOT_FOUND"
+        return "ok" if self.may_on_group(viewer, "MANAGE_ACCOUNT", scope) else "FORBIDDEN"
+
+    def update_outcome(self, viewer: int, user: int) -> str:
+        if not self.view_profile(viewer, user):
+            return "NOT_FOUND"
+        return "ok" if self.manage_account(viewer, user) else "FORBIDDEN"
+
+    def add_outcome(self, viewer: int, group: int, user: int) -> str:
+        """addMembers(group, [user]) as a MEMBER, in the order its rules are checked."""
+        if not self.sees_group(viewer, group):
+            return "NOT_FOUND"
+        if not self.may_on_group(viewer, "MANAGE_GROUP", group):
+            return "FORBIDDEN"
+        if not self.view_profile(viewer, user):
+            return "NOT_FOUND"
+        if any(m.user == user and m.group == group for m in self.memberships.values()):
+            return "CONFLICT"
+        placeable = (
+            self.is_admin(viewer) or self.over(viewer, user, {"LEADER"}) or self.manage_account(viewer, user)
+            or self.granted(viewer, user)
+        )
+        return "ok" if placeable else "FORBIDDEN"
 
     # --- groups -----------------------------------------------------------------------------------
 

@@ -59,6 +59,18 @@ async def _status(site: Site) -> Case:
     return Case(q, {"u": users}, {"u": [*users[:6], gid("User", owner), *users[6:]]}, admin)
 
 
+@case("createUser")
+async def _create(site: Site) -> Case:
+    """siteRoles is the list: an OWNER among them, given by an admin who is not one, refuses the whole account."""
+    admin = await site.user("Ann", roles="ADMIN")
+    q = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
+    account = {"email": "new@example.com", "firstName": "N", "lastName": "U", "kind": "STAFF"}
+    return Case(
+        q, {"i": {**account, "siteRoles": ["GROUP_ANALYST"]}}, {"i": {**account, "siteRoles": ["GROUP_ANALYST", "OWNER"]}},
+        admin,
+    )
+
+
 @case("deleteUsers")
 async def _delete(site: Site) -> Case:
     admin = await site.user("Ann", roles="ADMIN")

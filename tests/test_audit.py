@@ -95,6 +95,15 @@ async def _create_user(site: Site) -> Case:
     return Case((q, {"i": new}, admin), (q, {"i": {**new, "email": staff.email}}, admin), {"user.create"})
 
 
+@case("updateUser")
+async def _update_user(site: Site) -> Case:
+    """A new password: audited with the changed field names (never the password); sessions end with it."""
+    admin, staff, learner = await people(site)
+    q = "mutation($u: ID!, $i: UpdateUserInput!) { updateUser(id: $u, input: $i) { id } }"
+    return Case((q, {"u": gid("User", learner), "i": {"company": "Acme", "password": "a new password"}}, admin),
+                (q, {"u": gid("User", learner), "i": {"company": "Acme", "email": staff.email}}, admin), {"user.update"})
+
+
 @case("setSiteRoles")
 async def _set_site_roles(site: Site) -> Case:
     admin, staff, _ = await people(site)

@@ -26,7 +26,7 @@ VIEWERS = ("owner", "admin", "rootlead", "c1lead", "mentor", "analyst", "m11", "
 ALL = frozenset(GROUPS)
 EVERYONE = frozenset(VIEWERS)
 IN_ROOT = frozenset({"rootlead", "c1lead", "mentor", "analyst", "m11", "m21", "mroot"})
-FULL = ["VIEW_PROGRESS", "REVIEW_WORK", "MANAGE_GROUP", "EXPORT_GROUP"]
+FULL = ["VIEW_PROGRESS", "REVIEW_WORK", "MANAGE_GROUP", "EXPORT_GROUP", "MANAGE_ACCOUNT"]
 
 
 @dataclass
@@ -69,6 +69,10 @@ async def fixture_site(site: Site) -> Fixture:
             subject_user_id=m21.id, status="GRANTED", expires_at=utcnow() + timedelta(days=30),
         ))
         session.add(GuardianLink(external_user_id=users["parent"].id, pupil_id=users["m11"].id, licence_type="PARENT_GUARDIAN"))
+        # C1 owns m11's account: its LEADERs (c1lead, rootlead) administer it
+        m11 = await session.get(User, users["m11"].id)
+        m11.home_group_id = c1.id  # type: ignore[union-attr]
+        users["m11"] = m11  # type: ignore[assignment]
     return Fixture(groups, users)
 
 
@@ -195,7 +199,9 @@ async def test_several_paths_do_not_combine(site: Site) -> None:
     # the consent-based membership in C11 gives the rootlead's and analyst's paths nothing new either way,
     # and gives c1lead no "over" reach: VIEW_ACTIVITY on m21 stays denied
     reach = await reach_of(site, c1lead)
-    subject = SimpleNamespace(database_id=u["m21"].id, group_ids=frozenset({g["C21"].id}))
+    subject = SimpleNamespace(
+        database_id=u["m21"].id, group_ids=frozenset({g["C21"].id}), home_group_id=None, site_roles=frozenset()
+    )
     assert reach.may(Permission.VIEW_CONTACT, subject) and not reach.may(Permission.VIEW_ACTIVITY, subject)  # type: ignore[arg-type]
     members = await site.gql(
         "query($id: ID!) { group(id: $id) { members { edges { node { user { firstName } } } } } }",
@@ -227,6 +233,7 @@ HOLDERS = {
     Permission.REVIEW_WORK: ("mentor", "analyst", "mroot"),
     Permission.MANAGE_GROUP: ("c1lead", "analyst", "C11"),
     Permission.EXPORT_GROUP: ("analyst", "mentor", "C1"),
+    Permission.MANAGE_ACCOUNT: ("c1lead", "analyst", "m11"),
 }
 
 

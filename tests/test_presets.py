@@ -84,6 +84,6 @@ async def test_small_preset_shape(site: Site) -> None:
     leader = await site.gql("{ viewer { email } }", token=viewers["leader"]["token"])
     assert leader == {"data": {"viewer": {"email": "bench-leader@example.com"}}}
     denied = await site.gql("{ unassignedActiveStudentCount }", token=viewers["leader"]["token"])
-    assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert denied["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # a leader names the scope
     # a second seed refuses a database that has data, or skips it with if_empty
     assert await seed_preset(site.settings.database_url, "small", if_empty=True) is None

@@ -59,15 +59,24 @@ async def run_seed(database: Database, preset: str, *, if_empty: bool = False) -
                 password=DEMO_OWNER_PASSWORD,
             )
             session.add(Membership(user_id=mentor.id, group_id=groups[1].id, role="MENTOR"))  # type: ignore[arg-type]
+            # the school's leader administers the accounts homed in the school (MANAGE_ACCOUNT)
+            school = groups[1].id
+            leader = await create_user_row(
+                session, email="leader@example.com", first_name="Lena", last_name="Leader", kind="STAFF",
+                password=DEMO_OWNER_PASSWORD, home_group_id=school,
+            )
+            session.add(Membership(user_id=leader.id, group_id=school, role="LEADER"))  # type: ignore[arg-type]
             learners = []
-            for n in range(1, 6):
+            for n in range(1, 7):
                 learner = await create_user_row(
                     session, email=f"learner{n}@example.com", first_name=f"Learner{n}", last_name="Demo",
-                    kind="LEARNER", password=DEMO_OWNER_PASSWORD,
+                    kind="LEARNER", password=DEMO_OWNER_PASSWORD, home_group_id=school,
                 )
-                session.add(Membership(user_id=learner.id, group_id=groups[2].id, role="MEMBER"))  # type: ignore[arg-type]
+                if n < 6:  # learner6 has used the product but is in no class yet: an unassigned active student
+                    session.add(Membership(user_id=learner.id, group_id=groups[2].id, role="MEMBER"))  # type: ignore[arg-type]
                 learners.append(learner)
-            await _demo_progress(session, learners)
+            await _demo_progress(session, learners[:5])
+            session.add(Usage(user_id=learners[5].id, day=utcnow().date(), minutes=12))  # type: ignore[arg-type]
     finally:
         await database.dispose()
     print(f"seeded preset {preset} in {time.perf_counter() - started:.1f}s")

@@ -278,12 +278,50 @@ async def memberships_csv(request: Request) -> Response:
     return await _admin_csv(request, "memberships.csv", "export.memberships", MEMBERSHIP_COLUMNS, memberships_statement)
 
 
+async def _account_scope(request: Request, context: Context, reach: Reach) -> int | None:
+    """`?scopeGroupId=`: a group the caller administers accounts in (MANAGE_ACCOUNT: a LEADER of it or of an
+    ancestor), NOT_FOUND when they may not see it; none: the whole site, for site admins only."""
+    raw = request.query_params.get("scopeGroupId")
+    if raw is None or not raw.strip():
+        if not reach.is_admin:
+            raise BadInput("Give scopeGroupId: a group you lead.", field="scopeGroupId")
+        return None
+    group_id = database_id(raw.strip(), "Group", "scopeGroupId")
+    group = await context.loaders.groups.by_id.load(group_id)
+    if group is None or not reach.sees_group(group_id):
+        raise NotFound("No such group.", field="scopeGroupId")
+    if not reach.may_on_group(Permission.MANAGE_ACCOUNT, group_id):
+        raise Forbidden("You may not administer the accounts of this group.")
+    return group_id
+
+
 async def unassigned_active_students_csv(request: Request) -> Response:
-    """Goes back into the importer (student_id, groups) once `groups` is filled in."""
-    return await _admin_csv(
-        request, "unassigned-active-students.csv", "export.unassigned_active_students", UNASSIGNED_COLUMNS,
-        unassigned_students_statement, lambda r: (*r[1:], ""),
+    """Goes back into the importer (student_id, groups) once `groups` is filled in. Site admins: the whole
+    site or a scope; a LEADER: the accounts homed under a group they lead (`?scopeGroupId=`, required)."""
+    opened = await open_export(request)
+    if isinstance(opened, Response):
+        return opened
+    context, reach = opened
+    try:
+        scope = await _account_scope(request, context, reach)
+    except AppError as exc:
+        await context.store.close()
+        return error_response(exc)
+    await record_download(
+        context, "export.unassigned_active_students", "group" if scope else "export", scope, format="CSV"
     )
+
+    def statement(after: int | None, limit: int) -> Any:
+        return unassigned_students_statement(after, limit, scope)
+
+    async def chunks() -> AsyncIterator[Sequence[Cells]]:
+        try:
+            async for rows in id_chunks(context.store, statement, context.settings.export_chunk_rows):
+                yield [(*r[1:], "") for r in rows]
+        finally:
+            await context.store.close()
+
+    return csv_response("unassigned-active-students.csv", csv_lines(UNASSIGNED_COLUMNS, chunks()), context.store.close)
 
 
 # --- the group progress export ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """POST /imports/group-assignments: the CSV importer for tools that send `text/csv` (the same code as the
-importGroupAssignments mutation). `?dryRun=true` validates only. 200 with the report when every row is
+importGroupAssignments mutation). `?dryRun=true` validates only; `?scopeGroupId=` homes new accounts. 200 with the report when every row is
 valid, 422 with the report (errors with line and column) when not, 413 over the byte or row limit."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from starlette.routing import Route
 from app.context import Context
 from app.http.graphql_view import credential_for, error_body
 from app.runtime.errors import AppError
+from app.runtime.ids import require_id
 from app.services.cookies import has_csrf_header, session_cookie
 from app.services.importer import import_group_assignments
 
@@ -55,10 +56,12 @@ async def group_assignments(request: Request) -> Response:
     if isinstance(context, Response):
         return context
     dry_run = request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
+    raw_scope = (request.query_params.get("scopeGroupId") or "").strip()
     try:
+        scope = (int(raw_scope) if raw_scope.isdigit() else require_id(raw_scope, "Group", "scopeGroupId")) if raw_scope else None
         result = await import_group_assignments(
             context.store, context.settings, await context.load_reach(), context.viewer_id, request.stream(), dry_run,
-            source="http",
+            source="http", scope_group_id=scope,
         )
     except AppError as exc:
         return error_response(exc)

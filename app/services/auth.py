@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import ApiToken, Session, User, utcnow
@@ -84,3 +85,23 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+async def end_credentials(session: AsyncSession, user_id: int) -> int:
+    """Revoke every unrevoked session and API token of the user (a new password, a denied or deleted
+    account): the next request with any of them is anonymous. Returns how many were ended."""
+    return await end_credentials_of(session, [user_id])
+
+
+async def end_credentials_of(session: AsyncSession, user_ids: Sequence[int]) -> int:
+    """end_credentials for many users: one UPDATE per table (and per 10,000 users)."""
+    now = utcnow()
+    ended = 0
+    for start in range(0, len(user_ids), 10_000):
+        chunk = list(user_ids[start : start + 10_000])
+        for table in (Session, ApiToken):
+            result = await session.execute(
+                update(table).where(table.user_id.in_(chunk), table.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            ended += int(result.rowcount or 0)
+    return ended
