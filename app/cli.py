@@ -206,7 +206,8 @@ def serve(
 
     settings = _settings()
     _database(settings)  # fail early, in one line, on a bad database path
-    run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning")
+    run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+        ws_max_size=max(settings.live_max_message_bytes, 1024))
 
 
 def main() -> None:

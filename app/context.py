@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.requests import Request
 
-from app.services.auth import Credential
+from app.runtime.errors import Unauthenticated
+from app.services.auth import Credential, authenticate
+from app.services.events import Broker
 from app.settings import Settings
 from app.store.db import Database
 from app.store.models import User
@@ -79,3 +82,150 @@ class Context:
     def forget_reach(self) -> None:
         """After a mutation changes roles, later fields of the same request decide afresh."""
         self._reach = None
+
+
+class _Scope:
+    """What one operation, or one event of a subscription, reads through: nothing outlives it."""
+
+    def __init__(self, owner: LiveContext, credential: Credential | None) -> None:
+        self.owner = owner
+        self.credential = credential
+        self.store = Store(owner.database)
+        self.loaders = Loaders(self.store)
+        self.reach: Reach | None = None
+        self.reach_lock = asyncio.Lock()
+        self.extra: dict[str, Any] = {}
+        self.published_at: float | None = None  # of the event being sent (delivery latency)
+        self.slot: asyncio.Semaphore | None = None  # one of the broker's concurrent deliveries, while held
+
+
+_SCOPE: ContextVar[_Scope | None] = ContextVar("live_scope", default=None)
+
+
+class LiveContext(Context):
+    """The context of a WebSocket connection or of an SSE stream. Each operation runs in its own task and
+    reads through its own scope (store, loaders, Reach); a subscription renews the scope for every event,
+    authenticating the token again, so that every event is decided on the database as it is then."""
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        broker: Broker,
+        credential: Credential | None = None,
+        token: str | None = None,
+        request: Any = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.broker = broker
+        self.request = request
+        self.request_id = request_id or uuid.uuid4().hex[:16]
+        self.response_headers = {}
+        self.connection_params: dict[str, Any] = {}
+        self.base_credential = credential
+        self.token = token
+        self.subscriptions = 0  # open on this connection
+        self.websocket = request is not None and getattr(request, "scope", {}).get("type") == "websocket"
+        self._scopes: set[_Scope] = set()
+
+    def _current(self) -> _Scope:
+        scope = _SCOPE.get()
+        if scope is None or scope.owner is not self:
+            scope = _Scope(self, self.base_credential)
+            self._scopes.add(scope)
+            _SCOPE.set(scope)
+        return scope
+
+    @property  # type: ignore[override]
+    def store(self) -> Store:
+        return self._current().store
+
+    @property  # type: ignore[override]
+    def loaders(self) -> Loaders:
+        return self._current().loaders
+
+    @property  # type: ignore[override]
+    def credential(self) -> Credential | None:
+        return self._current().credential
+
+    @property  # type: ignore[override]
+    def _reach(self) -> Reach | None:
+        return self._current().reach
+
+    @_reach.setter
+    def _reach(self, value: Reach | None) -> None:
+        self._current().reach = value
+
+    @property  # type: ignore[override]
+    def extra(self) -> dict[str, Any]:
+        return self._current().extra
+
+    @property  # type: ignore[override]
+    def _reach_lock(self) -> asyncio.Lock:
+        return self._current().reach_lock
+
+    @property
+    def event_published_at(self) -> float | None:
+        return self._current().published_at
+
+    @event_published_at.setter
+    def event_published_at(self, value: float | None) -> None:
+        self._current().published_at = value
+
+    @property
+    def client_address(self) -> str | None:
+        client = getattr(self.request, "client", None)
+        return client.host if client is not None else None
+
+    async def credential_now(self) -> Credential | None:
+        """The token's credential as the database says now: None once it is revoked or expired, or the
+        account is no longer ACTIVE."""
+        if self.token is None:
+            return None
+        async with self.database.session() as session:
+            credential = await authenticate(session, self.token)
+            session.expunge_all()
+        return credential
+
+    async def renew(self, for_event: bool = False) -> None:
+        """A fresh scope for the next operation or event: UNAUTHENTICATED when the sign-in is gone. An event
+        on a WebSocket first waits for one of the broker's delivery slots, which the scope holds until the
+        event's result is ready (the WebSocket handler ends the scope before sending)."""
+        await self.end_scope()
+        slot = self.broker.deliveries if for_event and self.websocket else None
+        if slot is not None:
+            await slot.acquire()
+        try:
+            credential = await self.credential_now()
+            if self.token is not None and credential is None:
+                raise Unauthenticated("The sign-in ended (signed out, token revoked or expired, or account not active).")
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        scope = _Scope(self, credential)
+        scope.slot = slot
+        self._scopes.add(scope)
+        _SCOPE.set(scope)
+
+    async def end_scope(self) -> None:
+        scope = _SCOPE.get()
+        if scope is not None and scope.owner is self:
+            _SCOPE.set(None)
+            self._scopes.discard(scope)
+            try:
+                await scope.store.close()
+            finally:
+                if scope.slot is not None:
+                    scope.slot.release()
+                    scope.slot = None
+
+    async def close(self) -> None:
+        scopes, self._scopes = self._scopes, set()
+        for scope in scopes:
+            await scope.store.close()
+            if scope.slot is not None:
+                scope.slot.release()
+                scope.slot = None

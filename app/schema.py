@@ -32,6 +32,7 @@ from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
 from resolvers.scalars import SCALARS
 from resolvers.sessions import SessionMutations
+from resolvers.subscriptions import LiveSubscriptions
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
 
 QUERIES: tuple[type, ...] = (
@@ -169,6 +170,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     schema = GroupGraphSchema(
         query=query,
         mutation=mutation,
+        subscription=LiveSubscriptions,
         types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
         extensions=[RequestScope, *limit_extensions(settings), *trusted_only(settings)],
         config=StrawberryConfig(

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app.http.cors import PathCors, cors_origins
 from app.http.errors import EXCEPTION_HANDLERS
@@ -18,6 +18,7 @@ from app.http.graphql_view import GroupGraphView
 from app.runtime.logs import configure_logging
 from app.runtime.metrics import POOL_CHECKED_OUT, POOL_SIZE, registry
 from app.schema import build_schema
+from app.services.events import attach
 from app.settings import Settings, get_settings
 from app.store.db import Database
 
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     configure_logging()
     database = database or Database(settings)
     schema = build_schema(settings)
-    view = GroupGraphView(schema, database, settings)
+    broker = attach(database, settings)  # committed transactions publish their live-update events here
+    view = GroupGraphView(schema, database, settings, broker)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         workers = []
         for starter in getattr(app.state, "background", []):
             workers.append(starter())
+        await broker.warm()  # the LISTEN connection is ready before the first subscription or commit
         yield
         for worker in workers:
             worker.cancel()
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Route("/metrics", metrics),
             *extra_routes(),
             Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
         ],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,  # JSON errors with a code everywhere
@@ -88,6 +92,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database
     app.state.schema = schema
+    app.state.broker = broker
     app.state.background = []
     if settings.bench:  # per-request SQL cost headers for scripts/bench
         from app.http.bench_metrics import BenchHeaders, instrument

@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     # how long a SQLite writer waits for the write lock before "database is locked" (busy_timeout)
     sqlite_busy_timeout_ms: int = 10_000
 
+    # live updates (subscriptions over WebSocket and SSE at /graphql)
+    live_max_subscriptions_per_connection: int = 20
+    live_max_subscriptions_per_user: int = 50
+    live_connection_init_seconds: float = 10.0
+    live_ping_seconds: float = 30.0  # a graphql-transport-ws ping when the client said nothing for this long
+    live_pong_seconds: float = 20.0  # and the connection closes when no pong comes back within this
+    live_max_message_bytes: int = 64_000
+    live_queue_size: int = 100  # events waiting per subscriber; a subscriber that falls further behind is ended
+    live_recheck_seconds: float = 60.0  # an idle subscription re-checks its permission this often
+    # events being decided at once per process: a burst cannot take every pooled connection from requests
+    live_concurrent_deliveries: int = 8
+    live_channel: str = "groupgraph_events"
+
     @property
     def production(self) -> bool:
         return self.env.lower() == "production"

@@ -14,7 +14,7 @@ async def load_reach_rows(store: Store, viewer_id: int) -> list[tuple[str, int, 
     groups = (
         select(literal("group"), GroupClosure.descendant_id, Membership.role)
         .join(GroupClosure, GroupClosure.ancestor_id == Membership.group_id)
-        .where(Membership.user_id == viewer_id)
+        .where(Membership.user_id == viewer_id, Membership.ended_at.is_(None))
     )
     granted = select(literal("granted"), AccessRequest.subject_user_id, literal(None)).where(
         AccessRequest.requester_id == viewer_id,
@@ -25,7 +25,7 @@ async def load_reach_rows(store: Store, viewer_id: int) -> list[tuple[str, int, 
         GuardianLink.external_user_id == viewer_id
     )
     direct = select(literal("direct"), Membership.group_id, Membership.role).where(
-        Membership.user_id == viewer_id
+        Membership.user_id == viewer_id, Membership.ended_at.is_(None)  # an ended membership gives no access
     )
     rows = await store.all(union_all(groups, granted, pupils, direct))
     return [(kind, int(ident), role) for kind, ident, role in rows]

@@ -63,3 +63,20 @@ class ReviewLoaders:
         for row in rows:
             self.by_id.prime(row.id, row)
         return rows, total
+
+    async def queue_count(self, group_id: int, viewer_id: int | None) -> int:
+        """The red dot: how many submissions wait in the group's subtree (one statement)."""
+        condition = self._queue_filter(group_id, viewer_id)
+        return int(await self.store.scalar(select(func.count()).select_from(Submission).where(condition)))
+
+    async def latest_on_step(self, user_id: int, step_id: int) -> Submission | None:
+        """The learner's latest submission on a step (ingestion announces the step, not the new row's id)."""
+        row = await self.store.scalar(
+            select(Submission)
+            .where(Submission.user_id == user_id, Submission.step_id == step_id)
+            .order_by(Submission.submitted_at.desc(), Submission.id.desc())
+            .limit(1)
+        )
+        if row is not None:
+            self.by_id.prime(row.id, row)
+        return row

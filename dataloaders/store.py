@@ -23,6 +23,7 @@ class Store:
         self.write = False
         self._session: AsyncSession | None = None
         self._lock = asyncio.Lock()
+        self._published: list[dict[str, Any]] | None = None  # a list while a transaction is open
 
     @property
     def dialect(self) -> str:
@@ -72,15 +73,27 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One mutation: committed on success, rolled back (nothing changed) on any error."""
+        """One mutation: committed on success, rolled back (nothing changed) on any error. What was
+        `publish`ed inside goes to the live-update subscribers after the commit, and never on a rollback."""
         async with self._lock:
             session = self._get()
+            self._published = []
             try:
                 yield session
                 await session.commit()
             except BaseException:
+                self._published = None
                 await session.rollback()
                 raise
+            published, self._published = self._published, None
+        if published and self.database.after_commit is not None:
+            await self.database.after_commit(published)
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        """A live-update event (ids only: app.services.events builds them) for when this transaction commits."""
+        if self._published is None:
+            raise RuntimeError("publish() belongs inside store.transaction()")
+        self._published.append(dict(event))
 
     async def close(self) -> None:
         """Never raises: the response is already made. Under the lock, so that a statement still running for a

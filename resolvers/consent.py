@@ -28,6 +28,7 @@ from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound, RateLimited
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
+from app.services.events import access_request_changed, reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
 from app.store.models import Membership as MembershipRow
 from app.store.models import OutboxEmail, utcnow
@@ -334,6 +335,7 @@ class ConsentMutations:
                 title, body = invitation(viewer, message)
                 session.add(OutboxEmail(kind="access_request", to_address=email, subject=title, body=body))
                 audit(session, viewer.id, "access_request.create", "access_request", row.id, subject_email=email)
+                ctx.store.publish(access_request_changed(row.id, [viewer.id, subject_id]))
         return (await build_requests(info, [existing or row]))[0]
 
     @strawberry.mutation(extensions=[authenticated()], description="By the subject of a PENDING request.")
@@ -358,6 +360,7 @@ class ConsentMutations:
                 session, ctx.viewer_id, f"access_request.{'grant' if row.status == GRANTED else 'deny'}",
                 "access_request", row.id, requester_id=row.requester_id,
             )
+            ctx.store.publish(access_request_changed(row.id, [row.requester_id, row.subject_user_id]))
         return (await build_requests(info, [row]))[0]
 
     @strawberry.mutation(
@@ -394,6 +397,8 @@ class ConsentMutations:
                     {"id": m.id, "user_id": m.user_id, "group_id": m.group_id, "role": m.role} for m in removed
                 ],
             )
+            ctx.store.publish(access_request_changed(row.id, [row.requester_id, row.subject_user_id]))
+            ctx.store.publish(reach_changed([row.requester_id]))  # their subscriptions re-check at once
         ctx.forget_reach()
         return (await build_requests(info, [row]))[0]
 

@@ -16,6 +16,7 @@ from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import verify_password
+from app.services.events import reach_changed
 from app.services.mailer import queue_email
 from app.services.throttle import check_login_allowed
 from app.store.models import ApiToken, LoginEvent, Session, utcnow
@@ -273,6 +274,7 @@ class GuardianMutations:
                             .where(model.user_id.in_(chunk), model.revoked_at.is_(None))
                             .values(revoked_at=now)
                         )
+            ctx.store.publish(reach_changed(changed_ids))  # a DENIED account's subscriptions end now
         by_id = {r.id: r for r in rows}
         return await prepare_users(info, [by_id[i] for i in ids])
 
@@ -299,6 +301,7 @@ class GuardianMutations:
                     delete(UserRow).where(UserRow.id.in_(found[start : start + CHUNK])),
                     execution_options={"synchronize_session": False},
                 )
+            ctx.store.publish(reach_changed(found))
         return len(rows)
 
     @strawberry.mutation(
@@ -326,6 +329,7 @@ class GuardianMutations:
             raise BadInput("The password is not right.", field="password")
         async with ctx.store.transaction() as session:
             audit(session, viewer.id, "user.delete_self", "user", viewer.id, email=viewer.email, kind=viewer.kind)
+            ctx.store.publish(reach_changed([viewer.id]))
             await session.execute(
                 delete(UserRow).where(UserRow.id == viewer.id), execution_options={"synchronize_session": False}
             )

@@ -15,6 +15,7 @@ from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
+from app.services.events import reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
 from app.store.models import Membership as MembershipRow
 from dataloaders.loaders import Loaders
@@ -323,6 +324,7 @@ async def change_member_role(info: Info, membership_gid: strawberry.ID, role: Gr
         session.add(fresh)
         audit(session, ctx.viewer_id, "membership.role", "membership", fresh.id, user_id=fresh.user_id,
               group_id=fresh.group_id, before=before, after=role.value)
+        ctx.store.publish(reach_changed([fresh.user_id]))
     refresh_after_change(info)
     await ctx.load_reach()
     return Membership(row=fresh)
@@ -339,6 +341,7 @@ async def remove_members(info: Info, membership_gids: list[strawberry.ID]) -> in
         for row in rows:
             audit(session, ctx.viewer_id, "membership.remove", "membership", row.id, user_id=row.user_id,
                   group_id=row.group_id, role=row.role)
+        ctx.store.publish(reach_changed(r.user_id for r in rows))  # their subscriptions re-check at once
     refresh_after_change(info)
     return int(result.rowcount)
 

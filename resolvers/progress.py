@@ -20,6 +20,7 @@ from app.runtime import cursors
 from app.runtime.errors import BadInput
 from app.runtime.ids import require_id
 from app.services.audit import audit
+from app.services.events import progress_changed, review_changed
 from app.services.ingest import RawEvent, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.progress import Card, StepRecord
@@ -288,4 +289,12 @@ class ProgressMutations:
             )
             audit(session, ctx.viewer_id, "progress.record", "user", None, events=len(raw),
                   applied=outcome.applied, repeated=outcome.repeated, kinds=outcome.counts)
+            announced: set[tuple[int, ...]] = set()
+            for e in outcome.events:
+                if e.kind == "SUBMITTED" and (0, e.user_id, e.step_id) not in announced:
+                    announced.add((0, e.user_id, e.step_id))  # type: ignore[arg-type]
+                    ctx.store.publish(review_changed(e.user_id, step_id=e.step_id))
+                if e.kind in ("VIEWED", "COMPLETED", "SUBMITTED") and (1, e.user_id, e.course_id) not in announced:
+                    announced.add((1, e.user_id, e.course_id))  # type: ignore[arg-type]
+                    ctx.store.publish(progress_changed(e.user_id, e.course_id))  # type: ignore[arg-type]
         return outcome.applied

@@ -19,6 +19,7 @@ from app.runtime import cursors
 from app.runtime.errors import BadInput, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
+from app.services.events import review_changed
 from app.store.bulk import insert_rows
 from app.store.models import ActivityEvent as ActivityRow
 from app.store.models import StepProgress as StepProgressRow
@@ -210,6 +211,7 @@ class ReviewMutations:
             )
             audit(session, ctx.viewer_id, "submission.review", "submission", submission_id,
                   before=before, points=points, user_id=row.user_id)
+            ctx.store.publish(review_changed(row.user_id, submission_id=submission_id))
         ctx.loaders.reviews.by_id.clear(submission_id)
         ctx.loaders.reviews.by_id.prime(submission_id, current)
         return (await build_submissions(info, [current]))[0]

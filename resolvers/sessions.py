@@ -20,6 +20,7 @@ from app.services.auth import (
     verify_password,
 )
 from app.services.cookies import clear_session_cookie, set_session_cookie
+from app.services.events import reach_changed
 from app.services.throttle import check_login_allowed, slow_down
 from app.store.models import ApiToken, LoginEvent, Session, utcnow
 from app.store.models import User as UserRow
@@ -122,6 +123,7 @@ class SessionMutations:
                 audit(session, ctx.viewer_id, "session.logout", "session", credential.session_id)
             else:
                 audit(session, ctx.viewer_id, "api_token.revoke", "api_token", credential.api_token_id)
+            ctx.store.publish(reach_changed([ctx.viewer_id]))  # subscriptions on this token end now
         if ctx.via_cookie:
             ctx.cookies.append(clear_session_cookie(ctx.request))
         return True

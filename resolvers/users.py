@@ -18,6 +18,7 @@ from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.auth import end_credentials, hash_password
+from app.services.events import reach_changed
 from app.store.models import Group as GroupRow
 from app.store.models import Membership as MembershipRow
 from app.store.models import User as UserRow
@@ -416,6 +417,7 @@ async def update_user(info: Info, id: strawberry.ID, input: UpdateUserInput) -> 
             raise Conflict("A user with this email or external id already exists.", field="email") from None
         if changed:
             audit(session, ctx.viewer_id, "user.update", "user", row.id, fields=changed, credentials_ended=ended)
+            ctx.store.publish(reach_changed([row.id]))  # a new status or password ends their subscriptions now
     return (await prepare_users(info, [row]))[0]
 
 
@@ -459,6 +461,7 @@ class UserMutations:
                 session, ctx.viewer_id, "user.roles", "user", row.id, before=sorted(before), after=sorted(wanted),
                 analyst_memberships_removed=dropped,
             )
+            ctx.store.publish(reach_changed([row.id]))
         ctx.forget_reach()
         return (await prepare_users(info, [row]))[0]
 

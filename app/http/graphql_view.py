@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from graphql import GraphQLError, parse, validate
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from app.context import Context
+from app.context import Context, LiveContext
+from app.http.live import LiveHandler, serve_websocket
 from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
 from app.runtime.logs import REQUEST_ID
 from app.runtime.metrics import REQUESTS
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
 from app.services.cookies import clear_session_cookie, has_csrf_header, session_cookie
+from app.services.events import Broker
 from app.services.persisted import PersistedQueries, PersistedQueryError, trusted_documents
 from app.settings import Settings
 from app.store.db import Database
@@ -64,15 +71,26 @@ def unauthenticated(request: Request) -> Response:
     return response
 
 
+def wants_sse(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
 class GroupGraphView(GraphQL):
-    def __init__(self, schema: Any, database: Database, settings: Settings) -> None:
+    graphql_transport_ws_handler_class = LiveHandler
+
+    def __init__(self, schema: Any, database: Database, settings: Settings, broker: Broker) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql and not settings.production else None,
             multipart_uploads_enabled=True,
+            # subscriptions: graphql-transport-ws on the WebSocket, graphql-sse (distinct connections) on POST
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=settings.live_connection_init_seconds),
+            max_subscriptions_per_connection=None,  # counted by the subscriptions themselves, with a code
         )
         self.database = database
         self.settings = settings
+        self.broker = broker
         trusted = trusted_documents(settings.trusted_documents) if settings.trusted_documents else None
         self.persisted = PersistedQueries(
             database, trusted, lambda document: _valid(schema, document, settings.max_tokens),
@@ -107,6 +125,8 @@ class GroupGraphView(GraphQL):
         return data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            return await serve_websocket(self, scope, receive, send)
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
         request_id = uuid.uuid4().hex[:16]
@@ -149,13 +169,25 @@ class GroupGraphView(GraphQL):
                 ),
                 403,
             )
-        context = Context(self.database, self.settings, credential or None, request, request_id)
+        context: Context
+        if wants_sse(request):  # a subscription over SSE: each event decided afresh, as on a WebSocket
+            context = LiveContext(
+                self.database, self.settings, self.broker, credential or None,
+                bearer_token(request.headers.get("authorization")) or (session_cookie(request) if credential else None),
+                request, request_id,
+            )
+        else:
+            context = Context(self.database, self.settings, credential or None, request, request_id)
         context.via_cookie = via_cookie and bool(credential)
         if via_cookie and not credential:
             context.cookies.append(clear_session_cookie(request))
         limited = Request(scope, _limited(receive, limit))
+        streaming = False
         try:
             response = await self.run(limited, context=context)
+            if isinstance(response, StreamingResponse) and isinstance(context, LiveContext):
+                response.background = BackgroundTask(context.close)  # the stream reads after this returns
+                streaming = True
         except PersistedQueryError as refused:
             return JSONResponse(error_body(refused.code, refused.message), refused.status)
         except BodyTooLarge:
@@ -176,11 +208,36 @@ class GroupGraphView(GraphQL):
                 )
             return JSONResponse(error_body("BAD_USER_INPUT", reason), status)
         finally:
-            await context.store.close()
+            if not streaming:
+                await (context.close() if isinstance(context, LiveContext) else context.store.close())
         response = self._negotiate(request, response)
         for cookie in context.cookies:
             response.headers.append("set-cookie", cookie)
         return response
+
+    async def serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+    async def get_context(self, request: Any, response: Any = None) -> Any:
+        if isinstance(request, WebSocket):
+            return LiveContext(self.database, self.settings, self.broker, request=request)
+        return await super().get_context(request, response)
+
+    async def on_ws_connect(self, context: Any) -> Any:
+        """Sign-in from connection_init's payload (`{"Authorization": "Bearer ..."}`), else from the handshake's
+        Authorization header; none: an anonymous connection (every subscription needs a sign-in). A token that
+        is not valid closes the connection (4403)."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        header = params.get("Authorization") or params.get("authorization")
+        if header is None and context.request is not None:
+            header = context.request.headers.get("authorization")
+        token = bearer_token(header) if isinstance(header, str) else None
+        if token is not None:
+            context.token = token
+            context.base_credential = await context.credential_now()
+            if context.base_credential is None:
+                raise ConnectionRejectionError()
+        return await super().on_ws_connect(context)
 
     def _negotiate(self, request: Request, response: Response) -> Response:
         """application/graphql-response+json when asked for; then a request error is a 4xx."""

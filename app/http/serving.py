@@ -23,8 +23,13 @@ class TcpConfig(uvicorn.Config):
         return fixed
 
 
-def run(app: str, host: str, port: int, workers: int, log_level: str = "warning") -> None:
-    config = TcpConfig(app, host=host, port=port, workers=workers, log_level=log_level)
+def run(app: str, host: str, port: int, workers: int, log_level: str = "warning", ws_max_size: int = 1_000_000) -> None:
+    # WebSocket (live updates): no per-message compression, whose zlib state per connection costs more memory
+    # than the small JSON events save; frames over ws_max_size are refused by the protocol itself
+    config = TcpConfig(
+        app, host=host, port=port, workers=workers, log_level=log_level, ws_per_message_deflate=False,
+        ws_max_size=ws_max_size,
+    )
     if workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:

@@ -52,3 +52,13 @@ class Conflict(AppError):
 class RateLimited(AppError):
     code = "RATE_LIMITED"
     http_status = 429
+
+
+class LimitReached(AppError):
+    """A live-update limit, with its own code (TOO_MANY_SUBSCRIPTIONS, SUBSCRIBER_TOO_SLOW)."""
+
+    http_status = 429
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        self.code = code
+        super().__init__(message, **extra)

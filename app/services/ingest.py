@@ -89,6 +89,7 @@ class Outcome:
     applied: int = 0
     repeated: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)  # the ones applied (live updates announce them)
 
 
 class Problems:
@@ -356,4 +357,4 @@ async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, ske
     counts: dict[str, int] = defaultdict(int)
     for e in fresh:
         counts[e.kind] += 1
-    return Outcome(applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts))
+    return Outcome(applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts), events=fresh)

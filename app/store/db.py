@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +90,10 @@ class Database:
             self.write_engine = self.engine
         for engine in {self.engine, self.write_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self.counter)
+        # Live updates: what a committed transaction published goes here (app.services.events sets it), and
+        # what must close with the engines (the broker's LISTEN connection) registers in `closers`.
+        self.after_commit: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+        self.closers: list[Callable[[], Awaitable[None]]] = []
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, class_=AsyncSession)
 
@@ -112,6 +116,9 @@ class Database:
                 raise
 
     async def dispose(self) -> None:
+        for close in self.closers:
+            await close()
+        self.closers.clear()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

@@ -1,0 +1,349 @@
+"""Live updates: the events mutations publish, and the broker that hands them to subscriptions.
+
+An event is a small dict of ids (`{"k": kind, ...}`), never personal data. A mutation publishes with
+`store.publish(event)` inside its transaction; the Store hands the events over after the commit (never
+after a rollback). On PostgreSQL every worker keeps ONE asyncpg connection that LISTENs on one channel and
+also sends the NOTIFYs (batched), so a subscription on any worker, on any host, hears a mutation handled
+anywhere; on SQLite (one process) the broker passes events in-process through the same dispatcher.
+
+Routing to subscriptions happens once per worker, not per subscriber: by user (access requests, changes
+of someone's permissions), or for review and progress events by every group whose subtree holds the
+learner (one query per batch of events, run only while this worker has such subscriptions). Each
+subscription has a bounded queue; one that falls further behind is ended (SUBSCRIBER_TOO_SLOW) rather
+than allowed to grow. The subscription itself re-reads everything, permissions included, for each event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from app.runtime.errors import LimitReached
+from app.runtime.logs import log
+from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
+from app.settings import Settings
+from app.store.db import Database
+from app.store.models import GroupClosure, Membership
+
+REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?}
+PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course}
+ACCESS = "access"  # an access request changed: {"r": request, "u": [requester, subject?]}
+REACH = "reach"  # someone's permissions or credentials changed: {"u": [users]}: re-check at once
+RESYNC = "resync"  # the LISTEN connection came back after a gap: events may have been missed
+
+TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
+USERS_PER_EVENT = 500  # a NOTIFY payload holds at most 8000 bytes
+
+
+def review_changed(user_id: int, submission_id: int | None = None, step_id: int | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"k": REVIEW, "u": user_id}
+    if submission_id is not None:
+        event["s"] = submission_id
+    if step_id is not None:
+        event["st"] = step_id
+    return event
+
+
+def progress_changed(user_id: int, course_id: int) -> dict[str, Any]:
+    return {"k": PROGRESS, "u": user_id, "c": course_id}
+
+
+def access_request_changed(request_id: int, user_ids: Iterable[int | None]) -> dict[str, Any]:
+    return {"k": ACCESS, "r": request_id, "u": sorted({u for u in user_ids if u is not None})}
+
+
+def reach_changed(user_ids: Iterable[int | None]) -> dict[str, Any]:
+    """Someone lost (or may have lost) a permission, a membership or a credential: their subscriptions
+    re-check now instead of at their next event."""
+    return {"k": REACH, "u": sorted({u for u in user_ids if u is not None})}
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One subscription's place in the broker: what it listens to and its bounded queue."""
+
+    kind: str  # REVIEW, PROGRESS (key: a group id) or ACCESS (key: the user id)
+    key: int
+    user_id: int
+    queue: asyncio.Queue[dict[str, Any]]
+    too_slow: bool = False
+    closed: bool = False
+
+    async def next(self, wait: float | None) -> dict[str, Any] | None:
+        """The next event; None when `wait` seconds pass first (time to re-check anyway)."""
+        if self.too_slow:
+            raise LimitReached(
+                SUBSCRIBER_TOO_SLOW, "Events came faster than this subscription took them; subscribe again."
+            )
+        try:
+            return await asyncio.wait_for(self.queue.get(), wait)
+        except TimeoutError:
+            return None
+
+
+@dataclass
+class _Outgoing:
+    payloads: list[str]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Broker:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+        self.channel = settings.live_channel
+        self.postgres = not database.is_sqlite
+        self._by_key: dict[tuple[str, int], set[Subscriber]] = defaultdict(set)
+        self._by_user: dict[int, set[Subscriber]] = defaultdict(set)
+        self._per_kind: Counter[str] = Counter()
+        self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._outbox: list[_Outgoing] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._connection: Any = None  # asyncpg.Connection, LISTENing
+        self._connect_lock = asyncio.Lock()
+        self._closed = False
+        self.received = 0
+        self.deliveries = asyncio.Semaphore(max(1, settings.live_concurrent_deliveries))
+
+    # --- subscriptions -----------------------------------------------------------------------------------
+
+    async def open(self, kind: str, key: int, user_id: int) -> Subscriber:
+        """Register a subscription; the LISTEN is in place when this returns, so nothing committed after it
+        is missed. TOO_MANY_SUBSCRIPTIONS past the per-user cap (per worker)."""
+        cap = self.settings.live_max_subscriptions_per_user
+        if len(self._by_user[user_id]) >= cap:
+            raise LimitReached(
+                TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions per user at a time.", limit=cap
+            )
+        await self._start()
+        subscriber = Subscriber(kind, key, user_id, asyncio.Queue(maxsize=self.settings.live_queue_size))
+        self._by_key[(kind, key)].add(subscriber)
+        self._by_user[user_id].add(subscriber)
+        self._per_kind[kind] += 1
+        return subscriber
+
+    def close(self, subscriber: Subscriber) -> None:
+        if subscriber.closed:
+            return
+        subscriber.closed = True
+        self._by_key[(subscriber.kind, subscriber.key)].discard(subscriber)
+        if not self._by_key[(subscriber.kind, subscriber.key)]:
+            del self._by_key[(subscriber.kind, subscriber.key)]
+        self._by_user[subscriber.user_id].discard(subscriber)
+        if not self._by_user[subscriber.user_id]:
+            del self._by_user[subscriber.user_id]
+        self._per_kind[subscriber.kind] -= 1
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(self._per_kind.values())
+
+    # --- publishing ----------------------------------------------------------------------------------------
+
+    async def publish(self, events: list[dict[str, Any]]) -> None:
+        """After a commit (Database.after_commit): to every worker. Never raises: the change is committed;
+        a failure to announce it is logged (subscribers re-check on their own timer)."""
+        now = round(time.time(), 4)
+        stamped: list[dict[str, Any]] = []
+        for event in events:
+            users = event.get("u")
+            if isinstance(users, list) and len(users) > USERS_PER_EVENT:
+                for start in range(0, len(users), USERS_PER_EVENT):
+                    stamped.append({**event, "u": users[start : start + USERS_PER_EVENT], "at": now})
+            else:
+                stamped.append({**event, "at": now})
+        for event in stamped:
+            LIVE_PUBLISHED.labels(kind=event["k"]).inc()
+        if not self.postgres:
+            await self._start()
+            for event in stamped:
+                self._incoming.put_nowait(event)
+            return
+        outgoing = _Outgoing([json.dumps(e, separators=(",", ":")) for e in stamped])
+        self._outbox.append(outgoing)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+        try:
+            await asyncio.wait_for(asyncio.shield(outgoing.done), 10)
+        except Exception as exc:  # logged, never raised: the mutation has committed
+            log.warning("live_publish_failed", error=type(exc).__name__)
+
+    async def _send(self) -> None:
+        """NOTIFY everything queued, one statement per round: a burst of commits becomes a few round trips."""
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            payloads = [p for o in batch for p in o.payloads]
+            try:
+                connection = await self._connect()
+                await connection.execute(
+                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", self.channel, payloads
+                )
+            except Exception as exc:  # the next batch tries a new connection
+                log.warning("live_notify_failed", error=type(exc).__name__, events=len(payloads))
+                await self._drop_connection()
+                for o in batch:
+                    if not o.done.done():
+                        o.done.set_exception(exc)
+                continue
+            for o in batch:
+                if not o.done.done():
+                    o.done.set_result(None)
+
+    # --- the listening side ----------------------------------------------------------------------------------
+
+    async def warm(self) -> None:
+        """At start-up: connect now rather than on the first event (a failure is logged and retried later)."""
+        try:
+            await self._start()
+        except Exception as exc:  # the database may come up after the app
+            log.warning("live_listen_unavailable", error=type(exc).__name__)
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError("the broker is closed")
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        if self.postgres:
+            await self._connect()
+
+    def _dsn(self) -> str:
+        url = make_url(self.database.url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    async def _connect(self) -> Any:
+        if self._connection is not None and not self._connection.is_closed():
+            return self._connection
+        async with self._connect_lock:
+            if self._connection is not None and not self._connection.is_closed():
+                return self._connection
+            import asyncpg
+
+            connection = await asyncpg.connect(self._dsn())
+            await connection.add_listener(self.channel, self._heard)
+            connection.add_termination_listener(self._lost)
+            had_one = self._connection is not None
+            self._connection = connection
+            if had_one:  # events may have gone by while there was no LISTEN
+                self._incoming.put_nowait({"k": RESYNC, "at": round(time.time(), 4)})
+            return connection
+
+    def _heard(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(event, dict) and "k" in event:
+            self._incoming.put_nowait(event)
+
+    def _lost(self, _connection: Any) -> None:
+        if self._closed or not self.subscriber_count:
+            return
+        log.warning("live_listen_lost")
+        asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while not self._closed and self.subscriber_count:
+            try:
+                await self._connect()
+                return
+            except Exception as exc:  # the database is away: try again, more slowly
+                log.warning("live_listen_reconnect_failed", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
+
+    async def _dispatch(self) -> None:
+        while True:
+            batch = [await self._incoming.get()]
+            while not self._incoming.empty() and len(batch) < 1000:
+                batch.append(self._incoming.get_nowait())
+            try:
+                await self._route(batch)
+            except Exception as exc:  # one bad batch must not stop live updates
+                log.error("live_dispatch_failed", error=type(exc).__name__, exc_info=exc)
+
+    async def _route(self, batch: list[dict[str, Any]]) -> None:
+        self.received += len(batch)
+        for event in batch:
+            LIVE_RECEIVED.labels(kind=str(event.get("k"))[:16]).inc()
+        learners = {
+            int(e["u"]) for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0
+        }
+        groups = await self._groups_of(learners) if learners else {}
+        for event in batch:
+            kind = event["k"]
+            if kind in (REVIEW, PROGRESS):
+                consent_too = kind == PROGRESS  # the review queue counts members placed without a consent only
+                for group_id, on_consent in groups.get(int(event["u"]), ()):
+                    if consent_too or not on_consent:
+                        self._offer(self._by_key.get((kind, group_id), ()), event)
+            elif kind == ACCESS:
+                for user_id in event.get("u", ()):
+                    self._offer(self._by_key.get((ACCESS, int(user_id)), ()), event)
+            elif kind == REACH:
+                for user_id in event.get("u", ()):
+                    self._offer(self._by_user.get(int(user_id), ()), event)
+            elif kind == RESYNC:
+                for subscribers in list(self._by_user.values()):
+                    self._offer(subscribers, event)
+
+    async def _groups_of(self, user_ids: set[int]) -> dict[int, set[tuple[int, bool]]]:
+        """Every group whose subtree holds each learner (a current membership), and whether that placement
+        rests on a consent: one query for the batch."""
+        out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
+        async with self.database.session() as session:
+            rows = await session.execute(
+                select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None))
+                .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
+                .where(Membership.user_id.in_(sorted(user_ids)), Membership.ended_at.is_(None))
+            )
+            for user_id, group_id, on_consent in rows:
+                out[user_id].add((group_id, bool(on_consent)))
+        # a group reached both ways counts as reached without a consent
+        for user_id, pairs in out.items():
+            plain = {g for g, c in pairs if not c}
+            out[user_id] = {(g, c) for g, c in pairs if not c or g not in plain}
+        return out
+
+    def _offer(self, subscribers: Iterable[Subscriber], event: dict[str, Any]) -> None:
+        for subscriber in list(subscribers):
+            if subscriber.too_slow:
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                subscriber.too_slow = True  # ended with SUBSCRIBER_TOO_SLOW when it next looks
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in (self._dispatcher, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        await self._drop_connection()
+
+
+def attach(database: Database, settings: Settings) -> Broker:
+    """One broker per process and database: committed transactions publish through it."""
+    broker = Broker(database, settings)
+    database.after_commit = broker.publish
+    database.closers.append(broker.aclose)
+    return broker
