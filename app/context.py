@@ -123,6 +123,8 @@ class LiveContext(Context):
         self.request = request
         self.request_id = request_id or uuid.uuid4().hex[:16]
         self.response_headers = {}
+        self.cookies: list[str] = []
+        self.via_cookie = False
         self.connection_params: dict[str, Any] = {}
         self.base_credential = credential
         self.token = token
