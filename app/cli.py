@@ -1,4 +1,5 @@
-"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, persisted-queries, deliver-email."""
+"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, persisted-queries, deliver-email,
+roster-import, run-exports."""
 
 from __future__ import annotations
 
@@ -195,19 +196,115 @@ def deliver_email(
         pass
 
 
+@cli.command("roster-import")
+def roster_import(
+    bundle: Annotated[Path, typer.Argument(help="The OneRoster CSV bundle (a zip).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and count; apply nothing.")] = False,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Apply even a run that the hold would stop (a scripted, trusted run).")
+    ] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Import a OneRoster 1.1 / 1.2 CSV bundle (for a nightly cron). Exit 0: applied or dry run; 1: failed
+    (errors listed); 3: held (approve it with approveRosterSync, or re-run with --approve)."""
+    from app.services.rostering import run_import
+
+    if not bundle.is_file():
+        _fail(f"no such file: {bundle}")
+    settings = _settings(database_url)
+    database = _database(settings)
+
+    async def run() -> object:
+        try:
+            return await run_import(database.transaction, settings, None, bundle.read_bytes(), dry_run, "cli", approve)
+        finally:
+            await database.dispose()
+
+    from app.runtime.errors import AppError
+
+    try:
+        result = asyncio.run(run())
+    except AppError as exc:
+        _fail(exc.message)
+    report = result.as_json()  # type: ignore[attr-defined]
+    counts = ", ".join(
+        f"{name} {report[name]}"
+        for name in (
+            "groupsCreated", "groupsUpdated", "usersCreated", "usersUpdated", "usersDenied", "membershipsCreated",
+            "membershipsUpdated", "membershipsEnded", "guardianLinksCreated", "unchanged",
+        )
+    )
+    typer.echo(f"roster sync {report['id']}: {report['status']}: {counts}")  # the id approveRosterSync takes
+    if report["heldReason"]:
+        typer.echo(f"hold: {report['heldReason']}")
+    for error in report["errors"]:
+        column = f" column {error['column']}" if error["column"] else ""
+        typer.echo(f"{error['file'] or 'bundle'} line {error['line']}{column}: {error['message']}", err=True)
+    if report["status"] == "FAILED":
+        raise typer.Exit(1)
+    if report["status"] == "HELD":
+        raise typer.Exit(3)
+
+
+@cli.command("run-exports")
+def run_exports(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep running jobs and schedules (a worker of its own).")] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Run the export jobs that are due (and start the schedules that are due) now, or keep doing so with
+    --loop: for a worker host when the web servers run with GROUPGRAPH_EXPORT_WORKER=false."""
+    from app.services.export_jobs import file_store, run_worker, work_once
+
+    settings = _settings(database_url)
+    database = _database(settings)
+
+    async def run() -> None:
+        try:
+            if loop:
+                await run_worker(database, settings)
+            ran = 0
+            while await work_once(database, settings, file_store(settings)):
+                ran += 1
+            typer.echo(f"ran {ran} export jobs")
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
 @cli.command()
 def serve(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    workers: Annotated[int, typer.Option("--workers")] = 1,
+    host: Annotated[str, typer.Option("--host", envvar="GROUPGRAPH_HOST", help="0.0.0.0 in a container")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="GROUPGRAPH_PORT")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", envvar="GROUPGRAPH_WORKERS", min=1)] = 1,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Take the client address and scheme from X-Forwarded-For/-Proto sent by a trusted proxy.",
+        ),
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            "--forwarded-allow-ips", envvar="FORWARDED_ALLOW_IPS",
+            help="Comma-separated addresses or networks of the proxies whose X-Forwarded-* headers are trusted ('*': any).",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve GraphQL (GraphiQL at /graphql when enabled)."""
     from app.http.serving import run
 
     settings = _settings()
     _database(settings)  # fail early, in one line, on a bad database path
-    run("app.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-        ws_max_size=max(settings.live_max_message_bytes, 1024))
+    run(
+        "app.asgi:app", host=host, port=port, workers=workers, log_level=settings.log_level,
+        proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
+        grace_seconds=settings.shutdown_grace_seconds, ws_max_size=max(settings.live_max_message_bytes, 1024),
+    )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 
 from app.runtime.errors import Unauthenticated
+from app.runtime.logs import REQUEST_ID, note_user
 from app.services.auth import Credential, authenticate
 from app.services.events import Broker
 from app.settings import Settings
@@ -34,7 +35,9 @@ class Context:
         self.settings = settings
         self.credential = credential
         self.request = request
-        self.request_id = request_id or uuid.uuid4().hex[:16]
+        self.request_id = request_id or REQUEST_ID.get() or uuid.uuid4().hex[:16]
+        if credential is not None:
+            note_user(credential.user.id)
         self.store = Store(database)
         self.loaders = Loaders(self.store)
         self._reach: Reach | None = None

@@ -15,14 +15,16 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.private import is_private
 
+from app.runtime import tracing
 from app.runtime.errors import AppError
-from app.runtime.logs import log
-from app.runtime.metrics import ERRORS, LATENCY
+from app.runtime.logs import log, note_operation
+from app.runtime.metrics import ERRORS, KNOWN_OPERATIONS, OPERATION_SECONDS, OPERATION_TYPES, bounded
 from app.settings import Settings, get_settings
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
 from resolvers.descriptions import describe
+from resolvers.exports import ExportJob, ExportMutations, ExportQueries, ExportSchedule
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
 from resolvers.imports import ImportMutations, ImportQueries
@@ -30,6 +32,7 @@ from resolvers.memberships import Membership, MembershipMutations
 from resolvers.node import NodeQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
+from resolvers.rostering import RosterMutations, RosterQueries, RosterSync
 from resolvers.scalars import SCALARS
 from resolvers.sessions import SessionMutations
 from resolvers.subscriptions import LiveSubscriptions
@@ -40,12 +43,16 @@ QUERIES: tuple[type, ...] = (
     CourseQueries,
     UserListQueries,
     AuditQueries,
+    RosterQueries,
+    ExportQueries,
 )
 MUTATIONS: tuple[type, ...] = (
     SessionMutations, UserMutations, GroupMutations, ConsentMutations, GuardianMutations, ImportMutations,
     # membership mutations
     MembershipMutations,
     CourseMutations, ProgressMutations, ReviewMutations,
+    RosterMutations,
+    ExportMutations,
 )
 
 # Fields of protected types that anyone who may see the object may read. Everything else on these
@@ -57,7 +64,8 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     Group: {
         "id", "database_id", "name", "slug", "description", "synced", "created_at", "parent", "ancestors",
-        "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count",
+        "children", "depth", "viewer_role", "viewer_permissions", "members", "member_count", "external_id",
+        "class_code", "term",
     },
     Membership: {"id", "database_id", "user", "group", "role", "created_at", "access_request"},
     # Seen only by the requester, the subject and site admins; `subject` applies its own rule (null otherwise).
@@ -76,6 +84,23 @@ PUBLIC_FIELDS: dict[type, set[str]] = {
     },
     # only site admins reach audit events (auditLog, node)
     AuditEvent: {"id", "actor", "action", "target_type", "target_id", "occurred_at", "detail"},
+    # only site admins reach roster syncs (rosterSyncs, the rostering mutations, node)
+    RosterSync: {
+        "id", "status", "started_at", "finished_at", "held_reason", "source", "groups_created", "groups_updated",
+        "users_created", "users_updated", "users_denied", "memberships_created", "memberships_updated",
+        "memberships_ended", "guardian_links_created", "unchanged", "errors", "decided_at",
+    },
+    # only the owner and site admins reach jobs and schedules (resolvers.exports); the file's link is
+    # re-checked against the reader's permission at download
+    ExportJob: {
+        "id", "status", "format", "report", "rows_written", "rows_total", "progress_percent", "created_at", "attempts",
+        "started_at", "finished_at", "expires_at", "file_name", "download_url", "error", "schedule",
+    },
+    ExportSchedule: {
+        "id", "report", "format", "date_format", "group", "course_id", "include_nested", "licence_type", "scope_group",
+        "frequency", "time", "time_zone", "weekday", "day_of_month", "recipients", "paused", "next_run_at",
+        "last_run_at", "created_at",
+    },
 }
 
 
@@ -96,13 +121,39 @@ def check_deny_by_default(public_fields: dict[type, set[str]]) -> None:
 
 
 class RequestScope(SchemaExtension):
-    """Mutations get a write session (BEGIN IMMEDIATE on SQLite); latency is observed per operation."""
+    """Mutations get a write session (BEGIN IMMEDIATE on SQLite); latency is observed per operation (the
+    name as a label only when it is a known one); with tracing on, the operation is a span named like
+    "query Dashboard", the parent of its SQL statements' spans."""
+
+    def _name_and_type(self) -> tuple[str | None, str]:
+        context = self.execution_context
+        try:
+            kind = context.operation_type.value
+        except Exception:  # no document (a parse error) or no such operation: the request failed before
+            kind = "unknown"
+        return context.operation_name, kind
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
-        yield
-        name = self.execution_context.operation_name or "anonymous"
-        LATENCY.labels(operation=name[:64]).observe(time.perf_counter() - started)
+        tracer = tracing.TRACER
+        if tracer is None:
+            yield
+            name, kind = self._name_and_type()
+        else:
+            with tracer.start_as_current_span("graphql") as span:
+                yield
+                name, kind = self._name_and_type()
+                span.update_name(f"{kind} {name[:100]}" if name else kind)
+                span.set_attribute("graphql.operation.type", kind)
+                if name:
+                    span.set_attribute("graphql.operation.name", name[:100])
+                request_id = getattr(self.execution_context.context, "request_id", None)
+                if request_id:
+                    span.set_attribute(tracing.REQUEST_ID_ATTRIBUTE, request_id)
+        note_operation(name)
+        OPERATION_SECONDS.labels(bounded(name, KNOWN_OPERATIONS), kind if kind in OPERATION_TYPES else "other").observe(
+            time.perf_counter() - started
+        )
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context
@@ -171,7 +222,10 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
         query=query,
         mutation=mutation,
         subscription=LiveSubscriptions,
-        types=[User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent],
+        types=[
+            User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent, ExportJob,
+            ExportSchedule,
+        ],
         extensions=[RequestScope, *limit_extensions(settings), *trusted_only(settings)],
         config=StrawberryConfig(
             scalar_map=SCALARS,

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2_000_000
     max_upload_bytes: int = 20_000_000
     max_import_rows: int = 100_000
+    # a OneRoster run that would end (or deny) more than this share of the synced memberships (accounts) is HELD
+    roster_hold_percent: float = 20.0
+    # the most a OneRoster bundle may unpack to (its CSV files together)
+    roster_max_bundle_bytes: int = 2_000_000_000
     max_progress_batch: int = 10_000
     progress_clock_skew_seconds: int = 300
 
@@ -71,6 +75,24 @@ class Settings(BaseSettings):
     # the progress CSV on PostgreSQL: written by the server (COPY ... TO STDOUT), streamed as it comes; off:
     # the keyset chunks formatted in Python, as on SQLite (the same bytes)
     export_use_copy: bool = True
+    # export jobs (app.services.export_jobs): where finished files are kept, for how long, and the worker
+    export_dir: str = "./exports"
+    export_retention_hours: int = 72
+    export_poll_seconds: float = 2.0
+    export_heartbeat_seconds: float = 2.0
+    # a RUNNING job whose worker sent no heartbeat for this long is taken over by another worker
+    export_lease_seconds: int = 60
+    export_max_attempts: int = 3
+    # a user's export jobs waiting or running at once (more: RATE_LIMITED)
+    export_max_active_jobs: int = 5
+    # run the export worker (and the schedules) inside this server process
+    export_worker: bool = True
+    # signed download links: how long a link given in an API answer works, and the key that signs it (when
+    # unset, a random key is made once and kept in the database, so every worker and host shares it)
+    export_link_seconds: int = 300
+    export_link_key: str | None = None
+    # the address users reach the server at: the links in emails start with it
+    public_url: str = "http://localhost:8000"
     # sign-in slow-down before RATE_LIMITED (app.services.throttle)
     login_slowdown_after: int = 3
     login_slowdown_seconds: float = 0.5
@@ -78,6 +100,14 @@ class Settings(BaseSettings):
     # how long a SQLite writer waits for the write lock before "database is locked" (busy_timeout)
     sqlite_busy_timeout_ms: int = 10_000
 
+    # logs: the level of every logger (DEBUG, INFO, WARNING, ERROR); the access log line per request
+    log_level: str = "INFO"
+    access_log: bool = True
+    # metrics: operation names (comma-separated) that get their own `operation` label value, beside those
+    # of trusted documents; every other name is counted as `other`
+    metrics_operations: str = ""
+    # on SIGTERM: how long a worker lets in-flight requests and streamed exports finish before it cuts them
+    shutdown_grace_seconds: float = 30.0
     # live updates (subscriptions over WebSocket and SSE at /graphql)
     live_max_subscriptions_per_connection: int = 20
     live_max_subscriptions_per_user: int = 50

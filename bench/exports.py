@@ -126,8 +126,13 @@ def _rss_mib(pid: int, field: str) -> float:
     return float("nan")
 
 
-def _start_worker(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GROUPGRAPH_DATABASE_URL": url, "GROUPGRAPH_SMTP_HOST": ""}
+def _start_worker(url: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """A uvicorn worker on `url`; `settings`: more GROUPGRAPH_ variables (the export worker is off unless
+    asked for: the downloads are measured alone)."""
+    env = {
+        **os.environ, "GROUPGRAPH_DATABASE_URL": url, "GROUPGRAPH_SMTP_HOST": "", "GROUPGRAPH_EXPORT_WORKER": "false",
+        **{f"GROUPGRAPH_{k.upper()}": v for k, v in settings.items()},
+    }
     worker = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"],

@@ -154,7 +154,8 @@ class Server:
 
     def start(self) -> None:
         port = free_port()
-        env = {**os.environ, **self.env, "GROUPGRAPH_DATABASE_URL": self.url, "GROUPGRAPH_BENCH": "1"}
+        quiet = {"GROUPGRAPH_ACCESS_LOG": "false", "GROUPGRAPH_LOG_LEVEL": "WARNING"}  # as before the access log
+        env = {**quiet, **os.environ, **self.env, "GROUPGRAPH_DATABASE_URL": self.url, "GROUPGRAPH_BENCH": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(self.workers)],

@@ -8,7 +8,7 @@ aggregates per row (correlated counts on the step_progress (user, course) index 
 steps), computed only for the page's rows.
 
 On PostgreSQL the progress CSV is one statement instead, csv_statement, for COPY: the same rows (_keys),
-joins and order (_named), its cells formatted as text by the server exactly as app/http/exports.py writes them.
+joins and order (_named), its cells formatted as text by the server exactly as app/services/reports.py writes them.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from sqlalchemy import (
     Numeric,
     Select,
     Subquery,
+    and_,
     case,
     cast,
+    exists,
     func,
     literal_column,
     or_,
@@ -36,12 +38,14 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import aliased
 
 from app.store.models import (
     Course,
     Enrollment,
     Group,
     GroupClosure,
+    GuardianLink,
     Membership,
     Step,
     StepProgress,
@@ -67,11 +71,13 @@ Key = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class ReportScope:
-    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree."""
+    """Which rows: members (own MEMBER memberships, not consent-based) of the group, or of its subtree;
+    include_ended: also ended (archived) memberships, so a learner who left keeps their history here."""
 
     group_id: int
     include_nested: bool = True
     course_id: int | None = None
+    include_ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,8 @@ def _scope_filter(scope: ReportScope) -> list[Any]:
     else:
         groups = _m.group_id == scope.group_id
     conditions = [groups, _m.role == "MEMBER", _m.access_request_id.is_(None)]
+    if not scope.include_ended:
+        conditions.append(_m.ended_at.is_(None))
     if scope.course_id is not None:
         conditions.append(_e.course_id == scope.course_id)
     return conditions
@@ -254,17 +262,19 @@ def _quoted(value: str) -> ColumnElement[Any]:
 
 
 def guarded_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """app.http.exports.guard in SQL (a text starting with = + - @ gets a leading '), and '' as NULL: COPY writes
+    """app.services.sheets.guard in SQL (a text starting with = + - @ gets a leading '), and '' as NULL: COPY writes
     NULL as an empty field but an empty string as "", where Python's csv writes "" (and None, as "") as an
     empty field. (ascii() is the first character's code: cheaper than a substring per cell.)"""
     starts_formula = func.ascii(value).in_([_number(ord(c)) for c in "=+-@"])
     return case((starts_formula, _quoted("'").concat(value)), else_=func.nullif(value, _quoted("")))
 
 
-def iso_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """app.http.exports.iso in SQL: 2026-01-02T03:04:05Z (UTC, whole seconds: to_char drops the fraction as
-    isoformat(timespec="seconds") does); NULL stays NULL (an empty field)."""
-    return func.to_char(func.timezone(_quoted("UTC"), value), _quoted('YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+def iso_text(value: ColumnElement[Any], spreadsheet: bool = False) -> ColumnElement[Any]:
+    """app.services.sheets.iso in SQL: 2026-01-02T03:04:05Z (UTC, whole seconds: to_char drops the fraction as
+    isoformat(timespec="seconds") does); with `spreadsheet`, sheets.spreadsheet_time: 2026-01-02 03:04:05.
+    NULL stays NULL (an empty field)."""
+    pattern = "YYYY-MM-DD HH24:MI:SS" if spreadsheet else 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+    return func.to_char(func.timezone(_quoted("UTC"), value), _quoted(pattern))
 
 
 def percent_cents(done: ColumnElement[Any], steps: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -301,9 +311,9 @@ def percent_text(done: ColumnElement[Any], steps: ColumnElement[Any]) -> ColumnE
     return func.to_char(cast(percent_cents(done, steps), Numeric()) / _number(100), _quoted("FM9990.09"))
 
 
-def csv_statement(scope: ReportScope) -> Select[Any]:
+def csv_statement(scope: ReportScope, spreadsheet: bool = False) -> Select[Any]:
     """The export's CSV cells for every row of the report (the rows, joins and order of rows_statement,
-    without a keyset), each cell as text exactly as app.http.exports.progress_csv_row writes it: Student First
+    without a keyset), each cell as text exactly as app.services.reports.progress_csv_row writes it: Student First
     Name, Student Last Name, Student Email, Company, Group Name, Course Name, Activated At, % Completed,
     Completed Date, Expiry Date. PostgreSQL only (COPY).
 
@@ -328,8 +338,9 @@ def csv_statement(scope: ReportScope) -> Select[Any]:
             guarded_text(_u.first_name).label("first_name"), guarded_text(_u.last_name).label("last_name"),
             guarded_text(_u.email).label("email"), guarded_text(_u.company).label("company"),
             guarded_text(_g.name).label("group_name"), guarded_text(course.c.name).label("course_name"),
-            iso_text(k.activated_at).label("activated_at"), iso_text(k.completed_at).label("completed_at"),
-            iso_text(k.expires_at).label("expires_at"),
+            iso_text(k.activated_at, spreadsheet).label("activated_at"),
+            iso_text(k.completed_at, spreadsheet).label("completed_at"),
+            iso_text(k.expires_at, spreadsheet).label("expires_at"),
         ),
         page,
         course,
@@ -342,11 +353,13 @@ def csv_statement(scope: ReportScope) -> Select[Any]:
     ).order_by(r.group_id, r.user_id, r.course_id)
 
 
-async def copy_csv(store: Store, scope: ReportScope, output: Callable[[bytes], Awaitable[Any]]) -> None:
+async def copy_csv(
+    store: Store, scope: ReportScope, output: Callable[[bytes], Awaitable[Any]], spreadsheet: bool = False
+) -> None:
     """Every row of the report as CSV (no header, LF line ends), written by PostgreSQL's COPY and handed
     to `output` block by block as it arrives; the server waits while `output` waits. Without JIT: compiling
     this statement's expressions took ~0.6 s of a 1M-row export and saved nothing."""
-    await store.copy_csv(csv_statement(scope), output, local_settings={"jit": "off"})
+    await store.copy_csv(csv_statement(scope, spreadsheet), output, local_settings={"jit": "off"})
 
 
 async def course_exists(store: Store, course_id: int) -> bool:
@@ -389,6 +402,13 @@ def memberships_statement(after: int | None, limit: int) -> Select[Any]:
     return statement.order_by(_m.id).limit(limit)
 
 
+def _unassigned(scope_group_id: int | None = None) -> list[Any]:
+    return [
+        _u.kind == "LEARNER", has_no_membership(_u.id), is_active_learner(_u.id),
+        homed_in(_u.home_group_id, scope_group_id),
+    ]
+
+
 def unassigned_students_statement(after: int | None, limit: int, scope_group_id: int | None = None) -> Select[Any]:
     """student_id (external id, else email: the importer takes either), first_name, last_name, email,
     usage_minutes; the learners unassignedActiveStudentCount counts (with a scope: those homed in its
@@ -396,9 +416,7 @@ def unassigned_students_statement(after: int | None, limit: int, scope_group_id:
     minutes = select(func.coalesce(func.sum(_usage.minutes), 0)).where(_usage.user_id == _u.id).scalar_subquery()
     statement = select(
         _u.id, func.coalesce(_u.external_id, _u.email), _u.first_name, _u.last_name, _u.email, minutes
-    ).where(
-        _u.kind == "LEARNER", has_no_membership(_u.id), is_active_learner(_u.id), homed_in(_u.home_group_id, scope_group_id)
-    )
+    ).where(*_unassigned(scope_group_id))
     if after is not None:
         statement = statement.where(_u.id > after)
     return statement.order_by(_u.id).limit(limit)
@@ -416,3 +434,88 @@ async def id_chunks(
         if len(rows) < chunk_rows:
             return
         after = rows[-1][0]
+
+
+def admin_count_statement(report: str, scope_group_id: int | None = None) -> Select[Any]:
+    """How many rows the admin export `report` (GROUPS, MEMBERSHIPS, UNASSIGNED_STUDENTS in a scope) has."""
+    if report == "GROUPS":
+        return select(func.count()).select_from(Group.__table__)
+    if report == "MEMBERSHIPS":
+        return select(func.count()).select_from(Membership.__table__)
+    return select(func.count()).select_from(User.__table__).where(*_unassigned(scope_group_id))
+
+
+# --- the gateway's exports (external users, pupils without a licence): one row per user --------------------
+
+_link = GuardianLink.__table__.c
+
+
+def _external_users(licence: str | None) -> list[Any]:
+    conditions: list[Any] = [_u.kind == "EXTERNAL"]
+    if licence is not None:
+        link = aliased(GuardianLink)  # not a joined one: the subquery must correlate on User only
+        conditions.append(exists().where(link.external_user_id == _u.id, link.licence_type == licence))
+    return conditions
+
+
+def external_users_statement(licence: str | None) -> Select[Any]:
+    """External users with each of their links' pupil names and licence type, ordered by user id (a user's
+    rows are consecutive); `licence`: only users holding that licence type."""
+    pupil = User.__table__.alias("pupil")
+    return (
+        select(
+            _u.id, _u.title, _u.last_name, _u.first_name, _u.email, _u.created_at, _u.agreed_to_download_reports,
+            _u.status, _u.last_login_at, pupil.c.first_name, pupil.c.last_name, _link.licence_type,
+        )
+        .select_from(User.__table__)
+        .outerjoin(GuardianLink.__table__, _link.external_user_id == _u.id)
+        .outerjoin(pupil, pupil.c.id == _link.pupil_id)
+        .where(*_external_users(licence))
+        .order_by(_u.id, _link.id)
+    )
+
+
+def _pupils_without(licence: str) -> list[Any]:
+    link = aliased(GuardianLink)  # not the joined one: the subquery must correlate on User only
+    held = exists().where(and_(link.pupil_id == _u.id, link.licence_type == licence))
+    return [_u.kind == "LEARNER", ~held]
+
+
+def pupils_without_licence_statement(licence: str) -> Select[Any]:
+    """Learners with no holder of `licence`, with the licence types of the links they do have, by user id."""
+    return (
+        select(_u.id, _u.external_id, _u.first_name, _u.last_name, _u.email, _link.licence_type)
+        .select_from(User.__table__)
+        .outerjoin(GuardianLink.__table__, _link.pupil_id == _u.id)
+        .where(*_pupils_without(licence))
+        .order_by(_u.id, _link.id)
+    )
+
+
+def gateway_count_statement(report: str, licence: str | None) -> Select[Any]:
+    if report == "EXTERNAL_USERS":
+        return select(func.count()).select_from(User.__table__).where(*_external_users(licence))
+    return select(func.count()).select_from(User.__table__).where(*_pupils_without(licence or ""))
+
+
+async def rows_by_user(store: Store, statement: Select[Any], chunk_users: int = 1000) -> AsyncIterator[list[list[Any]]]:
+    """The rows of `statement` (ordered by user id first) grouped per user, `chunk_users` users at a time:
+    a streamed one-to-many join."""
+    chunk: list[list[Any]] = []
+    user: list[Any] = []
+    async for row in store.stream(statement):
+        if user and user[0][0] != row[0]:
+            chunk.append(user)
+            user = []
+            if len(chunk) >= chunk_users:
+                yield chunk
+                chunk = []
+        user.append(row)
+    if user:
+        chunk.append(user)
+    if chunk:
+        yield chunk
+
+
+async def group_slug(store: Store, group_id: int) -> str | None:
+    return await store.scalar(select(_g.slug).where(_g.id == group_id))

@@ -52,6 +52,14 @@ class Store:
         async with self._lock:
             return (await self._get().execute(statement, params)).scalar()
 
+    async def stream(self, statement: Executable, yield_per: int = 1000) -> AsyncIterator[Any]:
+        """Rows of a server-side cursor, `yield_per` fetched at a time. Holds the store until the iteration ends
+        (for a store of its own: an export job's, a download's)."""
+        async with self._lock:
+            result = await self._get().stream(statement.execution_options(yield_per=yield_per))  # type: ignore[attr-defined]
+            async for row in result:
+                yield row
+
     async def copy_csv(
         self, statement: Executable, output: Callable[[bytes], Awaitable[Any]], local_settings: Mapping[str, str] | None = None
     ) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -36,6 +36,13 @@ from resolvers.reviews import SubmissionConnection, review_queue_of
 from resolvers.views import GroupView, require_visible_group, visible_group
 
 
+@strawberry.type(description="The term of a synced class: its academic sessions' titles and dates.")
+class GroupTerm:
+    title: str | None = strawberry.field(description="The sessions' titles (several joined with ', ').")
+    starts_on: date | None = strawberry.field(description="The earliest startDate of the class's sessions.")
+    ends_on: date | None = strawberry.field(description="The latest endDate of the class's sessions.")
+
+
 @strawberry.type
 class Group(Node):
     """Resolved from `resolvers.views.GroupView` objects, whatever domain hands them out."""
@@ -63,6 +70,21 @@ class Group(Node):
     )
 
     created_at: datetime
+
+    external_id: str | None = strawberry.field(
+        description="Set by the rostering sync (the OneRoster sourcedId of the org or class); unique when present."
+    )
+
+    class_code: str | None = strawberry.field(description="A synced class's code (OneRoster classCode).")
+
+    @strawberry.field(
+        description="A synced class's term (its OneRoster academic sessions); null for other groups."
+    )
+    def term(self) -> GroupTerm | None:
+        row = self.row
+        if row.term_title is None and row.term_starts_on is None and row.term_ends_on is None:
+            return None
+        return GroupTerm(title=row.term_title, starts_on=row.term_starts_on, ends_on=row.term_ends_on)
 
     depth: int = strawberry.field(description="0 for a root group.")
 
@@ -137,16 +159,27 @@ class Group(Node):
     async def progress_report(
         self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
         first: First = 100, after: After = None, last: Last = None, before: Before = None,
+        include_ended: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="true: also members whose membership was ended (a student who moved class keeps their "
+                "history in the old class's report)."
+            ),
+        ] = False,
     ) -> ProgressReportConnection | None:
         nested = include_nested is not False
-        return await progress_report(info, self.row.id, course_id, nested, first, after, last, before)  # type: ignore[arg-type]
+        return await progress_report(
+            info, self.row.id, course_id, nested, first, after, last, before, include_ended=bool(include_ended)  # type: ignore[arg-type]
+        )
 
     @strawberry.field(
         extensions=[requires(Permission.EXPORT_GROUP)],
-        description="Relative URL of the streamed CSV/XLSX progress export.",
+        description="Relative URL of the streamed CSV/XLSX progress export: a short-lived signed link "
+        "(GROUPGRAPH_EXPORT_LINK_SECONDS) that works without an Authorization header, for the caller only, "
+        "re-checked at download.",
     )
-    def progress_export_url(self, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
-        return progress_export_url(self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
+    async def progress_export_url(self, info: Info, format: ExportFormat | None = ExportFormat.CSV) -> str | None:
+        return await progress_export_url(info, self.row.id, format or ExportFormat.CSV)  # type: ignore[arg-type]
 
 
 def slugify(name: str) -> str:
@@ -176,6 +209,11 @@ class CreateGroupInput:
     description: str | None = None
     parent_id: strawberry.ID | None = strawberry.field(default=None, description="Absent: a root group.")
     slug: str | None = strawberry.field(default=None, description="Derived from the name when absent.")
+    synced: bool | None = strawberry.field(
+        default=None,
+        description="Only synced users may join a synced group, and only synced groups may hold synced users "
+        "(site admins and the rostering sync).",
+    )
 
 
 @strawberry.input
@@ -393,6 +431,9 @@ class GroupMutations:
                 raise BadInput(f"Groups nest at most {ctx.settings.max_group_depth} levels deep.", field="parentId")
         elif not (reach.is_admin or (ctx.settings.self_service_groups and ctx.viewer.kind in ("STAFF", "LEARNER"))):
             raise Forbidden("You may not create root groups.")
+        synced = bool(input.synced)
+        if synced and not reach.is_admin:
+            raise Forbidden("Only site admins may create synced groups.")
         if input.slug is not None:
             wanted = slugify(clean_text(input.slug, "slug"))  # type: ignore[arg-type]
         else:
@@ -407,6 +448,7 @@ class GroupMutations:
                 description=description,
                 parent_id=parent.id if parent else None,
                 depth=parent.depth + 1 if parent else 0,
+                synced=synced,
             )
             session.add(row)
             await session.flush()
@@ -417,8 +459,12 @@ class GroupMutations:
                     GroupClosure.descendant_id == row.id, GroupClosure.depth > 0
                 )
             )
-            session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
-            audit(session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug)
+            if not synced:  # a synced group holds synced users only: its (site admin) creator does not join it
+                session.add(MembershipRow(user_id=ctx.viewer_id, group_id=row.id, role="LEADER"))  # type: ignore[arg-type]
+            audit(
+                session, ctx.viewer_id, "group.create", "group", row.id, name=name, parent_id=row.parent_id, slug=slug,
+                **({"synced": True} if synced else {}),
+            )
         ctx.forget_reach()
         await ctx.load_reach()
         return GroupView(row=row)

@@ -22,6 +22,7 @@ UPLOAD_CHUNK = 64 * 1024
 
 @strawberry.type
 class ImportRowError:
+    file: str | None = strawberry.field(default=None, description="The file of a bundle (OneRoster); null for a single CSV.")
     line: int = strawberry.field(description="1-based line number in the file, the header being line 1.")
     column: str | None
     message: str

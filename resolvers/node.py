@@ -13,9 +13,11 @@ from resolvers.audit import visible_audit_event
 from resolvers.common import Node
 from resolvers.consent import visible_access_request
 from resolvers.courses import visible_course, visible_step
+from resolvers.exports import visible_export_job, visible_schedule
 from resolvers.guardians import visible_guardian_link
 from resolvers.memberships import visible_membership
 from resolvers.reviews import visible_submission
+from resolvers.rostering import visible_roster_sync
 from resolvers.views import visible_group, visible_user
 
 # type name -> a function taking (info, database_id) and returning the object or None
@@ -29,6 +31,9 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Step": visible_step,
     "Submission": visible_submission,
     "AuditEvent": visible_audit_event,
+    "RosterSync": visible_roster_sync,
+    "ExportJob": visible_export_job,
+    "ExportSchedule": visible_schedule,
 }
 
 

@@ -10,6 +10,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import NotFound
 from app.runtime.ids import require_id
+from app.services.links import link_key, link_seconds_from_now, sign
 from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
 from resolvers.common import PageInfo, paging
 from resolvers.enums import ExportFormat
@@ -89,7 +90,7 @@ class ProgressReportConnection:
 
 async def progress_report(
     info: Info, group_id: int, course_id: strawberry.ID | None, include_nested: bool, first: int | None,
-    after: str | None, last: int | None = None, before: str | None = None,
+    after: str | None, last: int | None = None, before: str | None = None, include_ended: bool = False,
 ) -> ProgressReportConnection:
     if first is None and last is None:
         first = 100
@@ -99,7 +100,7 @@ async def progress_report(
         course = require_id(course_id, "Course", "courseId")
         if not await course_exists(info.context.store, course):
             raise NotFound("No such course.", field="courseId")
-    scope = ReportScope(group_id, include_nested, course)
+    scope = ReportScope(group_id, include_nested, course, include_ended)
     window = pages.window
     fetched = await report_page(
         info.context.store, scope, window.after, window.fetch, before=window.before, backward=window.backward
@@ -112,5 +113,9 @@ async def progress_report(
     )
 
 
-def progress_export_url(group_id: int, format: ExportFormat) -> str:
-    return f"/exports/groups/{group_id}/progress.{format.value.lower()}"
+async def progress_export_url(info: Info, group_id: int, format: ExportFormat) -> str:
+    """The download's path, signed for the caller (app.services.links)."""
+    ctx = info.context
+    key = await link_key(ctx.database, ctx.settings)
+    path = f"/exports/groups/{group_id}/progress.{format.value.lower()}"
+    return sign(key, path, {}, ctx.viewer_id, link_seconds_from_now(ctx.settings))

@@ -42,7 +42,7 @@ class Case:
     ok: Call
     bad: Call
     actions: set[str]
-    upload: bool = False
+    upload: bool | str = False  # a str: the upload mutation (the call's query is then the file, str or bytes)
 
 
 CASES: dict[str, Callable[[Site], Awaitable[Case]]] = {}
@@ -269,6 +269,49 @@ async def _import(site: Site) -> Case:
     return Case((ok, {}, admin), (bad, {}, admin), {"import.group_assignments"}, upload=True)
 
 
+ROSTER_IMPORT = "mutation($file: Upload!) { importOneRoster(file: $file) { status } }"
+
+
+@case("importOneRoster")
+async def _roster_import(site: Site) -> Case:
+    from tests.oneroster import bundle, school_district
+
+    admin, staff, _ = await people(site)
+    content = bundle(school_district())
+    return Case((content, {}, admin), (content, {}, staff), {"roster.import"}, upload=ROSTER_IMPORT)  # type: ignore[arg-type]
+
+
+async def held_roster_sync(site: Site) -> tuple[User, User, str]:
+    """A district applied, then a run HELD (it would end half of the memberships); the setup's own audit
+    events are cleared, so that the case sees only the decision's."""
+    from app.services.rostering import run_import
+    from tests.oneroster import bundle, school_district
+
+    admin, staff, _ = await people(site)
+    district = school_district()
+    await run_import(site.database.transaction, site.settings, admin.id, bundle(district), False, "cli")
+    district.enrollments = [e for e in district.enrollments if e[1] not in ("K3", "K4")]
+    held = await run_import(site.database.transaction, site.settings, admin.id, bundle(district), False, "cli")
+    assert held.sync.status == "HELD"
+    async with site.database.transaction() as session:
+        await session.execute(AuditEvent.__table__.delete())
+    return admin, staff, gid("RosterSync", held.sync.id)  # type: ignore[arg-type]
+
+
+@case("approveRosterSync")
+async def _roster_approve(site: Site) -> Case:
+    admin, staff, held = await held_roster_sync(site)
+    q = "mutation($id: ID!) { approveRosterSync(id: $id) { status } }"
+    return Case((q, {"id": held}, admin), (q, {"id": held}, staff), {"roster.approve"})
+
+
+@case("rejectRosterSync")
+async def _roster_reject(site: Site) -> Case:
+    admin, staff, held = await held_roster_sync(site)
+    q = "mutation($id: ID!) { rejectRosterSync(id: $id) { status } }"
+    return Case((q, {"id": held}, admin), (q, {"id": held}, staff), {"roster.reject"})
+
+
 # courses, progress and review
 async def course(site: Site, kinds: tuple[str, ...] = ("LESSON", "ASSIGNMENT")) -> tuple[Course, list[Step]]:
     async with site.database.transaction() as session:
@@ -326,17 +369,97 @@ async def _review(site: Site) -> Case:
                 {"submission.review"})
 
 
+
+# --- export jobs and schedules ------------------------------------------------------------------------------
+
+START_ADMIN_EXPORTS = {
+    "startGroupsExport": "", "startMembershipsExport": "", "startUnassignedStudentsExport": "",
+    "startExternalUsersExport": "", "startPupilsWithoutLicenceExport": "(licenceType: PUPIL)",
+}
+
+
+def _admin_export_case(name: str, arguments: str) -> None:
+    @case(name)
+    async def _start(site: Site) -> Case:
+        admin, staff, _ = await people(site)
+        q = f"mutation {{ {name}{arguments} {{ id status }} }}"
+        return Case((q, {}, admin), (q, {}, staff), {"export_job.start"})
+
+
+for _name, _arguments in START_ADMIN_EXPORTS.items():
+    _admin_export_case(_name, _arguments)
+
+
+@case("startProgressExport")
+async def _start_progress_export(site: Site) -> Case:
+    admin, _, _ = await people(site)
+    group = await site.group("Class")
+    q = "mutation($g: ID!, $c: ID) { startProgressExport(groupId: $g, courseId: $c) { id } }"
+    return Case((q, {"g": gid("Group", group)}, admin), (q, {"g": gid("Group", group), "c": gid("Course", 999)}, admin),
+                {"export_job.start"})
+
+
+async def schedule_row(site: Site, owner: User) -> Any:
+    from app.services.reports import ExportRequest
+    from app.store.models import ExportSchedule
+
+    row = ExportSchedule(
+        owner_id=owner.id, report="GROUPS", params=ExportRequest("GROUPS").to_json(), frequency="DAILY",  # type: ignore[arg-type]
+        time_of_day="07:00", time_zone="UTC", next_run_at=utcnow() + timedelta(days=1),
+    )
+    async with site.database.transaction() as session:
+        session.add(row)
+    return row
+
+
+@case("createExportSchedule")
+async def _create_export_schedule(site: Site) -> Case:
+    admin, _, _ = await people(site)
+    q = "mutation($i: CreateExportScheduleInput!) { createExportSchedule(input: $i) { id } }"
+    good = {"report": "GROUPS", "frequency": "WEEKLY", "weekday": "MONDAY", "time": "07:00", "timeZone": "Europe/Paris"}
+    return Case((q, {"i": good}, admin), (q, {"i": {**good, "timeZone": "Nowhere/Else"}}, admin),
+                {"export_schedule.create"})
+
+
+@case("updateExportSchedule")
+async def _update_export_schedule(site: Site) -> Case:
+    admin, _, _ = await people(site)
+    row = await schedule_row(site, admin)
+    q = "mutation($id: ID!, $t: String) { updateExportSchedule(id: $id, input: {time: $t}) { id } }"
+    return Case((q, {"id": gid("ExportSchedule", row), "t": "08:15"}, admin),
+                (q, {"id": gid("ExportSchedule", row), "t": "25:00"}, admin), {"export_schedule.update"})
+
+
+@case("pauseExportSchedule")
+async def _pause_export_schedule(site: Site) -> Case:
+    admin, staff, _ = await people(site)
+    row = await schedule_row(site, admin)
+    q = "mutation($id: ID!) { pauseExportSchedule(id: $id) { paused } }"
+    return Case((q, {"id": gid("ExportSchedule", row)}, admin), (q, {"id": gid("ExportSchedule", row)}, staff),
+                {"export_schedule.pause"})
+
+
+@case("deleteExportSchedule")
+async def _delete_export_schedule(site: Site) -> Case:
+    admin, staff, _ = await people(site)
+    row = await schedule_row(site, admin)
+    q = "mutation($id: ID!) { deleteExportSchedule(id: $id) }"
+    return Case((q, {"id": gid("ExportSchedule", row)}, admin), (q, {"id": gid("ExportSchedule", row)}, staff),
+                {"export_schedule.delete"})
+
 IMPORT = "mutation($file: Upload!) { importGroupAssignments(file: $file) { applied errors { line } } }"
 
 
-async def run(site: Site, call: Call, upload: bool) -> dict[str, Any]:
+async def run(site: Site, call: Call, upload: bool | str) -> dict[str, Any]:
     query, variables, viewer = call
     if not upload:
         return await site.gql(query, variables, as_user=viewer)
+    mutation = upload if isinstance(upload, str) else IMPORT
+    content = query if isinstance(query, bytes) else query.encode()
     response = await site.client.post(
         "/graphql",
-        data={"operations": json.dumps({"query": IMPORT, "variables": {"file": None}}), "map": '{"0": ["variables.file"]}'},
-        files={"0": ("a.csv", query.encode(), "text/csv")},
+        data={"operations": json.dumps({"query": mutation, "variables": {"file": None}}), "map": '{"0": ["variables.file"]}'},
+        files={"0": ("a.csv", content, "text/csv")},
         headers={"Authorization": f"Bearer {await site.token(viewer)}", "X-Requested-With": "1"},  # type: ignore[arg-type]
     )
     return response.json()
@@ -435,19 +558,28 @@ async def test_export_downloads_are_audited(site: Site) -> None:
     assert detail == {"format": "XLSX", "licence_type": "PUPIL"}
 
 
-async def test_every_export_route_audits_its_download(site: Site) -> None:
-    """Walks the app's /exports routes: each download by a site admin writes exactly one audit event."""
+async def test_every_export_route_audits_its_download(site: Site, tmp_path: Any, monkeypatch: Any) -> None:
+    """Walks the app's /exports routes: each download by a site admin writes exactly one audit event (an
+    export job's file too: one job is written first)."""
     from starlette.routing import Route
+
+    from app.services.export_jobs import file_store, queue_job, work_once
+    from app.services.reports import ExportRequest
 
     admin, _, learner = await people(site)
     group = await site.group("Class")
     await site.member(learner, group)
+    monkeypatch.setattr(site.settings, "export_dir", str(tmp_path))
+    async with site.database.transaction() as session:
+        job = queue_job(session, admin.id, ExportRequest("PROGRESS", "CSV", group_id=group.id))  # type: ignore[arg-type]
+        await session.flush()
+    assert await work_once(site.database, site.settings, file_store(site.settings))
     headers = {"Authorization": f"Bearer {await site.token(admin)}"}
     paths = [r.path for r in site.app.routes if isinstance(r, Route) and r.path.startswith("/exports/")]
     assert len(paths) >= 7, paths
     for path in paths:
         before = await site.count(AuditEvent)
-        url = path.replace("{id}", str(group.id))
+        url = path.replace("{id}", str(job.id if "/jobs/" in path else group.id))
         response = await site.client.get(url, params={"licenceType": "PUPIL"}, headers=headers)
         assert response.status_code == 200, (path, response.text[:200])
         async with site.database.session() as session:

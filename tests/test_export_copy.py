@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import BigInteger, Select, Text, cast, literal_column, select, text
 
 import dataloaders.reports
-from app.http.exports import COPY_QUEUE_BLOCKS, CopyExport, CrlfLines
+from app.http.exports import COPY_QUEUE_BLOCKS, CopyExport
+from app.services.sheets import CrlfLines
 from dataloaders.reports import ReportScope, _percent, percent_text
 from dataloaders.store import Store
 from tests.school import auth, course, enroll, parse, progress
@@ -153,7 +154,7 @@ def _rows(count: int, fail_at: int | None = None) -> Any:
     """A stand-in for csv_statement: `count` generated rows, fast to produce; with `fail_at`, a division by
     zero at that row, after the rows before it have been sent."""
 
-    def statement(scope: ReportScope) -> Select[Any]:
+    def statement(scope: ReportScope, spreadsheet: bool = False) -> Select[Any]:
         i = literal_column("i", BigInteger())
         check = "" if fail_at is None else f" WHERE 1 / ({fail_at} - i) IS NOT NULL"
         return select(cast(i, Text), literal_column("'x, y'")).select_from(

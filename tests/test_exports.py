@@ -231,10 +231,10 @@ async def test_api_tokens_export_too(site: Site) -> None:
 
 
 async def test_xlsx_past_the_sheet_limit_is_refused_not_cut(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.http.exports
+    import app.services.sheets
 
     s = await school(site)
-    monkeypatch.setattr(app.http.exports, "MAX_SHEET_ROWS", 4)  # header + 3 rows fit; the school has 4
+    monkeypatch.setattr(app.services.sheets, "MAX_SHEET_ROWS", 4)  # header + 3 rows fit; the school has 4
     headers = auth(await site.token(s["admin"]))
     refused = await site.client.get(f"/exports/groups/{s['root'].id}/progress.xlsx", headers=headers)
     assert refused.status_code == 422 and refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from app.runtime import metrics
 from app.store.models import AccessRequest, AuditEvent, Group, Membership, User, utcnow
 from tests.site import Site, errors_of
 
@@ -121,6 +122,10 @@ async def test_dry_run_reports_the_same_and_writes_nothing(site: Site) -> None:
     await learners(site, 2)
     group = await site.group("Chess")
     content = f"student_id,groups\nS1,{group.slug}\nS2,{group.slug}\n".encode()
+    counted = {
+        (source, outcome): metrics.registry.get_sample_value("groupgraph_imports_total", {"source": source, "outcome": outcome}) or 0
+        for source, outcome in [("graphql", "dry_run"), ("http", "rejected")]
+    }
     dry = await upload(site, content, admin, dry_run=True)
     assert dry["data"]["importGroupAssignments"] == {
         "dryRun": True, "applied": True, "rowCount": 2, "membershipsCreated": 2, "unchanged": 0, "errors": [],
@@ -135,6 +140,10 @@ async def test_dry_run_reports_the_same_and_writes_nothing(site: Site) -> None:
     ]
     assert dry_bad["dryRun"] is True and real_bad["dryRun"] is False
     assert await site.count(Membership) == 0
+    assert {  # the import metrics: one dry run over GraphQL, two rejected files over HTTP
+        key: metrics.registry.get_sample_value("groupgraph_imports_total", dict(zip(("source", "outcome"), key, strict=True))) - value
+        for key, value in counted.items()
+    } == {("graphql", "dry_run"): 1, ("http", "rejected"): 2}
 
 
 async def test_synced_groups_take_synced_students_only(site: Site) -> None:

@@ -14,6 +14,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from app.runtime import metrics
 from app.services.mailer import deliver_due, queue_email
 from app.store.models import OutboxEmail, utcnow
 from tests.site import Site, gid
@@ -130,6 +131,7 @@ async def test_temporary_failure_is_retried_with_back_off(site: Site, inbox: tup
 async def test_permanent_failure_and_unreachable_server_give_up(site: Site, inbox: tuple[Inbox, int]) -> None:
     server, _ = inbox
     server.failures = ["550 5.1.1 No such mailbox"]
+    given_up = metrics.registry.get_sample_value("groupgraph_emails_total", {"outcome": "gave_up"}) or 0
     (refused,) = await queue(site, "gone@example.com")
     report = await deliver_due(site.database, site.settings)
     assert (report.failed, report.gave_up) == (1, 1)
@@ -147,6 +149,9 @@ async def test_permanent_failure_and_unreachable_server_give_up(site: Site, inbo
     row = (await outbox(site))[stuck]
     assert row.sent_at is None and row.attempts == 3 and row.last_error
     assert (await deliver_due(site.database, site.settings, now=when)).claimed == 0
+    assert metrics.registry.get_sample_value("groupgraph_emails_total", {"outcome": "gave_up"}) == given_up + 2
+    scrape = (await site.client.get("/metrics")).text  # the outbox as the scrape measures it
+    assert "groupgraph_email_outbox_given_up 2.0" in scrape and "groupgraph_email_outbox_waiting 0.0" in scrape
 
 
 def test_cli_and_server_start_delivery_only_with_smtp_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +167,9 @@ def test_cli_and_server_start_delivery_only_with_smtp_settings(monkeypatch: pyte
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 1 and "SMTP is not configured" in result.output
-    plain = Settings(database_url="sqlite+aiosqlite:///:memory:")
+    plain = Settings(database_url="sqlite+aiosqlite:///:memory:", export_worker=False)
     with_smtp = plain.model_copy(update={"smtp_host": "127.0.0.1"})
     assert create_app(plain, Database(plain)).state.background == []
     assert len(create_app(with_smtp, Database(with_smtp)).state.background) == 1
+    jobs = plain.model_copy(update={"export_worker": True})  # the export worker: on by default
+    assert len(create_app(jobs, Database(jobs)).state.background) == 1

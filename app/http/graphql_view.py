@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import structlog
 from graphql import GraphQLError, parse, validate
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -24,7 +23,6 @@ from app.context import Context, LiveContext
 from app.http.live import LiveHandler, serve_websocket
 from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, limit_code, without_suggestions
 from app.runtime.logs import REQUEST_ID
-from app.runtime.metrics import REQUESTS
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
 from app.services.cookies import clear_session_cookie, has_csrf_header, session_cookie
@@ -129,16 +127,15 @@ class GroupGraphView(GraphQL):
             return await serve_websocket(self, scope, receive, send)
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        request_id = uuid.uuid4().hex[:16]
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        REQUEST_ID.set(request_id)
+        request_id = REQUEST_ID.get()  # app.http.observe gave every request one
+        if request_id is None:
+            request_id = uuid.uuid4().hex[:16]
+            REQUEST_ID.set(request_id)
         request = Request(scope, receive)
         response = await self._respond(request, scope, receive, request_id)
         response.headers["x-request-id"] = request_id
         if not response.headers.get("content-type", "").startswith("text/html"):
             response.headers["cache-control"] = "no-store"  # answers hold tokens and private data
-        REQUESTS.labels(path="/graphql", status=str(response.status_code)).inc()
-        structlog.contextvars.unbind_contextvars("request_id")
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, scope: Scope, receive: Receive, request_id: str) -> Response:

@@ -13,7 +13,8 @@ from app.http.graphql_view import credential_for, error_body
 from app.runtime.errors import AppError
 from app.runtime.ids import require_id
 from app.services.cookies import has_csrf_header, session_cookie
-from app.services.importer import import_group_assignments
+from app.services.importer import import_group_assignments, read_limited
+from app.services.rostering import run_import
 
 CSV_TYPES = ("text/csv", "application/csv")
 
@@ -71,3 +72,41 @@ async def group_assignments(request: Request) -> Response:
 
 
 routes = [Route("/imports/group-assignments", group_assignments, methods=["POST"])]
+
+
+ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
+
+
+async def oneroster(request: Request) -> Response:
+    """POST /imports/oneroster: a OneRoster CSV bundle (zip body), as importOneRoster. Site admins (or their API
+    tokens) only. 200 with the run (APPLIED, DRY_RUN), 202 when HELD, 422 when FAILED (errors with file,
+    line and column), 413 over the byte limit."""
+    settings = request.app.state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ZIP_TYPES:
+        return JSONResponse(error_body("BAD_USER_INPUT", "Send the bundle with 'Content-Type: application/zip'."), 415)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        return JSONResponse(
+            error_body("BAD_USER_INPUT", f"The file is over the limit of {settings.max_upload_bytes} bytes.", field="file"),
+            413,
+        )
+    context = await request_context(request, write=True)
+    if isinstance(context, Response):
+        return context
+    dry_run = request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
+    try:
+        reach = await context.load_reach()
+        if not reach.is_admin:
+            return JSONResponse(error_body("FORBIDDEN", "Only site admins may run the rostering import."), 403)
+        data = await read_limited(request.stream(), settings.max_upload_bytes)
+        result = await run_import(context.store.transaction, settings, context.viewer_id, data, dry_run, "http")
+    except AppError as exc:
+        return error_response(exc)
+    finally:
+        await context.store.close()
+    status = {"FAILED": 422, "HELD": 202}.get(result.sync.status, 200)
+    return JSONResponse(result.as_json(), status)
+
+
+routes.append(Route("/imports/oneroster", oneroster, methods=["POST"]))

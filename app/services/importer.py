@@ -26,7 +26,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
+from app.runtime.errors import AppError, BadInput, Conflict, Forbidden, NotFound
+from app.runtime.metrics import IMPORT_ROWS, IMPORTS
 from app.services.audit import audit
 from app.services.auth import end_credentials_of, hash_password
 from app.settings import Settings
@@ -594,6 +595,21 @@ async def import_group_assignments(
 ) -> ImportResult:
     """Read, validate, and (unless dry_run or any error) apply in one transaction, as the viewer whose reach
     this is."""
+    try:
+        result = await _import(store, settings, reach, viewer_id, chunks, dry_run, source, scope_group_id)
+    except AppError:  # over a limit, a refusal or a conflict: nothing was written
+        IMPORTS.labels(source, "rejected").inc()
+        raise
+    outcome = "rejected" if result.errors else "dry_run" if dry_run else "applied"
+    IMPORTS.labels(source, outcome).inc()
+    IMPORT_ROWS.labels(source, outcome).inc(result.row_count)
+    return result
+
+
+async def _import(
+    store: Store, settings: Settings, reach: Reach, viewer_id: int | None, chunks: AsyncIterator[bytes],
+    dry_run: bool, source: str, scope_group_id: int | None,
+) -> ImportResult:
     data = await read_limited(chunks, settings.max_upload_bytes)
     parsed = parse_csv(data, settings.max_import_rows)
     if parsed.errors and not parsed.rows:

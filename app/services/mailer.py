@@ -22,6 +22,7 @@ import aiosmtplib
 from sqlalchemy import select, update
 
 from app.runtime.logs import log
+from app.runtime.metrics import EMAILS
 from app.settings import Settings
 from app.store.db import Database
 from app.store.models import OutboxEmail, utcnow
@@ -172,11 +173,14 @@ async def deliver_due(database: Database, settings: Settings, now: datetime | No
             except (aiosmtplib.SMTPException, OSError) as exc:
                 text, permanent = _describe(exc)
                 log.warning("email_failed", outbox_id=item.id, attempts=item.attempts, error=text)
-                report.gave_up += await _mark_failed(database, settings, item, text, permanent)
+                gave_up = await _mark_failed(database, settings, item, text, permanent)
+                report.gave_up += gave_up
                 report.failed += 1
+                EMAILS.labels("gave_up" if gave_up else "failed").inc()
                 continue
             await _mark_sent(database, item)
             report.sent += 1
+            EMAILS.labels("sent").inc()
     finally:
         if smtp.is_connected:
             try:

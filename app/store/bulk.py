@@ -101,3 +101,33 @@ async def existing_pairs(
         rows = await session.execute(select(a, b).where(tuple_(a, b).in_(chunk), *where))
         found.update((x, y) for x, y in rows)
     return found
+
+
+async def update_rows(
+    session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], key: str = "id"
+) -> None:
+    """Set the columns `names` of the rows whose `key` is each tuple's first value (`rows`: tuples of the key
+    then the values in the order of `names`). PostgreSQL: one UPDATE ... FROM unnest(arrays) per chunk;
+    SQLite: a cached executemany."""
+    if not rows:
+        return
+    if is_postgres(session):
+        columns = [key, *names]
+        for chunk in chunks(rows, ROWS_CHUNK):
+            source = select(
+                *[
+                    func.unnest(bindparam(None, [r[i] for r in chunk], type_=ARRAY(table.c[name].type))).label(f"v_{name}")
+                    for i, name in enumerate(columns)
+                ]
+            ).subquery("v")
+            statement = (
+                table.update()
+                .where(table.c[key] == source.c[f"v_{key}"])
+                .values({name: source.c[f"v_{name}"] for name in names})
+            )
+            await session.execute(statement)
+        return
+    statement = table.update().where(table.c[key] == bindparam("b_key")).values({n: bindparam(f"b_{n}") for n in names})
+    await session.execute(
+        statement, [{"b_key": row[0], **{f"b_{n}": v for n, v in zip(names, row[1:], strict=True)}} for row in rows]
+    )

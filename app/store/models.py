@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -79,6 +79,13 @@ class Group(SQLModel, table=True):
     description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     synced: bool = False
     external_id: str | None = Field(default=None, max_length=200, unique=True)
+    # set by the rostering sync: the OneRoster org type (district, school, ...) or "class"
+    roster_kind: str | None = Field(default=None, max_length=16)
+    class_code: str | None = Field(default=None, max_length=200)
+    # a class's term (its academic sessions): title(s) and dates
+    term_title: str | None = Field(default=None, max_length=200)
+    term_starts_on: date | None = None
+    term_ends_on: date | None = None
     depth: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -305,8 +312,107 @@ class PersistedQuery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class RosterSync(SQLModel, table=True):
+    """One run of the OneRoster import: its counts, errors, and (while HELD) the bundle and the digest of
+    the plan it was held with, so that approval applies exactly that plan."""
+
+    __tablename__ = "roster_sync"
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(max_length=16)
+    source: str = Field(default="graphql", max_length=16)
+    actor_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    held_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    groups_created: int = 0
+    groups_updated: int = 0
+    users_created: int = 0
+    users_updated: int = 0
+    users_denied: int = 0
+    memberships_created: int = 0
+    memberships_updated: int = 0
+    memberships_ended: int = 0
+    guardian_links_created: int = 0
+    unchanged: int = 0
+    errors: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    plan_digest: str | None = Field(default=None, max_length=64)
+    bundle: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    decided_by_id: int | None = Field(default=None, sa_column=fk("user.id", ondelete="SET NULL", nullable=True))
+    decided_at: datetime | None = None
+
+
+class ExportSchedule(SQLModel, table=True):
+    """A report sent every day, week or month at a local time in a time zone: each run is an export job."""
+
+    __tablename__ = "export_schedule"
+    __table_args__ = (Index("ix_export_schedule_due", "paused", "next_run_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(sa_column=fk("user.id"))
+    report: str = Field(max_length=32)
+    params: str = Field(sa_column=Column(Text, nullable=False))  # JSON: format, dateFormat, group, course...
+    frequency: str = Field(max_length=16)  # DAILY, WEEKLY, MONTHLY
+    time_of_day: str = Field(max_length=5)  # HH:MM, local
+    weekday: int | None = None  # 0 = Monday (WEEKLY)
+    day_of_month: int | None = None  # 1..31, the month's last day when shorter (MONTHLY)
+    time_zone: str = Field(max_length=64)
+    recipient_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list of user ids
+    paused: bool = False
+    next_run_at: datetime
+    last_run_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ExportJob(SQLModel, table=True):
+    """A report written in the background to the file store. A RUNNING job whose heartbeat is older than
+    the lease is taken over by another worker (attempts + 1)."""
+
+    __tablename__ = "export_job"
+    __table_args__ = (
+        Index("ix_export_job_claim", "status", "heartbeat_at"),
+        Index("ix_export_job_owner", "owner_id", "id"),
+        Index("ix_export_job_expiry", "status", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(sa_column=fk("user.id", index=False))
+    schedule_id: int | None = Field(default=None, sa_column=fk("export_schedule.id", ondelete="SET NULL", nullable=True))
+    report: str = Field(max_length=32)
+    format: str = Field(max_length=8)
+    params: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="QUEUED", max_length=16)
+    rows_written: int = 0
+    rows_total: int | None = None
+    attempts: int = 0
+    worker: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+    file_key: str | None = Field(default=None, max_length=200)
+    file_name: str | None = Field(default=None, max_length=255)
+    file_bytes: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class SigningKey(SQLModel, table=True):
+    """Keys made by the server itself and shared by every worker (the export link key when no setting
+    gives one)."""
+
+    __tablename__ = "signing_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(max_length=32, unique=True)
+    secret: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 TABLES_IN_DELETE_ORDER = [
-    "persisted_query", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
+    "persisted_query", "export_job", "export_schedule", "signing_key",
+    "roster_sync", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request", "group_closure", "group", "api_token", "session", "user",
 ]

@@ -1,16 +1,16 @@
 """persisted_query (automatic persisted queries, shared by every worker); user (created_at, id) and
 (last_login_at, id) for users(orderBy:) keyset pages
 
-Revision ID: 0004_persisted_query
-Revises: 0003_home_group
+Revision ID: 0006_persisted_query
+Revises: 0005_export_jobs
 """
 
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0004_persisted_query"
-down_revision = "0003_home_group"
+revision = "0006_persisted_query"
+down_revision = "0005_export_jobs"
 branch_labels = None
 depends_on = None
 
