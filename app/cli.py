@@ -1,5 +1,5 @@
-"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, deliver-email, roster-import,
-run-exports."""
+"""The `groupgraph` command: serve, migrate, seed, create-user, export-schema, persisted-queries, deliver-email,
+roster-import, run-exports."""
 
 from __future__ import annotations
 
@@ -138,6 +138,34 @@ def export_schema(output: Annotated[Path, typer.Option("--output")] = Path("sche
 
     output.write_text(schema_sdl())
     typer.echo(f"wrote {output}")
+
+
+@cli.command("persisted-queries")
+def persisted_queries(
+    output: Annotated[Path, typer.Option("--output", help="Where to write the manifest (JSON: sha256 -> document).")],
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Write every automatic persisted query stored so far as a trusted documents manifest (for
+    GROUPGRAPH_TRUSTED_DOCUMENTS): record what the clients send in staging, then run only that in production."""
+    import json
+
+    from sqlalchemy import select
+
+    from app.store.models import PersistedQuery
+
+    database = _database(_settings(database_url))
+
+    async def run() -> dict[str, str]:
+        try:
+            async with database.session() as session:
+                rows = await session.execute(select(PersistedQuery.sha256, PersistedQuery.document).order_by(PersistedQuery.sha256))
+                return {digest: document for digest, document in rows}
+        finally:
+            await database.dispose()
+
+    manifest = asyncio.run(run())
+    output.write_text(json.dumps(manifest, indent=2) + "\n")
+    typer.echo(f"wrote {len(manifest)} documents to {output}")
 
 
 @cli.command("deliver-email")

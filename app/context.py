@@ -43,6 +43,8 @@ class Context:
         self._reach: Reach | None = None
         self._reach_lock = asyncio.Lock()
         self.response_headers: dict[str, str] = {}
+        self.cookies: list[str] = []  # Set-Cookie values for the response (the cookie session mode)
+        self.via_cookie = False  # the credential came from the session cookie, not a bearer token
         self.extra: dict[str, Any] = {}
 
     @property
@@ -125,6 +127,8 @@ class LiveContext(Context):
         self.request = request
         self.request_id = request_id or uuid.uuid4().hex[:16]
         self.response_headers = {}
+        self.cookies: list[str] = []
+        self.via_cookie = False
         self.connection_params: dict[str, Any] = {}
         self.base_credential = credential
         self.token = token

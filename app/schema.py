@@ -24,6 +24,7 @@ from app.store.db import concurrent_change
 from resolvers.audit import AuditEvent, AuditQueries
 from resolvers.consent import AccessRequest, ConsentMutations, ConsentQueries
 from resolvers.courses import Course, CourseMutations, CourseQueries, Step
+from resolvers.descriptions import describe
 from resolvers.exports import ExportJob, ExportMutations, ExportQueries, ExportSchedule
 from resolvers.groups import Group, GroupMutations, GroupQueries
 from resolvers.guardians import GuardianLink, GuardianMutations, GuardianQueries
@@ -34,6 +35,7 @@ from resolvers.outbox import OutboxQueries
 from resolvers.progress import ProgressMutations
 from resolvers.reviews import ReviewMutations, Submission
 from resolvers.rostering import RosterMutations, RosterQueries, RosterSync
+from resolvers.scalars import SCALARS
 from resolvers.sessions import SessionMutations, SessionQueries
 from resolvers.subscriptions import LiveSubscriptions
 from resolvers.users import User, UserListQueries, UserMutations, UserQueries
@@ -224,7 +226,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     check_deny_by_default(PUBLIC_FIELDS)
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS)
-    return GroupGraphSchema(
+    schema = GroupGraphSchema(
         query=query,
         mutation=mutation,
         subscription=LiveSubscriptions,
@@ -232,12 +234,28 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
             User, Group, Membership, AccessRequest, GuardianLink, Course, Step, Submission, AuditEvent, ExportJob,
             ExportSchedule,
         ],
-        extensions=[RequestScope, *limit_extensions(settings)],
+        extensions=[RequestScope, *limit_extensions(settings), *trusted_only(settings)],
         config=StrawberryConfig(
+            scalar_map=SCALARS,
             sort_schema=sorted_for_printing,
             batching_config={"max_operations": settings.max_batch_size},
         ),
     )
+    describe(schema._schema)
+    return schema
+
+
+def trusted_only(settings: Settings) -> list[Any]:
+    """With GROUPGRAPH_TRUSTED_DOCUMENTS, validation refuses every other document (HTTP and WebSocket alike)."""
+    if not settings.trusted_documents:
+        return []
+    from functools import partial
+
+    from strawberry.extensions import AddValidationRules
+
+    from app.services.persisted import trusted_documents, trusted_documents_rule
+
+    return [partial(AddValidationRules, [trusted_documents_rule(trusted_documents(settings.trusted_documents))])]
 
 
 def schema_sdl(schema: strawberry.Schema | None = None) -> str:

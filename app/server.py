@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
+from app.http.cors import PathCors, cors_origins
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.graphql_view import GroupGraphView
 from app.http.observe import ObservedApp, route_templates
@@ -32,7 +33,7 @@ from app.store.models import OutboxEmail
 def extra_routes() -> list[BaseRoute]:
     """Routes of the HTTP surface beside /graphql (exports, imports), each module owning its own."""
     routes: list[BaseRoute] = []
-    for module_name in ("app.http.exports", "app.http.imports", "app.http.gateway_exports"):
+    for module_name in ("app.http.exports", "app.http.imports", "app.http.gateway_exports", "app.http.graphiql"):
         try:
             module = __import__(module_name, fromlist=["routes"])
         except ModuleNotFoundError as exc:
@@ -141,6 +142,9 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,  # JSON errors with a code everywhere
     )
+    origins = cors_origins(settings)
+    if origins:
+        app.add_middleware(PathCors, origins=origins)
     app.observed_access_log = settings.access_log
     app.tracing = tracing
     app.state.settings = settings

@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     analyst_seats: int = 3
     max_group_depth: int = 10
     graphiql: bool = True
+    # exact origins (scheme://host[:port]) allowed to call the API from a browser, comma-separated; empty:
+    # no cross-origin access
+    cors_origins: str = ""
+    # a JSON manifest of id -> document (GraphQL Code Generator, Relay persistConfig, Apollo): when set, the
+    # server runs these documents only
+    trusted_documents: str | None = None
+    # automatic persisted queries kept in the database at most (anyone may register one; past this, documents
+    # still run but are not stored)
+    max_persisted_queries: int = 10_000
 
     access_request_days: int = 30
     max_pending_access_requests: int = 50

@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
+from app.store.keyset import Key, Window
 from app.store.models import AccessRequest, AccessRequestBlock
 from dataloaders.store import Store
 
@@ -57,6 +59,7 @@ def addressed_to(user_id: int, email_normalized: str) -> ColumnElement[bool]:
 
 
 NEWEST_FIRST = (AccessRequest.created_at.desc(), AccessRequest.id.desc())
+NEWEST_FIRST_KEYS = (Key(AccessRequest.created_at, descending=True), Key(AccessRequest.id, descending=True))
 
 
 class ConsentLoaders:
@@ -93,6 +96,30 @@ async def blocked_requester_ids(store: Store, blocker_id: int) -> Sequence[int]:
         .where(AccessRequestBlock.blocker_id == blocker_id)
         .order_by(AccessRequestBlock.id)
     )
+
+
+def listed(
+    direction: str, user_id: int, email_normalized: str, status: str | None, now: datetime
+) -> list[ColumnElement[bool]]:
+    """The caller's OUTGOING requests (they asked) or INCOMING ones (about them), with a status."""
+    if direction == "OUTGOING":
+        mine = [AccessRequest.requester_id == user_id]
+    else:  # not those of requesters the caller blocked
+        blocked = select(AccessRequestBlock.id).where(
+            AccessRequestBlock.blocker_id == user_id, AccessRequestBlock.requester_id == AccessRequest.requester_id
+        )
+        mine = [addressed_to(user_id, email_normalized), ~blocked.exists()]
+    return mine if status is None else [*mine, status_is(status, now)]
+
+
+async def request_page(store: Store, conditions: list[ColumnElement[bool]], window: Window) -> Sequence[AccessRequest]:
+    """One keyset window, newest first, in fetch order."""
+    query = select(AccessRequest).where(*conditions, *keyset.conditions(NEWEST_FIRST_KEYS, window))
+    return await store.scalars(query.order_by(*keyset.ordering(NEWEST_FIRST_KEYS, window)).limit(window.fetch))
+
+
+async def request_count(store: Store, conditions: list[ColumnElement[bool]]) -> int:
+    return int(await store.scalar(select(func.count()).select_from(AccessRequest).where(*conditions)))
 
 
 async def pending_count(session, requester_id: int, now: datetime) -> int:  # type: ignore[no-untyped-def]

@@ -14,10 +14,12 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
+from app.store.keyset import Key, Window
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.groups import GroupLoaders
 from dataloaders.store import Store
@@ -37,10 +39,8 @@ class MemberFilter:
     include_ended: bool = False
 
 
-@dataclass(frozen=True)
-class MemberPage:
-    rows: list[tuple[Membership, str]]  # (membership, user's normalized last name) for cursors
-    has_next: bool
+# one keyset page: (membership, the user's normalized last name for the cursor), in fetch order
+MemberPage = list[tuple[Membership, str]]
 
 
 def like_prefix(text: str) -> str:
@@ -142,30 +142,29 @@ class MembershipLoaders:
 
     # --- pages --------------------------------------------------------------------------------
 
-    def pages(
-        self, scope: Hashable, filter: MemberFilter, visible: Visible, first: int, after: tuple[str, int] | None
-    ) -> DataLoader[int, MemberPage]:
-        """group id -> the next `first` memberships after the cursor, ordered by last name then id.
+    def pages(self, scope: Hashable, filter: MemberFilter, visible: Visible, window: Window) -> DataLoader[int, MemberPage]:
+        """group id -> one keyset page of memberships (ordered by last name then id), in fetch order with up to
+        `window.fetch` rows.
 
-        One statement for all groups: ROW_NUMBER() per asked group, keeping `first + 1` rows of each
+        One statement for all groups: ROW_NUMBER() per asked group, keeping `window.fetch` rows of each
         (for a single group, ORDER BY ... LIMIT)."""
-        key = (scope, filter, first, after)
+        key = (scope, filter, window)
         loader = self._pages.get(key)
         if loader is None:
 
             async def load(group_ids: Sequence[int]) -> list[MemberPage]:
-                return await self._load_pages(group_ids, filter, visible, first, after)
+                return await self._load_pages(group_ids, filter, visible, window)
 
             loader = self._pages[key] = DataLoader(load_fn=load)
         return loader
 
     async def _load_pages(
-        self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, first: int,
-        after: tuple[str, int] | None,
+        self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, window: Window
     ) -> list[MemberPage]:
         closure = aliased(GroupClosure)
         member_user = aliased(User)
-        order = (member_user.last_name_normalized, Membership.id)
+        keys = (Key(member_user.last_name_normalized), Key(Membership.id))
+        order = keyset.ordering(keys, window)
         single = len(set(group_ids)) == 1
         columns = [
             closure.ancestor_id.label("owner"),
@@ -176,17 +175,9 @@ class MembershipLoaders:
             columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
         inner = self._where(select(*columns), closure, group_ids, filter, visible).join(
             member_user, member_user.id == Membership.user_id
-        )
-        if after is not None:
-            name, last_id = after
-            inner = inner.where(
-                or_(
-                    member_user.last_name_normalized > name,
-                    and_(member_user.last_name_normalized == name, Membership.id > last_id),
-                )
-            )
+        ).where(*keyset.conditions(keys, window))
         if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
-            inner = inner.order_by(*order).limit(first + 1)
+            inner = inner.order_by(*order).limit(window.fetch)
         ranked = inner.subquery()
         query = (
             select(ranked.c.owner, ranked.c.sort_name, Membership, User, Group)
@@ -194,17 +185,14 @@ class MembershipLoaders:
             .join(User, User.id == Membership.user_id)
             .join(Group, Group.id == Membership.group_id)
         )
+        outer = keyset.ordering((Key(ranked.c.sort_name), Key(ranked.c.membership_id)), window)
         if single:
-            query = query.order_by(ranked.c.sort_name, ranked.c.membership_id)
+            query = query.order_by(*outer)
         else:
-            query = query.where(ranked.c.rank <= first + 1).order_by(ranked.c.owner, ranked.c.rank)
+            query = query.where(ranked.c.rank <= window.fetch).order_by(ranked.c.owner, ranked.c.rank)
         pages: dict[int, list[tuple[Membership, str]]] = defaultdict(list)
         for owner, sort_name, membership, user, group in await self.store.all(query):
             pages[owner].append((membership, sort_name))
             self.users.by_id.prime(user.id, user)
             self.groups.by_id.prime(group.id, group)
-        out = []
-        for group_id in group_ids:
-            rows = pages.get(group_id, [])
-            out.append(MemberPage(rows=rows[:first], has_next=len(rows) > first))
-        return out
+        return [pages.get(group_id, []) for group_id in group_ids]

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, case, func, literal, select, union_all
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
 from app.store.bulk import one_of
+from app.store.keyset import Key, Window
 from app.store.models import ActivityEvent, Enrollment, GroupClosure, Membership, Step, StepProgress, Usage
 from dataloaders.store import Store
 
@@ -62,8 +64,9 @@ class Summary:
     courses: tuple[CourseTotals, ...]
 
 
-# (user id, page size + 1, keyset after: (occurred_at, id) or None)
-ActivityKey = tuple[int, int, tuple[datetime, int] | None]
+# (user id, the keyset window over (occurred_at, id), newest first)
+ActivityKey = tuple[int, Window]
+ACTIVITY_ORDER = (Key(ActivityEvent.occurred_at, descending=True), Key(ActivityEvent.id, descending=True))
 
 
 class ProgressLoaders:
@@ -124,31 +127,30 @@ class ProgressLoaders:
         return [totals.get(i, 0) for i in user_ids]
 
     async def _activity(self, keys: Sequence[ActivityKey]) -> list[list[ActivityEvent]]:
-        """Newest first, keyset after (occurred_at, id). One user: ORDER BY ... LIMIT on the (user_id,
-        occurred_at, id) index; many users with the same page: one ROW_NUMBER() statement for all."""
+        """Newest first, one keyset window over (occurred_at, id), rows in fetch order. One user: ORDER BY ...
+        LIMIT on the (user_id, occurred_at, id) index; many users with the same page: one ROW_NUMBER()
+        statement for all."""
         a = ActivityEvent
-        groups: dict[tuple[int, tuple[datetime, int] | None], list[int]] = defaultdict(list)
-        for user_id, limit, after in keys:
-            groups[(limit, after)].append(user_id)
+        groups: dict[Window, list[int]] = defaultdict(list)
+        for user_id, window in keys:
+            groups[window].append(user_id)
         found: dict[ActivityKey, list[ActivityEvent]] = defaultdict(list)
-        for (limit, after), users in groups.items():
-            condition: Any = literal(True)
-            if after is not None:
-                at, last_id = after
-                condition = or_(a.occurred_at < at, and_(a.occurred_at == at, a.id < last_id))
+        for window, users in groups.items():
+            condition = keyset.conditions(ACTIVITY_ORDER, window)
+            order = keyset.ordering(ACTIVITY_ORDER, window)
             if len(users) == 1:
                 rows = await self.store.scalars(
-                    select(a).where(a.user_id == users[0], condition).order_by(a.occurred_at.desc(), a.id.desc()).limit(limit)
+                    select(a).where(a.user_id == users[0], *condition).order_by(*order).limit(window.fetch)
                 )
             else:
-                rank = func.row_number().over(partition_by=a.user_id, order_by=(a.occurred_at.desc(), a.id.desc())).label("rank")
-                ranked = select(a.id, rank).where(one_of(self.postgres, a.user_id, sorted(set(users))), condition).subquery()
+                rank = func.row_number().over(partition_by=a.user_id, order_by=order).label("rank")
+                ranked = select(a.id, rank).where(one_of(self.postgres, a.user_id, sorted(set(users))), *condition).subquery()
                 rows = await self.store.scalars(
-                    select(a).join(ranked, ranked.c.id == a.id).where(ranked.c.rank <= limit)
-                    .order_by(a.user_id, a.occurred_at.desc(), a.id.desc())
+                    select(a).join(ranked, ranked.c.id == a.id).where(ranked.c.rank <= window.fetch)
+                    .order_by(a.user_id, ranked.c.rank)
                 )
             for row in rows:
-                found[(row.user_id, limit, after)].append(row)
+                found[(row.user_id, window)].append(row)
         return [found.get(k, []) for k in keys]
 
     def group_usage(

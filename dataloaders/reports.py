@@ -132,21 +132,32 @@ def _keys(scope: ReportScope) -> Select[Any]:
     return keys.where(*_scope_filter(scope))
 
 
-def _page(scope: ReportScope, after: Key | None, limit: int) -> Subquery:
-    """The keys of one page after the keyset `after`, picked along the (group, role, user) index."""
+def _page(scope: ReportScope, after: Key | None, limit: int, before: Key | None = None, backward: bool = False) -> Subquery:
+    """The keys of one page, picked along the (group, role, user) index: forwards, the `limit` rows after the
+    keyset `after` (and before `before`, if given); backwards, the `limit` rows just before `before` (and
+    after `after`, if given)."""
     keys = _keys(scope)
-    order = (_m.group_id, _m.user_id, _e.course_id)
-    if after is None:
+    columns = (_m.group_id, _m.user_id, _e.course_id)
+    order = [c.desc() for c in columns] if backward else list(columns)
+    start, bound = (before, after) if backward else (after, before)
+    if bound is not None:  # the far end, when both cursors are given (rare: one plain row comparison)
+        keys = keys.where(tuple_(*columns) > tuple_(*bound) if backward else tuple_(*columns) < tuple_(*bound))
+    if start is None:
         return keys.order_by(*order).limit(limit).subquery("page")
-    # (group, user, course) > cursor, split so that no condition spans two tables (both planners then
-    # estimate it from the membership index alone): the cursor's own member's later courses, then
-    # the members after the cursor's
-    group_id, user_id, course_id = after
-    rest_of_member = keys.where(_m.group_id == group_id, _m.user_id == user_id, _e.course_id > course_id)
-    later_members = keys.where(_m.group_id >= group_id, tuple_(_m.group_id, _m.user_id) > tuple_(group_id, user_id))
-    arms = [arm.order_by(*order).limit(limit).subquery() for arm in (rest_of_member, later_members)]
-    both = union_all(*(select(arm) for arm in arms)).subquery("after_cursor")
-    return select(both).order_by(both.c.group_id, both.c.user_id, both.c.course_id).limit(limit).subquery("page")
+    # (group, user, course) past the cursor, split so that no condition spans two tables (both planners then
+    # estimate it from the membership index alone): the cursor's own member's other courses, then the
+    # members past the cursor's
+    group_id, user_id, course_id = start
+    if backward:
+        rest_of_member = keys.where(_m.group_id == group_id, _m.user_id == user_id, _e.course_id < course_id)
+        other_members = keys.where(_m.group_id <= group_id, tuple_(_m.group_id, _m.user_id) < tuple_(group_id, user_id))
+    else:
+        rest_of_member = keys.where(_m.group_id == group_id, _m.user_id == user_id, _e.course_id > course_id)
+        other_members = keys.where(_m.group_id >= group_id, tuple_(_m.group_id, _m.user_id) > tuple_(group_id, user_id))
+    arms = [arm.order_by(*order).limit(limit).subquery() for arm in (rest_of_member, other_members)]
+    both = union_all(*(select(arm) for arm in arms)).subquery("past_cursor")
+    outer = (both.c.group_id, both.c.user_id, both.c.course_id)
+    return select(both).order_by(*(c.desc() if backward else c for c in outer)).limit(limit).subquery("page")
 
 
 def _named(statement: Select[Any], page: Subquery, course: FromClause | None = None) -> Select[Any]:
@@ -172,11 +183,13 @@ _COMPLETED = _p.completed_at.is_not(None)
 _VIEWED = or_(_p.viewed_at.is_not(None), _p.completed_at.is_not(None))
 
 
-def rows_statement(scope: ReportScope, after: Key | None, limit: int) -> Select[Any]:
-    """One page (or export chunk) of rows after the keyset `after`: the columns to_row reads. Names and
-    percentages (correlated counts on the step_progress (user, course) index and on the course's steps)
-    are looked up for the page's rows only."""
-    page = _page(scope, after, limit)
+def rows_statement(
+    scope: ReportScope, after: Key | None, limit: int, *, before: Key | None = None, backward: bool = False
+) -> Select[Any]:
+    """One page (or export chunk) of rows past the keyset (see _page), in the report's order: the columns
+    to_row reads. Names and percentages (correlated counts on the step_progress (user, course) index and on
+    the course's steps) are looked up for the page's rows only."""
+    page = _page(scope, after, limit, before, backward)
     k = page.c
     steps = select(func.count()).where(_s.course_id == k.course_id).correlate(page).scalar_subquery()
     viewed = select(func.count()).where(*_progress_of(k), _VIEWED).correlate(page).scalar_subquery()
@@ -210,8 +223,15 @@ def to_row(raw: Any) -> ReportRow:
     )
 
 
-async def report_page(store: Store, scope: ReportScope, after: Key | None, limit: int) -> list[ReportRow]:
-    return [to_row(r) for r in await store.all(rows_statement(scope, after, limit))]
+async def report_page(
+    store: Store, scope: ReportScope, after: Key | None, limit: int, *, before: Key | None = None,
+    backward: bool = False,
+) -> list[ReportRow]:
+    """One page in fetch order: the report's order, reversed for a backward page."""
+    rows = [to_row(r) for r in await store.all(rows_statement(scope, after, limit, before=before, backward=backward))]
+    if backward:
+        rows.reverse()
+    return rows
 
 
 async def report_count(store: Store, scope: ReportScope) -> int:

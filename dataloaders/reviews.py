@@ -11,12 +11,18 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
 from app.store.bulk import one_of
+from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, Review, Submission
 from dataloaders.store import Store
 
 NEEDS_REVIEW = "NEEDS_REVIEW"
 REVIEWED = "REVIEWED"
+
+
+QUEUE_ORDER = (Key(Submission.submitted_at), Key(Submission.id))
+REVIEWED_ORDER = (Key(Submission.reviewed_at, descending=True), Key(Submission.id, descending=True))
 
 
 class ReviewLoaders:
@@ -140,24 +146,15 @@ class ReviewLoaders:
         return and_(*conditions)
 
     async def queue(
-        self, group_id: int, viewer_id: int | None, limit: int, after: tuple[datetime, int] | None,
-        status: str = NEEDS_REVIEW, user_id: int | None = None,
+        self, group_id: int, viewer_id: int | None, window: Window, status: str = NEEDS_REVIEW,
+        user_id: int | None = None,
     ) -> tuple[list[Submission], int]:
-        """NEEDS_REVIEW oldest first, keyset after (submitted_at, id); REVIEWED newest reviewed first, keyset
-        after (reviewed_at, id); and the total count."""
+        """NEEDS_REVIEW oldest first over (submitted_at, id); REVIEWED newest reviewed first over (reviewed_at,
+        id): one keyset window in fetch order, and the total count."""
         condition = self._queue_filter(group_id, viewer_id, status, user_id)
-        query = select(Submission).where(condition)
-        if status == NEEDS_REVIEW:
-            if after is not None:
-                at, last_id = after
-                query = query.where(or_(Submission.submitted_at > at, and_(Submission.submitted_at == at, Submission.id > last_id)))
-            query = query.order_by(Submission.submitted_at, Submission.id)
-        else:
-            if after is not None:
-                at, last_id = after
-                query = query.where(or_(Submission.reviewed_at < at, and_(Submission.reviewed_at == at, Submission.id < last_id)))
-            query = query.order_by(Submission.reviewed_at.desc(), Submission.id.desc())
-        rows = list(await self.store.scalars(query.limit(limit)))
+        order = QUEUE_ORDER if status == NEEDS_REVIEW else REVIEWED_ORDER
+        query = select(Submission).where(condition, *keyset.conditions(order, window))
+        rows = list(await self.store.scalars(query.order_by(*keyset.ordering(order, window)).limit(window.fetch)))
         total = int(await self.store.scalar(select(func.count()).select_from(Submission).where(condition)))
         for row in rows:
             self.by_id.prime(row.id, row)

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 from strawberry.dataloader import DataLoader
 
+from app.store import keyset
+from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, User, fold
 from dataloaders.store import Store
 
@@ -47,7 +49,7 @@ class UserLoaders:
             self.by_id.prime(user.id, user)
 
 
-# the admin user list (users(filter:)), keyset-ordered by (last name, id)
+# the user list (users(filter:, orderBy:)), keyset-ordered by the chosen column, then id
 
 
 @dataclass(frozen=True)
@@ -135,20 +137,31 @@ def user_search_conditions(search: UserSearch, contact: ColumnElement[bool] | No
     return conditions
 
 
+USER_ORDERS: dict[str, tuple[Key, ...]] = {
+    "LAST_NAME": (Key(User.last_name_normalized), Key(User.id)),
+    "CREATED_AT": (Key(User.created_at), Key(User.id)),
+    "LAST_LOGIN_AT": (Key(User.last_login_at, nullable=True), Key(User.id)),
+}
+
+
+def user_order(field: str, descending: bool) -> tuple[Key, ...]:
+    """The keyset of users(orderBy:); never-signed-in users last both ways."""
+    return tuple(Key(k.column, descending=descending, nullable=k.nullable) for k in USER_ORDERS[field])
+
+
 def subtree(group_id: int):  # type: ignore[no-untyped-def]
     """Ids of the group and of every group nested in it (the closure table)."""
     return select(GroupClosure.descendant_id).where(GroupClosure.ancestor_id == group_id)
 
 
 async def search_users(
-    store: Store, search: UserSearch, after: tuple[str, int] | None, limit: int, visible: ColumnElement[bool],
+    store: Store, search: UserSearch, order: Sequence[Key], window: Window, visible: ColumnElement[bool],
     contact: ColumnElement[bool] | None = None,
 ) -> list[User]:
-    """`visible` and `contact`: the caller's row filters (permissions.filters), applied with the search."""
-    statement = select(User).where(visible, *user_search_conditions(search, contact))
-    if after is not None:
-        statement = statement.where(tuple_(User.last_name_normalized, User.id) > tuple_(*after))
-    return list(await store.scalars(statement.order_by(User.last_name_normalized, User.id).limit(limit)))
+    """One keyset page (in fetch order, `window.fetch` rows at most). `visible` and `contact`: the caller's row
+    filters (permissions.filters), applied with the search."""
+    statement = select(User).where(visible, *user_search_conditions(search, contact), *keyset.conditions(order, window))
+    return list(await store.scalars(statement.order_by(*keyset.ordering(order, window)).limit(window.fetch)))
 
 
 async def count_users(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.ids import to_global_id
 from app.store.models import AuditEvent as AuditEventRow
 from dataloaders.audit import audit_event, audit_page
 from permissions.classes import requires
 from permissions.reach import Permission
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
 from resolvers.views import UserType, UserView, prepare_users
 
 
@@ -86,13 +88,14 @@ class AuditQueries:
         description="Newest first; keyset-paginated (after: the endCursor of the previous page).",
     )
     async def audit_log(
-        self, info: Info, action: str | None = None, first: int | None = 50, after: str | None = None
+        self, info: Info,
+        action: Annotated[str | None, strawberry.argument(description="Only events of this action (e.g. user.create).")] = None,
+        first: First = 50, after: After = None, last: Last = None, before: Before = None,
     ) -> AuditEventConnection:
-        limit = page_size(info, first)
+        pages = paging(info, "auditLog", (cursors.ID,), first, after, last, before)
         action = clean_text(action, "action", max_length=64, required=False)
-        cursor = decode_cursor(after, [int])
-        rows = list(await audit_page(info.context.store, action, cursor[0] if cursor else None, limit + 1))
-        has_next = len(rows) > limit
-        events = await build_events(info, rows[:limit])
-        edges = [AuditEventEdge(cursor=encode_cursor(e.row.id), node=e) for e in events]
-        return AuditEventConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]))
+        fetched = list(await audit_page(info.context.store, action, pages.window))
+        rows, made, page_info_ = pages.page(fetched, lambda r: (r.id,))
+        events = {e.row.id: e for e in await build_events(info, rows)}
+        edges = [AuditEventEdge(cursor=c, node=events[r.id]) for c, r in zip(made, rows, strict=True)]
+        return AuditEventConnection(edges=edges, page_info=page_info_)

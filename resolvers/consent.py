@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import delete, func, select, update
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound, RateLimited
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
@@ -40,12 +42,15 @@ from dataloaders.consent import (
     REVOKED,
     blocked_requester_ids,
     effective_status,
+    listed,
     open_to,
     pending_count,
+    request_count,
+    request_page,
 )
 from permissions.classes import authenticated
 from permissions.reach import Reach
-from resolvers.common import Node, clean_text
+from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
 from resolvers.views import UserType, UserView, check_email, normalize_email, prepare_users
 
 DAY = timedelta(days=1)
@@ -194,8 +199,55 @@ async def access_request_for_membership(info: Info, access_request_id: int) -> A
 # --- queries -------------------------------------------------------------------------------------------
 
 
+@strawberry.enum(description="Which of the caller's access requests to list.")
+class AccessRequestDirection(Enum):
+    OUTGOING = strawberry.enum_value("OUTGOING", description="Requests the caller made.")
+    INCOMING = strawberry.enum_value("INCOMING", description="Requests for the caller's data.")
+
+
+@strawberry.type(description="One access request in a page, with its cursor.")
+class AccessRequestEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge, for `after` or `before` of the same list.")
+    node: AccessRequest = strawberry.field(description="The access request.")
+
+
+@strawberry.type(description="A page of access requests, newest first (keyset pages both ways).")
+class AccessRequestConnection:
+    edges: list[AccessRequestEdge] = strawberry.field(description="The page's edges, newest first.")
+    page_info: PageInfo = strawberry.field(description="Cursors of the page's ends and whether more lie either side.")
+    conditions: strawberry.Private[list[Any]]
+
+    @strawberry.field(description="How many the whole list holds (every page), with the same status.")
+    async def total_count(self, info: Info) -> int:
+        return await request_count(info.context.store, self.conditions)
+
+
 @strawberry.type
 class ConsentQueries:
+    @strawberry.field(
+        extensions=[authenticated()],
+        description="The caller's access requests, newest first, a page at a time: those they made (OUTGOING) or "
+        "those for their data (INCOMING). The same requests as outgoingAccessRequests / incomingAccessRequests, "
+        "which return the whole list at once.",
+    )
+    async def access_requests(
+        self, info: Info,
+        direction: Annotated[AccessRequestDirection, strawberry.argument(description="OUTGOING or INCOMING.")],
+        status: Annotated[
+            AccessRequestStatus | None, strawberry.argument(description="Only requests with this status.")
+        ] = None,
+        first: First = 50, after: After = None, last: Last = None, before: Before = None,
+    ) -> AccessRequestConnection:
+        ctx = info.context
+        pages = paging(info, f"accessRequests:{direction.value}", (cursors.INSTANT, cursors.ID), first, after, last, before)
+        viewer = ctx.viewer
+        conditions = listed(direction.value, viewer.id, viewer.email_normalized, status.value if status else None, utcnow())
+        fetched = list(await request_page(ctx.store, conditions, pages.window))
+        rows, made, page_info_ = pages.page(fetched, lambda r: (r.created_at, r.id))
+        built = await build_requests(info, rows)  # one per row, in order
+        edges = [AccessRequestEdge(cursor=c, node=r) for c, r in zip(made, built, strict=True)]
+        return AccessRequestConnection(edges=edges, page_info=page_info_, conditions=conditions)
+
     @strawberry.field(extensions=[authenticated()], description="Requests the caller made.")
     async def outgoing_access_requests(
         self, info: Info, status: AccessRequestStatus | None = None

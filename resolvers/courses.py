@@ -12,13 +12,16 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
+from app.store import keyset
 from app.store.bulk import insert_rows, is_postgres, one_of, value_chunks
+from app.store.keyset import Key
 from app.store.models import Course as CourseRow
 from app.store.models import Enrollment as EnrollmentRow
 from app.store.models import Step as StepRow
@@ -27,7 +30,7 @@ from app.store.models import utcnow
 from dataloaders.courses import CourseBundle
 from permissions.classes import authenticated, requires
 from permissions.reach import Permission
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import After, Before, First, Last, Node, PageInfo, clean_text, paging
 
 MAX_STEPS = 1000
 MAX_POINTS = 100_000
@@ -152,20 +155,20 @@ class CourseConnection:
 @strawberry.type
 class CourseQueries:
     @strawberry.field(extensions=[authenticated()], description="The course catalogue, by name.")
-    async def courses(self, info: Info, first: int | None = 50, after: str | None = None) -> CourseConnection:
+    async def courses(
+        self, info: Info, first: First = 50, after: After = None, last: Last = None, before: Before = None
+    ) -> CourseConnection:
         store = info.context.store
-        limit = page_size(info, first)
-        query = select(CourseRow).order_by(CourseRow.name, CourseRow.id).limit(limit + 1)
-        keyset = decode_cursor(after, [str, int])
-        if keyset is not None:
-            name, last_id = keyset
-            query = query.where(or_(CourseRow.name > name, and_(CourseRow.name == name, CourseRow.id > last_id)))
-        rows = list(await store.scalars(query))
+        pages = paging(info, "courses", (cursors.TEXT, cursors.ID), first, after, last, before)
+        order = (Key(CourseRow.name), Key(CourseRow.id))
+        window = pages.window
+        query = select(CourseRow).where(*keyset.conditions(order, window))
+        fetched = list(await store.scalars(query.order_by(*keyset.ordering(order, window)).limit(window.fetch)))
         total = int(await store.scalar(select(func.count()).select_from(CourseRow)))
-        rows, has_next = rows[:limit], len(rows) > limit
+        rows, made, page_info_ = pages.page(fetched, lambda r: (r.name, r.id))
         views = await course_views(info, [r.id for r in rows])  # type: ignore[misc]
-        edges = [CourseEdge(cursor=encode_cursor(r.name, r.id), node=views[r.id]) for r in rows]  # type: ignore[index]
-        return CourseConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
+        edges = [CourseEdge(cursor=c, node=views[r.id]) for c, r in zip(made, rows, strict=True)]  # type: ignore[index]
+        return CourseConnection(edges=edges, page_info=page_info_, total_count=total)
 
 
 @strawberry.type

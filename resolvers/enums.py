@@ -58,3 +58,18 @@ class LicenceType(Enum):
 class ExportFormat(StrEnum):  # a str enum: its default value prints in the sorted schema.graphql
     CSV = "CSV"
     XLSX = "XLSX"
+
+
+@strawberry.enum(description="Which way a list runs.")
+class OrderDirection(StrEnum):  # a str enum: its default value prints in the sorted schema.graphql
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+def describe_values(enum: type, descriptions: dict[str, str]) -> None:
+    """Value descriptions for a str enum (strawberry.enum_value does not make a str)."""
+    for value in enum.__strawberry_definition__.values:  # type: ignore[attr-defined]
+        value.description = descriptions[value.name]
+
+
+describe_values(OrderDirection, {"ASC": "Smallest (A, oldest) first.", "DESC": "Largest (Z, newest) first."})

@@ -9,13 +9,16 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import and_, delete, false, func, or_, select, update
+from sqlalchemy import delete, false, func, or_, select, update
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
 from app.services.tree import attach, is_descendant, lock_tree, move, subtree_height
+from app.store import keyset
+from app.store.keyset import Key
 from app.store.models import Group as GroupRow
 from app.store.models import GroupClosure
 from app.store.models import Membership as MembershipRow
@@ -24,7 +27,16 @@ from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
 from permissions.filters import group_visible, user_visible
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import (
+    After,
+    Before,
+    First,
+    Last,
+    Node,
+    PageInfo,
+    clean_text,
+    paging,
+)
 from resolvers.enums import ExportFormat, GroupRole, SubmissionStatus
 from resolvers.memberships import MembershipConnection, member_count, members_of
 from resolvers.progress import GroupProgressSummary, group_usage_minutes, progress_summary_of
@@ -139,15 +151,18 @@ class Group(Node):
                 "'First Last'; accents folded, as users(filter: {search}) does."
             ),
         ] = None,
-        first: int | None = 50,
-        after: str | None = None,
+        first: First = 50,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         include_ended: Annotated[
             bool | None,
             strawberry.argument(description="true: also memberships that were ended (archived); they give no access."),
         ] = False,
     ) -> MembershipConnection:
         return await members_of(
-            info, self.row.id, roles, bool(include_nested), search, first, after, bool(include_ended)  # type: ignore[arg-type]
+            info, self.row.id, roles, bool(include_nested), search, first, after, last, before,  # type: ignore[arg-type]
+            bool(include_ended),
         )
 
     @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
@@ -181,13 +196,13 @@ class Group(Node):
         "to one member. The caller's own work and consent-based members' work are not listed.",
     )
     async def review_queue(
-        self, info: Info, first: int | None = 50, after: str | None = None,
+        self, info: Info, first: First = 50, after: After = None, last: Last = None, before: Before = None,
         # the default is the enum's value: the sorted schema that prints schema.graphql cannot serialize members
         status: SubmissionStatus | None = "NEEDS_REVIEW",  # type: ignore[assignment]
         user_id: strawberry.ID | None = None,
     ) -> SubmissionConnection | None:
         wanted = SubmissionStatus(status) if status else SubmissionStatus.NEEDS_REVIEW
-        return await review_queue_of(info, self, first, after, wanted, user_id)
+        return await review_queue_of(info, self, first, after, last, before, wanted, user_id)
     # the progress report and its export URL
     @strawberry.field(
         extensions=[requires(Permission.EXPORT_GROUP)],
@@ -195,7 +210,7 @@ class Group(Node):
     )
     async def progress_report(
         self, info: Info, course_id: strawberry.ID | None = None, include_nested: bool | None = True,
-        first: int | None = 100, after: str | None = None,
+        first: First = 100, after: After = None, last: Last = None, before: Before = None,
         include_ended: Annotated[
             bool | None,
             strawberry.argument(
@@ -206,7 +221,7 @@ class Group(Node):
     ) -> ProgressReportConnection | None:
         nested = include_nested is not False
         return await progress_report(
-            info, self.row.id, course_id, nested, first, after, include_ended=bool(include_ended)  # type: ignore[arg-type]
+            info, self.row.id, course_id, nested, first, after, last, before, include_ended=bool(include_ended)  # type: ignore[arg-type]
         )
 
     @strawberry.field(
@@ -444,12 +459,17 @@ class GroupConnection:
         return await self.count()
 
 
-async def list_groups(info: Info, roots: bool, search: str | None, first: int | None, after: str | None) -> GroupConnection:
+GROUP_ORDER = (Key(GroupRow.name_normalized), Key(GroupRow.id))
+
+
+async def list_groups(
+    info: Info, roots: bool, search: str | None, first: int | None, after: str | None, last: int | None = None,
+    before: str | None = None,
+) -> GroupConnection:
     """Keyset pages by (lower-case name, id), filtered in SQL to the groups the viewer sees."""
     store = info.context.store
+    pages = paging(info, "groups", (cursors.TEXT, cursors.ID), first, after, last, before)
     reach: Reach = await info.context.load_reach()
-    size = page_size(info, first)
-    cursor = decode_cursor(after, [str, int])
     search = clean_text(search, "search", required=False) or None
     conditions = [group_visible(reach, GroupRow.id)]
     if roots:
@@ -457,21 +477,18 @@ async def list_groups(info: Info, roots: bool, search: str | None, first: int | 
         conditions.append(or_(GroupRow.parent_id.is_(None), parent_hidden))
     if search:
         conditions.append(GroupRow.name_normalized.like(f"%{like_prefix(search.lower())}", escape="\\"))
-    query = select(GroupRow).where(*conditions)
-    if cursor is not None:
-        name, last_id = cursor
-        query = query.where(
-            or_(GroupRow.name_normalized > name, and_(GroupRow.name_normalized == name, GroupRow.id > last_id))
-        )
-    rows = list(await store.scalars(query.order_by(GroupRow.name_normalized, GroupRow.id).limit(size + 1)))
+    window = pages.window
+    query = select(GroupRow).where(*conditions, *keyset.conditions(GROUP_ORDER, window))
+    fetched = list(await store.scalars(query.order_by(*keyset.ordering(GROUP_ORDER, window)).limit(window.fetch)))
+    rows, made, page_info_ = pages.page(fetched, lambda r: (r.name_normalized, r.id))
     for row in rows:
         info.context.loaders.groups.by_id.prime(row.id, row)
-    edges = [GroupEdge(cursor=encode_cursor(r.name_normalized, r.id), node=GroupView(row=r)) for r in rows[:size]]
+    edges = [GroupEdge(cursor=c, node=GroupView(row=r)) for c, r in zip(made, rows, strict=True)]
 
     async def count() -> int:
         return int(await store.scalar(select(func.count()).select_from(GroupRow).where(*conditions)))
 
-    return GroupConnection(edges=edges, page_info=page_info(len(rows) > size, [e.cursor for e in edges]), count=count)
+    return GroupConnection(edges=edges, page_info=page_info_, count=count)
 
 
 @strawberry.type
@@ -492,10 +509,12 @@ class GroupQueries:
         info: Info,
         roots: bool | None = False,
         search: Annotated[str | None, strawberry.argument(description="Part of the name (case-insensitive).")] = None,
-        first: int | None = 50,
-        after: str | None = None,
+        first: First = 50,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> GroupConnection:
-        return await list_groups(info, bool(roots), search, first, after)
+        return await list_groups(info, bool(roots), search, first, after, last, before)
 
 
 @strawberry.type

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
@@ -22,8 +23,19 @@ from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
 from permissions.filters import group_visible, member_rows_visible
-from permissions.reach import PLACED_ON_CONSENT, Permission, Reach, placement_basis, staff_sees_row
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from permissions.reach import (
+    PLACED_ON_CONSENT,
+    Permission,
+    Reach,
+    placement_basis,
+    staff_sees_row,
+)
+from resolvers.common import (
+    Node,
+    PageInfo,
+    clean_text,
+    paging,
+)
 from resolvers.consent import AccessRequest, access_request_for_membership
 from resolvers.enums import GroupRole
 from resolvers.views import (
@@ -148,11 +160,12 @@ async def members_of(
     search: str | None,
     first: int | None,
     after: str | None,
+    last: int | None = None,
+    before: str | None = None,
     include_ended: bool = False,
 ) -> MembershipConnection:
+    pages = paging(info, "members", (cursors.TEXT, cursors.ID), first, after, last, before)
     reach = await info.context.load_reach()
-    size = page_size(info, first)
-    cursor = decode_cursor(after, [str, int])
     search = clean_text(search, "search", required=False) or None
     filter = MemberFilter(
         include_nested=include_nested,
@@ -162,13 +175,14 @@ async def members_of(
     )
     scope, visible = member_visibility(reach, group_id)
     loaders = info.context.loaders.memberships
-    page = await loaders.pages(scope, filter, visible, size, tuple(cursor) if cursor else None).load(group_id)  # type: ignore[arg-type]
-    edges = [MembershipEdge(cursor=encode_cursor(name, m.id), node=Membership(row=m)) for m, name in page.rows]
+    fetched = await loaders.pages(scope, filter, visible, pages.window).load(group_id)
+    rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id))
+    edges = [MembershipEdge(cursor=c, node=Membership(row=m)) for c, (m, _name) in zip(made, rows, strict=True)]
 
     async def count() -> int:
         return await loaders.counts(scope, filter, visible).load(group_id)
 
-    return MembershipConnection(edges=edges, page_info=page_info(page.has_next, [e.cursor for e in edges]), count=count)
+    return MembershipConnection(edges=edges, page_info=page_info_, count=count)
 
 
 MAX_ADD = 1000

@@ -16,6 +16,7 @@ import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput
 from app.runtime.ids import require_id
 from app.services.audit import audit
@@ -26,7 +27,7 @@ from dataloaders.progress import Card, StepRecord
 from permissions.classes import requires
 from permissions.filters import member_rows_visible
 from permissions.reach import Permission
-from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import PageInfo, paging
 from resolvers.courses import Course, Step, course_views, step_view
 from resolvers.reviews import Submission, latest_submission
 from resolvers.views import GroupView, UserView
@@ -239,18 +240,19 @@ class ActivityConnection:
     page_info: PageInfo
 
 
-async def activity_of(info: Info, user: UserView, first: int | None, after: str | None) -> ActivityConnection:
-    """Newest first; the cursor is the keyset (occurredAt, id) of the last event seen."""
-    limit = page_size(info, first)
-    keyset = decode_cursor(after, [datetime, int])
-    position = (keyset[0], keyset[1]) if keyset else None
-    rows: list[ActivityRow] = await info.context.loaders.progress.activity.load((user.row.id, limit + 1, position))
-    rows, has_next = rows[:limit], len(rows) > limit
+async def activity_of(
+    info: Info, user: UserView, first: int | None, after: str | None, last: int | None = None,
+    before: str | None = None,
+) -> ActivityConnection:
+    """Newest first; the cursors carry the keyset (occurredAt, id)."""
+    pages = paging(info, "activity", (cursors.INSTANT, cursors.ID), first, after, last, before)
+    fetched: list[ActivityRow] = await info.context.loaders.progress.activity.load((user.row.id, pages.window))
+    rows, made, page_info_ = pages.page(fetched, lambda r: (r.occurred_at, r.id))
     await course_views(info, [r.course_id for r in rows if r.course_id is not None])
     views: dict[int, Course] = info.context.extra.get("course_views", {})
     edges = [
         ActivityEdge(
-            cursor=encode_cursor(r.occurred_at, r.id),
+            cursor=c,
             node=ActivityEvent(
                 kind=ActivityKind(r.kind), occurred_at=r.occurred_at,
                 course=views.get(r.course_id) if r.course_id is not None else None,
@@ -258,9 +260,9 @@ async def activity_of(info: Info, user: UserView, first: int | None, after: str 
                 body=r.body,
             ),
         )
-        for r in rows
+        for c, r in zip(made, rows, strict=True)
     ]
-    return ActivityConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]))
+    return ActivityConnection(edges=edges, page_info=page_info_)
 
 
 # --- ingestion ---------------------------------------------------------------------------------------------

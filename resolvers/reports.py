@@ -7,13 +7,14 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import NotFound
 from app.runtime.ids import require_id
 from app.services.links import link_key, link_seconds_from_now, sign
 from dataloaders.reports import ReportRow, ReportScope, course_exists, report_count, report_page
 from permissions.filters import member_rows_visible
 from permissions.reach import Permission
-from resolvers.common import PageInfo, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import PageInfo, paging
 from resolvers.enums import ExportFormat
 from resolvers.views import UserType, prepare_users
 
@@ -89,16 +90,13 @@ class ProgressReportConnection:
         return await report_count(info.context.store, self.scope)
 
 
-def _cursor(row: ReportRow) -> str:
-    return encode_cursor(*row.key)
-
-
 async def progress_report(
     info: Info, group_id: int, course_id: strawberry.ID | None, include_nested: bool, first: int | None,
-    after: str | None, include_ended: bool = False,
+    after: str | None, last: int | None = None, before: str | None = None, include_ended: bool = False,
 ) -> ProgressReportConnection:
-    limit = page_size(info, first)
-    key = decode_cursor(after, (int, int, int))
+    if first is None and last is None:
+        first = 100
+    pages = paging(info, "progressReport", (cursors.ID, cursors.ID, cursors.ID), first, after, last, before)
     course: int | None = None
     if course_id is not None:
         course = require_id(course_id, "Course", "courseId")
@@ -107,12 +105,14 @@ async def progress_report(
     reach = await info.context.load_reach()
     _, visible = member_rows_visible(reach, group_id, Permission.VIEW_PROGRESS)
     scope = ReportScope(group_id, include_nested, course, visible=visible, include_ended=include_ended)
-    rows = await report_page(info.context.store, scope, tuple(key) if key else None, limit + 1)  # type: ignore[arg-type]
-    page = rows[:limit]
-    cursors = [_cursor(r) for r in page]
+    window = pages.window
+    fetched = await report_page(
+        info.context.store, scope, window.after, window.fetch, before=window.before, backward=window.backward
+    )
+    rows, made, page_info_ = pages.page(fetched, lambda r: r.key)
     return ProgressReportConnection(
-        edges=[ProgressReportEdge(cursor=c, node=ProgressReportRow(row=r)) for c, r in zip(cursors, page, strict=True)],
-        page_info=page_info(len(rows) > limit, cursors),
+        edges=[ProgressReportEdge(cursor=c, node=ProgressReportRow(row=r)) for c, r in zip(made, rows, strict=True)],
+        page_info=page_info_,
         scope=scope,
     )
 

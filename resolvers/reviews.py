@@ -15,6 +15,7 @@ import strawberry
 from sqlalchemy import and_, func, select, update
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
 from app.services.audit import audit
@@ -30,7 +31,16 @@ from app.store.models import utcnow
 from dataloaders.reviews import REVIEWED
 from permissions.classes import Subjects, requires
 from permissions.reach import Permission, Reach
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
+from resolvers.common import (
+    Node,
+    PageInfo,
+    clean_text,
+    decode_cursor,
+    encode_cursor,
+    page_info,
+    page_size,
+    paging,
+)
 from resolvers.courses import Course, Step, course_views, step_view
 from resolvers.enums import SubmissionStatus
 from resolvers.views import GroupView, UserType, UserView, prepare_users, visible_users
@@ -156,25 +166,23 @@ async def visible_submission(info: Info, submission_id: int) -> Submission | Non
 
 
 async def review_queue_of(
-    info: Info, group: GroupView, first: int | None, after: str | None,
-    status: SubmissionStatus = SubmissionStatus.NEEDS_REVIEW, user_id: strawberry.ID | None = None,
+    info: Info, group: GroupView, first: int | None, after: str | None, last: int | None = None,
+    before: str | None = None, status: SubmissionStatus = SubmissionStatus.NEEDS_REVIEW,
+    user_id: strawberry.ID | None = None,
 ) -> SubmissionConnection:
-    """NEEDS_REVIEW oldest first (cursor: submittedAt, id); REVIEWED newest reviewed first (reviewedAt, id)."""
-    limit = page_size(info, first)
-    keyset = decode_cursor(after, [datetime, int])
-    position = (keyset[0], keyset[1]) if keyset else None
-    member = require_id(user_id, "User", "userId") if user_id is not None else None
-    rows, total = await info.context.loaders.reviews.queue(
-        group.row.id, info.context.viewer_id, limit + 1, position, status.value, member,  # type: ignore[arg-type]
-    )
-    rows, has_next = rows[:limit], len(rows) > limit
-    built = await build_submissions(info, rows)
+    """NEEDS_REVIEW oldest first (submittedAt, id); REVIEWED newest reviewed first (reviewedAt, id). Each order
+    has its own cursors, so one cannot be replayed in the other."""
     reviewed = status is SubmissionStatus.REVIEWED
-    edges = [
-        SubmissionEdge(cursor=encode_cursor(s.row.reviewed_at if reviewed else s.row.submitted_at, s.row.id), node=s)
-        for s in built
-    ]
-    return SubmissionConnection(edges=edges, page_info=page_info(has_next, [e.cursor for e in edges]), total_count=total)
+    connection = "reviewQueue.reviewed" if reviewed else "reviewQueue"
+    pages = paging(info, connection, (cursors.INSTANT, cursors.ID), first, after, last, before)
+    member = require_id(user_id, "User", "userId") if user_id is not None else None
+    fetched, total = await info.context.loaders.reviews.queue(
+        group.row.id, info.context.viewer_id, pages.window, status.value, member  # type: ignore[arg-type]
+    )
+    rows, made, page_info_ = pages.page(fetched, lambda r: (r.reviewed_at if reviewed else r.submitted_at, r.id))
+    built = {s.row.id: s for s in await build_submissions(info, rows)}
+    edges = [SubmissionEdge(cursor=c, node=built[r.id]) for c, r in zip(made, rows, strict=True) if r.id in built]
+    return SubmissionConnection(edges=edges, page_info=page_info_, total_count=total)
 
 
 async def submissions_of_user(

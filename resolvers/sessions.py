@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Annotated
 
 import strawberry
 from sqlalchemy import select, update
@@ -19,6 +20,7 @@ from app.services.auth import (
     token_hash,
     verify_password,
 )
+from app.services.cookies import clear_session_cookie, set_session_cookie
 from app.services.events import reach_changed
 from app.services.throttle import check_login_allowed, slow_down
 from app.store.models import ApiToken as ApiTokenRow
@@ -34,7 +36,9 @@ MAX_LISTED_TOKENS = 500
 
 @strawberry.type
 class LoginPayload:
-    token: str = strawberry.field(description="Send as 'Authorization: Bearer <token>'.")
+    token: str = strawberry.field(
+        description="Send as 'Authorization: Bearer <token>'. Empty in cookie session mode (login(cookie: true))."
+    )
     expires_at: datetime
     user: UserType
 
@@ -102,7 +106,20 @@ class SessionMutations:
         description="Unknown email, wrong password and DENIED account give the same error (UNAUTHENTICATED) "
         "in the same time."
     )
-    async def login(self, info: Info, email: str, password: str) -> LoginPayload:
+    async def login(
+        self, info: Info,
+        email: Annotated[str, strawberry.argument(description="The account's email (any case).")],
+        password: Annotated[str, strawberry.argument(description="The account's password.")],
+        cookie: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Cookie session mode, for browsers: the session goes into an HttpOnly, SameSite=Lax "
+                "cookie (Secure unless on localhost) that page scripts cannot read, and `token` is empty. "
+                "Requests signed in by the cookie must send an 'X-CSRF-Token' (or 'Apollo-Require-Preflight') "
+                "header on every POST."
+            ),
+        ] = False,
+    ) -> LoginPayload:
         ctx = info.context
         normalized = normalize_email(email)[:320]
         address = ctx.client_address
@@ -138,6 +155,9 @@ class SessionMutations:
         ctx.credential = Credential(usable, session_id=signed_in.id)  # type: ignore[arg-type]
         ctx.forget_reach()
         user = (await prepare_users(info, [usable]))[0]  # type: ignore[list-item]
+        if cookie:
+            ctx.cookies.append(set_session_cookie(ctx.request, token, expires))
+            token = ""
         return LoginPayload(token=token, expires_at=expires, user=user)
 
     @strawberry.mutation(extensions=[authenticated()])
@@ -157,6 +177,8 @@ class SessionMutations:
             else:
                 audit(session, ctx.viewer_id, "api_token.revoke", "api_token", credential.api_token_id)
             ctx.store.publish(reach_changed([ctx.viewer_id]))  # subscriptions on this token end now
+        if ctx.via_cookie:
+            ctx.cookies.append(clear_session_cookie(ctx.request))
         return True
 
     @strawberry.mutation(extensions=[authenticated()])

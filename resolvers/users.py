@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import strawberry
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
+from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
 from app.services.audit import audit
@@ -20,12 +22,21 @@ from app.services.events import reach_changed
 from app.store.models import Group as GroupRow
 from app.store.models import Membership as MembershipRow
 from app.store.models import User as UserRow
-from dataloaders.users import UserSearch, count_users, search_users
+from dataloaders.users import UserSearch, count_users, search_users, user_order
 from permissions.classes import Subjects, authenticated, authenticated_requires, forbid_unless, requires
 from permissions.filters import user_visible
 from permissions.reach import ACCOUNT_ROLES, Permission, Reach
-from resolvers.common import Node, PageInfo, clean_text, decode_cursor, encode_cursor, page_info, page_size
-from resolvers.enums import AccountStatus, LicenceType, SiteRole, SubmissionStatus, UserKind
+from resolvers.common import (
+    After,
+    Before,
+    First,
+    Last,
+    Node,
+    PageInfo,
+    clean_text,
+    paging,
+)
+from resolvers.enums import AccountStatus, LicenceType, OrderDirection, SiteRole, SubmissionStatus, UserKind
 from resolvers.guardians import GuardianLink, guardian_links_of
 from resolvers.memberships import Membership, memberships_of_user
 from resolvers.progress import (
@@ -153,9 +164,9 @@ class User(Node):
         description="Newest first: steps completed, discussion posts, submissions, reviews received.",
     )
     async def activity(
-        self, info: Info, first: int | None = 20, after: str | None = None
+        self, info: Info, first: First = 20, after: After = None, last: Last = None, before: Before = None
     ) -> ActivityConnection | None:
-        return await activity_of(info, self, first, after)
+        return await activity_of(info, self, first, after, last, before)
 
     @strawberry.field(
         extensions=[requires(Permission.VIEW_PROGRESS)],
@@ -595,6 +606,28 @@ def user_search(filter: UserFilter | None) -> UserSearch:
     )
 
 
+@strawberry.enum(description="What users(orderBy:) sorts by; ties are broken by id.")
+class UserOrderField(Enum):
+    LAST_NAME = strawberry.enum_value("LAST_NAME", description="Last name, case-insensitively.")
+    CREATED_AT = strawberry.enum_value("CREATED_AT", description="When the account was created.")
+    LAST_LOGIN_AT = strawberry.enum_value(
+        "LAST_LOGIN_AT", description="The last sign-in; accounts that never signed in come last either way."
+    )
+
+
+ORDER_COLUMNS = {
+    UserOrderField.LAST_NAME: "last_name_normalized",
+    UserOrderField.CREATED_AT: "created_at",
+    UserOrderField.LAST_LOGIN_AT: "last_login_at",
+}
+
+
+@strawberry.input(description="The order of users(orderBy:).")
+class UserOrder:
+    field: UserOrderField = strawberry.field(description="The column to sort by.")
+    direction: OrderDirection | None = strawberry.field(default=OrderDirection.ASC, description="ASC or DESC.")
+
+
 # filters on what only site admins read (status, sign-ins, licences and guardian links)
 ADMIN_FILTERS = {
     "status": "filter.status", "last_login_before": "filter.lastLoginBefore", "licence_type": "filter.licenceType",
@@ -627,23 +660,27 @@ class UserListQueries:
         "unassigned ones included) and the users they may see (VIEW_PROFILE).",
     )
     async def users(
-        self, info: Info, filter: UserFilter | None = None, first: int | None = 50, after: str | None = None
+        self, info: Info, filter: UserFilter | None = None, order_by: UserOrder | None = None,
+        first: First = 50, after: After = None, last: Last = None, before: Before = None,
     ) -> UserConnection:
-        limit = page_size(info, first)
-        key = decode_cursor(after, (str, int))
+        field = order_by.field if order_by is not None else UserOrderField.LAST_NAME
+        descending = order_by is not None and order_by.direction == OrderDirection.DESC
+        kinds = (cursors.TEXT if field == UserOrderField.LAST_NAME else
+                 cursors.INSTANT if field == UserOrderField.CREATED_AT else cursors.INSTANT + "?", cursors.ID)
+        pages = paging(info, f"users:{field.value}:{'DESC' if descending else 'ASC'}", kinds, first, after, last, before)
         reach: Reach = await info.context.load_reach()
         search = user_search(filter)
         await check_filter(info, reach, search)
         account = (UserRow.home_group_id, UserRow.site_roles)
         visible = user_visible(reach, UserRow.id, Permission.VIEW_PROFILE, account=account)
         contact = user_visible(reach, UserRow.id, Permission.VIEW_CONTACT, account=account) if search.search else None
-        rows = await search_users(info.context.store, search, tuple(key) if key else None, limit + 1, visible, contact)  # type: ignore[arg-type]
-        page = rows[:limit]
+        order = user_order(field.value, descending)
+        rows = await search_users(info.context.store, search, order, pages.window, visible, contact)
+        page, made, info_ = pages.page(rows, lambda r: (getattr(r, ORDER_COLUMNS[field]), r.id))
         users = await prepare_users(info, page)
-        cursors = [encode_cursor(r.last_name_normalized, r.id) for r in page]
         return UserConnection(
-            edges=[UserEdge(cursor=c, node=u) for c, u in zip(cursors, users, strict=True)],
-            page_info=page_info(len(rows) > limit, cursors),
+            edges=[UserEdge(cursor=c, node=u) for c, u in zip(made, users, strict=True)],
+            page_info=info_,
             search=search,
             visible=visible,
             contact=contact,

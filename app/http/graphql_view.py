@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, parse, validate
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -16,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
@@ -26,12 +26,13 @@ from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, json_depth, l
 from app.runtime.logs import REQUEST_ID
 from app.schema import format_error
 from app.services.auth import Credential, authenticate, bearer_token
+from app.services.cookies import clear_session_cookie, has_csrf_header, session_cookie
 from app.services.events import Broker
+from app.services.persisted import PersistedQueries, PersistedQueryError, trusted_documents
 from app.settings import Settings
 from app.store.db import Database
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-CSRF_HEADERS = ("apollo-require-preflight", "x-requested-with", "graphql-preflight")
 
 
 class BodyTooLarge(Exception):
@@ -43,14 +44,30 @@ def error_body(code: str, message: str, **extensions: Any) -> dict[str, Any]:
 
 
 async def credential_for(request: Request, database: Database) -> Credential | bool | None:
-    """The credential of a bearer token; False when a token was sent but is not valid."""
+    """The credential of a bearer token (False when one was sent but is not valid), else of the session
+    cookie (an invalid cookie counts as none: the caller is anonymous and the cookie gets cleared)."""
     token = bearer_token(request.headers.get("authorization"))
-    if token is None:
+    cookie = session_cookie(request) if token is None else None
+    if token is None and cookie is None:
         return None
     async with database.session() as session:
-        credential = await authenticate(session, token)
+        credential = await authenticate(session, token or cookie)  # type: ignore[arg-type]
         session.expunge_all()
+    if cookie is not None:
+        return credential
     return credential if credential is not None else False
+
+
+def unauthenticated(request: Request) -> Response:
+    """An unknown, expired or revoked token: 401 with the GraphQL error shape, in the media type asked for."""
+    response = JSONResponse(
+        error_body("UNAUTHENTICATED", "The token is not valid (unknown, expired or revoked)."),
+        401,
+        headers={"www-authenticate": "Bearer", "cache-control": "no-store"},
+    )
+    if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+        response.headers["content-type"] = GRAPHQL_RESPONSE
+    return response
 
 
 def wants_sse(request: Request) -> bool:
@@ -73,6 +90,38 @@ class GroupGraphView(GraphQL):
         self.database = database
         self.settings = settings
         self.broker = broker
+        trusted = trusted_documents(settings.trusted_documents) if settings.trusted_documents else None
+        self.persisted = PersistedQueries(
+            database, trusted, lambda document: _valid(schema, document, settings.max_tokens),
+            settings.max_persisted_queries,
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        from app.http.graphiql import graphiql_page
+
+        return graphiql_page(request)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Only a browser's page load: not a persisted query sent by GET without its text."""
+        params = request.query_params
+        if request.method != "GET" or any(params.get(k) is not None for k in ("query", "extensions", "documentId")):
+            return False
+        return "text/html" in request.headers.get("accept", "")
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request, with each persisted operation's document filled in (or refused)."""
+        data = await super().parse_http_body(request)
+        items = data if isinstance(data, list) else [data]
+        document_ids: list[Any] = [None] * len(items)
+        if request.method == "GET":
+            document_ids = [request.query_params.get("documentId")]
+        elif "application/json" in (request.content_type or ""):
+            raw = json.loads(await request.get_body())
+            listed = raw if isinstance(raw, list) else [raw]
+            document_ids = [item.get("documentId") if isinstance(item, dict) else None for item in listed]
+        for item, document_id in zip(items, document_ids, strict=True):
+            item.query = await self.persisted.document(item.query, item.extensions, document_id)
+        return data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -86,6 +135,8 @@ class GroupGraphView(GraphQL):
         request = Request(scope, receive)
         response = await self._respond(request, scope, receive, request_id)
         response.headers["x-request-id"] = request_id
+        if not response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["cache-control"] = "no-store"  # answers hold tokens and private data
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, scope: Scope, receive: Receive, request_id: str) -> Response:
@@ -95,7 +146,7 @@ class GroupGraphView(GraphQL):
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
-        if multipart and not any(h in request.headers for h in CSRF_HEADERS):
+        if multipart and not has_csrf_header(request):
             return JSONResponse(
                 error_body(
                     "BAD_USER_INPUT",
@@ -105,19 +156,29 @@ class GroupGraphView(GraphQL):
             )
         credential = await credential_for(request, self.database)
         if credential is False:
+            return unauthenticated(request)
+        via_cookie = session_cookie(request) is not None
+        if via_cookie and credential and request.method == "POST" and not has_csrf_header(request):
             return JSONResponse(
-                error_body("UNAUTHENTICATED", "The token is not valid (unknown, expired or revoked)."),
-                401,
-                headers={"www-authenticate": "Bearer"},
+                error_body(
+                    "FORBIDDEN",
+                    "A request signed in by the session cookie needs an 'X-CSRF-Token' (or "
+                    "'Apollo-Require-Preflight') header.",
+                ),
+                403,
             )
         context: Context
         if wants_sse(request):  # a subscription over SSE: each event decided afresh, as on a WebSocket
             context = LiveContext(
                 self.database, self.settings, self.broker, credential or None,
-                bearer_token(request.headers.get("authorization")), request, request_id,
+                bearer_token(request.headers.get("authorization")) or (session_cookie(request) if credential else None),
+                request, request_id,
             )
         else:
             context = Context(self.database, self.settings, credential or None, request, request_id)
+        context.via_cookie = via_cookie and bool(credential)
+        if via_cookie and not credential:
+            context.cookies.append(clear_session_cookie(request))
         limited = Request(scope, _limited(receive, limit))
         streaming = False
         try:
@@ -125,6 +186,8 @@ class GroupGraphView(GraphQL):
             if isinstance(response, StreamingResponse) and isinstance(context, LiveContext):
                 response.background = BackgroundTask(context.close)  # the stream reads after this returns
                 streaming = True
+        except PersistedQueryError as refused:
+            return JSONResponse(error_body(refused.code, refused.message), refused.status)
         except BodyTooLarge:
             return JSONResponse(error_body(PAYLOAD_TOO_LARGE, f"Request body is over {limit} bytes.", limit=limit), 413)
         except Exception as exc:  # strawberry's HTTPException and friends: keep the JSON error shape
@@ -145,7 +208,10 @@ class GroupGraphView(GraphQL):
         finally:
             if not streaming:
                 await (context.close() if isinstance(context, LiveContext) else context.store.close())
-        return self._negotiate(request, response)
+        response = self._negotiate(request, response)
+        for cookie in context.cookies:
+            response.headers.append("set-cookie", cookie)
+        return response
 
     async def serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -229,6 +295,13 @@ class GroupGraphView(GraphQL):
 
     def _handle_errors(self, errors: Any, response_data: Any) -> None:
         """Errors are logged once, by the schema's process_errors."""
+
+
+def _valid(schema: Any, document: str, max_tokens: int) -> bool:
+    try:
+        return not validate(schema._schema, parse(document, max_tokens=max_tokens))
+    except GraphQLError:
+        return False
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

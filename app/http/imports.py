@@ -12,6 +12,7 @@ from app.context import Context
 from app.http.graphql_view import credential_for, error_body
 from app.runtime.errors import AppError
 from app.runtime.ids import require_id
+from app.services.cookies import has_csrf_header, session_cookie
 from app.services.importer import import_group_assignments, read_limited
 from app.services.rostering import run_import
 
@@ -26,6 +27,10 @@ async def request_context(request: Request, write: bool = False) -> Context | Re
             error_body("UNAUTHENTICATED", "Send a valid 'Authorization: Bearer <token>' header."),
             401,
             headers={"www-authenticate": "Bearer"},
+        )
+    if request.method == "POST" and session_cookie(request) is not None and not has_csrf_header(request):
+        return JSONResponse(
+            error_body("FORBIDDEN", "A request signed in by the session cookie needs an 'X-CSRF-Token' header."), 403
         )
     context = Context(request.app.state.database, request.app.state.settings, credential, request)
     context.store.write = write

@@ -13,14 +13,20 @@ def to_global_id(type_name: str, database_id: int) -> str:
 
 
 def parse_global_id(global_id: str, field: str = "id") -> tuple[str, int]:
+    """Only the canonical form decodes: base64 (padded) of "Type:digits", digits without sign, separators or
+    leading zeros, exactly as to_global_id writes it; every other string is BAD_USER_INPUT."""
     try:
-        raw = base64.b64decode(global_id.encode(), validate=True).decode()
+        if len(global_id) > 200 or not global_id.isascii():
+            raise ValueError
+        raw = base64.b64decode(global_id.encode(), validate=True).decode("ascii")
         type_name, _, number = raw.partition(":")
+        if not type_name.isascii() or not type_name.isalpha() or not number.isdigit():
+            raise ValueError
         database_id = int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadInput(f"'{global_id}' is not a valid id", field=field) from None
-    if not type_name or database_id <= 0 or database_id > 2**31 - 1:
-        raise BadInput(f"'{global_id}' is not a valid id", field=field)
+        raise BadInput(f"'{global_id[:200]}' is not a valid id", field=field) from None
+    if not 0 < database_id <= 2**31 - 1 or to_global_id(type_name, database_id) != global_id:
+        raise BadInput(f"'{global_id[:200]}' is not a valid id", field=field)
     return type_name, database_id
 
 

@@ -118,7 +118,7 @@ class _Costing:
         self.fragments = {
             d.name.value: d for d in context.document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        self.page_errors: list[tuple[FieldNode, int]] = []
+        self.page_errors: list[tuple[FieldNode, int, str]] = []
         self.memo: dict[tuple[str, str], tuple[int, int, int]] = {}
 
     def walk(
@@ -164,12 +164,14 @@ class _Costing:
         if definition is None:
             return 0, 0, alias
         if "first" in definition.args:
-            first = _int_argument(field, "first", self.variables)
+            # a page of `last` (backwards) takes precedence over `first`, as the connections read them
+            last = _int_argument(field, "last", self.variables) if "last" in definition.args else None
+            first = last if last is not None else _int_argument(field, "first", self.variables)
             if first is None:
                 default = definition.args["first"].default_value
                 first = default if isinstance(default, int) else DEFAULT_FIRST
             if first > self.max_page:
-                self.page_errors.append((field, first))
+                self.page_errors.append((field, first, "last" if last is not None else "first"))
             multiplier = max(first, 0)
         elif is_list_type(get_nullable_type(definition.type)) and not (
             name == "edges" and parent.name.endswith("Connection")
@@ -216,12 +218,12 @@ def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationR
                     )
                     return
             if costing.page_errors:  # the page size is the error; the cost it implies is beside the point
-                field, first = costing.page_errors[0]
+                field, first, argument = costing.page_errors[0]
                 context.report_error(
                     GraphQLError(
-                        f"first must be at most {settings.max_page_size} (got {first}).",
+                        f"{argument} must be at most {settings.max_page_size} (got {first}).",
                         field,
-                        extensions={"code": PAGE_TOO_LARGE, "field": "first", "limit": settings.max_page_size},
+                        extensions={"code": PAGE_TOO_LARGE, "field": argument, "limit": settings.max_page_size},
                     )
                 )
                 return

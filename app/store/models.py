@@ -68,6 +68,11 @@ def fk(target: str, ondelete: str = "CASCADE", nullable: bool = False, index: bo
 
 class User(SQLModel, table=True):
     __tablename__ = "user"
+    # users(orderBy: CREATED_AT | LAST_LOGIN_AT): keyset pages along an index
+    __table_args__ = (
+        Index("ix_user_created_at_id", "created_at", "id"),
+        Index("ix_user_last_login_at_id", "last_login_at", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320)
@@ -404,6 +409,16 @@ class OutboxEmail(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class PersistedQuery(SQLModel, table=True):
+    """Automatic persisted queries: a document by its SHA-256, shared by every worker and host."""
+
+    __tablename__ = "persisted_query"
+
+    sha256: str = Field(max_length=64, primary_key=True)
+    document: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class RosterSync(SQLModel, table=True):
     """One run of the OneRoster import: its counts, errors, and (while HELD) the bundle and the digest of
     the plan it was held with, so that approval applies exactly that plan."""
@@ -503,7 +518,7 @@ class SigningKey(SQLModel, table=True):
 
 
 TABLES_IN_DELETE_ORDER = [
-    "export_job", "export_schedule", "signing_key",
+    "persisted_query", "export_job", "export_schedule", "signing_key",
     "roster_sync", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "review", "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request_email", "access_request_block", "access_request", "group_closure", "group", "api_token", "session", "user",

@@ -1,0 +1,31 @@
+"""Scalars as tools expect them: DateTime is RFC 3339 in UTC, written with `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dateutil.parser
+from strawberry.schema.types.base_scalars import wrap_parser
+from strawberry.types.scalar import ScalarDefinition
+
+RFC3339 = "https://datatracker.ietf.org/doc/html/rfc3339"
+
+
+def rfc3339(value: datetime) -> str:
+    """UTC with `Z` (a naive value is taken as UTC); fractional seconds only when there are some."""
+    utc = value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
+
+
+DATETIME = ScalarDefinition(
+    name="DateTime",
+    description="An instant, RFC 3339: always written in UTC with `Z` (2026-03-01T09:30:00Z, fractional seconds "
+    "when there are some). Read with any offset; a value without one is taken as UTC.",
+    specified_by_url=RFC3339,
+    serialize=rfc3339,
+    parse_value=wrap_parser(dateutil.parser.isoparse, "DateTime"),
+    parse_literal=None,
+    origin=datetime,
+)
+
+SCALARS = {datetime: DATETIME}
