@@ -21,6 +21,31 @@ ID = "Opaque global id (Relay): stable, and the cache key clients normalise on (
 DATABASE_ID = "The numeric id, as the exports and the CSV importer use it."
 
 DESCRIPTIONS: dict[str, str] = {
+    # --- names added beside the catalogue ---------------------------------------------------------------
+    "Group.reviewQueue(status)": "NEEDS_REVIEW (default): waiting, oldest first; REVIEWED: graded, newest graded first.",
+    "Group.reviewQueue(userId)": "Only this member's submissions.",
+    "Group.usageMinutes(from)": "Start of the period (inclusive); absent: from the first use.",
+    "Group.usageMinutes(to)": "End of the period (exclusive); absent: until now.",
+    "Group.usageMinutes(includeNested)": "true (default): also the members of nested groups.",
+    "Mutation.blockAccessRequester(accessRequestId)": "A request made to the caller, whose requester is blocked.",
+    "Mutation.unblockAccessRequester(userId)": "The requester to unblock.",
+    "Mutation.removeMembers(archive)": "true: end the memberships (endedAt) and keep them for reports instead of deleting them.",
+    "Mutation.revokeApiToken(id)": "The token's id (ApiToken.id, from apiTokens).",
+    "Query.apiTokens(includeEnded)": "true: also tokens that expired or were revoked.",
+    "Query.outboxEmails(status)": "Only emails in this state.",
+    "Query.outboxEmails(first)": "Page size.",
+    "Query.outboxEmails(after)": "Cursor of the last email of the previous page.",
+    "OutboxEmail.to": "The recipient's address.",
+    "OutboxEmail.subject": "The email's subject line.",
+    "OutboxEmail.status": "Queued, sent, or failed after its last attempt.",
+    "OutboxEmail.sentAt": "When the mail server accepted it; null until then.",
+    "Review.points": "Points given; null when the review gave none.",
+    "Review.feedback": "The reviewer's comments.",
+    "Review.reviewedAt": "When this review was made.",
+    "SeatUsage": "How many GROUP_ANALYST seats are taken, and the plan's limit.",
+    "User.submissions(status)": "Only submissions in this state (for example REVIEWED, to grade again).",
+    "User.submissions(first)": "Page size.",
+    "User.submissions(after)": "Cursor of the last submission of the previous page.",
     # --- enums ------------------------------------------------------------------------------------------
     "AccessDecision": "The answer to an access request.",
     "AccessDecision.GRANT": "Let the requester see your profile and progress (until revoked or expired).",

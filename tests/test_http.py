@@ -71,3 +71,23 @@ async def test_health_readiness_and_metrics(site: Site) -> None:
     # a name that is not a known operation is counted as `other` (tests/test_observability.py has the rest)
     assert "groupgraph_graphql_operation_seconds" in metrics and 'operation="other",type="query"' in metrics
     assert 'groupgraph_http_requests_total{method="POST",route="/graphql",status="200"}' in metrics
+
+
+async def test_a_client_that_lists_event_streams_after_json_gets_json(site: Site) -> None:
+    """urql's default Accept names text/event-stream after the JSON types: a query is answered as JSON; a client
+    that asks for an event stream first (graphql-sse) gets one."""
+    user = await site.user("Uma")
+    token = await site.token(user)
+    query = {"query": "{ viewer { firstName } }"}
+    urql = "application/graphql-response+json, application/graphql+json, application/json, text/event-stream, multipart/mixed"
+    answer = await site.client.post(
+        "/graphql", json=query, headers={"Authorization": f"Bearer {token}", "Accept": urql}
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/graphql-response+json")
+    assert answer.json() == {"data": {"viewer": {"firstName": "Uma"}}}
+    stream = await site.client.post(
+        "/graphql", json=query, headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    )
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert '"firstName":"Uma"' in stream.text.replace(" ", "")

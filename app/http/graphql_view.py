@@ -17,7 +17,12 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.http.streaming import MultipartSubscriptionTransport, SSETransport
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types import ExecutionResult
 
 from app.context import Context, LiveContext
@@ -70,12 +75,33 @@ def unauthenticated(request: Request) -> Response:
     return response
 
 
+def prefers_event_stream(accept: str) -> bool:
+    """Whether a client asks for an event stream first: a graphql-sse client sends `text/event-stream` alone;
+    clients that list it after JSON (urql's default Accept) want JSON for queries and mutations."""
+    for part in accept.split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media == "text/event-stream":
+            return True
+        if media in ("application/graphql-response+json", "application/json", "application/graphql+json", "*/*"):
+            return False
+    return False
+
+
 def wants_sse(request: Request) -> bool:
-    return "text/event-stream" in request.headers.get("accept", "")
+    return prefers_event_stream(request.headers.get("accept", ""))
+
+
+class EventStreamWhenPreferred(SSETransport):
+    def accepts(self, accept: str) -> bool:
+        return prefers_event_stream(accept)
 
 
 class GroupGraphView(GraphQL):
     graphql_transport_ws_handler_class = LiveHandler
+    stream_transport_classes_by_protocol = {
+        MULTIPART_SUBSCRIPTION_PROTOCOL: MultipartSubscriptionTransport,
+        GRAPHQL_SSE_PROTOCOL: EventStreamWhenPreferred,
+    }
 
     def __init__(self, schema: Any, database: Database, settings: Settings, broker: Broker) -> None:
         super().__init__(

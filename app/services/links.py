@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app.runtime.errors import ConcurrentChange
 from app.settings import Settings
 from app.store.db import Database
 from app.store.models import SigningKey
@@ -47,7 +48,7 @@ async def link_key(database: Database, settings: Settings) -> bytes:
         try:
             async with database.transaction() as session:
                 session.add(SigningKey(purpose=PURPOSE, secret=secrets.token_urlsafe(48)))
-        except IntegrityError:  # another worker made it first: use theirs
+        except (IntegrityError, ConcurrentChange):  # another request or worker made it first: use theirs
             pass
         async with database.session() as session:
             secret = await session.scalar(select(SigningKey.secret).where(SigningKey.purpose == PURPOSE))
