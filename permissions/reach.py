@@ -9,6 +9,8 @@ from typing import Protocol
 
 import strawberry
 
+from app.store.models import User as UserRow
+
 STAFF_ROLES = ("LEADER", "MENTOR", "ANALYST")
 ROLE_RANK = {"LEADER": 4, "MENTOR": 3, "ANALYST": 2, "MEMBER": 1}
 
@@ -101,6 +103,27 @@ class UserRef(Protocol):
     group_ids: frozenset[int] | None
     home_group_id: int | None
     site_roles: frozenset[str]
+
+
+class UserSubject:
+    """A user as permission decisions see it."""
+
+    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
+
+    def __init__(
+        self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
+        site_roles: frozenset[str] = frozenset(),
+    ) -> None:
+        self.database_id = database_id
+        self.group_ids = group_ids
+        self.home_group_id = home_group_id
+        self.site_roles = site_roles
+
+    @classmethod
+    def of(cls, row: UserRow, group_ids: frozenset[int] | None) -> UserSubject:
+        """From a user row (anything with id, site_roles and home_group_id)."""
+        roles = frozenset(r for r in row.site_roles.split(",") if r)
+        return cls(row.id, group_ids, row.home_group_id, roles)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -21,31 +21,11 @@ from app.runtime.ids import require_id
 from app.store.models import Group as GroupRow
 from app.store.models import User as UserRow
 from permissions.filters import user_visible
-from permissions.reach import Permission, Reach
+from permissions.reach import Permission, Reach, UserSubject
 
 # the Strawberry types by name only: the modules that define them sit above every other domain
 UserType = Annotated["User", strawberry.lazy("resolvers.users")]  # noqa: F821
 GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F821
-
-
-class UserSubject:
-    """A user as permission decisions see it."""
-
-    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
-
-    def __init__(
-        self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
-        site_roles: frozenset[str] = frozenset(),
-    ) -> None:
-        self.database_id = database_id
-        self.group_ids = group_ids
-        self.home_group_id = home_group_id
-        self.site_roles = site_roles
-
-    @classmethod
-    def of(cls, row: UserRow, group_ids: frozenset[int] | None) -> UserSubject:
-        roles = frozenset(r for r in row.site_roles.split(",") if r)
-        return cls(row.id, group_ids, row.home_group_id, roles)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from app.services.importer import import_group_assignments, read_limited
 from app.services.rostering import run_import
 
 CSV_TYPES = ("text/csv", "application/csv")
+ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 
 
 async def request_context(request: Request, write: bool = False) -> Context | Response:
@@ -42,11 +43,13 @@ def error_response(exc: AppError) -> Response:
     return JSONResponse(error_body(exc.code, exc.message, **extensions), exc.http_status)
 
 
-async def group_assignments(request: Request) -> Response:
+async def open_upload(request: Request, media_types: tuple[str, ...], wrong_type: str) -> tuple[Context, bool] | Response:
+    """What every upload checks first: its media type (415), its declared size (413), the caller (401, or 403
+    without the CSRF header on a cookie session); then the request's context and `?dryRun`."""
     settings = request.app.state.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in CSV_TYPES:
-        return JSONResponse(error_body("BAD_USER_INPUT", "Send the file with 'Content-Type: text/csv'."), 415)
+    if content_type not in media_types:
+        return JSONResponse(error_body("BAD_USER_INPUT", wrong_type), 415)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         return JSONResponse(
@@ -56,7 +59,14 @@ async def group_assignments(request: Request) -> Response:
     context = await request_context(request, write=True)
     if isinstance(context, Response):
         return context
-    dry_run = request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
+    return context, request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
+
+
+async def group_assignments(request: Request) -> Response:
+    opened = await open_upload(request, CSV_TYPES, "Send the file with 'Content-Type: text/csv'.")
+    if isinstance(opened, Response):
+        return opened
+    context, dry_run = opened
     raw_scope = (request.query_params.get("scopeGroupId") or "").strip()
     try:
         scope = (int(raw_scope) if raw_scope.isdigit() else require_id(raw_scope, "Group", "scopeGroupId")) if raw_scope else None
@@ -74,27 +84,16 @@ async def group_assignments(request: Request) -> Response:
 routes = [Route("/imports/group-assignments", group_assignments, methods=["POST"])]
 
 
-ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
-
 
 async def oneroster(request: Request) -> Response:
     """POST /imports/oneroster: a OneRoster CSV bundle (zip body), as importOneRoster. Site admins (or their API
     tokens) only. 200 with the run (APPLIED, DRY_RUN), 202 when HELD, 422 when FAILED (errors with file,
     line and column), 413 over the byte limit."""
     settings = request.app.state.settings
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ZIP_TYPES:
-        return JSONResponse(error_body("BAD_USER_INPUT", "Send the bundle with 'Content-Type: application/zip'."), 415)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        return JSONResponse(
-            error_body("BAD_USER_INPUT", f"The file is over the limit of {settings.max_upload_bytes} bytes.", field="file"),
-            413,
-        )
-    context = await request_context(request, write=True)
-    if isinstance(context, Response):
-        return context
-    dry_run = request.query_params.get("dryRun", "false").strip().lower() in ("1", "true", "yes")
+    opened = await open_upload(request, ZIP_TYPES, "Send the bundle with 'Content-Type: application/zip'.")
+    if isinstance(opened, Response):
+        return opened
+    context, dry_run = opened
     try:
         reach = await context.load_reach()
         if not reach.is_admin:

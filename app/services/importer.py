@@ -33,7 +33,14 @@ from app.services.auth import end_credentials_of, hash_password
 from app.settings import Settings
 from app.store.models import AccessRequest, Group, Membership, User, fold, utcnow
 from dataloaders.store import Store
-from permissions.reach import ACCOUNT_ROLES, PLACED_ON_CONSENT, Permission, Reach, placement_basis
+from permissions.reach import (
+    ACCOUNT_ROLES,
+    PLACED_ON_CONSENT,
+    Permission,
+    Reach,
+    UserSubject,
+    placement_basis,
+)
 
 STUDENT = "student_id"
 GROUPS = "groups"
@@ -193,19 +200,6 @@ class Student:
     synced: bool
     site_roles: tuple[str, ...]
     home_group_id: int | None = None
-
-
-class _Subject:
-    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
-
-    def __init__(
-        self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
-        site_roles: frozenset[str] = frozenset(),
-    ) -> None:
-        self.database_id = database_id
-        self.group_ids = group_ids
-        self.home_group_id = home_group_id
-        self.site_roles = site_roles
 
 
 @dataclass
@@ -410,7 +404,7 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
     granted = [u for u in user_ids if u in reach.granted]
     consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
     subjects = {
-        u: _Subject(u, frozenset(own.get(u, ())), students[u].home_group_id, frozenset(students[u].site_roles))
+        u: UserSubject(u, frozenset(own.get(u, ())), students[u].home_group_id, frozenset(students[u].site_roles))
         for u in user_ids
     }
     default = default_home(reach, scope_group_id)
@@ -436,14 +430,14 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         student: Student | None = None
         if not exists and row.student in created:
             account = created[row.student]
-            subject = _Subject(account.key, frozenset(), account.home_group_id)
+            subject = UserSubject(account.key, frozenset(), account.home_group_id)
             student = Student(account.key, False, (), account.home_group_id)
         elif not exists and row.creates:
             account = _new_account(row, plan, reach, groups, by_email, planned_emails, default)  # type: ignore[assignment]
             if account is None:
                 continue
             created[row.student] = account
-            subject = _Subject(account.key, frozenset(), account.home_group_id)
+            subject = UserSubject(account.key, frozenset(), account.home_group_id)
             student = Student(account.key, False, (), account.home_group_id)
         elif subject is None:
             plan.errors.append(RowError(row.line, STUDENT, f"unknown student '{row.student}'"))
