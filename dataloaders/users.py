@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 from strawberry.dataloader import DataLoader
@@ -17,29 +17,39 @@ from app.store.models import GroupClosure, Membership, User, fold
 from dataloaders.store import Store
 
 
+class OwnGroups(NamedTuple):
+    """The groups of a user's own memberships, and those of them where the user holds a staff role."""
+
+    group_ids: frozenset[int]
+    staff_group_ids: frozenset[int]
+
+
 class UserLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.by_id = DataLoader(load_fn=self._users_by_id)
-        self.group_ids = DataLoader(load_fn=self._group_ids_by_user)
+        self.own_groups = DataLoader(load_fn=self._own_groups)
 
     async def _users_by_id(self, ids: Sequence[int]) -> list[User | None]:
         rows = await self.store.scalars(select(User).where(User.id.in_(list(set(ids)))))
         found = {u.id: u for u in rows}
         return [found.get(i) for i in ids]
 
-    async def _group_ids_by_user(self, ids: Sequence[int]) -> list[frozenset[int]]:
+    async def _own_groups(self, ids: Sequence[int]) -> list[OwnGroups]:
         """Groups of each user's own memberships; consent-based and ended ones give nobody reach over the user."""
         rows = await self.store.all(
-            select(Membership.user_id, Membership.group_id).where(
+            select(Membership.user_id, Membership.group_id, Membership.role).where(
                 Membership.user_id.in_(list(set(ids))), Membership.access_request_id.is_(None),
                 Membership.ended_at.is_(None),
             )
         )
         groups: dict[int, set[int]] = defaultdict(set)
-        for user_id, group_id in rows:
+        staff: dict[int, set[int]] = defaultdict(set)
+        for user_id, group_id, role in rows:
             groups[user_id].add(group_id)
-        return [frozenset(groups.get(i, ())) for i in ids]
+            if role != "MEMBER":
+                staff[user_id].add(group_id)
+        return [OwnGroups(frozenset(groups.get(i, ())), frozenset(staff.get(i, ()))) for i in ids]
 
     async def many(self, ids: Sequence[int]) -> list[User | None]:
         return list(await self.by_id.load_many(list(ids)))

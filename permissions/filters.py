@@ -22,6 +22,7 @@ from permissions.reach import (
     GUARDIAN_GIVES,
     ROLES_GIVING,
     SELF_MAY,
+    STAFF_ROLES,
     Permission,
     Reach,
     roles_over,
@@ -54,15 +55,26 @@ def users_under(viewer_id: int, roles: Iterable[str]):  # type: ignore[no-untype
     )
 
 
-def administered_accounts(viewer_id: int, home_group_id: ColumnElement[int], site_roles: ColumnElement[str]) -> ColumnElement[bool]:
+def administered_accounts(
+    viewer_id: int, user_id: ColumnElement[int], home_group_id: ColumnElement[int], site_roles: ColumnElement[str]
+) -> ColumnElement[bool]:
     """`Reach.administers` as SQL, on the user table's own columns: homed under a group the viewer leads,
-    and holding no site role."""
-    return and_(home_group_id.in_(viewer_groups(viewer_id, ACCOUNT_ROLES)), site_roles == "")
+    holding no site role, and no staff role in a group the viewer does not lead."""
+    led = viewer_groups(viewer_id, ACCOUNT_ROLES)
+    staff_elsewhere = (
+        select(Membership.id)
+        .where(
+            Membership.user_id == user_id, Membership.role.in_(STAFF_ROLES), Membership.ended_at.is_(None),
+            Membership.access_request_id.is_(None), Membership.group_id.not_in(led),
+        )
+        .exists()
+    )
+    return and_(home_group_id.in_(led), site_roles == "", ~staff_elsewhere)
 
 
 def administered_by(viewer_id: int):  # type: ignore[no-untyped-def]
     """Ids of the accounts the viewer administers (MANAGE_ACCOUNT), for tables other than the user table."""
-    return select(User.id).where(administered_accounts(viewer_id, User.home_group_id, User.site_roles))
+    return select(User.id).where(administered_accounts(viewer_id, User.id, User.home_group_id, User.site_roles))
 
 
 def granted_by(viewer_id: int):  # type: ignore[no-untyped-def]
@@ -100,7 +112,7 @@ def user_visible(
         paths.append(user_id.in_(users_under(viewer, roles)))
     if permission in ACCOUNT_GIVES and reach.staff_groups(ACCOUNT_ROLES):
         if account is not None:
-            paths.append(administered_accounts(viewer, *account))
+            paths.append(administered_accounts(viewer, user_id, *account))
         else:
             paths.append(user_id.in_(administered_by(viewer)))
     if permission in CONSENT_GIVES and reach.granted:

@@ -97,33 +97,38 @@ def roles_over(permission: Permission) -> tuple[str, ...]:
 
 class UserRef(Protocol):
     """What a user-level decision needs: the id, the groups of the user's own (not consent-based)
-    memberships, the account's home group, and its site roles."""
+    memberships and those of them where the user holds a staff role, the account's home group, and its
+    site roles."""
 
     database_id: int
     group_ids: frozenset[int] | None
     home_group_id: int | None
     site_roles: frozenset[str]
+    staff_group_ids: frozenset[int] | None
 
 
 class UserSubject:
     """A user as permission decisions see it."""
 
-    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles")
+    __slots__ = ("database_id", "group_ids", "home_group_id", "site_roles", "staff_group_ids")
 
     def __init__(
         self, database_id: int, group_ids: frozenset[int] | None, home_group_id: int | None = None,
-        site_roles: frozenset[str] = frozenset(),
+        site_roles: frozenset[str] = frozenset(), staff_group_ids: frozenset[int] | None = None,
     ) -> None:
         self.database_id = database_id
         self.group_ids = group_ids
         self.home_group_id = home_group_id
         self.site_roles = site_roles
+        self.staff_group_ids = staff_group_ids
 
     @classmethod
-    def of(cls, row: UserRow, group_ids: frozenset[int] | None) -> UserSubject:
+    def of(
+        cls, row: UserRow, group_ids: frozenset[int] | None, staff_group_ids: frozenset[int] | None = None
+    ) -> UserSubject:
         """From a user row (anything with id, site_roles and home_group_id)."""
         roles = frozenset(r for r in row.site_roles.split(",") if r)
-        return cls(row.id, group_ids, row.home_group_id, roles)  # type: ignore[arg-type]
+        return cls(row.id, group_ids, row.home_group_id, roles, staff_group_ids)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -222,13 +227,20 @@ class Reach:
 
     def administers(self, user: UserRef) -> bool:
         """MANAGE_ACCOUNT: a site admin; or a LEADER of the account's home group or of an ancestor of it.
-        An account holding a site role (OWNER, ADMIN, GROUP_ANALYST) is administered by site admins only, an
-        owner's by owners only: whoever sets its password holds its powers."""
+        Whoever sets an account's password holds its powers, so an account holding a site role (OWNER,
+        ADMIN, GROUP_ANALYST) is administered by site admins only, an owner's by owners only, and one holding
+        a staff role (LEADER, MENTOR, ANALYST) in a group the caller does not lead by site admins only: a
+        school's leader runs the accounts of their school, never a way into another school's groups."""
         if self.is_admin:
             return self.may_administer_site_roles(user.site_roles)
         if user.home_group_id is None or user.site_roles:
             return False
-        return bool(self.group_roles.get(user.home_group_id, frozenset()) & set(ACCOUNT_ROLES))
+        led = set(ACCOUNT_ROLES)
+        if not self.group_roles.get(user.home_group_id, frozenset()) & led:
+            return False
+        if user.staff_group_ids is None:
+            raise RuntimeError(f"staff groups of user {user.database_id} were not loaded before a decision")
+        return all(self.group_roles.get(g, frozenset()) & led for g in user.staff_group_ids)
 
     def over(self, user: UserRef, roles: Iterable[str]) -> bool:
         if user.group_ids is None:

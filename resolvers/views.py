@@ -34,6 +34,7 @@ class UserView:
 
     row: UserRow
     group_ids: frozenset[int] | None
+    staff_group_ids: frozenset[int] | None = None
 
     def __getattr__(self, name: str) -> object:
         """The row's columns, so that plain fields of the User type resolve without a method."""
@@ -45,7 +46,7 @@ class UserView:
 
     @property
     def user_subject(self) -> UserSubject:
-        return UserSubject.of(self.row, self.group_ids)
+        return UserSubject.of(self.row, self.group_ids, self.staff_group_ids)
 
 
 @dataclass(slots=True)
@@ -72,9 +73,9 @@ def subject_of(user: UserView) -> UserSubject:
 async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[UserView]:
     """Wrap rows as users ready for synchronous permission checks (one batch of group ids)."""
     await info.context.load_reach()
-    group_ids = await info.context.loaders.users.group_ids.load_many([r.id for r in rows])
+    own = await info.context.loaders.users.own_groups.load_many([r.id for r in rows])
     info.context.loaders.users.prime(rows)
-    return [UserView(row=row, group_ids=ids) for row, ids in zip(rows, group_ids, strict=True)]
+    return [UserView(row, groups.group_ids, groups.staff_group_ids) for row, groups in zip(rows, own, strict=True)]
 
 
 async def visible_users(

@@ -37,7 +37,8 @@ The rules, as written there:
   counts whom the members list shows. A submission by id:
   for whoever may see the submitter's progress.
 - MANAGE_ACCOUNT over a user: site admin; LEADER of the account's home group or of an ancestor of it. An
-  account holding a site role is administered by site admins only, an owner's by owners only (reach.py:
+  account holding a site role is administered by site admins only, an owner's by owners only, and one
+  holding a staff role in a group the caller does not lead by site admins only (reach.py:
   Reach.administers). It gives
   VIEW_PROFILE and VIEW_CONTACT, placing the user into groups the caller manages (addMembers), updateUser;
   no progress or activity. On a group (viewerPermissions, a scope, a new home group): LEADER of it or of an
@@ -174,7 +175,14 @@ class World:
         account = self.users[user]
         if self.is_admin(viewer):  # an owner's account: owners only
             return "OWNER" in self.users[viewer].roles or "OWNER" not in account.roles
-        return account.home is not None and not account.roles and "LEADER" in self.roles_at(viewer, account.home)
+        if account.home is None or account.roles or "LEADER" not in self.roles_at(viewer, account.home):
+            return False
+        # staff roles held elsewhere: whoever sets the password would hold them, so site admins only
+        return all(
+            "LEADER" in self.roles_at(viewer, m.group)
+            for m in self.memberships.values()
+            if m.user == user and not m.ended and m.role in STAFF and m.consent is None
+        )
 
     def view_progress(self, viewer: int | None, user: int) -> bool:
         """VIEW_PROGRESS: self, admin, L/M/A over them, a GRANTED consent, a guardian link."""

@@ -386,3 +386,57 @@ async def test_a_search_spells_out_no_email_the_caller_may_not_read(site: Site) 
     by_name = await site.gql(query, {"s": "zed"}, as_user=parent)
     assert by_name["data"]["users"]["totalCount"] == 1 and by_name["data"]["users"]["edges"][0]["node"]["email"] is None
     assert (await site.gql(query, {"s": "secret"}, as_user=parent))["data"]["users"] == {"totalCount": 0, "edges": []}
+
+
+async def test_a_school_leader_cannot_take_over_staff_of_other_groups(site: Site) -> None:
+    """Setting a password hands over the account's powers, so a school leader administers a teacher homed
+    in the school only while every staff role the teacher holds is in a group the leader leads. Tia mentors
+    in School A and in School B; Dan leads School B only; Sam mentors in Class A1 (under School A). leadA
+    may reset Sam's password, not Tia's (FORBIDDEN: leadA is over Tia, so sees her) nor Dan's (NOT_FOUND:
+    leadA sees Dan by no other path); the site admin may do all three; the refusals change nothing."""
+    f = await district(site)
+    g, u = f.groups, f.users
+    tia = await site.user("Tia", kind="STAFF", email="tia@example.com")
+    dan = await site.user("Dan", kind="STAFF", email="dan@example.com")
+    sam = await site.user("Sam", kind="STAFF", email="sam@example.com")
+    for who, group, role in ((tia, "SchoolA", "MENTOR"), (tia, "SchoolB", "MENTOR"), (dan, "SchoolB", "LEADER"), (sam, "ClassA1", "MENTOR")):
+        await site.member(who, g[group], role)
+    async with site.database.transaction() as session:
+        await session.execute(
+            update(User).where(User.id.in_([tia.id, dan.id, sam.id])).values(home_group_id=g["SchoolA"].id)
+        )
+    tokens = {who.id: await site.token(who) for who in (tia, dan)}
+    lead, admin = u["leadA"], u["admin"]
+
+    async def reset(target: User, as_user: User, n: int) -> str:
+        body = await site.gql(UPDATE, {"id": gid("User", target), "input": {"password": f"taken over {n}"}}, as_user=as_user)
+        return code(body, "updateUser")
+
+    assert [await reset(who, lead, n) for n, who in enumerate((tia, dan, sam))] == ["FORBIDDEN", "NOT_FOUND", "ok"]
+    renamed = await site.gql(UPDATE, {"id": gid("User", tia), "input": {"title": "Taken"}}, as_user=lead)
+    assert errors_of(renamed) == ["FORBIDDEN"]
+    # the list the leader administers from: Dan is not in it (the SQL filter), Tia is (leadA is over her)
+    listing = await site.gql(
+        "query($g: ID!) { users(first: 100, filter: {homeGroupId: $g}) { totalCount edges { node { firstName } } } }",
+        {"g": gid("Group", g["SchoolA"])}, as_user=lead,
+    )
+    names = sorted(e["node"]["firstName"] for e in listing["data"]["users"]["edges"])
+    assert "Dan" not in names and {"Tia", "Sam", "Kim"} <= set(names)
+    assert listing["data"]["users"]["totalCount"] == len(names)
+    assert await site.gql("query($id: ID!) { user(id: $id) { firstName } }", {"id": gid("User", dan)}, as_user=lead) == {
+        "data": {"user": None}
+    }
+    # the refused resets changed nothing: Tia's and Dan's tokens still work, their passwords still sign in
+    for who in (tia, dan):
+        me = await site.client.post("/graphql", json={"query": "{ viewer { firstName } }"}, headers=auth(tokens[who.id]))
+        assert me.json() == {"data": {"viewer": {"firstName": who.first_name}}}
+        login = await site.gql(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+            {"e": who.email, "p": PASSWORD},
+        )
+        assert login["data"]["login"]["token"]
+    # the leader who leads every group of a teacher's staff roles administers them: the district's leader
+    district_lead = await site.user("Dia", kind="STAFF")
+    await site.member(district_lead, g["District"], "LEADER")
+    assert [await reset(who, district_lead, 10 + n) for n, who in enumerate((tia, dan))] == ["ok", "ok"]
+    assert [await reset(who, admin, 20 + n) for n, who in enumerate((tia, dan, sam))] == ["ok", "ok", "ok"]

@@ -91,7 +91,8 @@ async def subject_of(database: Database, user: User) -> UserSubject:
     """The user as permission decisions see them, with group ids loaded as requests load them."""
     store = Store(database)
     try:
-        return UserSubject(user.id, await UserLoaders(store).group_ids.load(user.id))  # type: ignore[arg-type]
+        own = await UserLoaders(store).own_groups.load(user.id)  # type: ignore[arg-type]
+        return UserSubject(user.id, own.group_ids, staff_group_ids=own.staff_group_ids)  # type: ignore[arg-type]
     finally:
         await store.close()
 

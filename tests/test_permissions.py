@@ -248,9 +248,9 @@ async def test_every_permission_class_allows_and_denies(site: Site) -> None:
         else:
             row = fixture.users[subject_name]
             store = Store(site.database)
-            group_ids = await Loaders(store).users.group_ids.load(row.id)
+            own = await Loaders(store).users.own_groups.load(row.id)
             await store.close()
-            source = UserView(row=row, group_ids=group_ids)
+            source = UserView(row=row, group_ids=own.group_ids, staff_group_ids=own.staff_group_ids)
         for viewer, expected in ((holder, True), (other, False)):
             user = fixture.users[viewer]
             info = SimpleNamespace(context=SimpleNamespace(viewer=user, reach=await reach_of(site, user)))

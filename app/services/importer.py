@@ -272,27 +272,31 @@ async def _students(
 
 async def _memberships(
     session: AsyncSession, user_ids: list[int]
-) -> tuple[dict[int, set[int]], set[tuple[int, int]], set[tuple[int, int]]]:
-    """Each user's own (not consent-based, not ended) group ids, for reach decisions, every current pair, and
-    the pairs whose membership has ended (importing them again revives it)."""
+) -> tuple[dict[int, set[int]], dict[int, set[int]], set[tuple[int, int]], set[tuple[int, int]]]:
+    """Each user's own (not consent-based, not ended) group ids and those of them with a staff role, for
+    reach decisions, every current pair, and the pairs whose membership has ended (importing them again
+    revives it)."""
     own: dict[int, set[int]] = {}
+    staff: dict[int, set[int]] = {}
     pairs: set[tuple[int, int]] = set()
     ended_pairs: set[tuple[int, int]] = set()
     member = Membership.__table__.c
     for chunk in _chunks(user_ids):
         rows = await session.execute(
-            select(member.user_id, member.group_id, member.access_request_id, member.ended_at).where(
+            select(member.user_id, member.group_id, member.access_request_id, member.ended_at, member.role).where(
                 _one_of(session, member.user_id, chunk)
             )
         )
-        for uid, gid, consent, ended in rows:
+        for uid, gid, consent, ended, role in rows:
             if ended is not None:  # an ended membership gives nobody reach
                 ended_pairs.add((uid, gid))
                 continue
             pairs.add((uid, gid))
             if consent is None:
                 own.setdefault(uid, set()).add(gid)
-    return own, pairs, ended_pairs
+                if role != "MEMBER":
+                    staff.setdefault(uid, set()).add(gid)
+    return own, staff, pairs, ended_pairs
 
 
 async def _consents(session: AsyncSession, viewer_id: int, user_ids: list[int]) -> dict[int, int]:
@@ -400,11 +404,14 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         for gid, slug, synced in await session.execute(select(group.id, group.slug, group.synced).where(_one_of(session, group.slug, chunk))):
             groups[slug] = (gid, synced)
     user_ids = sorted(students)
-    own, existing, ended = await _memberships(session, user_ids)
+    own, staff, existing, ended = await _memberships(session, user_ids)
     granted = [u for u in user_ids if u in reach.granted]
     consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
     subjects = {
-        u: UserSubject(u, frozenset(own.get(u, ())), students[u].home_group_id, frozenset(students[u].site_roles))
+        u: UserSubject(
+            u, frozenset(own.get(u, ())), students[u].home_group_id, frozenset(students[u].site_roles),
+            frozenset(staff.get(u, ())),
+        )
         for u in user_ids
     }
     default = default_home(reach, scope_group_id)
@@ -430,14 +437,14 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         student: Student | None = None
         if not exists and row.student in created:
             account = created[row.student]
-            subject = UserSubject(account.key, frozenset(), account.home_group_id)
+            subject = UserSubject(account.key, frozenset(), account.home_group_id, staff_group_ids=frozenset())
             student = Student(account.key, False, (), account.home_group_id)
         elif not exists and row.creates:
             account = _new_account(row, plan, reach, groups, by_email, planned_emails, default)  # type: ignore[assignment]
             if account is None:
                 continue
             created[row.student] = account
-            subject = UserSubject(account.key, frozenset(), account.home_group_id)
+            subject = UserSubject(account.key, frozenset(), account.home_group_id, staff_group_ids=frozenset())
             student = Student(account.key, False, (), account.home_group_id)
         elif subject is None:
             plan.errors.append(RowError(row.line, STUDENT, f"unknown student '{row.student}'"))
