@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from bench import floor, scenarios
+from bench import floor, peer, scenarios
 from bench.scenarios import D1, D2, D3, VIEWER, Result, gid, missing, post, repeat, walk_pages
 from bench.server import CACHE, Server, database_url, driver_dsn, ensure_seeded
 
@@ -33,7 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=30, help="seconds of load per concurrency level (L)")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up before each load level (L)")
     parser.add_argument("--concurrency", default="1,4,16", help="load levels for L")
-    parser.add_argument("--only", default="D1,D2,D3,E,L", help="scenarios to run")
+    parser.add_argument("--only", default="D1,D2,D3,E,L,P",
+                        help="scenarios to run (P: the ratios against PostGraphile 5 and the SQL floor, bench/peer.py)")
+    parser.add_argument("--peer-rounds", type=int, default=100, help="interleaved rounds of the peer bench (P)")
     parser.add_argument("--export-rows", default=None,
                         help="report rows for bench.exports (default 100000,1000000 on large, else 10000,100000)")
     parser.add_argument("--reseed", action="store_true", help="drop the cached database and seed again")
@@ -358,12 +360,18 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"scenario": f"floor {name.split()[0]}", "viewer": "sql", "target": name.split()[-1],
                      "workers": 0, "n": args.repeat, **value})
     checks = targets(rows, floors)
+    peers: dict[str, Any] | None = None
+    if "P" in only and args.engine == "postgres" and args.preset in ("small", "medium"):
+        print("peer bench: groupgraph, PostGraphile 5 and the SQL floor, interleaved", flush=True)
+        peers = peer.run(args.preset, args.peer_rounds)
+        peers.pop("samples", None)
+        peers["checks"] = peer.judge(peers)
     report = {
         "git_sha": git_sha(), "preset": args.preset, "engine": args.engine, "machine": machine(),
         "versions": asyncio.run(versions(url)), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1), "seed": {k: seed.get(k) for k in ("seconds", "counts", "groups")},
         "args": vars(args), "load_generator": "httpx-based closed-loop loader (bench/scenarios.py), same machine",
-        "results": rows, "floors": floors, "targets": checks,
+        "results": rows, "floors": floors, "targets": checks, "peer": peers,
     }
     CACHE.mkdir(exist_ok=True)
     out = CACHE / f"results-{args.engine}-{args.preset}.json"
@@ -373,4 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     for item in checks:
         print(f"- {item['status']:6} {item['target']}: {item['value']}")
+    if peers is not None:
+        print()
+        peer.print_report(peers, peers["checks"])
     print(f"\nwrote {out}", file=sys.stderr)
