@@ -72,3 +72,31 @@ async def test_a_cached_query_still_meets_the_page_and_cost_limits_of_its_variab
         assert errors_of(huge) == ["PAGE_TOO_LARGE"] and "data" not in huge
         nul = await site.gql(query, {"id": "x\x00", "first": 10}, as_user=viewer)
         assert errors_of(nul) == ["BAD_USER_INPUT"]
+
+
+def test_peer_bench_goals_are_judged_from_one_run() -> None:
+    """bench.peer reads the peer bench's paired ratios, CPU and spreads: a goal missed reads MISS, a
+    scenario the run left out n/a."""
+    from bench.peer import judge
+
+    def summary(scenario: str, system: str, p50: float, p95: float, cpu: float | None) -> dict[str, object]:
+        return {"scenario": scenario, "system": system, "p50": p50, "p95": p95, "cpu_server_ms": cpu}
+
+    report = {
+        "summary": [
+            summary("d1-level5", "gg", 10.0, 30.0, 10.0), summary("d1-level5", "pg5", 7.0, 9.0, 5.0),
+            summary("members500", "gg", 90.0, 100.0, 40.0), summary("members500", "pg5", 50.0, 55.0, 14.0),
+        ],
+        "paired": [
+            {"scenario": "d1-level5", "ratio": "gg/pg5", "median_paired": 1.4},
+            {"scenario": "members500", "ratio": "gg/pg5", "median_paired": 2.2},
+        ],
+    }
+    found = {c["target"].split(" <=")[0]: (c["status"], c["value"]) for c in judge(report)}
+    assert found["d1-level5 gg/pg5 (paired median)"] == ("ok", 1.4)
+    assert found["members500 gg/pg5 (paired median)"] == ("MISS", 2.2)
+    assert found["d1-level5 CPU per request gg/pg5"] == ("ok", 2.0)
+    assert found["members500 CPU per request gg/pg5"] == ("MISS", 2.86)
+    assert found["d1-level5 gg p95/p50"] == ("MISS", 3.0)
+    assert found["members100 gg/pg5 (paired median)"] == ("n/a", None)
+    assert found["gg d1-root p50 / d1-level5 p50"] == ("n/a", None)
