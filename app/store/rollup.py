@@ -342,3 +342,21 @@ async def installed(connection: Any) -> set[str]:
         query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
     names = {row[0] for row in (await connection.execute(text(query))).all()}
     return names & set(TRIGGER_NAMES)
+
+
+async def rebuild_and_compare(connection: Any) -> dict[str, int]:
+    """Rebuild in the caller's transaction and return, per table, how many rows the maintained table had that
+    the rebuild has not, plus the other way round (0 everywhere: the triggers had kept it exact). The caller
+    commits to keep the rebuild or rolls back to only check."""
+    for table in TABLES:
+        await connection.execute(text(f"CREATE TEMPORARY TABLE kept_{table} AS SELECT * FROM {table}"))
+    await rebuild(connection)
+    differences = {}
+    for table in TABLES:
+        query = (
+            f"SELECT (SELECT count(*) FROM (SELECT * FROM kept_{table} EXCEPT SELECT * FROM {table}) AS a) "
+            f"+ (SELECT count(*) FROM (SELECT * FROM {table} EXCEPT SELECT * FROM kept_{table}) AS b)"
+        )
+        differences[table] = int((await connection.execute(text(query))).scalar_one())
+        await connection.execute(text(f"DROP TABLE kept_{table}"))
+    return differences
