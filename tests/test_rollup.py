@@ -348,3 +348,41 @@ async def test_every_trigger_is_installed(engine: str) -> None:
             assert await rollup.installed(conn) == set(rollup.TRIGGER_NAMES)
     finally:
         await database.dispose()
+
+
+async def rollup_exact(site: Site) -> None:
+    async with site.database.engine.connect() as conn:
+        trans = await conn.begin()
+        assert await rollup.installed(conn) == set(rollup.TRIGGER_NAMES)
+        assert await rollup.rebuild_and_compare(conn) == {t: 0 for t in rollup.TABLES}
+        await trans.rollback()
+    await check_every_group(site.database, "a sync")
+
+
+async def test_rostering_keeps_the_rollup_exact(site: Site, monkeypatch: Any) -> None:
+    """A sync writes through the triggers, or (from ROLLUP_REBUILD_FROM memberships) with them paused and one
+    rebuild at the end: either way the rollup is exact after it, and the triggers are back."""
+    from app.services import rostering
+    from app.store.models import User
+    from tests.oneroster import bundle, school_district
+    from tests.test_rostering import run
+
+    admin = await site.user("Ann", kind="STAFF", roles="ADMIN")
+    monkeypatch.setattr(rostering, "ROLLUP_REBUILD_FROM", 10**9)
+    district = school_district()
+    await run(site, bundle(district), admin)
+    maths, steps = await course(site, "Maths", 3)
+    async with site.database.session() as session:
+        learners = list(await session.scalars(select(User).where(User.kind == "LEARNER")))
+    for n, learner in enumerate(learners):
+        await enroll(site, learner, maths)
+        await progress(site, learner, steps, viewed=n % 4, completed=n % 3)
+    await rollup_exact(site)
+    monkeypatch.setattr(rostering, "ROLLUP_REBUILD_FROM", 0)  # the bulk path: s1 and s5 leave their classes
+    fewer = school_district()
+    fewer.enrollments = [e for e in fewer.enrollments if e[3] not in ("s1", "s5")]
+    await run(site, bundle(fewer), admin)
+    await rollup_exact(site)
+    monkeypatch.setattr(rostering, "ROLLUP_REBUILD_FROM", 10**9)  # and back, through the triggers
+    await run(site, bundle(district), admin)
+    await rollup_exact(site)
