@@ -56,6 +56,40 @@ def migrate(database_url: Annotated[str | None, typer.Option("--database-url")] 
     typer.echo("migrated")
 
 
+@cli.command("rollup")
+def rollup_command(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Recompute it from scratch and keep the result.")] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url")] = None,
+) -> None:
+    """Check the rolled-up progress summary against a recompute from the rows (exit 1 when they differ), or
+    with --rebuild recompute it (after writing rows with the triggers paused or dropped)."""
+    from app.store import rollup
+
+    database = _database(_settings(database_url))
+
+    async def run() -> dict[str, int]:
+        try:
+            async with database.engine.connect() as conn:
+                trans = await conn.begin()
+                differences = await rollup.rebuild_and_compare(conn)
+                missing = set(rollup.TRIGGER_NAMES) - await rollup.installed(conn)
+                if missing:
+                    differences["missing triggers"] = len(missing)
+                await (trans.commit() if rebuild else trans.rollback())
+                return differences
+        finally:
+            await database.dispose()
+
+    differences = asyncio.run(run())
+    wrong = {k: v for k, v in differences.items() if v}
+    if rebuild:
+        typer.echo(f"rebuilt; rows that differed from the recompute: {differences}")
+    elif wrong:
+        _fail(f"the rollup differs from a recompute: {wrong}; run `groupgraph rollup --rebuild`")
+    else:
+        typer.echo("the rollup equals a recompute")
+
+
 @cli.command()
 def seed(
     preset: Annotated[str, typer.Option("--preset", help="demo (a few rows), or small, medium, large")] = "demo",

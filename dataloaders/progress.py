@@ -18,7 +18,17 @@ from strawberry.dataloader import DataLoader
 from app.store import keyset
 from app.store.bulk import one_of
 from app.store.keyset import Key, Window
-from app.store.models import ActivityEvent, Enrollment, GroupClosure, Membership, Step, StepProgress, Usage
+from app.store.models import (
+    ActivityEvent,
+    CourseRollup,
+    Enrollment,
+    GroupClosure,
+    GroupRollup,
+    Membership,
+    Step,
+    StepProgress,
+    Usage,
+)
 from dataloaders.store import Store
 
 LEARNER_ROLE = "MEMBER"
@@ -195,17 +205,71 @@ class ProgressLoaders:
             loader = self._group_usage[key] = DataLoader(load_fn=load)
         return loader
 
-    def summary(self, scope: Hashable, visible: Visible) -> DataLoader[tuple[int, bool], Summary]:
+    def summary(
+        self, scope: Hashable, visible: Visible, admitted: str | None = None
+    ) -> DataLoader[tuple[int, bool], Summary]:
         """(group id, nested) -> the group's summary over the learners the caller may see (`visible`, the
-        members list's rule): `scope` names that rule."""
+        members list's rule): `scope` names that rule. `admitted` (permissions.filters.member_rows_admitted) says
+        whether that rule admits every learner ("all") or every learner of an own membership ("own"): then a
+        nested summary is read from the rollup (app/store/rollup.py), in one statement whatever the subtree's
+        size; for "own", only when no learner of the subtree is there on a consent (the statement tells)."""
         loader = self._summaries.get(scope)
         if loader is None:
 
             async def load(keys: Sequence[tuple[int, bool]]) -> list[Summary]:
-                return [await self._one_summary(group_id, nested, visible) for group_id, nested in keys]
+                out = []
+                for group_id, nested in keys:
+                    found = None
+                    if nested and admitted in ("all", "own"):
+                        found = await self.rolled_up_summary(group_id, consent_matters=admitted == "own")
+                    out.append(found if found is not None else await self._one_summary(group_id, nested, visible))
+                return out
 
             loader = self._summaries[scope] = DataLoader(load_fn=load)
         return loader
+
+    async def rolled_up_summary(self, group_id: int, consent_matters: bool = False) -> Summary | None:
+        """The nested summary of every learner of the subtree, from group_rollup and course_rollup: one
+        statement reading one row per course. With `consent_matters`, None when a learner of the subtree holds a
+        consent-based MEMBER membership (not ended), which the caller's filter may leave out."""
+        gr, cr = GroupRollup.__table__.c, CourseRollup.__table__.c  # type: ignore[attr-defined]
+        m, gc, s = Membership.__table__.c, GroupClosure.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+        learners = select(gr.learners).where(gr.group_id == group_id).scalar_subquery()
+        if consent_matters:
+            on_consent = (
+                select(literal(1))
+                .select_from(Membership.__table__)  # type: ignore[attr-defined]
+                .join(GroupClosure.__table__, gc.descendant_id == m.group_id)  # type: ignore[attr-defined]
+                .where(
+                    gc.ancestor_id == group_id, m.access_request_id.is_not(None), m.role == LEARNER_ROLE,
+                    m.ended_at.is_(None),
+                )
+                .limit(1)
+                .subquery()
+            )
+            flag: Any = select(func.count()).select_from(on_consent).scalar_subquery()
+        else:
+            flag = literal(0)
+        head = select(literal(0), func.coalesce(learners, 0), flag, literal(0.0))
+        step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
+        average = case(
+            (step_count == 0, literal(0.0)),
+            else_=100.0 * cr.steps_completed / (cr.enrolled * step_count),
+        )
+        per_course = select(cr.course_id, cr.enrolled, cr.completed, average).where(
+            cr.group_id == group_id, cr.enrolled > 0
+        )
+        rows = await self.store.all(union_all(head, per_course))
+        learner_count = 0
+        courses: list[CourseTotals] = []
+        for course_id, n, done, avg in rows:
+            if course_id == 0:
+                if done:
+                    return None
+                learner_count = int(n)
+            else:
+                courses.append(CourseTotals(int(course_id), int(n), int(done), float(avg or 0.0)))
+        return Summary(learner_count, tuple(courses))
 
     async def _one_summary(self, group_id: int, nested: bool, visible: Visible) -> Summary:
         """One statement: the distinct learners (MEMBER memberships, not ended, of the group or of its whole

@@ -170,6 +170,19 @@ def member_rows_visible(
     return (id(reach), "users", permission), lambda user_id, _g: user_visible(reach, user_id, permission)
 
 
+def member_rows_admitted(reach: Reach, group_id: int, permission: Permission = Permission.VIEW_PROFILE) -> str | None:
+    """What `member_rows_visible`'s filter admits under `group_id` without a look at the users: "all" (a site
+    admin: every membership), "own" (a role giving `permission` on the group, which roles inherit down the
+    subtree: every membership that is not consent-based; consent-based ones only when their user is visible),
+    or None (it depends on each user). Aggregates rolled up over every learner may answer for "all", and for
+    "own" where the subtree holds no consent-based learner membership."""
+    if reach.is_admin:
+        return "all"
+    if reach.group_roles.get(group_id, frozenset()) & set(ROLES_GIVING[permission]):
+        return "own"
+    return None
+
+
 def membership_visible(reach: Reach, user_id: ColumnElement[int], group_id: ColumnElement[int]) -> ColumnElement[bool]:
     """A membership shows where both its group and its user do."""
     return and_(group_visible(reach, group_id), user_visible(reach, user_id))

@@ -25,7 +25,7 @@ from app.services.ingest import RawEvent, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.progress import Card, StepRecord
 from permissions.classes import requires
-from permissions.filters import member_rows_visible
+from permissions.filters import member_rows_admitted, member_rows_visible
 from permissions.reach import Permission
 from resolvers.common import PageInfo, paging
 from resolvers.courses import Course, Step, course_views, step_view
@@ -175,7 +175,8 @@ class GroupProgressSummary:
 async def progress_summary_of(info: Info, group: GroupView, include_nested: bool) -> GroupProgressSummary:
     reach = await info.context.load_reach()
     scope, visible = member_rows_visible(reach, group.row.id, Permission.VIEW_PROGRESS)
-    summary = await info.context.loaders.progress.summary(scope, visible).load((group.row.id, include_nested is not False))
+    admitted = member_rows_admitted(reach, group.row.id, Permission.VIEW_PROGRESS)
+    summary = await info.context.loaders.progress.summary(scope, visible, admitted).load((group.row.id, include_nested is not False))
     courses = await course_views(info, [c.course_id for c in summary.courses])
     rows = [
         CourseSummary(

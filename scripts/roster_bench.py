@@ -139,6 +139,25 @@ async def migrate(url: str) -> None:
     await database.dispose()
 
 
+async def pause_rollup(url: str) -> None:
+    """For every later session (PostgreSQL: a database default) or for good (SQLite: the triggers dropped)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from app.settings import Settings
+    from app.store import rollup
+    from app.store.db import Database
+
+    database = Database(Settings(database_url=url))
+    async with database.engine.begin() as conn:
+        if database.is_sqlite:
+            await rollup.run(conn, rollup.drop_statements("sqlite"))
+        else:
+            name = make_url(url).database
+            await conn.execute(text(f'ALTER DATABASE "{name}" SET {rollup.PAUSE_SETTING} = \'paused\''))
+    await database.dispose()
+
+
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ")[:3].__str__()
 
@@ -148,6 +167,8 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=100_000)
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--without-rollup", action="store_true",
+                        help="pause the rolled-up progress summary's triggers (to measure what they cost)")
     parser.add_argument("--phase", choices=["dry", "apply"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)
@@ -179,6 +200,8 @@ def main() -> None:
             url, drop = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
         try:
             asyncio.run(migrate(url))
+            if args.without_rollup:
+                asyncio.run(pause_rollup(url))
             for label, step in (("dry run", "dry"), ("first apply", "apply"), ("no-change re-run", "apply")):
                 child = subprocess.run(
                     [sys.executable, __file__, "--phase", step, "--url", url, "--bundle", str(bundle)],

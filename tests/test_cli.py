@@ -48,3 +48,19 @@ def test_export_schema_writes_the_printed_schema(tmp_path: Path) -> None:
     result = run("export-schema", "--output", str(out), cwd=Path.cwd())
     assert result.returncode == 0, result.stderr
     assert out.read_text() == schema_sdl()
+
+
+def test_rollup_check_and_rebuild(tmp_path: Path) -> None:
+    """`groupgraph rollup` exits 1 when the rolled-up summary differs from a recompute; --rebuild repairs it."""
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/rollup.db"
+    assert run("migrate", env_url=url, cwd=Path.cwd()).returncode == 0
+    checked = run("rollup", env_url=url, cwd=Path.cwd())
+    assert checked.returncode == 0 and "equals a recompute" in checked.stdout, checked.stderr
+    with sqlite3.connect(tmp_path / "rollup.db") as conn:
+        conn.execute("INSERT INTO group_rollup (group_id, learners) VALUES (7, 3)")
+    wrong = run("rollup", env_url=url, cwd=Path.cwd())
+    assert wrong.returncode == 1 and "group_rollup" in wrong.stderr
+    assert run("rollup", "--rebuild", env_url=url, cwd=Path.cwd()).returncode == 0
+    assert run("rollup", env_url=url, cwd=Path.cwd()).returncode == 0

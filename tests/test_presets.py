@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from app.demo.presets import SHAPES, level_sizes, plan_preset, seed_preset
+from app.store import rollup
 from app.store.models import (
     AccessRequest,
     Enrollment,
     Group,
     GroupClosure,
+    GroupRollup,
     GuardianLink,
     Membership,
     StepProgress,
@@ -88,5 +90,14 @@ async def test_small_preset_shape(site: Site) -> None:
     assert leader == {"data": {"viewer": {"email": "bench-leader@example.com"}}}
     denied = await site.gql("{ unassignedActiveStudentCount }", token=viewers["leader"]["token"])
     assert denied["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # a leader names the scope
+    # written with the rollup paused, then rebuilt once: it equals a recompute, its triggers are back, and the
+    # root counts every placed learner (95% of 1,000)
+    async with site.database.engine.connect() as conn:
+        trans = await conn.begin()
+        assert await rollup.installed(conn) == set(rollup.TRIGGER_NAMES)
+        assert await rollup.rebuild_and_compare(conn) == {t: 0 for t in rollup.TABLES}
+        await trans.rollback()
+    root = result["groups"]["root"]
+    assert await site.count(GroupRollup, GroupRollup.group_id == root, GroupRollup.learners == 950) == 1
     # a second seed refuses a database that has data, or skips it with if_empty
     assert await seed_preset(site.settings.database_url, "small", if_empty=True) is None

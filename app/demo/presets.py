@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.services.auth import API_TOKEN_PREFIX, hash_password, new_token, token_hash
+from app.store import rollup
 from app.store.models import fold, full_name_key
 
 SEED = 8
@@ -287,6 +288,8 @@ def _write_sqlite(path: str, plan: Plan) -> dict[str, int]:
         if conn.execute('SELECT count(*) FROM "user"').fetchone()[0]:
             raise RuntimeError("the database already has users; presets need an empty, migrated database")
         conn.execute("BEGIN IMMEDIATE")
+        for statement in rollup.pause_statements("sqlite"):  # rows first, then one rebuild of the rollup
+            conn.execute(statement)
         for table, columns, rows in plan.tables:
             before = conn.total_changes
             conn.executemany(
@@ -294,6 +297,8 @@ def _write_sqlite(path: str, plan: Plan) -> dict[str, int]:
                 (tuple(_sqlite_value(v) for v in row) for row in rows),
             )
             counts[table] = conn.total_changes - before
+        for statement in (*rollup.REBUILD, *rollup.resume_statements("sqlite")):
+            conn.execute(statement)
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
     finally:
@@ -310,6 +315,8 @@ async def _write_postgres(dsn: str, plan: Plan) -> dict[str, int]:
         if await conn.fetchval('SELECT count(*) FROM "user"'):
             raise RuntimeError("the database already has users; presets need an empty, migrated database")
         async with conn.transaction():
+            for statement in rollup.pause_statements("postgresql"):  # rows first, then one rebuild of the rollup
+                await conn.execute(statement)
             for table, columns, rows in plan.tables:
                 status = await conn.copy_records_to_table(table, records=rows, columns=list(columns))
                 counts[table] = int(status.split()[-1])
@@ -318,6 +325,8 @@ async def _write_postgres(dsn: str, plan: Plan) -> dict[str, int]:
                         f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
                         f'(SELECT coalesce(max(id), 0) + 1 FROM "{table}"), false)'
                     )
+            for statement in (*rollup.REBUILD, *rollup.resume_statements("postgresql")):
+                await conn.execute(statement)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

@@ -38,6 +38,7 @@ from app.runtime.ids import to_global_id
 from app.services.audit import audit
 from app.services.tree import lock_tree, move
 from app.settings import Settings
+from app.store import rollup
 from app.store.bulk import ROWS_CHUNK, insert_rows, is_postgres, one_of, update_rows, value_chunks
 from app.store.models import (
     ApiToken,
@@ -1071,9 +1072,26 @@ class RunResult:
         }
 
 
+# memberships written (created, restored, ended, given another role) from which a sync pauses the rolled-up
+# progress summary's triggers and rebuilds it once at the end: the triggers cost ~0.5 ms a membership
+# (a first sync of 100,000 memberships: 60 s instead of 6 s on PostgreSQL), a rebuild a few seconds
+ROLLUP_REBUILD_FROM = 5_000
+
+
+def membership_writes(plan: Plan) -> int:
+    return len(plan.new_memberships) + len(plan.role_changes) + len(plan.restores) + len(plan.ends)
+
+
 async def _apply(session: AsyncSession, plan: Plan) -> None:
+    """A large sync writes with the rollup paused, then rebuilds it in the same transaction (its rows stay
+    locked until the sync commits: progress recorded meanwhile waits for it)."""
+    bulk = membership_writes(plan) >= ROLLUP_REBUILD_FROM
     try:
+        if bulk:
+            await rollup.run(session, rollup.pause_statements(rollup.dialect_of(session)))
         await apply_plan(session, plan)
+        if bulk:
+            await rollup.run(session, (*rollup.REBUILD, *rollup.resume_statements(rollup.dialect_of(session))))
     except IntegrityError:  # another writer took an email or a slug between the plan and the write
         raise Conflict("The data changed while the bundle was imported; run it again.", field="file") from None
 

@@ -295,6 +295,48 @@ class StepProgress(SQLModel, table=True):
     points: int | None = None
 
 
+def _counter() -> Any:
+    return Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+
+
+def _key() -> Any:
+    return Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+
+
+class LearnerRollup(SQLModel, table=True):
+    """Per group: each user with a MEMBER membership (not ended) in its subtree, and how many such memberships.
+    Written only by the rollup triggers (app/store/rollup.py)."""
+
+    __tablename__ = "learner_rollup"
+    __table_args__ = (Index("ix_learner_rollup_user", "user_id", "group_id"),)
+
+    group_id: int = _key()
+    user_id: int = _key()
+    memberships: int = _counter()
+
+
+class GroupRollup(SQLModel, table=True):
+    """Per group: the distinct learners of its subtree. Written only by the rollup triggers."""
+
+    __tablename__ = "group_rollup"
+
+    group_id: int = _key()
+    learners: int = _counter()
+
+
+class CourseRollup(SQLModel, table=True):
+    """Per (group, course): over the distinct learners of the group's subtree, enrollments, completed
+    enrollments and completed steps of the course. Written only by the rollup triggers."""
+
+    __tablename__ = "course_rollup"
+
+    group_id: int = _key()
+    course_id: int = _key()
+    enrolled: int = _counter()
+    completed: int = _counter()
+    steps_completed: int = _counter()
+
+
 class Submission(SQLModel, table=True):
     __tablename__ = "submission"
     __table_args__ = (
@@ -522,6 +564,8 @@ TABLES_IN_DELETE_ORDER = [
     "roster_sync", "outbox_email", "audit_event", "login_event", "usage", "ingested_event", "activity_event",
     "review", "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request_email", "access_request_block", "access_request", "group_closure", "group", "api_token", "session", "user",
+    # last: deleting the rows above brings them to nothing through the triggers already
+    "course_rollup", "group_rollup", "learner_rollup",
 ]
 
 

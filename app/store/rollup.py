@@ -1,0 +1,362 @@
+"""The rolled-up progress summary: per (group, course) counts over the distinct learners of the group's subtree,
+kept exact by database triggers in the transaction of every write that changes them.
+
+Three tables (no foreign keys: the triggers alone write them, and a deleted group, user or course brings its
+rows to zero, which deletes them; a row of zeros never stays, so the maintained tables equal a rebuild row
+for row):
+
+- `learner_rollup(group_id, user_id, memberships)`: for each group and each user holding at least one
+  MEMBER membership, not ended, in the group or below it, how many such memberships. A learner counts once in
+  a subtree however many of its groups they belong to: adding or ending one of several memberships moves the
+  multiplicity, and only its 0 -> 1 and 1 -> 0 transitions (the row's insert and delete) add or take away the
+  learner's enrollments and completed steps.
+- `group_rollup(group_id, learners)`: the number of such learners (rows of learner_rollup) of each group.
+- `course_rollup(group_id, course_id, enrolled, completed, steps_completed)`: over those learners, the
+  enrollments in the course, the completed ones, and the step_progress rows of the course that are completed
+  (by any of them, enrolled or not, as the direct aggregate counts them). The number of steps of a course is
+  not rolled up: adding or removing a step changes it for every group, so the read divides by it.
+
+Why triggers rather than calls in the writers: the rollup depends on membership, group_closure, enrollment
+and step_progress rows, which more than twenty code paths write (mutations, the CSV importer, rostering,
+progress ingestion, reviews, consent decisions, seeds) and foreign keys delete by cascade (a user, a group, a
+course, a step, an access request). A trigger sees all of them, in the same transaction, including the ones
+added later. Each trigger applies the change of one row as a count (learner_rollup is the join of memberships
+and closure rows, counted), reading only other tables than the one whose row changed, so the result does not
+depend on the order in which rows, statements or cascades arrive (PostgreSQL fires row triggers at the end
+of each statement, SQLite after each row). On PostgreSQL the triggers that read a learner's rows
+(enrollment, step_progress, and a learner entering or leaving a subtree) first take a transaction lock on
+that learner, so two transactions changing one learner's memberships and progress at once cannot each miss
+the other's uncommitted rows.
+
+Write cost: a completed step updates one course_rollup row per group above the learner (the depth of the
+tree; the root's rows are shared by every writer and held until commit). A membership added updates one
+learner_rollup row per group above it and, for each group where the learner is new, one row per course of
+theirs. Re-nesting or deleting a group does that for each learner of the subtree and each group above it.
+
+`rebuild` recomputes all three tables from scratch (the migration, `groupgraph rollup --rebuild`, and the bulk
+seeders, which write with the triggers paused). SQLite's batch migrations rebuild a table by copying it,
+which drops its triggers: a migration that alters membership, group_closure, enrollment or step_progress on
+SQLite must call `install` again (tests/test_migrations.py checks they are all there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import text
+
+LEARNER_OF = "{r}.role = 'MEMBER' AND {r}.ended_at IS NULL"
+TABLES = ("learner_rollup", "group_rollup", "course_rollup")
+WATCHED = ("membership", "group_closure", "learner_rollup", "enrollment", "step_progress")
+# PostgreSQL: pg_advisory_xact_lock(ROLLUP_LOCK, user id) serializes the rollup's reads of one learner's rows
+ROLLUP_LOCK = 5
+PAUSE_SETTING = "groupgraph.rollup"
+
+
+def _learner_add(r: str) -> str:
+    return (
+        "INSERT INTO learner_rollup (group_id, user_id, memberships) "
+        f"SELECT ancestor_id, {r}.user_id, 1 FROM group_closure WHERE descendant_id = {r}.group_id "
+        f"AND {LEARNER_OF.format(r=r)} "
+        "ON CONFLICT (group_id, user_id) DO UPDATE SET memberships = learner_rollup.memberships + 1"
+    )
+
+
+def _learner_sub(r: str) -> list[str]:
+    return [
+        "UPDATE learner_rollup SET memberships = memberships - 1 "
+        f"WHERE user_id = {r}.user_id AND {LEARNER_OF.format(r=r)} "
+        f"AND group_id IN (SELECT ancestor_id FROM group_closure WHERE descendant_id = {r}.group_id)",
+        f"DELETE FROM learner_rollup WHERE user_id = {r}.user_id AND memberships <= 0",
+    ]
+
+
+_GROUP_LEARNERS = "SELECT user_id FROM membership WHERE group_id = {r}.descendant_id AND role = 'MEMBER' AND ended_at IS NULL"
+
+
+def _closure_add(r: str) -> str:
+    return (
+        "INSERT INTO learner_rollup (group_id, user_id, memberships) "
+        f"SELECT {r}.ancestor_id, user_id, 1 FROM membership WHERE group_id = {r}.descendant_id "
+        "AND role = 'MEMBER' AND ended_at IS NULL "
+        "ON CONFLICT (group_id, user_id) DO UPDATE SET memberships = learner_rollup.memberships + 1"
+    )
+
+
+def _closure_sub(r: str) -> list[str]:
+    learners = _GROUP_LEARNERS.format(r=r)
+    return [
+        f"UPDATE learner_rollup SET memberships = memberships - 1 WHERE group_id = {r}.ancestor_id AND user_id IN ({learners})",
+        f"DELETE FROM learner_rollup WHERE group_id = {r}.ancestor_id AND memberships <= 0 AND user_id IN ({learners})",
+    ]
+
+
+def _contribution(user: str) -> str:
+    """A learner's rows per course: each enrollment (and whether completed), each completed step."""
+    return (
+        "SELECT course_id, 1 AS enrolled, CASE WHEN completed_at IS NULL THEN 0 ELSE 1 END AS completed, "
+        f"0 AS steps_completed FROM enrollment WHERE user_id = {user} "
+        "UNION ALL "
+        f"SELECT course_id, 0, 0, 1 FROM step_progress WHERE user_id = {user} AND completed_at IS NOT NULL"
+    )
+
+
+_ADD_COUNTS = (
+    "ON CONFLICT (group_id, course_id) DO UPDATE SET enrolled = course_rollup.enrolled + excluded.enrolled, "
+    "completed = course_rollup.completed + excluded.completed, "
+    "steps_completed = course_rollup.steps_completed + excluded.steps_completed"
+)
+_ZERO = "enrolled = 0 AND completed = 0 AND steps_completed = 0"
+
+
+def _learner_enters(r: str) -> list[str]:
+    return [
+        f"INSERT INTO group_rollup (group_id, learners) VALUES ({r}.group_id, 1) "
+        "ON CONFLICT (group_id) DO UPDATE SET learners = group_rollup.learners + 1",
+        "INSERT INTO course_rollup (group_id, course_id, enrolled, completed, steps_completed) "
+        f"SELECT {r}.group_id, course_id, sum(enrolled), sum(completed), sum(steps_completed) "
+        f"FROM ({_contribution(f'{r}.user_id')}) AS contribution WHERE true GROUP BY course_id {_ADD_COUNTS}",
+    ]
+
+
+def _learner_leaves(r: str) -> list[str]:
+    u = f"{r}.user_id"
+    courses = (
+        f"SELECT course_id FROM enrollment WHERE user_id = {u} "
+        f"UNION SELECT course_id FROM step_progress WHERE user_id = {u} AND completed_at IS NOT NULL"
+    )
+    return [
+        f"UPDATE group_rollup SET learners = learners - 1 WHERE group_id = {r}.group_id",
+        f"DELETE FROM group_rollup WHERE group_id = {r}.group_id AND learners <= 0",
+        "UPDATE course_rollup SET "
+        f"enrolled = enrolled - (SELECT count(*) FROM enrollment e WHERE e.user_id = {u} "
+        "AND e.course_id = course_rollup.course_id), "
+        f"completed = completed - (SELECT count(e.completed_at) FROM enrollment e WHERE e.user_id = {u} "
+        "AND e.course_id = course_rollup.course_id), "
+        f"steps_completed = steps_completed - (SELECT count(*) FROM step_progress sp WHERE sp.user_id = {u} "
+        "AND sp.course_id = course_rollup.course_id AND sp.completed_at IS NOT NULL) "
+        f"WHERE group_id = {r}.group_id AND course_id IN ({courses})",
+        f"DELETE FROM course_rollup WHERE group_id = {r}.group_id AND {_ZERO} AND course_id IN ({courses})",
+    ]
+
+
+def _counts_add(r: str, enrolled: str, completed: str, steps: str, guard: str = "") -> str:
+    return (
+        "INSERT INTO course_rollup (group_id, course_id, enrolled, completed, steps_completed) "
+        f"SELECT group_id, {r}.course_id, {enrolled}, {completed}, {steps} FROM learner_rollup "
+        f"WHERE user_id = {r}.user_id{guard} {_ADD_COUNTS}"
+    )
+
+
+def _counts_sub(r: str, sets: str, guard: str = "") -> list[str]:
+    above = f"group_id IN (SELECT group_id FROM learner_rollup WHERE user_id = {r}.user_id)"
+    return [
+        f"UPDATE course_rollup SET {sets} WHERE course_id = {r}.course_id{guard} AND {above}",
+        f"DELETE FROM course_rollup WHERE course_id = {r}.course_id AND {_ZERO} AND {above}",
+    ]
+
+
+def _done(r: str) -> str:
+    return f"CASE WHEN {r}.completed_at IS NULL THEN 0 ELSE 1 END"
+
+
+def _enrollment_add(r: str) -> list[str]:
+    return [_counts_add(r, "1", _done(r), "0")]
+
+
+def _enrollment_sub(r: str) -> list[str]:
+    return _counts_sub(r, f"enrolled = enrolled - 1, completed = completed - {_done(r)}")
+
+
+def _step_add(r: str) -> list[str]:
+    return [_counts_add(r, "0", "0", "1", f" AND {r}.completed_at IS NOT NULL")]
+
+
+def _step_sub(r: str) -> list[str]:
+    return _counts_sub(r, "steps_completed = steps_completed - 1", f" AND {r}.completed_at IS NOT NULL")
+
+
+class Trigger:
+    """One AFTER ... FOR EACH ROW trigger: its statements, the columns an UPDATE must touch, a WHEN condition,
+    and (PostgreSQL) the learners to lock first."""
+
+    def __init__(
+        self, table: str, event: str, statements: list[str], columns: tuple[str, ...] = (), when: str = "",
+        lock: tuple[str, ...] = (),
+    ) -> None:
+        self.table, self.event, self.statements = table, event, statements
+        self.columns, self.when, self.lock = columns, when, lock
+
+    @property
+    def name(self) -> str:
+        return f"rollup_{self.table}_{self.event.lower()}"
+
+    @property
+    def before_on_postgres(self) -> bool:
+        """PostgreSQL queues the row triggers of cascaded deletes (a user's memberships, enrollments and steps go
+        with it) until the whole cascade has run, so an AFTER trigger of one would read the others already gone:
+        deletes of watched rows are counted BEFORE, row by row as they happen (as SQLite fires AFTER)."""
+        return self.event == "DELETE" and self.table != "learner_rollup"
+
+    def _head(self, timing: str = "AFTER") -> str:
+        of = f" OF {', '.join(self.columns)}" if self.columns else ""
+        when = f" WHEN ({self.when})" if self.when else ""
+        return f"CREATE TRIGGER {self.name} {timing} {self.event}{of} ON {self.table} FOR EACH ROW{when}"
+
+    def sqlite(self) -> list[str]:
+        body = "".join(f"  {s};\n" for s in self.statements)
+        return [f"{self._head()}\nBEGIN\n{body}END"]
+
+    def postgres(self) -> list[str]:
+        locks = "".join(f"  PERFORM pg_advisory_xact_lock({ROLLUP_LOCK}, {u});\n" for u in self.lock)
+        body = "".join(f"  {s};\n" for s in self.statements)
+        before = self.before_on_postgres
+        result = "OLD" if before else "NULL"  # a BEFORE DELETE trigger returning NULL would cancel the delete
+        function = (
+            f"CREATE OR REPLACE FUNCTION {self.name}() RETURNS trigger LANGUAGE plpgsql AS $rollup$\n"
+            f"BEGIN\n  IF current_setting('{PAUSE_SETTING}', true) = 'paused' THEN RETURN {result}; END IF;\n"
+            f"{locks}{body}  RETURN {result};\nEND\n$rollup$"
+        )
+        return [function, f"{self._head('BEFORE' if before else 'AFTER')} EXECUTE FUNCTION {self.name}()"]
+
+
+_MEMBER_CHANGED = (
+    f"({LEARNER_OF.format(r='OLD')}) <> ({LEARNER_OF.format(r='NEW')}) "
+    "OR OLD.user_id <> NEW.user_id OR OLD.group_id <> NEW.group_id"
+)
+_PROGRESS_CHANGED = (
+    "(OLD.completed_at IS NULL) <> (NEW.completed_at IS NULL) OR OLD.user_id <> NEW.user_id OR OLD.course_id <> NEW.course_id"
+)
+
+TRIGGERS = (
+    Trigger("membership", "INSERT", [_learner_add("NEW")]),
+    Trigger("membership", "DELETE", _learner_sub("OLD")),
+    Trigger("membership", "UPDATE", [_learner_add("NEW"), *_learner_sub("OLD")],
+            ("user_id", "group_id", "role", "ended_at"), _MEMBER_CHANGED),
+    Trigger("group_closure", "INSERT", [_closure_add("NEW")]),
+    Trigger("group_closure", "DELETE", _closure_sub("OLD")),
+    Trigger("group_closure", "UPDATE", [_closure_add("NEW"), *_closure_sub("OLD")], ("ancestor_id", "descendant_id"),
+            "OLD.ancestor_id <> NEW.ancestor_id OR OLD.descendant_id <> NEW.descendant_id"),
+    Trigger("learner_rollup", "INSERT", _learner_enters("NEW"), lock=("NEW.user_id",)),
+    Trigger("learner_rollup", "DELETE", _learner_leaves("OLD"), lock=("OLD.user_id",)),
+    Trigger("enrollment", "INSERT", _enrollment_add("NEW"), lock=("NEW.user_id",)),
+    Trigger("enrollment", "DELETE", _enrollment_sub("OLD"), lock=("OLD.user_id",)),
+    Trigger("enrollment", "UPDATE", [*_enrollment_add("NEW"), *_enrollment_sub("OLD")],
+            ("user_id", "course_id", "completed_at"), _PROGRESS_CHANGED, lock=("NEW.user_id", "OLD.user_id")),
+    Trigger("step_progress", "INSERT", _step_add("NEW"), lock=("NEW.user_id",)),
+    Trigger("step_progress", "DELETE", _step_sub("OLD"), lock=("OLD.user_id",)),
+    Trigger("step_progress", "UPDATE", [*_step_add("NEW"), *_step_sub("OLD")],
+            ("user_id", "course_id", "completed_at"), _PROGRESS_CHANGED, lock=("NEW.user_id", "OLD.user_id")),
+)
+TRIGGER_NAMES = tuple(t.name for t in TRIGGERS)
+
+
+def install_statements(dialect: str) -> list[str]:
+    """DDL creating every trigger (dropping any older version first)."""
+    out = drop_statements(dialect)
+    for trigger in TRIGGERS:
+        out.extend(trigger.postgres() if dialect == "postgresql" else trigger.sqlite())
+    return out
+
+
+def drop_statements(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [f"DROP TRIGGER IF EXISTS {t.name} ON {t.table}" for t in TRIGGERS]
+    return [f"DROP TRIGGER IF EXISTS {t.name}" for t in TRIGGERS]
+
+
+def drop_functions_statements() -> list[str]:
+    return [f"DROP FUNCTION IF EXISTS {t.name}()" for t in TRIGGERS]
+
+
+def pause_statements(dialect: str) -> list[str]:
+    """Stop maintaining the rollup until this transaction ends (PostgreSQL) or `install` runs again (SQLite:
+    the triggers are dropped, inside the transaction). Follow with `rebuild_statements` before committing."""
+    if dialect == "postgresql":
+        return [f"SELECT set_config('{PAUSE_SETTING}', 'paused', true)"]
+    return drop_statements(dialect)
+
+
+def resume_statements(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [f"SELECT set_config('{PAUSE_SETTING}', '', true)"]
+    return install_statements(dialect)
+
+
+REBUILD = (
+    "DELETE FROM course_rollup",
+    "DELETE FROM group_rollup",
+    "DELETE FROM learner_rollup",
+    "INSERT INTO learner_rollup (group_id, user_id, memberships) "
+    "SELECT c.ancestor_id, m.user_id, count(*) FROM membership m JOIN group_closure c ON c.descendant_id = m.group_id "
+    "WHERE m.role = 'MEMBER' AND m.ended_at IS NULL GROUP BY c.ancestor_id, m.user_id",
+    "INSERT INTO group_rollup (group_id, learners) SELECT group_id, count(*) FROM learner_rollup GROUP BY group_id",
+    "INSERT INTO course_rollup (group_id, course_id, enrolled, completed, steps_completed) "
+    "SELECT lr.group_id, x.course_id, sum(x.enrolled), sum(x.completed), sum(x.steps_completed) "
+    "FROM learner_rollup lr JOIN ("
+    "SELECT user_id, course_id, sum(enrolled) AS enrolled, sum(completed) AS completed, "
+    "sum(steps_completed) AS steps_completed FROM ("
+    "SELECT user_id, course_id, 1 AS enrolled, CASE WHEN completed_at IS NULL THEN 0 ELSE 1 END AS completed, "
+    "0 AS steps_completed FROM enrollment "
+    "UNION ALL SELECT user_id, course_id, 0, 0, 1 FROM step_progress WHERE completed_at IS NOT NULL"
+    ") AS rows_of_users GROUP BY user_id, course_id"
+    ") AS x ON x.user_id = lr.user_id GROUP BY lr.group_id, x.course_id",
+)
+
+
+def rebuild_statements(dialect: str) -> list[str]:
+    """Recompute the three tables from membership, group_closure, enrollment and step_progress, with the
+    triggers paused meanwhile (resumed at the end)."""
+    return [*pause_statements(dialect), *REBUILD, *resume_statements(dialect)]
+
+
+def run_sync(connection: Any, statements: Iterable[str]) -> None:
+    """On a synchronous SQLAlchemy connection (migrations)."""
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+
+
+async def run(connection: Any, statements: Iterable[str]) -> None:
+    """On an AsyncConnection or AsyncSession."""
+    for statement in statements:
+        await connection.execute(text(statement))
+
+
+async def rebuild(connection: Any) -> None:
+    """Full recompute in the caller's transaction (AsyncConnection or AsyncSession)."""
+    await run(connection, rebuild_statements(dialect_of(connection)))
+
+
+def dialect_of(connection: Any) -> str:
+    dialect = getattr(connection, "dialect", None)
+    return str((dialect or connection.bind.dialect).name)
+
+
+async def installed(connection: Any) -> set[str]:
+    """Names of the rollup triggers present in the database."""
+    dialect = dialect_of(connection)
+    if dialect == "postgresql":
+        query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    names = {row[0] for row in (await connection.execute(text(query))).all()}
+    return names & set(TRIGGER_NAMES)
+
+
+async def rebuild_and_compare(connection: Any) -> dict[str, int]:
+    """Rebuild in the caller's transaction and return, per table, how many rows the maintained table had that
+    the rebuild has not, plus the other way round (0 everywhere: the triggers had kept it exact). The caller
+    commits to keep the rebuild or rolls back to only check."""
+    for table in TABLES:
+        await connection.execute(text(f"CREATE TEMPORARY TABLE kept_{table} AS SELECT * FROM {table}"))
+    await rebuild(connection)
+    differences = {}
+    for table in TABLES:
+        query = (
+            f"SELECT (SELECT count(*) FROM (SELECT * FROM kept_{table} EXCEPT SELECT * FROM {table}) AS a) "
+            f"+ (SELECT count(*) FROM (SELECT * FROM {table} EXCEPT SELECT * FROM kept_{table}) AS b)"
+        )
+        differences[table] = int((await connection.execute(text(query))).scalar_one())
+        await connection.execute(text(f"DROP TABLE kept_{table}"))
+    return differences
