@@ -22,6 +22,7 @@ from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.groups import GroupLoaders
+from dataloaders.records import GroupRecord, MembershipRecord, UserRecord
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders, name_matches
 
@@ -39,8 +40,8 @@ class MemberFilter:
     include_ended: bool = False
 
 
-# one keyset page: (membership, the user's normalized last name for the cursor), in fetch order
-MemberPage = list[tuple[Membership, str]]
+# one keyset page: (membership record, the user's normalized last name for the cursor), in fetch order
+MemberPage = list[tuple[Any, str]]
 
 
 def like_prefix(text: str) -> str:
@@ -179,20 +180,27 @@ class MembershipLoaders:
         if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
             inner = inner.order_by(*order).limit(window.fetch)
         ranked = inner.subquery()
+        m, u, g = Membership.__table__, User.__table__, Group.__table__  # type: ignore[attr-defined]
         query = (
-            select(ranked.c.owner, ranked.c.sort_name, Membership, User, Group)
-            .join(Membership, Membership.id == ranked.c.membership_id)
-            .join(User, User.id == Membership.user_id)
-            .join(Group, Group.id == Membership.group_id)
+            select(ranked.c.owner, ranked.c.sort_name, *MembershipRecord.columns, *UserRecord.columns, *GroupRecord.columns)
+            .select_from(ranked)
+            .join(m, m.c.id == ranked.c.membership_id)
+            .join(u, u.c.id == m.c.user_id)
+            .join(g, g.c.id == m.c.group_id)
         )
         outer = keyset.ordering((Key(ranked.c.sort_name), Key(ranked.c.membership_id)), window)
         if single:
             query = query.order_by(*outer)
         else:
             query = query.where(ranked.c.rank <= window.fetch).order_by(ranked.c.owner, ranked.c.rank)
-        pages: dict[int, list[tuple[Membership, str]]] = defaultdict(list)
-        for owner, sort_name, membership, user, group in await self.store.all(query):
-            pages[owner].append((membership, sort_name))
+        pages: dict[int, MemberPage] = defaultdict(list)
+        users_at = 2 + MembershipRecord.width
+        groups_at = users_at + UserRecord.width
+        for row in await self.store.all(query):
+            membership = MembershipRecord(*row[2:users_at])
+            user = UserRecord(*row[users_at:groups_at])
+            group = GroupRecord(*row[groups_at:])
+            pages[row[0]].append((membership, row[1]))
             self.users.by_id.prime(user.id, user)
             self.groups.by_id.prime(group.id, group)
         return [pages.get(group_id, []) for group_id in group_ids]

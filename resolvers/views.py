@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import select
@@ -30,10 +30,13 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 
 @dataclass(slots=True)
 class UserView:
-    """A user row with the ids of the groups of its own memberships (what decisions about it need)."""
+    """A user row (or record) with the ids of the groups of its own memberships (what decisions about it
+    need). `progress`: its course cards when a list resolver loaded them for the whole page at once
+    (resolvers.progress.preload_course_progress); None: not loaded."""
 
     row: UserRow
     group_ids: frozenset[int] | None
+    progress: list[Any] | None = None
 
     def __getattr__(self, name: str) -> object:
         """The row's columns, so that plain fields of the User type resolve without a method."""
