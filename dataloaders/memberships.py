@@ -44,6 +44,11 @@ class MemberFilter:
 MemberPage = list[tuple[Any, str]]
 
 
+# made once: an alias rebuilt per statement costs a proxy per column each time
+_CLOSURE = aliased(GroupClosure, name="member_closure")
+_MEMBER_USER = aliased(User, name="member_user")
+
+
 def like_prefix(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"{escaped}%"
@@ -124,7 +129,7 @@ class MembershipLoaders:
                     if kid not in asked and loader.cache_map.get(kid) is None:
                         pending[kid] = asyncio.get_running_loop().create_future()
                         loader.cache_map.set(kid, pending[kid])
-                closure = aliased(GroupClosure)
+                closure = _CLOSURE
                 query = self._where(
                     select(closure.ancestor_id, func.count()), closure, [*asked, *pending], filter, visible
                 ).group_by(closure.ancestor_id)
@@ -162,8 +167,8 @@ class MembershipLoaders:
     async def _load_pages(
         self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, window: Window
     ) -> list[MemberPage]:
-        closure = aliased(GroupClosure)
-        member_user = aliased(User)
+        closure = _CLOSURE
+        member_user = _MEMBER_USER
         keys = (Key(member_user.last_name_normalized), Key(Membership.id))
         order = keyset.ordering(keys, window)
         single = len(set(group_ids)) == 1
