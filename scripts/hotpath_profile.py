@@ -35,7 +35,7 @@ def scenarios(groups: dict[str, int]) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-async def main(engine: str, preset: str, runs: int, profile_out: str | None) -> None:
+async def main(engine: str, preset: str, runs: int, profile_out: str | None, only: str | None = None) -> None:
     from app.context import Context
     from app.schema import build_schema
     from app.services.auth import authenticate
@@ -59,6 +59,8 @@ async def main(engine: str, preset: str, runs: int, profile_out: str | None) -> 
         return result
 
     for name, query, variables in scenarios(viewers["groups"]):
+        if only and name != only:
+            continue
         for _ in range(3):
             await once(query, variables)
         database.counter.reset()
@@ -73,7 +75,8 @@ async def main(engine: str, preset: str, runs: int, profile_out: str | None) -> 
         calls = pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
         if profile_out:
             profiler.dump_stats(f"{profile_out}-{name}.prof")
-        gc.collect()
+        if gc.isenabled():
+            gc.collect()
         started = time.process_time()
         for _ in range(runs):
             await once(query, variables)
@@ -87,6 +90,15 @@ if __name__ == "__main__":
     parser.add_argument("--engine", default="postgres")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--no-gc", action="store_true", help="measure with the cyclic GC off (its share of the CPU)")
+    parser.add_argument("--only", default=None, help="one scenario")
+    parser.add_argument("--ordinary-fields", action="store_true", help="without app.runtime.plain_fields")
     parser.add_argument("--profile", default=None, help="write cProfile stats to PREFIX-<scenario>.prof")
     args = parser.parse_args()
-    asyncio.run(main(args.engine, args.preset, args.runs, args.profile))
+    if args.no_gc:
+        gc.disable()
+    if args.ordinary_fields:
+        from app.runtime import plain_fields
+
+        plain_fields.plain_leaf = lambda _field: None  # type: ignore[assignment]
+    asyncio.run(main(args.engine, args.preset, args.runs, args.profile, args.only))
