@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -60,6 +60,8 @@ class MembershipLoaders:
         self.users = users
         self.groups = groups
         self._counts: dict[Hashable, DataLoader[int, int]] = {}
+        # (scope, filter without roles) -> group id -> role -> memberships counted
+        self._role_counts: dict[Hashable, dict[int, dict[str, int]]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
         self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
 
@@ -106,10 +108,21 @@ class MembershipLoaders:
     # --- counts -------------------------------------------------------------------------------
 
     def counts(self, scope: Hashable, filter: MemberFilter, visible: Visible) -> DataLoader[int, int]:
-        """group id -> number of memberships the viewer may see (with `filter`)."""
+        """group id -> number of memberships the viewer may see (with `filter`).
+
+        The statement counts per (group, role), and what it learns serves every roles filter with the same
+        other arguments: a dashboard asking `memberCount` and `members(roles: [MEMBER]) { totalCount }` on
+        the same group counts once."""
         key = (scope, filter)
         loader = self._counts.get(key)
         if loader is None:
+            known = self._role_counts.setdefault((scope, replace(filter, roles=None)), {})
+
+            def total(group_id: int) -> int:
+                by_role = known.get(group_id, {})
+                if filter.roles is None:
+                    return sum(by_role.values())
+                return sum(by_role.get(role, 0) for role in filter.roles)
 
             async def load(group_ids: Sequence[int]) -> list[int]:
                 # The children of the asked groups are counted in the same statement, so a dashboard asking
@@ -117,7 +130,9 @@ class MembershipLoaders:
                 # has children or not. The children come from the children loader (when the query asks for
                 # Group.children, its very batch: awaiting its futures one by one, not through a gather, wakes
                 # this task right after that field's, before the children's own memberCount asks).
-                asked = list(dict.fromkeys(group_ids))
+                asked = [g for g in dict.fromkeys(group_ids) if g not in known]
+                if not asked:
+                    return [total(g) for g in group_ids]
                 loader = self._counts[key]
                 kids: list[int] = []
                 if filter.roles is None and filter.search is None and not filter.include_ended:  # memberCount's
@@ -126,22 +141,26 @@ class MembershipLoaders:
                         kids += [c.id for c in await future]
                 pending: dict[int, asyncio.Future[int]] = {}
                 for kid in kids:
-                    if kid not in asked and loader.cache_map.get(kid) is None:
+                    if kid not in asked and kid not in known and loader.cache_map.get(kid) is None:
                         pending[kid] = asyncio.get_running_loop().create_future()
                         loader.cache_map.set(kid, pending[kid])
                 closure = _CLOSURE
                 query = self._where(
-                    select(closure.ancestor_id, func.count()), closure, [*asked, *pending], filter, visible
-                ).group_by(closure.ancestor_id)
+                    select(closure.ancestor_id, Membership.role, func.count()), closure, [*asked, *pending], filter, visible
+                ).group_by(closure.ancestor_id, Membership.role)
                 try:
-                    found = {owner: int(n) for owner, n in await self.store.all(query)}
+                    rows = await self.store.all(query)
                 except BaseException as exc:
                     for future in pending.values():
                         future.set_exception(exc)
                     raise
+                for group_id in [*asked, *pending]:
+                    known.setdefault(group_id, {})
+                for owner, role, n in rows:
+                    known[owner][role] = int(n)
                 for kid, future in pending.items():
-                    future.set_result(found.get(kid, 0))
-                return [found.get(g, 0) for g in group_ids]
+                    future.set_result(total(kid))
+                return [total(g) for g in group_ids]
 
             loader = self._counts[key] = DataLoader(load_fn=load)
         return loader

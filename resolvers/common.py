@@ -71,10 +71,17 @@ class Paging:
     def cursor(self, *values: Any) -> str:
         return cursors.encode(self.connection, self.kinds, values)
 
-    def page(self, fetched: Sequence[T], key: Callable[[T], Sequence[Any]]) -> tuple[list[T], list[str], PageInfo]:
-        """The page in the list's order, its cursors and PageInfo, from the rows fetched (fetch order)."""
+    def page(
+        self, fetched: Sequence[T], key: Callable[[T], Sequence[Any]], every: bool = True
+    ) -> tuple[list[T], list[str], PageInfo]:
+        """The page in the list's order, its cursors and PageInfo, from the rows fetched (fetch order).
+        `every=False` when the query does not ask the edges' cursors: only the first and the last are made
+        (PageInfo's), the others are empty strings that nothing reads."""
         rows, has_next, has_previous = keyset.trim(self.window, fetched)
-        made = [self.cursor(*key(r)) for r in rows]
+        if every or len(rows) <= 2:
+            made = [self.cursor(*key(r)) for r in rows]
+        else:
+            made = [self.cursor(*key(rows[0])), *([""] * (len(rows) - 2)), self.cursor(*key(rows[-1]))]
         return rows, made, PageInfo(
             has_next_page=has_next,
             has_previous_page=has_previous,

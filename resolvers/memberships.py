@@ -19,6 +19,7 @@ from app.services.events import reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
 from app.store.models import Membership as MembershipRow
 from app.store.models import utcnow
+from dataloaders.batch import load_all
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
@@ -194,7 +195,8 @@ async def members_of(
     scope, visible = member_visibility(reach, group_id)
     loaders = info.context.loaders.memberships
     fetched = await loaders.pages(scope, filter, visible, pages.window).load(group_id)
-    rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id))
+    asks_cursors = bool(selected(info, "edges", "cursor"))
+    rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id), every=asks_cursors)
     memberships = [m for m, _name in rows]
     users, groups = await member_page_views(info, memberships)
     edges = [
@@ -222,7 +224,7 @@ async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[in
     loaders = info.context.loaders
     user_nodes = selected(info, "edges", "node", "user")
     if user_nodes:
-        rows = await loaders.users.many(list(dict.fromkeys(m.user_id for m in memberships)))
+        rows = await load_all(loaders.users.by_id, list(dict.fromkeys(m.user_id for m in memberships)))
         views = await prepare_users(info, [r for r in rows if r is not None])
         users = {v.row.id: v for v in views}  # type: ignore[misc]
         progress_nodes = sub_selected(info, user_nodes, "course_progress") + sub_selected(info, user_nodes, "courseProgress")
@@ -230,7 +232,7 @@ async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[in
             with_steps = any(sub_selected(info, progress_nodes, "steps"))
             await preload_course_progress(info, views, with_steps)
     if selected(info, "edges", "node", "group"):
-        found = await loaders.groups.by_id.load_many(list(dict.fromkeys(m.group_id for m in memberships)))
+        found = await load_all(loaders.groups.by_id, list(dict.fromkeys(m.group_id for m in memberships)))
         groups = {g.id: GroupView(row=g) for g in found if g is not None}
     return users, groups
 

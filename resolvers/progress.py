@@ -23,6 +23,7 @@ from app.services.audit import audit
 from app.services.events import progress_changed, review_changed
 from app.services.ingest import RawEvent, record_progress
 from app.store.models import ActivityEvent as ActivityRow
+from dataloaders.batch import load_all
 from dataloaders.progress import Card, StepRecord
 from permissions.classes import decide, requires
 from permissions.filters import member_rows_visible
@@ -133,10 +134,10 @@ async def preload_course_progress(info: Info, users: Sequence[UserView], with_st
         return
     loaders = info.context.loaders
     ids: list[int] = [u.row.id for u in shown]  # type: ignore[misc]
-    all_cards = await loaders.progress.cards.load_many(ids)
+    all_cards = await load_all(loaders.progress.cards, ids)
     courses = await course_views(info, sorted({c.course_id for cards in all_cards for c in cards}))
     all_records: list[dict[int, StepRecord]] = (
-        list(await loaders.progress.step_records.load_many(ids)) if with_steps else [{} for _ in ids]
+        await load_all(loaders.progress.step_records, ids) if with_steps else [{} for _ in ids]
     )
     for user, cards, records in zip(shown, all_cards, all_records, strict=True):
         user.progress = progress_cards(info, user.row.id, cards, courses, records, with_steps)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id
 from app.store.models import Group as GroupRow
 from app.store.models import User as UserRow
+from dataloaders.batch import load_all
 from permissions.filters import user_visible
 from permissions.reach import Permission, Reach, UserSubject
 
@@ -37,6 +38,7 @@ class UserView:
     row: UserRow
     group_ids: frozenset[int] | None
     progress: list[Any] | None = None
+    subject: UserSubject | None = None  # made on first use: every check on the user reads it
 
     def __getattr__(self, name: str) -> object:
         """The row's columns, so that plain fields of the User type resolve without a method."""
@@ -48,7 +50,9 @@ class UserView:
 
     @property
     def user_subject(self) -> UserSubject:
-        return UserSubject.of(self.row, self.group_ids)
+        if self.subject is None:
+            self.subject = UserSubject.of(self.row, self.group_ids)
+        return self.subject
 
 
 @dataclass(slots=True)
@@ -75,7 +79,7 @@ def subject_of(user: UserView) -> UserSubject:
 async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[UserView]:
     """Wrap rows as users ready for synchronous permission checks (one batch of group ids)."""
     await info.context.load_reach()
-    group_ids = await info.context.loaders.users.group_ids.load_many([r.id for r in rows])
+    group_ids = await load_all(info.context.loaders.users.group_ids, [r.id for r in rows])
     info.context.loaders.users.prime(rows)
     return [UserView(row=row, group_ids=ids) for row, ids in zip(rows, group_ids, strict=True)]
 
