@@ -11,6 +11,7 @@ never basic, so they always run their checks.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from graphql import GraphQLField, GraphQLObjectType, is_leaf_type, is_non_null_type
@@ -78,3 +79,84 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         return coerced
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
+
+
+# --- sync method fields: the same resolver and the same permission extensions, called directly -----------
+
+_PLAIN_SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID"})
+
+
+def _plain_argument(kind: Any) -> bool:
+    """A nullable or non-null built-in scalar, or a list of them: graphql-core's coerced value is what
+    Strawberry would hand the resolver (no input object, no enum to convert)."""
+    while hasattr(kind, "of_type"):
+        kind = kind.of_type
+    return getattr(kind, "name", None) in _PLAIN_SCALARS
+
+
+def direct_resolver(schema: Any, field_def: GraphQLField) -> Any:
+    """For a field with a synchronous method resolver (taking `self`, maybe `info`, and built-in scalar
+    arguments) whose extensions are only permission extensions that decide synchronously: a resolve function
+    doing what Strawberry's wrapper does (its Info, the same extension chain built once, so every
+    `has_permission` and `on_unauthorized` runs as before, then the method) without converting arguments
+    generically, rebuilding the chain and checking for handlers on every call. None when the field is not of
+    that kind."""
+    from strawberry.extensions.field_extension import build_field_extension_resolvers
+    from strawberry.permission import PermissionExtension
+
+    field = (field_def.extensions or {}).get(_BACKREF)
+    resolver = getattr(field, "base_resolver", None)
+    converter = schema.schema_converter
+    if (
+        resolver is None
+        or field.is_async
+        or field.is_subscription
+        or converter._exception_handler_specs
+        or getattr(field_def.resolve, "__name__", "") != "_resolver"
+        or resolver.self_parameter is None
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+        or not callable(resolver.wrapped_func)
+        or not all(isinstance(e, PermissionExtension) and e.supports_sync for e in field.extensions)
+        or not all(_plain_argument(a.type) for a in field_def.args.values())
+    ):
+        return None
+    names = {arg.graphql_name or converter.config.name_converter.get_graphql_name(arg): arg.python_name
+             for arg in field.arguments}
+    if set(names) != set(field_def.args):
+        return None
+    method = resolver.wrapped_func
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    info_class = converter.config.info_class
+    extensions = field.extensions
+
+    def call(source: Any, info: Any, **kwargs: Any) -> Any:
+        if info_name is not None:
+            kwargs[info_name] = info
+        return method(source, **kwargs)
+
+    chain: Any = call
+    for extension_resolver in build_field_extension_resolvers(field):
+        chain = partial(extension_resolver, chain)
+
+    def resolve(source: Any, info: Any, **args: Any) -> Any:
+        kwargs = {names[name]: value for name, value in args.items()}
+        for extension in extensions:
+            kwargs = extension.map_arguments(kwargs)
+        return chain(source, info_class(_raw_info=info, _field=field), **kwargs)
+
+    return resolve
+
+
+def direct_resolvers(schema: Any) -> int:
+    """Give every eligible field of `schema` its direct resolver (see direct_resolver). Returns how many."""
+    count = 0
+    for named in schema._schema.type_map.values():
+        if not isinstance(named, GraphQLObjectType) or named.name.startswith("__"):
+            continue
+        for field_def in named.fields.values():
+            fast = direct_resolver(schema, field_def)
+            if fast is not None:
+                field_def.resolve = fast
+                count += 1
+    return count
