@@ -1,7 +1,7 @@
 """The course catalogue (courses with their steps), kept in memory per worker process and per database.
 
-A request reads the one-row `catalogue_version` once (one statement, only when it asks about courses at
-all); while that number is the one the process loaded the catalogue at, courses and steps come from memory.
+A request reads the one-row `catalogue_version` once (with the Reach, in the same statement; alone when the
+request has no Reach); while that number is the one the process loaded the catalogue at, courses and steps come from memory.
 Every write to `course` or `step`, from any process, raises the number (triggers of the migration), so the
 next request in every worker reloads the catalogue (two statements). The number is read before the
 catalogue: a write committed in between makes the next request reload again, never keeps stale rows.
@@ -52,7 +52,10 @@ _LOADED: WeakKeyDictionary[Any, Catalogue] = WeakKeyDictionary()
 
 async def load_catalogue(store: Store) -> Catalogue:
     """The catalogue as of now: from memory when the version row says it has not changed."""
-    version = await store.scalar(_VERSION)
+    if store.catalogue_version is not None and not store.write:  # read with the Reach, in this request
+        version: int | None = store.catalogue_version
+    else:
+        version = await store.scalar(_VERSION)
     cached = _LOADED.get(store.database)
     if cached is not None and version is not None and cached.version == version:
         return cached

@@ -7,7 +7,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, literal, or_, select, union_all
 
-from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, User, utcnow
+from app.store.models import (
+    AccessRequest,
+    CatalogueVersion,
+    GroupClosure,
+    GuardianLink,
+    Membership,
+    User,
+    utcnow,
+)
 from dataloaders.groups import gives_sight
 from dataloaders.store import Store
 
@@ -28,11 +36,18 @@ async def load_reach_rows(
     store: Store, viewer_id: int, members_see_groups: bool = True
 ) -> list[tuple[str, int, str | None]]:
     """(kind, id, role) rows: every group under each of the viewer's memberships, every user who
-    granted the viewer access, every pupil linked to the viewer. Ended memberships count for nothing, nor
+    granted the viewer access, every pupil linked to the viewer. The same statement reads the course
+    catalogue's version for the request (`store.catalogue_version`, dataloaders.courses). Ended memberships count for nothing, nor
     do MEMBER memberships in a tree whose members do not see their groups (`members_see_groups`: the site's
     default; a root group may override it)."""
     rows = await store.all(_reach_statement(members_see_groups), {"viewer_id": viewer_id, "now": utcnow()})
-    return [(kind, int(ident), role) for kind, ident, role in rows]
+    out: list[tuple[str, int, str | None]] = []
+    for kind, ident, role in rows:
+        if kind == "catalogue":  # rides along: the request's course loader needs no statement of its own
+            store.catalogue_version = int(ident)
+        else:
+            out.append((kind, int(ident), role))
+    return out
 
 
 @cache
@@ -58,4 +73,6 @@ def _reach_statement(members_see_groups: bool):  # type: ignore[no-untyped-def]
         Membership.user_id == viewer_id, sight
     )
     askers = select(literal("asker"), AccessRequest.requester_id, literal(None)).where(asked_of(viewer_id, now))
-    return union_all(groups, granted, pupils, direct, askers)
+    version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
+    catalogue = select(literal("catalogue"), version.version, literal(None)).where(version.id == 1)
+    return union_all(groups, granted, pupils, direct, askers, catalogue)
