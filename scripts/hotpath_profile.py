@@ -1,7 +1,7 @@
 """In-process cost of the dashboard and members-page queries on a seeded bench database: SQL statements,
 cProfile function calls and CPU ms (time.process_time) per request, as the site admin.
 
-    .venv/bin/python scripts/hotpath_profile.py [--engine postgres] [--preset medium] [--runs 30]
+    .venv/bin/python scripts/hotpath_profile.py [--engine postgres] [--preset medium] [--runs 30] [--no-gc]
 
 Seed first with `./scripts/bench --preset medium --engine postgres --only D1` (or bench.server.ensure_seeded).
 """
@@ -14,13 +14,20 @@ import cProfile
 import gc
 import json
 import pstats
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.server import CACHE, database_url
 
-QUERIES = Path("/work/shared/peer-bench/queries")
+# the peer-bench queries, beside the project (../shared from the main checkout, ../../shared from a worktree)
+QUERIES = next(
+    (p for p in (Path("../shared/peer-bench/queries"), Path("../../shared/peer-bench/queries")) if p.is_dir()),
+    Path("../shared/peer-bench/queries"),
+)
 
 
 def scenarios(groups: dict[str, int]) -> list[tuple[str, str, dict[str, Any]]]:
