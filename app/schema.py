@@ -221,6 +221,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
     """The schema. `sorted_for_printing` only for schema.graphql: graphql-core's sorted copy of the schema
     loses Strawberry's enum serializers, so the served schema is never sorted."""
     from app.runtime.limits import limit_extensions
+    from app.runtime.plain_fields import PlainFieldsExecutionContext, direct_resolvers
 
     settings = settings or get_settings()
     check_deny_by_default(PUBLIC_FIELDS)
@@ -235,6 +236,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
             ExportSchedule,
         ],
         extensions=[RequestScope, *limit_extensions(settings), *trusted_only(settings)],
+        execution_context_class=PlainFieldsExecutionContext,
         config=StrawberryConfig(
             scalar_map=SCALARS,
             sort_schema=sorted_for_printing,
@@ -242,6 +244,7 @@ def build_schema(settings: Settings | None = None, *, sorted_for_printing: bool 
         ),
     )
     describe(schema._schema)
+    direct_resolvers(schema)
     return schema
 
 

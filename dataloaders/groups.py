@@ -11,7 +11,30 @@ from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from app.store.models import Group, GroupClosure
+from dataloaders.records import GroupRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
+
+
+@once_per_dialect
+def _groups_by_id(postgres: bool):  # type: ignore[no-untyped-def]
+    return select(*GroupRecord.columns).where(ids_in(Group.__table__.c.id, postgres))  # type: ignore[attr-defined]
+
+
+@once_per_dialect
+def _children_of(postgres: bool):  # type: ignore[no-untyped-def]
+    g = Group.__table__.c  # type: ignore[attr-defined]
+    return select(*GroupRecord.columns).where(ids_in(g.parent_id, postgres)).order_by(g.name, g.id)
+
+
+@once_per_dialect
+def _ancestors_of(postgres: bool):  # type: ignore[no-untyped-def]
+    g, gc = Group.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
+    return (
+        select(gc.descendant_id, *GroupRecord.columns)
+        .join_from(GroupClosure.__table__, Group.__table__, g.id == gc.ancestor_id)  # type: ignore[attr-defined]
+        .where(ids_in(gc.descendant_id, postgres), gc.depth > 0)
+        .order_by(gc.descendant_id, gc.depth.desc())
+    )
 
 
 def hidden_from_members(default: bool) -> Any:
@@ -45,32 +68,31 @@ class GroupLoaders:
         self.ancestors = DataLoader(load_fn=self._ancestors)
         self.subtree_ids = DataLoader(load_fn=self._subtree_ids)
 
-    async def _by_id(self, ids: Sequence[int]) -> list[Group | None]:
-        rows = await self.store.scalars(select(Group).where(Group.id.in_(list(set(ids)))))
-        found = {g.id: g for g in rows}
+    @property
+    def postgres(self) -> bool:
+        return self.store.dialect == "postgresql"
+
+    async def _by_id(self, ids: Sequence[int]) -> list[Any]:
+        """Plain records (dataloaders.records), not ORM rows; so are children and ancestors."""
+        rows = await self.store.all(_groups_by_id(self.postgres), {"ids": sorted(set(ids))})
+        found = {g.id: g for g in records(GroupRecord, rows)}
         return [found.get(i) for i in ids]
 
-    async def _children(self, parent_ids: Sequence[int]) -> list[list[Group]]:
-        rows = await self.store.scalars(
-            select(Group).where(Group.parent_id.in_(list(set(parent_ids)))).order_by(Group.name, Group.id)
-        )
-        children: dict[int, list[Group]] = defaultdict(list)
-        for group in rows:
+    async def _children(self, parent_ids: Sequence[int]) -> list[list[Any]]:
+        rows = await self.store.all(_children_of(self.postgres), {"ids": sorted(set(parent_ids))})
+        children: dict[int, list[Any]] = defaultdict(list)
+        for group in records(GroupRecord, rows):
             children[group.parent_id].append(group)  # type: ignore[index]
             self.by_id.prime(group.id, group)
         return [children.get(i, []) for i in parent_ids]
 
-    async def _ancestors(self, ids: Sequence[int]) -> list[list[Group]]:
+    async def _ancestors(self, ids: Sequence[int]) -> list[list[Any]]:
         """Root first, the group itself excluded."""
-        rows = await self.store.all(
-            select(GroupClosure.descendant_id, Group)
-            .join(Group, Group.id == GroupClosure.ancestor_id)
-            .where(GroupClosure.descendant_id.in_(list(set(ids))), GroupClosure.depth > 0)
-            .order_by(GroupClosure.descendant_id, GroupClosure.depth.desc())
-        )
-        ancestors: dict[int, list[Group]] = defaultdict(list)
-        for descendant_id, group in rows:
-            ancestors[descendant_id].append(group)
+        rows = await self.store.all(_ancestors_of(self.postgres), {"ids": sorted(set(ids))})
+        ancestors: dict[int, list[Any]] = defaultdict(list)
+        for row in rows:
+            group = GroupRecord(*row[1:])
+            ancestors[row[0]].append(group)
             self.by_id.prime(group.id, group)
         return [ancestors.get(i, []) for i in ids]
 

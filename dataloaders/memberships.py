@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -22,6 +22,7 @@ from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.groups import GroupLoaders
+from dataloaders.records import GroupRecord, MembershipRecord, UserRecord
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders, name_matches
 
@@ -39,8 +40,13 @@ class MemberFilter:
     include_ended: bool = False
 
 
-# one keyset page: (membership, the user's normalized last name for the cursor), in fetch order
-MemberPage = list[tuple[Membership, str]]
+# one keyset page: (membership record, the user's normalized last name for the cursor), in fetch order
+MemberPage = list[tuple[Any, str]]
+
+
+# made once: an alias rebuilt per statement costs a proxy per column each time
+_CLOSURE = aliased(GroupClosure, name="member_closure")
+_MEMBER_USER = aliased(User, name="member_user")
 
 
 def like_prefix(text: str) -> str:
@@ -54,6 +60,8 @@ class MembershipLoaders:
         self.users = users
         self.groups = groups
         self._counts: dict[Hashable, DataLoader[int, int]] = {}
+        # (scope, filter without roles) -> group id -> role -> memberships counted
+        self._role_counts: dict[Hashable, dict[int, dict[str, int]]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
         self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
 
@@ -100,10 +108,21 @@ class MembershipLoaders:
     # --- counts -------------------------------------------------------------------------------
 
     def counts(self, scope: Hashable, filter: MemberFilter, visible: Visible) -> DataLoader[int, int]:
-        """group id -> number of memberships the viewer may see (with `filter`)."""
+        """group id -> number of memberships the viewer may see (with `filter`).
+
+        The statement counts per (group, role), and what it learns serves every roles filter with the same
+        other arguments: a dashboard asking `memberCount` and `members(roles: [MEMBER]) { totalCount }` on
+        the same group counts once."""
         key = (scope, filter)
         loader = self._counts.get(key)
         if loader is None:
+            known = self._role_counts.setdefault((scope, replace(filter, roles=None)), {})
+
+            def total(group_id: int) -> int:
+                by_role = known.get(group_id, {})
+                if filter.roles is None:
+                    return sum(by_role.values())
+                return sum(by_role.get(role, 0) for role in filter.roles)
 
             async def load(group_ids: Sequence[int]) -> list[int]:
                 # The children of the asked groups are counted in the same statement, so a dashboard asking
@@ -111,7 +130,9 @@ class MembershipLoaders:
                 # has children or not. The children come from the children loader (when the query asks for
                 # Group.children, its very batch: awaiting its futures one by one, not through a gather, wakes
                 # this task right after that field's, before the children's own memberCount asks).
-                asked = list(dict.fromkeys(group_ids))
+                asked = [g for g in dict.fromkeys(group_ids) if g not in known]
+                if not asked:
+                    return [total(g) for g in group_ids]
                 loader = self._counts[key]
                 kids: list[int] = []
                 if filter.roles is None and filter.search is None and not filter.include_ended:  # memberCount's
@@ -120,22 +141,26 @@ class MembershipLoaders:
                         kids += [c.id for c in await future]
                 pending: dict[int, asyncio.Future[int]] = {}
                 for kid in kids:
-                    if kid not in asked and loader.cache_map.get(kid) is None:
+                    if kid not in asked and kid not in known and loader.cache_map.get(kid) is None:
                         pending[kid] = asyncio.get_running_loop().create_future()
                         loader.cache_map.set(kid, pending[kid])
-                closure = aliased(GroupClosure)
+                closure = _CLOSURE
                 query = self._where(
-                    select(closure.ancestor_id, func.count()), closure, [*asked, *pending], filter, visible
-                ).group_by(closure.ancestor_id)
+                    select(closure.ancestor_id, Membership.role, func.count()), closure, [*asked, *pending], filter, visible
+                ).group_by(closure.ancestor_id, Membership.role)
                 try:
-                    found = {owner: int(n) for owner, n in await self.store.all(query)}
+                    rows = await self.store.all(query)
                 except BaseException as exc:
                     for future in pending.values():
                         future.set_exception(exc)
                     raise
+                for group_id in [*asked, *pending]:
+                    known.setdefault(group_id, {})
+                for owner, role, n in rows:
+                    known[owner][role] = int(n)
                 for kid, future in pending.items():
-                    future.set_result(found.get(kid, 0))
-                return [found.get(g, 0) for g in group_ids]
+                    future.set_result(total(kid))
+                return [total(g) for g in group_ids]
 
             loader = self._counts[key] = DataLoader(load_fn=load)
         return loader
@@ -161,8 +186,8 @@ class MembershipLoaders:
     async def _load_pages(
         self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, window: Window
     ) -> list[MemberPage]:
-        closure = aliased(GroupClosure)
-        member_user = aliased(User)
+        closure = _CLOSURE
+        member_user = _MEMBER_USER
         keys = (Key(member_user.last_name_normalized), Key(Membership.id))
         order = keyset.ordering(keys, window)
         single = len(set(group_ids)) == 1
@@ -179,20 +204,27 @@ class MembershipLoaders:
         if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
             inner = inner.order_by(*order).limit(window.fetch)
         ranked = inner.subquery()
+        m, u, g = Membership.__table__, User.__table__, Group.__table__  # type: ignore[attr-defined]
         query = (
-            select(ranked.c.owner, ranked.c.sort_name, Membership, User, Group)
-            .join(Membership, Membership.id == ranked.c.membership_id)
-            .join(User, User.id == Membership.user_id)
-            .join(Group, Group.id == Membership.group_id)
+            select(ranked.c.owner, ranked.c.sort_name, *MembershipRecord.columns, *UserRecord.columns, *GroupRecord.columns)
+            .select_from(ranked)
+            .join(m, m.c.id == ranked.c.membership_id)
+            .join(u, u.c.id == m.c.user_id)
+            .join(g, g.c.id == m.c.group_id)
         )
         outer = keyset.ordering((Key(ranked.c.sort_name), Key(ranked.c.membership_id)), window)
         if single:
             query = query.order_by(*outer)
         else:
             query = query.where(ranked.c.rank <= window.fetch).order_by(ranked.c.owner, ranked.c.rank)
-        pages: dict[int, list[tuple[Membership, str]]] = defaultdict(list)
-        for owner, sort_name, membership, user, group in await self.store.all(query):
-            pages[owner].append((membership, sort_name))
+        pages: dict[int, MemberPage] = defaultdict(list)
+        users_at = 2 + MembershipRecord.width
+        groups_at = users_at + UserRecord.width
+        for row in await self.store.all(query):
+            membership = MembershipRecord(*row[2:users_at])
+            user = UserRecord(*row[users_at:groups_at])
+            group = GroupRecord(*row[groups_at:])
+            pages[row[0]].append((membership, row[1]))
             self.users.by_id.prime(user.id, user)
             self.groups.by_id.prime(group.id, group)
         return [pages.get(group_id, []) for group_id in group_ids]

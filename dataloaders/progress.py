@@ -29,6 +29,7 @@ from app.store.models import (
     StepProgress,
     Usage,
 )
+from dataloaders.records import ids_in, once_per_dialect
 from dataloaders.store import Store
 
 LEARNER_ROLE = "MEMBER"
@@ -79,6 +80,29 @@ ActivityKey = tuple[int, Window]
 ACTIVITY_ORDER = (Key(ActivityEvent.occurred_at, descending=True), Key(ActivityEvent.id, descending=True))
 
 
+@once_per_dialect
+def _cards_of(postgres: bool):  # type: ignore[no-untyped-def]
+    e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+    graded = case((sp.points.is_not(None), s.max_points))
+    return (
+        select(
+            e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
+            func.count(sp.viewed_at), func.count(sp.completed_at), func.sum(sp.points), func.sum(graded),
+        )
+        .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
+        .outerjoin(StepProgress.__table__, and_(sp.user_id == e.user_id, sp.course_id == e.course_id))  # type: ignore[attr-defined]
+        .outerjoin(Step.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
+        .where(ids_in(e.user_id, postgres))
+        .group_by(e.id, e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at)
+    )
+
+
+@once_per_dialect
+def _step_records_of(postgres: bool):  # type: ignore[no-untyped-def]
+    sp = StepProgress.__table__.c  # type: ignore[attr-defined]
+    return select(sp.user_id, sp.step_id, sp.viewed_at, sp.completed_at, sp.points).where(ids_in(sp.user_id, postgres))
+
+
 class ProgressLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -98,31 +122,13 @@ class ProgressLoaders:
         user of the batch. Measured against one correlated subquery per aggregate, 500 learners: PostgreSQL
         14 ms vs 32 ms (bench medium data); SQLite 4 vs 10 ms (bench medium), 27 vs 35 ms (20 sparse courses
         each), 39 vs 62 ms (20 courses of 10 steps, every step done): GROUP BY on both engines."""
-        e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
-        graded = case((sp.points.is_not(None), s.max_points))
-        query = (
-            select(
-                e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
-                func.count(sp.viewed_at), func.count(sp.completed_at), func.sum(sp.points), func.sum(graded),
-            )
-            .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
-            .outerjoin(StepProgress.__table__, and_(sp.user_id == e.user_id, sp.course_id == e.course_id))  # type: ignore[attr-defined]
-            .outerjoin(Step.__table__, s.id == sp.step_id)  # type: ignore[attr-defined]
-            .where(one_of(self.postgres, e.user_id, sorted(set(user_ids))))
-            .group_by(e.id, e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at)
-        )
         cards: dict[int, list[Card]] = defaultdict(list)
-        for row in await self.store.all(query):
+        for row in await self.store.all(_cards_of(self.postgres), {"ids": sorted(set(user_ids))}):
             cards[row[0]].append(Card(*row[:5], int(row[5] or 0), int(row[6] or 0), row[7], row[8]))  # type: ignore[arg-type]
         return [cards.get(u, []) for u in user_ids]
 
     async def _step_records(self, user_ids: Sequence[int]) -> list[dict[int, StepRecord]]:
-        sp = StepProgress.__table__.c  # type: ignore[attr-defined]
-        rows = await self.store.all(
-            select(sp.user_id, sp.step_id, sp.viewed_at, sp.completed_at, sp.points).where(
-                one_of(self.postgres, sp.user_id, sorted(set(user_ids)))
-            )
-        )
+        rows = await self.store.all(_step_records_of(self.postgres), {"ids": sorted(set(user_ids))})
         records: dict[int, dict[int, StepRecord]] = defaultdict(dict)
         for user_id, step_id, viewed_at, completed_at, points in rows:
             records[user_id][step_id] = StepRecord(step_id, viewed_at, completed_at, points)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, bindparam, literal, or_, select, union_all
 
-from app.store.models import AccessRequest, GroupClosure, GuardianLink, Membership, User, utcnow
+from app.store.models import (
+    AccessRequest,
+    CatalogueVersion,
+    GroupClosure,
+    GuardianLink,
+    Membership,
+    User,
+    utcnow,
+)
 from dataloaders.groups import gives_sight
 from dataloaders.store import Store
 
 
-def asked_of(viewer_id: int, now: datetime) -> ColumnElement[bool]:
+def asked_of(viewer_id: Any, now: Any) -> ColumnElement[bool]:
     """Requests whose subject is the viewer (by account, or by the email of an account not yet known to the
     request) that are PENDING and not expired, or GRANTED: their requesters the viewer may see (name, email)."""
     viewer_email = select(User.email_normalized).where(User.id == viewer_id).scalar_subquery()
@@ -27,9 +36,25 @@ async def load_reach_rows(
     store: Store, viewer_id: int, members_see_groups: bool = True
 ) -> list[tuple[str, int, str | None]]:
     """(kind, id, role) rows: every group under each of the viewer's memberships, every user who
-    granted the viewer access, every pupil linked to the viewer. Ended memberships count for nothing, nor
+    granted the viewer access, every pupil linked to the viewer. The same statement reads the course
+    catalogue's version for the request (`store.catalogue_version`, dataloaders.courses). Ended memberships count for nothing, nor
     do MEMBER memberships in a tree whose members do not see their groups (`members_see_groups`: the site's
     default; a root group may override it)."""
+    rows = await store.all(_reach_statement(members_see_groups), {"viewer_id": viewer_id, "now": utcnow()})
+    out: list[tuple[str, int, str | None]] = []
+    for kind, ident, role in rows:
+        if kind == "catalogue":  # rides along: the request's course loader needs no statement of its own
+            store.catalogue_version = int(ident)
+        else:
+            out.append((kind, int(ident), role))
+    return out
+
+
+@cache
+def _reach_statement(members_see_groups: bool):  # type: ignore[no-untyped-def]
+    """Built once per process (per site default): the viewer and the instant are bound at execution."""
+    viewer_id = bindparam("viewer_id")  # typed by the columns they are compared with
+    now = bindparam("now")
     sight = gives_sight(Membership, members_see_groups)
     groups = (
         select(literal("group"), GroupClosure.descendant_id, Membership.role)
@@ -47,6 +72,7 @@ async def load_reach_rows(
     direct = select(literal("direct"), Membership.group_id, Membership.role).where(
         Membership.user_id == viewer_id, sight
     )
-    askers = select(literal("asker"), AccessRequest.requester_id, literal(None)).where(asked_of(viewer_id, utcnow()))
-    rows = await store.all(union_all(groups, granted, pupils, direct, askers))
-    return [(kind, int(ident), role) for kind, ident, role in rows]
+    askers = select(literal("asker"), AccessRequest.requester_id, literal(None)).where(asked_of(viewer_id, now))
+    version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
+    catalogue = select(literal("catalogue"), version.version, literal(None)).where(version.id == 1)
+    return union_all(groups, granted, pupils, direct, askers, catalogue)

@@ -27,6 +27,8 @@ class Store:
         self._session: AsyncSession | None = None
         self._lock = asyncio.Lock()
         self._published: list[dict[str, Any]] | None = None  # a list while a transaction is open
+        # the course catalogue's version as read with the Reach at the start of the request (dataloaders.reach)
+        self.catalogue_version: int | None = None
 
     @property
     def dialect(self) -> str:

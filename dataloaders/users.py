@@ -14,6 +14,7 @@ from strawberry.dataloader import DataLoader
 from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, User, fold
+from dataloaders.records import UserRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
 
 
@@ -24,25 +25,38 @@ class OwnGroups(NamedTuple):
     staff_group_ids: frozenset[int]
 
 
+@once_per_dialect
+def _users_by_id(postgres: bool):  # type: ignore[no-untyped-def]
+    return select(*UserRecord.columns).where(ids_in(User.__table__.c.id, postgres))  # type: ignore[attr-defined]
+
+
+@once_per_dialect
+def _group_ids_of_users(postgres: bool):  # type: ignore[no-untyped-def]
+    m = Membership.__table__.c  # type: ignore[attr-defined]
+    return select(m.user_id, m.group_id, m.role).where(
+        ids_in(m.user_id, postgres), m.access_request_id.is_(None), m.ended_at.is_(None)
+    )
+
+
 class UserLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.by_id = DataLoader(load_fn=self._users_by_id)
         self.own_groups = DataLoader(load_fn=self._own_groups)
 
-    async def _users_by_id(self, ids: Sequence[int]) -> list[User | None]:
-        rows = await self.store.scalars(select(User).where(User.id.in_(list(set(ids)))))
-        found = {u.id: u for u in rows}
+    @property
+    def postgres(self) -> bool:
+        return self.store.dialect == "postgresql"
+
+    async def _users_by_id(self, ids: Sequence[int]) -> list[Any]:
+        """Plain records (dataloaders.records), not ORM rows."""
+        rows = await self.store.all(_users_by_id(self.postgres), {"ids": sorted(set(ids))})
+        found = {u.id: u for u in records(UserRecord, rows)}
         return [found.get(i) for i in ids]
 
     async def _own_groups(self, ids: Sequence[int]) -> list[OwnGroups]:
         """Groups of each user's own memberships; consent-based and ended ones give nobody reach over the user."""
-        rows = await self.store.all(
-            select(Membership.user_id, Membership.group_id, Membership.role).where(
-                Membership.user_id.in_(list(set(ids))), Membership.access_request_id.is_(None),
-                Membership.ended_at.is_(None),
-            )
-        )
+        rows = await self.store.all(_group_ids_of_users(self.postgres), {"ids": sorted(set(ids))})
         groups: dict[int, set[int]] = defaultdict(set)
         staff: dict[int, set[int]] = defaultdict(set)
         for user_id, group_id, role in rows:
@@ -51,10 +65,10 @@ class UserLoaders:
                 staff[user_id].add(group_id)
         return [OwnGroups(frozenset(groups.get(i, ())), frozenset(staff.get(i, ()))) for i in ids]
 
-    async def many(self, ids: Sequence[int]) -> list[User | None]:
+    async def many(self, ids: Sequence[int]) -> list[Any]:
         return list(await self.by_id.load_many(list(ids)))
 
-    def prime(self, users: Sequence[User]) -> None:
+    def prime(self, users: Sequence[Any]) -> None:
         for user in users:
             self.by_id.prime(user.id, user)
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
 
 from app.context import Context
@@ -70,10 +71,17 @@ class Paging:
     def cursor(self, *values: Any) -> str:
         return cursors.encode(self.connection, self.kinds, values)
 
-    def page(self, fetched: Sequence[T], key: Callable[[T], Sequence[Any]]) -> tuple[list[T], list[str], PageInfo]:
-        """The page in the list's order, its cursors and PageInfo, from the rows fetched (fetch order)."""
+    def page(
+        self, fetched: Sequence[T], key: Callable[[T], Sequence[Any]], every: bool = True
+    ) -> tuple[list[T], list[str], PageInfo]:
+        """The page in the list's order, its cursors and PageInfo, from the rows fetched (fetch order).
+        `every=False` when the query does not ask the edges' cursors: only the first and the last are made
+        (PageInfo's), the others are empty strings that nothing reads."""
         rows, has_next, has_previous = keyset.trim(self.window, fetched)
-        made = [self.cursor(*key(r)) for r in rows]
+        if every or len(rows) <= 2:
+            made = [self.cursor(*key(r)) for r in rows]
+        else:
+            made = [self.cursor(*key(rows[0])), *([""] * (len(rows) - 2)), self.cursor(*key(rows[-1]))]
         return rows, made, PageInfo(
             has_next_page=has_next,
             has_previous_page=has_previous,
@@ -138,3 +146,45 @@ def clean_text(value: str | None, field: str, *, max_length: int = 200, required
     if len(value) > max_length:
         raise BadInput(f"{field} must be at most {max_length} characters", field=field)
     return value
+
+
+def _sub_fields(info: Info, nodes: Sequence[FieldNode], name: str) -> list[FieldNode]:
+    """The fields called `name` directly under `nodes` (through fragments and inline fragments)."""
+    fragments = info._raw_info.fragments
+    found: list[FieldNode] = []
+
+    def walk(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> None:
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                if selection.name.value == name:
+                    found.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                walk(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None:
+                    walk(fragment.selection_set, seen | {selection.name.value})
+
+    for node in nodes:
+        walk(node.selection_set, frozenset())
+    return found
+
+
+def selected(info: Info, *path: str) -> list[FieldNode]:
+    """The field nodes the query selects at `path` below this field, e.g. `selected(info, "edges", "node",
+    "user")`: what a list resolver reads to load the whole page's nested data at once (empty when the query
+    does not ask). Decided once per field of the query, not once per object."""
+    key = ("selected", id(info._raw_info.field_nodes[0]), path)
+    cache: dict[Any, list[FieldNode]] = info.context.extra
+    if key not in cache:
+        nodes: list[FieldNode] = list(info._raw_info.field_nodes)
+        for name in path:
+            nodes = _sub_fields(info, nodes, name)
+            if not nodes:
+                break
+        cache[key] = nodes
+    return cache[key]
+
+
+def sub_selected(info: Info, nodes: Sequence[FieldNode], name: str) -> list[FieldNode]:
+    return _sub_fields(info, nodes, name)

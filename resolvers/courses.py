@@ -88,19 +88,22 @@ class Step(Node):
 
 
 def course_view(info: Info, bundle: CourseBundle) -> Course:
-    """The request's one Course object for a course (and one Step object per step)."""
-    views: dict[int, Course] = info.context.extra.setdefault("course_views", {})
-    view = views.get(bundle.course.id)  # type: ignore[arg-type]
+    """The Course object of a course (and one Step object per step), built once per version of the catalogue
+    in this process (dataloaders.courses), not once per request: nothing in them depends on the caller."""
+    view: Course | None = bundle.built.get("view")
     if view is None:
-        view = Course(row=bundle.course, name=bundle.course.name, steps=[], step_count=len(bundle.steps))
+        course = bundle.course
+        view = Course(row=course, name=course.name, steps=[], step_count=len(bundle.steps))
         view.steps.extend(
             Step(row=s, course=view, title=s.title, position=s.position, kind=StepKind(s.kind), max_points=s.max_points)
             for s in bundle.steps
         )
-        views[bundle.course.id] = view  # type: ignore[index]
-        steps: dict[int, Step] = info.context.extra.setdefault("step_views", {})
-        for step in view.steps:
-            steps[step.row.id] = step  # type: ignore[index]
+        bundle.built["view"] = view
+        bundle.built["steps"] = {step.row.id: step for step in view.steps}
+    views: dict[int, Course] = info.context.extra.setdefault("course_views", {})
+    if views.get(bundle.course.id) is not view:
+        views[bundle.course.id] = view
+        info.context.extra.setdefault("step_views", {}).update(bundle.built["steps"])
     return view
 
 

@@ -19,6 +19,7 @@ from app.services.events import reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
 from app.store.models import Membership as MembershipRow
 from app.store.models import utcnow
+from dataloaders.batch import load_all
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
@@ -35,13 +36,17 @@ from resolvers.common import (
     PageInfo,
     clean_text,
     paging,
+    selected,
+    sub_selected,
 )
 from resolvers.consent import AccessRequest, access_request_for_membership
 from resolvers.enums import GroupRole
+from resolvers.progress import preload_course_progress
 from resolvers.views import (
     GroupType,
     GroupView,
     UserType,
+    UserView,
     prepare_users,
     require_visible_group,
     visible_group,
@@ -54,6 +59,10 @@ from resolvers.views import (
 @strawberry.type
 class Membership(Node):
     row: strawberry.Private[MembershipRow]
+    # set when the members list loaded the page's users and groups at once (members_of): then `user` and
+    # `group` answer without waiting
+    user_view: strawberry.Private[UserView | None] = None
+    group_view: strawberry.Private[GroupView | None] = None
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -79,12 +88,22 @@ class Membership(Node):
         return self.row.ended_at
 
     @strawberry.field
-    async def user(self, info: Info) -> UserType:
+    def user(self, info: Info) -> UserType:
+        if self.user_view is not None:
+            return self.user_view
+        return self._load_user(info)  # type: ignore[return-value]
+
+    async def _load_user(self, info: Info) -> UserView:
         row = await info.context.loaders.users.by_id.load(self.row.user_id)
         return (await prepare_users(info, [row]))[0]
 
     @strawberry.field
-    async def group(self, info: Info) -> GroupType:
+    def group(self, info: Info) -> GroupType:
+        if self.group_view is not None:
+            return self.group_view
+        return self._load_group(info)  # type: ignore[return-value]
+
+    async def _load_group(self, info: Info) -> GroupView:
         return GroupView(row=await info.context.loaders.groups.by_id.load(self.row.group_id))
 
     @strawberry.field(
@@ -176,13 +195,46 @@ async def members_of(
     scope, visible = member_visibility(reach, group_id)
     loaders = info.context.loaders.memberships
     fetched = await loaders.pages(scope, filter, visible, pages.window).load(group_id)
-    rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id))
-    edges = [MembershipEdge(cursor=c, node=Membership(row=m)) for c, (m, _name) in zip(made, rows, strict=True)]
+    asks_cursors = bool(selected(info, "edges", "cursor"))
+    rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id), every=asks_cursors)
+    memberships = [m for m, _name in rows]
+    users, groups = await member_page_views(info, memberships)
+    edges = [
+        MembershipEdge(
+            cursor=c, node=Membership(row=m, user_view=users.get(m.user_id), group_view=groups.get(m.group_id))
+        )
+        for c, m in zip(made, memberships, strict=True)
+    ]
 
     async def count() -> int:
         return await loaders.counts(scope, filter, visible).load(group_id)
 
     return MembershipConnection(edges=edges, page_info=page_info_, count=count)
+
+
+async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[int, UserView], dict[int, GroupView]]:
+    """What the query asks below a page of memberships, loaded for the whole page at once (the page query
+    brought the users and groups along): the users with their group ids (one statement), their course cards
+    when `user { courseProgress }` is asked without arguments (resolvers.progress.preload_course_progress),
+    and the groups. The fields below then resolve synchronously."""
+    users: dict[int, UserView] = {}
+    groups: dict[int, GroupView] = {}
+    if not memberships:
+        return users, groups
+    loaders = info.context.loaders
+    user_nodes = selected(info, "edges", "node", "user")
+    if user_nodes:
+        rows = await load_all(loaders.users.by_id, list(dict.fromkeys(m.user_id for m in memberships)))
+        views = await prepare_users(info, [r for r in rows if r is not None])
+        users = {v.row.id: v for v in views}  # type: ignore[misc]
+        progress_nodes = sub_selected(info, user_nodes, "course_progress") + sub_selected(info, user_nodes, "courseProgress")
+        if progress_nodes and not any(n.arguments for n in progress_nodes):
+            with_steps = any(sub_selected(info, progress_nodes, "steps"))
+            await preload_course_progress(info, views, with_steps)
+    if selected(info, "edges", "node", "group"):
+        found = await load_all(loaders.groups.by_id, list(dict.fromkeys(m.group_id for m in memberships)))
+        groups = {g.id: GroupView(row=g) for g in found if g is not None}
+    return users, groups
 
 
 MAX_ADD = 1000

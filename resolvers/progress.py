@@ -23,8 +23,9 @@ from app.services.audit import audit
 from app.services.events import progress_changed, review_changed
 from app.services.ingest import RawEvent, record_progress
 from app.store.models import ActivityEvent as ActivityRow
+from dataloaders.batch import load_all
 from dataloaders.progress import Card, StepRecord
-from permissions.classes import requires
+from permissions.classes import decide, requires
 from permissions.filters import member_rows_admitted, member_rows_visible
 from permissions.reach import Permission
 from resolvers.common import PageInfo, paging
@@ -120,6 +121,32 @@ async def course_progress_of(info: Info, user: UserView, course_ids: Sequence[st
     courses = await course_views(info, [c.course_id for c in cards])
     with_steps = asks_for(info, "steps")
     records: dict[int, StepRecord] = await loaders.progress.step_records.load(user_id) if with_steps and cards else {}
+    return progress_cards(info, user_id, cards, courses, records, with_steps)
+
+
+async def preload_course_progress(info: Info, users: Sequence[UserView], with_steps: bool) -> None:
+    """The course cards (all courses) of every user of a page, for `User.courseProgress` to answer without
+    waiting: one batch of cards, the catalogue, and with `with_steps` one batch of step records. Only users
+    whose progress the caller may see (the field's own permission class decides; it checks again on each)."""
+    reach = await info.context.load_reach()
+    shown = [u for u in users if decide(reach, Permission.VIEW_PROGRESS, u)]
+    if not shown:
+        return
+    loaders = info.context.loaders
+    ids: list[int] = [u.row.id for u in shown]  # type: ignore[misc]
+    all_cards = await load_all(loaders.progress.cards, ids)
+    courses = await course_views(info, sorted({c.course_id for cards in all_cards for c in cards}))
+    all_records: list[dict[int, StepRecord]] = (
+        await load_all(loaders.progress.step_records, ids) if with_steps else [{} for _ in ids]
+    )
+    for user, cards, records in zip(shown, all_cards, all_records, strict=True):
+        user.progress = progress_cards(info, user.row.id, cards, courses, records, with_steps)  # type: ignore[arg-type]
+
+
+def progress_cards(
+    info: Info, user_id: int, cards: Sequence[Card], courses: dict[int, Course], records: dict[int, StepRecord],
+    with_steps: bool,
+) -> list[CourseProgress]:
     # a step nobody has touched reads the same for every learner: one object per step for the whole request
     untouched: dict[int, StepProgress] = info.context.extra.setdefault("untouched_steps", {})
     out: list[CourseProgress] = []

@@ -68,6 +68,7 @@ class User(Node):
 
     row: strawberry.Private[UserRow]
     group_ids: strawberry.Private[frozenset[int] | None]
+    progress: strawberry.Private[list[CourseProgress] | None]
 
     @classmethod
     def is_type_of(cls, obj: object, info: Info) -> bool:
@@ -147,10 +148,14 @@ class User(Node):
         extensions=[requires(Permission.VIEW_PROGRESS)],
         description="One entry per enrolled course, or just the named ones; by course name.",
     )
-    async def course_progress(
+    def course_progress(
         self, info: Info, course_ids: list[strawberry.ID] | None = None
     ) -> list[CourseProgress] | None:
-        return await course_progress_of(info, self, course_ids)
+        # Synchronous when the list that produced this user loaded the page's cards (no future per user);
+        # else the coroutine, which graphql-core awaits. The permission class runs first either way.
+        if course_ids is None and self.progress is not None:
+            return self.progress
+        return course_progress_of(info, self, course_ids)  # type: ignore[return-value]
 
     @strawberry.field(
         extensions=[requires(Permission.VIEW_PROGRESS)],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id
 from app.store.models import Group as GroupRow
 from app.store.models import User as UserRow
+from dataloaders.batch import load_all
 from permissions.filters import user_visible
 from permissions.reach import Permission, Reach, UserSubject
 
@@ -30,11 +31,15 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 
 @dataclass(slots=True)
 class UserView:
-    """A user row with the ids of the groups of its own memberships (what decisions about it need)."""
+    """A user row (or record) with the ids of the groups of its own memberships (what decisions about it
+    need). `progress`: its course cards when a list resolver loaded them for the whole page at once
+    (resolvers.progress.preload_course_progress); None: not loaded."""
 
     row: UserRow
     group_ids: frozenset[int] | None
     staff_group_ids: frozenset[int] | None = None
+    progress: list[Any] | None = None
+    subject: UserSubject | None = None  # made on first use: every check on the user reads it
 
     def __getattr__(self, name: str) -> object:
         """The row's columns, so that plain fields of the User type resolve without a method."""
@@ -46,7 +51,9 @@ class UserView:
 
     @property
     def user_subject(self) -> UserSubject:
-        return UserSubject.of(self.row, self.group_ids, self.staff_group_ids)
+        if self.subject is None:
+            self.subject = UserSubject.of(self.row, self.group_ids, self.staff_group_ids)
+        return self.subject
 
 
 @dataclass(slots=True)
@@ -73,7 +80,7 @@ def subject_of(user: UserView) -> UserSubject:
 async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[UserView]:
     """Wrap rows as users ready for synchronous permission checks (one batch of group ids)."""
     await info.context.load_reach()
-    own = await info.context.loaders.users.own_groups.load_many([r.id for r in rows])
+    own = await load_all(info.context.loaders.users.own_groups, [r.id for r in rows])
     info.context.loaders.users.prime(rows)
     return [UserView(row, groups.group_ids, groups.staff_group_ids) for row, groups in zip(rows, own, strict=True)]
 

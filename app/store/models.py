@@ -264,6 +264,17 @@ class Step(SQLModel, table=True):
     max_points: int | None = None
 
 
+class CatalogueVersion(SQLModel, table=True):
+    """One row (id 1): a number that every write to `course` or `step` raises, through triggers made by the
+    migration (so every writer counts: mutations, the importer, seeding, tests). Each worker keeps the
+    catalogue in memory and reloads it when the number it read differs (dataloaders.courses)."""
+
+    __tablename__ = "catalogue_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = 0
+
+
 class Enrollment(SQLModel, table=True):
     __tablename__ = "enrollment"
     __table_args__ = (

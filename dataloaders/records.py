@@ -1,0 +1,53 @@
+"""Plain read-only records for the hot loaders, and statements built once per process.
+
+A record has the attribute names of its table's columns, so resolvers and permission checks read it as they
+would read the SQLModel row; it costs a tuple unpacking instead of the ORM's identity map and instance state.
+Writes never use records: they load their own rows in their transaction (`session.get`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import make_dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import ARRAY, ColumnElement, Executable, any_, bindparam
+
+from app.store.models import Course, Group, Membership, Step, User
+
+
+def record_type(model: Any, name: str) -> Any:
+    """A slots dataclass with one attribute per column of `model`'s table, in table order (`columns`)."""
+    columns = tuple(model.__table__.columns)
+    cls = make_dataclass(name, [c.key for c in columns], slots=True)
+    cls.columns = columns
+    cls.width = len(columns)
+    cls.__doc__ = f"A {model.__tablename__} row, read-only."
+    return cls
+
+
+UserRecord = record_type(User, "UserRecord")
+GroupRecord = record_type(Group, "GroupRecord")
+MembershipRecord = record_type(Membership, "MembershipRecord")
+CourseRecord = record_type(Course, "CourseRecord")
+CourseStepRecord = record_type(Step, "CourseStepRecord")
+
+
+def ids_in(column: Any, postgres: bool, name: str = "ids") -> ColumnElement[bool]:
+    """`column` among the values bound as `name` at execution: `= ANY(:name)` on PostgreSQL (one statement
+    text, so one prepared statement, whatever the number of values), an expanding IN on SQLite."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def once_per_dialect(build: Callable[[bool], Executable]) -> Callable[[bool], Executable]:
+    """A statement built once per process and dialect: SQLAlchemy then keeps its cache key and compiled form,
+    and no request rebuilds it."""
+    return cache(build)
+
+
+def records(cls: Any, rows: Sequence[Any], start: int = 0) -> list[Any]:
+    end = start + cls.width
+    return [cls(*row[start:end]) for row in rows]
