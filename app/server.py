@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -124,7 +125,9 @@ def create_app(
             workers.append(starter())
         await broker.warm()  # the LISTEN connection is ready before the first subscription or commit
         collector = tune(settings)  # last: everything start-up made is frozen out of later collections
-        log.debug("collector_tuned", **collector)
+        loop = type(asyncio.get_running_loop())
+        log.info("worker_started", loop=f"{loop.__module__}.{loop.__qualname__}", gc_threshold=collector["threshold"],
+                 gc_frozen=collector["frozen"])
         yield
         for worker in workers:
             worker.cancel()

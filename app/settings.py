@@ -124,7 +124,7 @@ class Settings(BaseSettings):
 
     # the cyclic garbage collector in each server process: its thresholds (generation 0, 1, 2; Python's are
     # 700,10,10; empty: leave Python's) and whether what start-up made is frozen out of its collections
-    gc_threshold: Annotated[tuple[int, ...], NoDecode] = (50_000, 20, 100)
+    gc_threshold: Annotated[tuple[int, ...], NoDecode] = (700, 10, 10)
     gc_freeze: bool = True
 
     # logs: the level of every logger (DEBUG, INFO, WARNING, ERROR); the access log line per request

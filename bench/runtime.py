@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import gc
 import json
+import resource
 import statistics
 import time
 from typing import Any
@@ -118,6 +119,7 @@ async def measure(args: argparse.Namespace, seed: dict[str, Any]) -> dict[str, A
                         "gc_longest_ms_by_generation": [round(s * 1000, 2) for s in collections.longest],
                         "gc_collected_objects_per_request": round(collections.collected / requests),
                         "per_request": {k: round(v / requests, 2) for k, v in trips.as_dict().items()},
+                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                     }
                     print(name, json.dumps(out[name]), flush=True)
     finally:

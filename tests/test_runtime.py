@@ -191,3 +191,18 @@ async def test_start_up_tunes_the_collector(tmp_path: Any) -> None:
             assert gc.get_threshold() == before and gc.get_freeze_count() == 0
     finally:
         await database.dispose()
+
+
+def test_serve_runs_on_uvloop_and_httptools() -> None:
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from app.http.serving import TcpConfig
+
+    factory = TcpConfig("app.asgi:app", host="127.0.0.1", port=0, workers=2).get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop"), type(loop)
+    finally:
+        loop.close()
+    assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
