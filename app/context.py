@@ -40,8 +40,9 @@ class Context:
         self.request_id = request_id or REQUEST_ID.get() or uuid.uuid4().hex[:16]
         if credential is not None:
             note_user(credential.user.id)
-        # a store given has read the sign-in already (signed_in): its read session may be open
-        self._store_read = store is not None
+        # the store's read session may be open before a mutation begins: the sign-in was read through it
+        # (signed_in), or an earlier operation of the same batch read through it
+        self._store_read = True
         self.store = store if store is not None else Store(database)
         self.loaders = Loaders(self.store)
         self._reach: Reach | None = None
@@ -94,7 +95,8 @@ class Context:
     async def begin_writing(self) -> None:
         """A mutation's statements go through the write engine. On PostgreSQL that is the same engine, and the
         session that read the sign-in carries on (one checkout). On SQLite writes begin IMMEDIATE on an engine
-        of their own, so a read session already opened for the sign-in is closed and a fresh store takes over."""
+        of their own, so the read store (the sign-in, or an earlier query of a batch, read through it) is closed
+        and a fresh store takes over."""
         if getattr(self, "_store_read", False) and self.database.write_engine is not self.database.engine:
             self._store_read = False
             used, self.store = self.store, Store(self.database)
