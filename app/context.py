@@ -7,11 +7,12 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
 from app.runtime.errors import Unauthenticated
-from app.runtime.logs import REQUEST_ID, note_user
-from app.services.auth import Credential, authenticate
+from app.runtime.logs import REQUEST_ID, log, note_user
+from app.services.auth import Credential, authenticate, credential_of, credential_statement
 from app.services.events import Broker
 from app.settings import Settings
 from app.store.db import Database
@@ -30,6 +31,7 @@ class Context:
         credential: Credential | None = None,
         request: Request | None = None,
         request_id: str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -38,7 +40,10 @@ class Context:
         self.request_id = request_id or REQUEST_ID.get() or uuid.uuid4().hex[:16]
         if credential is not None:
             note_user(credential.user.id)
-        self.store = Store(database)
+        # the store's read session may be open before a mutation begins: the sign-in was read through it
+        # (signed_in), or an earlier operation of the same batch read through it
+        self._store_read = True
+        self.store = store if store is not None else Store(database)
         self.loaders = Loaders(self.store)
         self._reach: Reach | None = None
         self._reach_lock = asyncio.Lock()
@@ -86,6 +91,43 @@ class Context:
     def forget_reach(self) -> None:
         """After a mutation changes roles, later fields of the same request decide afresh."""
         self._reach = None
+
+    async def begin_writing(self) -> None:
+        """A mutation's statements go through the write engine. On PostgreSQL that is the same engine, and the
+        session that read the sign-in carries on (one checkout). On SQLite writes begin IMMEDIATE on an engine
+        of their own, so the read store (the sign-in, or an earlier query of a batch, read through it) is closed
+        and a fresh store takes over."""
+        if getattr(self, "_store_read", False) and self.database.write_engine is not self.database.engine:
+            self._store_read = False
+            used, self.store = self.store, Store(self.database)
+            self.loaders = Loaders(self.store)
+            await used.close()
+        self.store.write = True
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def signed_in(database: Database, token: str | None) -> tuple[Credential | None, Store]:
+    """The request's Store and the token's credential, read through that store: the sign-in and the request
+    share one checkout and one transaction. The pool pings no connection before use, so a pooled connection
+    that died (the database restarted) fails the sign-in query; SQLAlchemy then drops it with the rest of the
+    pool, and the query runs once more on a fresh connection (a read: safe to repeat)."""
+    store = Store(database)
+    statement = credential_statement(token) if token is not None else None
+    if token is None or statement is None:
+        return None, store
+    for attempt in (1, 2):
+        try:
+            rows = await store.all(statement)
+            return credential_of(token, rows[0] if rows else None), store
+        except BaseException as exc:
+            await store.close()
+            if attempt == 2 or not (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                raise
+            log.warning("database_connection_lost", retried="sign_in")
+            store = Store(database)
+    raise AssertionError("unreachable")
 
 
 class _Scope:

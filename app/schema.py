@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import strawberry
@@ -159,11 +159,15 @@ class RequestScope(SchemaExtension):
             time.perf_counter() - started
         )
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context.context
         operation = self.execution_context.operation_type
-        if getattr(operation, "value", operation) == "mutation" and hasattr(context, "store"):
-            context.store.write = True
+        if getattr(operation, "value", operation) == "mutation":
+            begin_writing = getattr(context, "begin_writing", None)
+            if begin_writing is not None:
+                await begin_writing()
+            elif hasattr(context, "store"):
+                context.store.write = True
         yield
 
 

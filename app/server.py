@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +21,7 @@ from app.http.errors import EXCEPTION_HANDLERS
 from app.http.graphql_view import GroupGraphView
 from app.http.observe import ObservedApp, route_templates
 from app.runtime import metrics as app_metrics
+from app.runtime.collector import tune
 from app.runtime.logs import configure_logging, log
 from app.runtime.tracing import Tracing, enabled_by_environment, provider_from_environment
 from app.schema import build_schema
@@ -122,6 +124,10 @@ def create_app(
         for starter in getattr(app.state, "background", []):
             workers.append(starter())
         await broker.warm()  # the LISTEN connection is ready before the first subscription or commit
+        collector = tune(settings)  # last: everything start-up made is frozen out of later collections
+        loop = type(asyncio.get_running_loop())
+        log.info("worker_started", loop=f"{loop.__module__}.{loop.__qualname__}", gc_threshold=collector["threshold"],
+                 gc_frozen=collector["frozen"])
         yield
         for worker in workers:
             worker.cancel()

@@ -15,6 +15,11 @@ class Settings(BaseSettings):
     env: str = "development"
     database_url: str = "sqlite+aiosqlite:///./groupgraph.db"
     database_pool_size: int = 10
+    # PostgreSQL: no liveness ping on every checkout (three round trips each); a pooled connection is replaced
+    # after this many seconds, and one found dead (the server restarted) is dropped with the rest of the pool.
+    # Turn the ping back on behind something that cuts idle connections without telling (some proxies)
+    database_pool_recycle_seconds: int = 1800
+    database_pool_pre_ping: bool = False
 
     token_lifetime_hours: int = 24 * 7
     # API tokens end after this many days unless createApiToken asks for fewer (or up to the maximum)
@@ -117,6 +122,11 @@ class Settings(BaseSettings):
     # how long a SQLite writer waits for the write lock before "database is locked" (busy_timeout)
     sqlite_busy_timeout_ms: int = 10_000
 
+    # the cyclic garbage collector in each server process: its thresholds (generation 0, 1, 2; Python's are
+    # 700,10,10; empty: leave Python's) and whether what start-up made is frozen out of its collections
+    gc_threshold: Annotated[tuple[int, ...], NoDecode] = (700, 10, 10)
+    gc_freeze: bool = True
+
     # logs: the level of every logger (DEBUG, INFO, WARNING, ERROR); the access log line per request
     log_level: str = "INFO"
     access_log: bool = True
@@ -155,6 +165,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"self-service groups take none or kinds of account ({', '.join(ACCOUNT_KINDS)}), not {unknown}")
         return kinds
+
+    @field_validator("gc_threshold", mode="before")
+    @classmethod
+    def _gc_threshold(cls, value: Any) -> tuple[int, ...]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        numbers = tuple(int(v) for v in value)
+        if len(numbers) not in (0, 3) or any(n < 1 for n in numbers):
+            raise ValueError("gc_threshold takes three positive numbers (generation 0, 1, 2), or nothing")
+        return numbers
 
     @property
     def production(self) -> bool:

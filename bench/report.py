@@ -71,7 +71,8 @@ def summary(reports: list[dict[str, Any]]) -> str:
                 cells.append("-")
             elif scenario.startswith("L "):
                 cells.append(f"{row.get('req_per_s')} req/s, p50 {row.get('p50_ms')} / p95 {row.get('p95_ms')} / "
-                             f"p99 {row.get('p99_ms')} ms, RSS {row.get('peak_rss_mb')} MB, errors {row.get('errors')}")
+                             f"p99 {row.get('p99_ms')} ms, RSS {row.get('peak_rss_mb')} MB, errors {row.get('errors')}"
+                             + (f", CPU per request {row['worker_cpu_ms']} ms" if row.get("worker_cpu_ms") else ""))
             elif row.get("note"):
                 cells.append(row["note"][:60])
             else:

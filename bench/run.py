@@ -22,6 +22,8 @@ from bench.scenarios import D1, D2, D3, VIEWER, Result, gid, missing, post, repe
 from bench.server import CACHE, Server, database_url, driver_dsn, ensure_seeded
 
 VIEWERS = ("admin", "leader", "mentor", "analyst")
+DASHBOARD_CONCURRENCY = 4
+DASHBOARD_LOAD = f"L D1 level-5 c={DASHBOARD_CONCURRENCY}"
 TARGETS = ("root", "level1", "level2", "level5")
 
 
@@ -230,14 +232,38 @@ async def run_load(server: Server, seed: dict[str, Any], args: argparse.Namespac
     if not missing("D3", fields):
         mix.append((tokens["analyst"], D3, {"id": gid(seed["groups"]["level2"]), "after": None}))
     results = []
+    if not missing("D1", fields):  # the level-5 dashboard alone at concurrency 4: the 1-vs-2-worker ratio's load
+        dashboards = [(tokens[v], D1, {"id": gid(seed["groups"]["level5"])}) for v in VIEWERS]
+        server.reset_peak_rss()
+        outcome = await costed(server, scenarios.load(server.base, dashboards, DASHBOARD_CONCURRENCY, args.duration,
+                                                      args.warmup))
+        result = Result(DASHBOARD_LOAD, "mix", "level5", workers=server.workers, extra=outcome)
+        result.peak_rss_mb = server.peak_rss_mb()
+        results.append(result)
+        print(f"  {DASHBOARD_LOAD} workers={server.workers}: {outcome['req_per_s']} req/s p50 {outcome['p50_ms']} ms "
+              f"p95 {outcome['p95_ms']} ms, CPU per request: workers {outcome.get('worker_cpu_ms')} ms, "
+              f"loader {outcome.get('loader_cpu_ms')} ms", flush=True)
     for level in [int(c) for c in args.concurrency.split(",") if c]:
         server.reset_peak_rss()
-        outcome = await scenarios.load(server.base, mix, level, args.duration, args.warmup)
+        outcome = await costed(server, scenarios.load(server.base, mix, level, args.duration, args.warmup))
         result = Result(f"L c={level}", "mix", f"{len(mix)} queries", workers=server.workers, extra=outcome)
         result.peak_rss_mb = server.peak_rss_mb()
         results.append(result)
-        print(f"  L workers={server.workers} c={level}: {outcome['req_per_s']} req/s p50 {outcome['p50_ms']} ms", flush=True)
+        print(f"  L workers={server.workers} c={level}: {outcome['req_per_s']} req/s p50 {outcome['p50_ms']} ms, CPU per "
+              f"request: workers {outcome.get('worker_cpu_ms')} ms, loader {outcome.get('loader_cpu_ms')} ms", flush=True)
     return results
+
+
+async def costed(server: Server, load: Any) -> dict[str, Any]:
+    """A load run's outcome with the CPU milliseconds per request (warm-up requests counted too) of the workers
+    and of this loader: what the machine's cores must share between them and PostgreSQL."""
+    workers, loader = server.cpu_seconds(), time.process_time()
+    outcome = await load
+    total = outcome["requests"] + outcome.get("warmup_requests", 0)
+    if total:
+        outcome["worker_cpu_ms"] = round((server.cpu_seconds() - workers) * 1000 / total, 2)
+        outcome["loader_cpu_ms"] = round((time.process_time() - loader) * 1000 / total, 2)
+    return outcome
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -294,11 +320,18 @@ def targets(rows: list[dict[str, Any]], floors: dict[str, Any]) -> list[dict[str
             check(f"E {fmt} peak RSS growth {sized[0][0]:,} -> {sized[-1][0]:,} rows <= 20 MB", growth, growth <= 20)
         else:
             check(f"E {fmt} peak RSS growth <= 20 MB", None, None)
-    one = next((r for r in rows if r["scenario"] == "L c=16" and r["workers"] == 1), {}).get("req_per_s")
-    two = next((r for r in rows if r["scenario"] == "L c=16" and r["workers"] == 2), {}).get("req_per_s")
-    value = ratio(two, one)
-    check("L two workers >= 1.6x one worker req/s at c=16", value, value >= 1.6 if value else None)
+    for scenario, label in ((DASHBOARD_LOAD, f"the level-5 dashboard at c={DASHBOARD_CONCURRENCY}"),
+                            ("L c=4", "the mix at c=4"), ("L c=16", "the mix at c=16")):
+        value = worker_ratio(rows, scenario)
+        check(f"L two workers >= 1.6x one worker req/s, {label}", value, value >= 1.6 if value else None)
     return checks
+
+
+def worker_ratio(rows: list[dict[str, Any]], scenario: str) -> float | None:
+    """Two workers' req/s over one worker's, for one load scenario."""
+    one = next((r for r in rows if r["scenario"] == scenario and r["workers"] == 1), {}).get("req_per_s")
+    two = next((r for r in rows if r["scenario"] == scenario and r["workers"] == 2), {}).get("req_per_s")
+    return ratio(two, one)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -307,7 +340,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         note = r.get("note") or ", ".join(
-            f"{k}={r[k]}" for k in ("members_total", "rows_total", "req_per_s", "requests", "errors", "rows",
+            f"{k}={r[k]}" for k in ("members_total", "rows_total", "req_per_s", "requests", "errors", "worker_cpu_ms",
+                                     "loader_cpu_ms", "rows",
                                      "rows_per_s", "ttfb_ms", "seconds") if r.get(k) is not None
         )
         share = r.get("db_share")
@@ -384,4 +418,11 @@ def main(argv: list[str] | None = None) -> None:
     if peers is not None:
         print()
         peer.print_report(peers, peers["checks"])
+    dashboards = {r["workers"]: r for r in rows if r["scenario"] == DASHBOARD_LOAD}
+    if len(dashboards) == 2:
+        one, two = dashboards[1], dashboards[2]
+        print(f"\n{DASHBOARD_LOAD}: 1 worker {one['req_per_s']} req/s (p50 {one['p50_ms']} ms, worker CPU "
+              f"{one.get('worker_cpu_ms')} ms per request), 2 workers {two['req_per_s']} req/s (p50 {two['p50_ms']} ms, "
+              f"{two.get('worker_cpu_ms')} ms): {worker_ratio(rows, DASHBOARD_LOAD)}x "
+              f"(load average at the end {os.getloadavg()[0]:.2f}; the loader shares the machine's {os.cpu_count()} cores)")
     print(f"\nwrote {out}", file=sys.stderr)

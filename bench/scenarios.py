@@ -179,13 +179,15 @@ async def load(base: str, mix: list[tuple[str, str, dict[str, Any]]], concurrenc
         cycle = itertools.cycle(mix)
         latencies: list[float] = []
         errors = 0
+        warmup_requests = 0
         recording = False
 
         async def one_client(stop_at: float) -> None:
-            nonlocal errors
+            nonlocal errors, warmup_requests
             while time.perf_counter() < stop_at:
                 token, query, variables = next(cycle)
                 sample, _ = await post(client, token, query, variables)
+                warmup_requests += not recording
                 if recording:
                     latencies.append(sample.seconds * 1000)
                     errors += sample.error is not None
@@ -197,7 +199,7 @@ async def load(base: str, mix: list[tuple[str, str, dict[str, Any]]], concurrenc
         elapsed = time.perf_counter() - started
     latencies.sort()
     return {
-        "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
+        "requests": len(latencies), "warmup_requests": warmup_requests, "errors": errors, "seconds": round(elapsed, 2),
         "req_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(percentile(latencies, 50), 2),
         "p95_ms": round(percentile(latencies, 95), 2), "p99_ms": round(percentile(latencies, 99), 2),
     }

@@ -182,6 +182,18 @@ class Server:
             return [self.process.pid]
         return [pid for pid in _children(self.process.pid) if "spawn_main" in _cmdline(pid)]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the serving processes have used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / ticks
+
     def reset_peak_rss(self) -> None:
         for pid in self.worker_pids():
             try:

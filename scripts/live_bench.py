@@ -176,7 +176,9 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
     try:
         data = await seed(url, n)
         say("seeded")
-        async with workers(url, 2, database_pool_size="20", live_concurrent_deliveries="12") as addresses:
+        async with workers(
+            url, 2, database_pool_size="20", live_concurrent_deliveries="12", access_log="false"
+        ) as addresses:
             pids = [worker_pid(w.split(":")[1]) for w in addresses]
             clients = [httpx.AsyncClient(base_url=f"http://{w}", limits=httpx.Limits(max_connections=concurrency), timeout=120)
                        for w in addresses]

@@ -25,7 +25,7 @@ from strawberry.subscriptions import (
 )
 from strawberry.types import ExecutionResult
 
-from app.context import Context, LiveContext
+from app.context import Context, LiveContext, signed_in
 from app.http.live import LiveHandler, serve_websocket
 from app.runtime.limits import BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, json_depth, limit_code, without_suggestions
 from app.runtime.logs import REQUEST_ID
@@ -36,6 +36,7 @@ from app.services.events import Broker
 from app.services.persisted import PersistedQueries, PersistedQueryError, trusted_documents
 from app.settings import Settings
 from app.store.db import Database
+from dataloaders.store import Store
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -48,17 +49,37 @@ def error_body(code: str, message: str, **extensions: Any) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
 
 
+def request_token(request: Request) -> tuple[str | None, bool]:
+    """The bearer token, else the session cookie's token; and whether it came from the cookie."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is not None:
+        return token, False
+    cookie = session_cookie(request)
+    return cookie, cookie is not None
+
+
 async def credential_for(request: Request, database: Database) -> Credential | bool | None:
     """The credential of a bearer token (False when one was sent but is not valid), else of the session
-    cookie (an invalid cookie counts as none: the caller is anonymous and the cookie gets cleared)."""
-    token = bearer_token(request.headers.get("authorization"))
-    cookie = session_cookie(request) if token is None else None
-    if token is None and cookie is None:
+    cookie (an invalid cookie counts as none: the caller is anonymous and the cookie gets cleared). Read in a
+    session of its own: for uploads, whose store writes."""
+    token, from_cookie = request_token(request)
+    if token is None:
         return None
     async with database.session() as session:
-        credential = await authenticate(session, token or cookie)  # type: ignore[arg-type]
+        credential = await authenticate(session, token)
         session.expunge_all()
-    if cookie is not None:
+    return judged(credential, from_cookie)
+
+
+async def signed_in_store(request: Request, database: Database) -> tuple[Credential | bool | None, Store]:
+    """credential_for, read through the request's own Store (returned too: one checkout for the request)."""
+    token, from_cookie = request_token(request)
+    credential, store = await signed_in(database, token)
+    return (judged(credential, from_cookie) if token is not None else None), store
+
+
+def judged(credential: Credential | None, from_cookie: bool) -> Credential | bool | None:
+    if from_cookie:
         return credential
     return credential if credential is not None else False
 
@@ -180,7 +201,16 @@ class GroupGraphView(GraphQL):
                 ),
                 400,
             )
-        credential = await credential_for(request, self.database)
+        credential, store = await signed_in_store(request, self.database)
+        try:
+            return await self._respond_as(request, scope, receive, request_id, credential, store, limit)
+        finally:
+            await store.close()  # when the context took another (a mutation on SQLite), or none was made
+
+    async def _respond_as(
+        self, request: Request, scope: Scope, receive: Receive, request_id: str, credential: Credential | bool | None,
+        store: Store, limit: int,
+    ) -> Response:
         if credential is False:
             return unauthenticated(request)
         via_cookie = session_cookie(request) is not None
@@ -201,7 +231,7 @@ class GroupGraphView(GraphQL):
                 request, request_id,
             )
         else:
-            context = Context(self.database, self.settings, credential or None, request, request_id)
+            context = Context(self.database, self.settings, credential or None, request, request_id, store=store)
         context.via_cookie = via_cookie and bool(credential)
         if via_cookie and not credential:
             context.cookies.append(clear_session_cookie(request))
@@ -233,7 +263,7 @@ class GroupGraphView(GraphQL):
             return JSONResponse(error_body("BAD_USER_INPUT", reason), status)
         finally:
             if not streaming:
-                await (context.close() if isinstance(context, LiveContext) else context.store.close())
+                await context.close()
         response = self._negotiate(request, response)
         for cookie in context.cookies:
             response.headers.append("set-cookie", cookie)

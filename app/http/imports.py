@@ -9,12 +9,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.context import Context
-from app.http.graphql_view import credential_for, error_body
+from app.http.graphql_view import credential_for, error_body, signed_in_store
 from app.runtime.errors import AppError
 from app.runtime.ids import require_id
 from app.services.cookies import has_csrf_header, session_cookie
 from app.services.importer import import_group_assignments, read_limited
 from app.services.rostering import run_import
+from dataloaders.store import Store
 
 CSV_TYPES = ("text/csv", "application/csv")
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
@@ -22,18 +23,27 @@ ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/oct
 
 async def request_context(request: Request, write: bool = False) -> Context | Response:
     """A Context for a bearer-authenticated request, or the 401 response to send instead."""
-    credential = await credential_for(request, request.app.state.database)
+    database = request.app.state.database
+    store: Store | None = None
+    if write:  # an upload writes: the sign-in is read apart, so that its store begins as a writer (SQLite)
+        credential = await credential_for(request, database)
+    else:  # read through the request's own store: one checkout
+        credential, store = await signed_in_store(request, database)
     if not credential:
+        if store is not None:
+            await store.close()
         return JSONResponse(
             error_body("UNAUTHENTICATED", "Send a valid 'Authorization: Bearer <token>' header."),
             401,
             headers={"www-authenticate": "Bearer"},
         )
     if request.method == "POST" and session_cookie(request) is not None and not has_csrf_header(request):
+        if store is not None:
+            await store.close()
         return JSONResponse(
             error_body("FORBIDDEN", "A request signed in by the session cookie needs an 'X-CSRF-Token' header."), 403
         )
-    context = Context(request.app.state.database, request.app.state.settings, credential, request)
+    context = Context(database, request.app.state.settings, credential, request, store=store)
     context.store.write = write
     return context
 

@@ -7,11 +7,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import object_session
 
 from app.runtime.errors import Conflict
 from app.store.models import ApiToken, Session, User, utcnow
@@ -50,33 +52,52 @@ class Credential:
     api_token_id: int | None = None
 
 
-async def authenticate(session: AsyncSession, token: str) -> Credential | None:
-    """The signed-in user for a bearer token: one query, and only ACTIVE accounts."""
+def credential_statement(token: str) -> Select[Any] | None:
+    """The one query that finds a bearer token's user (ACTIVE or not) and its session or API token id; None for
+    a token of no known kind."""
     now: datetime = utcnow()
     digest = token_hash(token)
     if token.startswith(SESSION_PREFIX):
-        row = (
-            await session.execute(
-                select(User, Session.id)
-                .join(Session, Session.user_id == User.id)
-                .where(Session.token_hash == digest, Session.revoked_at.is_(None), Session.expires_at > now)
-            )
-        ).first()
-        return Credential(row[0], session_id=row[1]) if row and row[0].status == "ACTIVE" else None
+        return (
+            select(User, Session.id)
+            .join(Session, Session.user_id == User.id)
+            .where(Session.token_hash == digest, Session.revoked_at.is_(None), Session.expires_at > now)
+        )
     if token.startswith(API_TOKEN_PREFIX):
-        row = (
-            await session.execute(
-                select(User, ApiToken.id)
-                .join(ApiToken, ApiToken.user_id == User.id)
-                .where(
-                    ApiToken.token_hash == digest,
-                    ApiToken.revoked_at.is_(None),
-                    (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
-                )
+        return (
+            select(User, ApiToken.id)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(
+                ApiToken.token_hash == digest,
+                ApiToken.revoked_at.is_(None),
+                (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
             )
-        ).first()
-        return Credential(row[0], api_token_id=row[1]) if row and row[0].status == "ACTIVE" else None
+        )
     return None
+
+
+def credential_of(token: str, row: Any) -> Credential | None:
+    """The credential from credential_statement's row: only for an ACTIVE account. The user is detached from
+    the session that read it, so that a rollback of that session (a mutation that failed) cannot expire it."""
+    if not row:
+        return None
+    user = row[0]
+    owner = object_session(user)
+    if owner is not None:
+        owner.expunge(user)
+    if user.status != "ACTIVE":
+        return None
+    if token.startswith(SESSION_PREFIX):
+        return Credential(user, session_id=row[1])
+    return Credential(user, api_token_id=row[1])
+
+
+async def authenticate(session: AsyncSession, token: str) -> Credential | None:
+    """The signed-in user for a bearer token: one query, and only ACTIVE accounts."""
+    statement = credential_statement(token)
+    if statement is None:
+        return None
+    return credential_of(token, (await session.execute(statement)).first())
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -60,6 +60,63 @@ class StatementCounter:
         self.statements.clear()
 
 
+@dataclass
+class RoundTrips:
+    """Counts what each request costs in trips to the database, from the engines' events: pool checkouts,
+    transactions begun and ended, statements, and liveness pings (pool_pre_ping; none unless it is on). On
+    asyncpg a transaction is a BEGIN and a COMMIT or ROLLBACK, each one round trip, and a ping is three (it
+    wraps its empty query in a transaction of its own)."""
+
+    checkouts: int = 0
+    begins: int = 0
+    ends: int = 0
+    statements: int = 0
+    pings: int = 0
+
+    def attach(self, engine: AsyncEngine) -> None:
+        sync = engine.sync_engine
+        event.listen(sync, "begin", self._begin)
+        event.listen(sync, "commit", self._end)
+        event.listen(sync, "rollback", self._end)
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync.pool, "checkout", self._checkout)
+        dialect = sync.dialect
+        ping = dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> bool:
+            self.pings += 1
+            return bool(ping(dbapi_connection))
+
+        dialect.do_ping = counted_ping  # type: ignore[method-assign]
+
+    def _begin(self, conn: Any) -> None:
+        self.begins += 1
+
+    def _end(self, conn: Any) -> None:
+        self.ends += 1
+
+    def _checkout(self, *args: Any) -> None:
+        self.checkouts += 1
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
+            self.statements += 1
+
+    @property
+    def total(self) -> int:
+        """Round trips on PostgreSQL: each statement, BEGIN, COMMIT or ROLLBACK one, each ping three."""
+        return self.statements + self.begins + self.ends + 3 * self.pings
+
+    def reset(self) -> None:
+        self.checkouts = self.begins = self.ends = self.statements = self.pings = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "checkouts": self.checkouts, "begins": self.begins, "ends": self.ends, "statements": self.statements,
+            "pings": self.pings, "round_trips": self.total,
+        }
+
+
 def _check_sqlite_path(url: str) -> None:
     path = make_url(url).database
     if not path or path == ":memory:":
@@ -105,8 +162,12 @@ class Database:
             _configure_sqlite(self.engine, immediate=False, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
             _configure_sqlite(self.write_engine, immediate=True, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         else:
+            # No ping on checkout (three round trips on asyncpg): connections are recycled after
+            # database_pool_recycle_seconds, and the first one found dead (the server restarted) invalidates the
+            # whole pool, so later checkouts connect afresh (app.context.signed_in repeats the sign-in query once)
             self.engine = create_async_engine(
-                self.url, pool_size=settings.database_pool_size, max_overflow=5, pool_pre_ping=True
+                self.url, pool_size=settings.database_pool_size, max_overflow=5,
+                pool_pre_ping=settings.database_pool_pre_ping, pool_recycle=settings.database_pool_recycle_seconds,
             )
             self.write_engine = self.engine
         for engine in {self.engine, self.write_engine}:
