@@ -20,19 +20,23 @@ import contextlib
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.runtime.errors import LimitReached
+from app.runtime.errors import AppError, LimitReached, Unauthenticated
 from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
+from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
 from app.store.db import Database
 from app.store.models import GroupClosure, Membership
+from dataloaders.loaders import Loaders
+from dataloaders.store import Store
 
 REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?}
 PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course}
@@ -43,6 +47,7 @@ RESYNC = "resync"  # the LISTEN connection came back after a gap: events may hav
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 USERS_PER_EVENT = 500  # a NOTIFY payload holds at most 8000 bytes
+SIGN_IN_ENDED = "The sign-in ended (signed out, token revoked or expired, or account not active)."
 
 
 def review_changed(user_id: int, submission_id: int | None = None, step_id: int | None = None) -> dict[str, Any]:
@@ -68,18 +73,62 @@ def reach_changed(user_ids: Iterable[int | None]) -> dict[str, Any]:
     return {"k": REACH, "u": sorted({u for u in user_ids if u is not None})}
 
 
-@dataclass(eq=False)
+# How a subscription decides one event for itself, given its sign-in and Reach as just read and the batch's
+# loaders (data only, shared by the batch; every decision rests on the subscriber's own Reach): what to send,
+# None for nothing, or an AppError that ends the subscription.
+Decide = Callable[[Viewer, Loaders, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(eq=False, slots=True)
+class Decided:
+    """A subscriber's decision about one event: the sign-in and Reach it rests on, and what to send (None:
+    nothing) or the error that ends the subscription."""
+
+    viewer: Viewer
+    value: Any = None
+    error: BaseException | None = None
+
+
+class _Batch:
+    """The events that one routing handed out, decided together; subscribers wait for `done`."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+
+
+@dataclass(eq=False, slots=True)
+class Delivery:
+    """One event in one subscriber's queue, and the decision its batch makes about it (None until made, or
+    when the batch could not decide it: the subscription then decides alone, as for a new operation)."""
+
+    subscriber: Subscriber
+    event: dict[str, Any]
+    batch: _Batch | None = None
+    decided: Decided | None = None
+
+    async def decision(self) -> Decided | None:
+        if self.batch is not None:
+            await self.batch.done.wait()
+            self.batch = None
+        return self.decided
+
+
+@dataclass(eq=False, slots=True)
 class Subscriber:
-    """One subscription's place in the broker: what it listens to and its bounded queue."""
+    """One subscription's place in the broker: what it listens to, its bounded queue, and how it decides."""
 
     kind: str  # REVIEW, PROGRESS (key: a group id) or ACCESS (key: the user id)
     key: int
     user_id: int
-    queue: asyncio.Queue[dict[str, Any]]
+    queue: asyncio.Queue[Delivery]
+    token: str | None = None
+    decide: Decide | None = None
     too_slow: bool = False
     closed: bool = False
 
-    async def next(self, wait: float | None) -> dict[str, Any] | None:
+    async def next(self, wait: float | None) -> Delivery | None:
         """The next event; None when `wait` seconds pass first (time to re-check anyway)."""
         if self.too_slow:
             raise LimitReached(
@@ -95,6 +144,21 @@ class Subscriber:
 class _Outgoing:
     payloads: list[str]
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _EventStore(Store):
+    """The store a batch of events is routed and decided through. On PostgreSQL it reads without a
+    transaction of its own (no BEGIN and ROLLBACK round trips): each statement sees the database as it is
+    when it runs, as each statement of a READ COMMITTED transaction does anyway."""
+
+    def __init__(self, database: Database, engine: Any) -> None:
+        super().__init__(database)
+        self._engine = engine
+
+    def _get(self) -> AsyncSession:
+        if self._session is None and self._engine is not None and not getattr(self, "_closed", False):
+            self._session = AsyncSession(self._engine, expire_on_commit=False)
+        return super()._get()
 
 
 class Broker:
@@ -114,20 +178,26 @@ class Broker:
         self._connect_lock = asyncio.Lock()
         self._closed = False
         self.received = 0
+        # batches of events decided at once (each holds one pooled connection while it is decided)
         self.deliveries = asyncio.Semaphore(max(1, settings.live_concurrent_deliveries))
+        self._deciding: set[asyncio.Task[None]] = set()
+        self._reading = None if database.is_sqlite else database.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # --- subscriptions -----------------------------------------------------------------------------------
 
-    async def open(self, kind: str, key: int, user_id: int) -> Subscriber:
+    async def open(
+        self, kind: str, key: int, user_id: int, token: str | None = None, decide: Decide | None = None
+    ) -> Subscriber:
         """Register a subscription; the LISTEN is in place when this returns, so nothing committed after it
-        is missed. TOO_MANY_SUBSCRIPTIONS past the per-user cap (per worker)."""
+        is missed. With its `token` and `decide`, its events are decided in the broker's batches.
+        TOO_MANY_SUBSCRIPTIONS past the per-user cap (per worker)."""
         cap = self.settings.live_max_subscriptions_per_user
         if len(self._by_user[user_id]) >= cap:
             raise LimitReached(
                 TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions per user at a time.", limit=cap
             )
         await self._start()
-        subscriber = Subscriber(kind, key, user_id, asyncio.Queue(maxsize=self.settings.live_queue_size))
+        subscriber = Subscriber(kind, key, user_id, asyncio.Queue(maxsize=self.settings.live_queue_size), token, decide)
         self._by_key[(kind, key)].add(subscriber)
         self._by_user[user_id].add(subscriber)
         self._per_kind[kind] += 1
@@ -270,70 +340,127 @@ class Broker:
                 await connection.close(timeout=2)
 
     async def _dispatch(self) -> None:
+        """Route what arrived, a batch at a time. At most `deliveries` batches are decided at once: while they
+        are, what arrives meanwhile waits and makes the next batch (a burst costs a few batches, not an
+        event each)."""
         while True:
             batch = [await self._incoming.get()]
+            await self.deliveries.acquire()
             while not self._incoming.empty() and len(batch) < 1000:
                 batch.append(self._incoming.get_nowait())
+            store = _EventStore(self.database, self._reading)
+            group = _Batch()
+            deliveries: list[Delivery] = []
             try:
-                await self._route(batch)
+                await self._route(batch, store, group, deliveries)
             except Exception as exc:  # one bad batch must not stop live updates
                 log.error("live_dispatch_failed", error=type(exc).__name__, exc_info=exc)
+            if deliveries:  # what was handed out is decided even when routing failed half way
+                task = asyncio.create_task(self._decide(group, deliveries, store))
+                self._deciding.add(task)
+                task.add_done_callback(self._deciding.discard)
+            else:
+                group.done.set()
+                self.deliveries.release()
+                await store.close()
 
-    async def _route(self, batch: list[dict[str, Any]]) -> None:
+    async def _route(self, batch: list[dict[str, Any]], store: Store, group: _Batch, handed: list[Delivery]) -> None:
+        """Hand each event to the subscriptions it concerns (queued in order, decided by `group`)."""
         self.received += len(batch)
         for event in batch:
             LIVE_RECEIVED.labels(kind=str(event.get("k"))[:16]).inc()
         learners = {
             int(e["u"]) for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0
         }
-        groups = await self._groups_of(learners) if learners else {}
+        groups = await self._groups_of(learners, store) if learners else {}
         for event in batch:
             kind = event["k"]
             if kind in (REVIEW, PROGRESS):
                 consent_too = kind == PROGRESS  # the review queue counts members placed without a consent only
                 for group_id, on_consent in groups.get(int(event["u"]), ()):
                     if consent_too or not on_consent:
-                        self._offer(self._by_key.get((kind, group_id), ()), event)
+                        self._offer(self._by_key.get((kind, group_id), ()), event, group, handed)
             elif kind == ACCESS:
                 for user_id in event.get("u", ()):
-                    self._offer(self._by_key.get((ACCESS, int(user_id)), ()), event)
+                    self._offer(self._by_key.get((ACCESS, int(user_id)), ()), event, group, handed)
             elif kind == REACH:
                 for user_id in event.get("u", ()):
-                    self._offer(self._by_user.get(int(user_id), ()), event)
+                    self._offer(self._by_user.get(int(user_id), ()), event, group, handed)
             elif kind == RESYNC:
                 for subscribers in list(self._by_user.values()):
-                    self._offer(subscribers, event)
+                    self._offer(subscribers, event, group, handed)
 
-    async def _groups_of(self, user_ids: set[int]) -> dict[int, set[tuple[int, bool]]]:
+    async def _groups_of(self, user_ids: set[int], store: Store) -> dict[int, set[tuple[int, bool]]]:
         """Every group whose subtree holds each learner (a current membership), and whether that placement
         rests on a consent: one query for the batch."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
-        async with self.database.session() as session:
-            rows = await session.execute(
-                select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None))
-                .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
-                .where(Membership.user_id.in_(sorted(user_ids)), Membership.ended_at.is_(None))
-            )
-            for user_id, group_id, on_consent in rows:
-                out[user_id].add((group_id, bool(on_consent)))
+        rows = await store.all(
+            select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None))
+            .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
+            .where(Membership.user_id.in_(sorted(user_ids)), Membership.ended_at.is_(None))
+        )
+        for user_id, group_id, on_consent in rows:
+            out[user_id].add((group_id, bool(on_consent)))
         # a group reached both ways counts as reached without a consent
         for user_id, pairs in out.items():
             plain = {g for g, c in pairs if not c}
             out[user_id] = {(g, c) for g, c in pairs if not c or g not in plain}
         return out
 
-    def _offer(self, subscribers: Iterable[Subscriber], event: dict[str, Any]) -> None:
+    def _offer(
+        self, subscribers: Iterable[Subscriber], event: dict[str, Any], group: _Batch, handed: list[Delivery]
+    ) -> None:
         for subscriber in list(subscribers):
             if subscriber.too_slow:
                 continue
+            delivery = Delivery(subscriber, event, group)
             try:
-                subscriber.queue.put_nowait(event)
+                subscriber.queue.put_nowait(delivery)
             except asyncio.QueueFull:
                 subscriber.too_slow = True  # ended with SUBSCRIBER_TOO_SLOW when it next looks
+                continue
+            handed.append(delivery)
+
+    async def _decide(self, group: _Batch, deliveries: list[Delivery], store: Store) -> None:
+        """Decide every delivery of a routed batch together: every subscriber's sign-in and Reach in one
+        statement, then each subscription's own decision, all at once, over loaders shared by the batch (so
+        that the event's submission, learner and course are read once, and the counts in one statement).
+        Holds one of the broker's delivery slots (and one pooled connection) until done."""
+        try:
+            deciding = [
+                d for d in deliveries
+                if d.subscriber.decide is not None and d.subscriber.token is not None and not d.subscriber.closed
+            ]
+            tokens = {d.subscriber.token for d in deciding}
+            viewers = await viewers_now(store, tokens, self.settings.members_see_groups) if tokens else {}  # type: ignore[arg-type]
+            loaders = Loaders(store)
+
+            async def one(delivery: Delivery) -> None:
+                subscriber = delivery.subscriber
+                viewer = viewers.get(subscriber.token)  # type: ignore[arg-type]
+                if viewer is None or subscriber.decide is None:
+                    return
+                if viewer.credential is None:
+                    delivery.decided = Decided(viewer, error=Unauthenticated(SIGN_IN_ENDED))
+                    return
+                try:
+                    delivery.decided = Decided(viewer, await subscriber.decide(viewer, loaders, delivery.event))
+                except AppError as refused:
+                    delivery.decided = Decided(viewer, error=refused)
+                except Exception as exc:  # left undecided: the subscription decides it alone
+                    log.warning("live_decide_failed", error=type(exc).__name__, exc_info=exc)
+
+            await asyncio.gather(*(one(d) for d in deciding))
+        except Exception as exc:  # undecided: each subscription decides alone
+            log.warning("live_batch_failed", error=type(exc).__name__, exc_info=exc)
+        finally:
+            group.done.set()
+            self.deliveries.release()
+            await store.close()
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in (self._dispatcher, self._sender):
+        for task in (self._dispatcher, self._sender, *self._deciding):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
