@@ -110,6 +110,68 @@ async def fresh_token(site: Site, user: User) -> tuple[str, int]:
     return token, row.id  # type: ignore[return-value]
 
 
+async def test_one_batch_decides_each_subscriber_on_their_own_sign_in_and_reach(site: Site) -> None:
+    """Events that arrive together are decided together (one statement for every subscriber's sign-in and
+    Reach, the event's data read once), yet each subscriber on their own: of three mentors of one class, one
+    whose session expired and one whose membership ended (neither announced, so the batch itself finds
+    out) end at the burst's first event; the third hears both submissions of the burst."""
+    from app.runtime.ids import require_id
+    from app.services.events import review_changed
+
+    room = await school(site)
+    second, third = await site.user("Max", kind="STAFF"), await site.user("Ned", kind="STAFF")
+    await site.member(second, room["class"], "MENTOR")
+    ending = await site.member(third, room["class"], "MENTOR")
+    expiring, expiring_id = await fresh_token(site, second)
+    socks = {"kept": await connect(site, await site.token(room["mentor"])), "expired": await connect(site, expiring),
+             "ended": await connect(site, await site.token(third)), "other": await connect(site, await site.token(room["other_mentor"]))}
+    for name, sock in socks.items():
+        sock.subscribe("1", RED_DOT, {"g": gid("Group", room["other" if name == "other" else "class"])})
+        assert (await sock.next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 0
+    async with site.database.transaction() as session:
+        await session.execute(update(Session).where(Session.id == expiring_id).values(expires_at=utcnow() - timedelta(seconds=1)))
+        await session.execute(update(Membership).where(Membership.id == ending.id).values(ended_at=utcnow()))
+
+    burst = await record(site, room["admin"], [
+        event(room["learner"], "SUBMITTED", room["course"]["steps"][1], body="first"),
+        event(room["learner"], "SUBMITTED", room["course"]["steps"][2], body="second"),
+        event(room["outsider"], "SUBMITTED", room["course"]["steps"][1], body="elsewhere"),
+    ])
+    assert burst == {"data": {"recordProgress": 3}}, burst
+    assert codes(await socks["expired"].next("1")) == ["UNAUTHENTICATED"]
+    assert codes(await socks["ended"].next("1")) == ["FORBIDDEN"]
+    heard = [(await socks["kept"].next("1"))["data"]["reviewQueueChanged"] for _ in range(2)]
+    # one transaction: both events are decided after it, on the queue as it is then
+    assert [(c["pendingCount"], c["submission"]["body"]) for c in heard] == [(2, "first"), (2, "second")]
+    elsewhere = (await socks["other"].next("1"))["data"]["reviewQueueChanged"]
+    assert (elsewhere["pendingCount"], elsewhere["submission"]["body"]) == (1, "elsewhere")
+    await subscribed(site, 2)
+
+    # what a batch costs does not grow with its subscribers: one of them, or twenty more of the same class
+    broker = site.app.state.broker
+    step_id = require_id(room["course"]["steps"][1]["id"], "Step", "stepId")
+
+    async def statements_for(subscribers: list[Any]) -> int:
+        with site.statements() as counted:
+            await broker.publish([review_changed(room["learner"].id, step_id=step_id)])  # type: ignore[arg-type]
+            for sock in subscribers:
+                assert "data" in await sock.next("1")
+        return counted.count
+
+    alone = await statements_for([socks["kept"]])
+    more = []
+    for n in range(20):
+        mentor = await site.user(f"Mentor{n}", kind="STAFF")
+        await site.member(mentor, room["class"], "MENTOR")
+        sock = await connect(site, await site.token(mentor))
+        sock.subscribe("1", RED_DOT, {"g": gid("Group", room["class"])})
+        assert "data" in await sock.next("1")
+        more.append(sock)
+    assert await statements_for([socks["kept"], *more]) == alone
+    for sock in [*socks.values(), *more]:
+        await sock.close()
+
+
 async def test_subscribing_is_checked_like_a_query(site: Site) -> None:
     room = await school(site)
     anonymous = await connect(site)

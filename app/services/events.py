@@ -34,7 +34,7 @@ from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
 from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
 from app.store.db import Database
-from app.store.models import GroupClosure, Membership
+from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 
@@ -349,14 +349,15 @@ class Broker:
             while not self._incoming.empty() and len(batch) < 1000:
                 batch.append(self._incoming.get_nowait())
             store = _EventStore(self.database, self._reading)
+            loaders = Loaders(store)  # shared by the batch: data only, never a decision
             group = _Batch()
             deliveries: list[Delivery] = []
             try:
-                await self._route(batch, store, group, deliveries)
+                await self._route(batch, loaders, group, deliveries)
             except Exception as exc:  # one bad batch must not stop live updates
                 log.error("live_dispatch_failed", error=type(exc).__name__, exc_info=exc)
             if deliveries:  # what was handed out is decided even when routing failed half way
-                task = asyncio.create_task(self._decide(group, deliveries, store))
+                task = asyncio.create_task(self._decide(group, deliveries, loaders))
                 self._deciding.add(task)
                 task.add_done_callback(self._deciding.discard)
             else:
@@ -364,7 +365,7 @@ class Broker:
                 self.deliveries.release()
                 await store.close()
 
-    async def _route(self, batch: list[dict[str, Any]], store: Store, group: _Batch, handed: list[Delivery]) -> None:
+    async def _route(self, batch: list[dict[str, Any]], loaders: Loaders, group: _Batch, handed: list[Delivery]) -> None:
         """Hand each event to the subscriptions it concerns (queued in order, decided by `group`)."""
         self.received += len(batch)
         for event in batch:
@@ -372,7 +373,7 @@ class Broker:
         learners = {
             int(e["u"]) for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0
         }
-        groups = await self._groups_of(learners, store) if learners else {}
+        groups = await self._groups_of(learners, loaders) if learners else {}
         for event in batch:
             kind = event["k"]
             if kind in (REVIEW, PROGRESS):
@@ -390,17 +391,31 @@ class Broker:
                 for subscribers in list(self._by_user.values()):
                     self._offer(subscribers, event, group, handed)
 
-    async def _groups_of(self, user_ids: set[int], store: Store) -> dict[int, set[tuple[int, bool]]]:
+    async def _groups_of(self, user_ids: set[int], loaders: Loaders) -> dict[int, set[tuple[int, bool]]]:
         """Every group whose subtree holds each learner (a current membership), and whether that placement
-        rests on a consent: one query for the batch."""
+        rests on a consent: one query for the batch. The same rows hold what the decisions will ask about the
+        learners and the followed groups (the learner's row and own groups, the group's row): the batch's
+        loaders get them here rather than in statements of their own."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
-        rows = await store.all(
-            select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None))
+        own: dict[int, set[int]] = defaultdict(set)
+        rows = await loaders.store.all(
+            select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
+                   GroupClosure.depth, Group, User)
             .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
+            .join(Group, Group.id == GroupClosure.ancestor_id)
+            .join(User, User.id == Membership.user_id)
             .where(Membership.user_id.in_(sorted(user_ids)), Membership.ended_at.is_(None))
         )
-        for user_id, group_id, on_consent in rows:
+        followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
+        for user_id, group_id, on_consent, depth, group, user in rows:
             out[user_id].add((group_id, bool(on_consent)))
+            if depth == 0 and not on_consent:
+                own[user_id].add(group_id)
+            if group_id in followed:
+                loaders.groups.by_id.prime(group_id, group)
+            loaders.users.by_id.prime(user_id, user)
+        for user_id in out:  # the groups of the learner's own memberships (users.group_ids' rule)
+            loaders.users.group_ids.prime(user_id, frozenset(own.get(user_id, ())))
         # a group reached both ways counts as reached without a consent
         for user_id, pairs in out.items():
             plain = {g for g, c in pairs if not c}
@@ -421,7 +436,7 @@ class Broker:
                 continue
             handed.append(delivery)
 
-    async def _decide(self, group: _Batch, deliveries: list[Delivery], store: Store) -> None:
+    async def _decide(self, group: _Batch, deliveries: list[Delivery], loaders: Loaders) -> None:
         """Decide every delivery of a routed batch together: every subscriber's sign-in and Reach in one
         statement, then each subscription's own decision, all at once, over loaders shared by the batch (so
         that the event's submission, learner and course are read once, and the counts in one statement).
@@ -432,8 +447,7 @@ class Broker:
                 if d.subscriber.decide is not None and d.subscriber.token is not None and not d.subscriber.closed
             ]
             tokens = {d.subscriber.token for d in deciding}
-            viewers = await viewers_now(store, tokens, self.settings.members_see_groups) if tokens else {}  # type: ignore[arg-type]
-            loaders = Loaders(store)
+            viewers = await viewers_now(loaders.store, tokens, self.settings.members_see_groups) if tokens else {}  # type: ignore[arg-type]
 
             async def one(delivery: Delivery) -> None:
                 subscriber = delivery.subscriber
@@ -456,7 +470,7 @@ class Broker:
         finally:
             group.done.set()
             self.deliveries.release()
-            await store.close()
+            await loaders.store.close()
 
     async def aclose(self) -> None:
         self._closed = True
