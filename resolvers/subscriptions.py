@@ -120,6 +120,7 @@ async def _stream(
             yield await build(info, None)
         while True:
             await live.end_scope()  # no database connection is held while waiting
+            delivery = decided = payload = None  # nor the last event's objects (a few kB each, per subscription)
             delivery = await subscriber.next(live.settings.live_recheck_seconds)
             decided = await delivery.decision() if delivery is not None else None
             if decided is not None:
