@@ -122,6 +122,8 @@ async def _stream(
             await live.end_scope()  # no database connection is held while waiting
             delivery = decided = payload = None  # nor the last event's objects (a few kB each, per subscription)
             delivery = await subscriber.next(live.settings.live_recheck_seconds)
+            if subscriber.stopped:
+                return  # the worker is stopping: the stream completes rather than being cut
             decided = await delivery.decision() if delivery is not None else None
             if decided is not None:
                 live.adopt(decided.viewer)  # what the result's fields read: this event's sign-in and Reach

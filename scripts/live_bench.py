@@ -154,6 +154,14 @@ def histogram(metrics: str) -> dict[float, float]:
     return out
 
 
+def live_gauges(metrics: str) -> dict[str, float]:
+    """The live-update gauges of one scrape: open connections and subscriptions per field."""
+    out: dict[str, float] = {}
+    for match in re.finditer(r'^(groupgraph_live_(?:connections|subscriptions)(?:\{[^}]*\})?) ([0-9.e+]+)$', metrics, re.M):
+        out[match.group(1)] = float(match.group(2))
+    return out
+
+
 def quantile_from_buckets(buckets: dict[float, float], q: float) -> float:
     """Linear interpolation inside the bucket that holds the q-th observation (Prometheus' histogram_quantile)."""
     bounds = sorted(buckets)
@@ -263,7 +271,9 @@ async def run(n: int, concurrency: int, deliveries: int = 4, warm: int = 200) ->
             subscribe_cpu_ms = (sum(cpu()) - sum(before)) * 1000 / n
             await asyncio.sleep(1)
             rss_subscribed = [rss_mb(p) for p in pids]
-            metrics_before = [histogram((await c.get("/metrics")).text) for c in clients]
+            scraped = [(await c.get("/metrics")).text for c in clients]
+            metrics_before = [histogram(text) for text in scraped]
+            gauges = [live_gauges(text) for text in scraped]
 
             say(f"subscribed in {subscribed_in:.1f} s; the burst")
             before = cpu()
@@ -325,6 +335,7 @@ async def run(n: int, concurrency: int, deliveries: int = 4, warm: int = 200) ->
                        "after_burst": [round(x, 1) for x in rss_after]},
             "rss_growth_mb": round(sum(rss_after) - sum(rss_start), 1),
             "lost": lost, "unauthorised": unauthorised, "submissions_sent_twice_after_a_reset": len(retried),
+            "live_gauges_subscribed": gauges,  # each worker's /metrics: n/2 connections and subscriptions each
         }
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)

@@ -423,3 +423,31 @@ async def test_server_sent_events(site: Site) -> None:
     counts = [e for e in events[:2]]
     assert '"pendingCount":0' in counts[0] and '"pendingCount":1' in counts[1] and '"body":"essay"' in counts[1]
     assert '"code":"FORBIDDEN"' in events[2]
+
+
+async def test_streams_end_cleanly_when_the_worker_stops(site: Site) -> None:
+    """A stopping worker (SIGTERM: app.runtime.lifecycle) ends its subscriptions at once: an SSE stream with
+    `complete` instead of being cut after the grace period, a WebSocket operation with `complete`."""
+    import asyncio
+
+    from app.runtime.lifecycle import begin_stop, stopping
+
+    room = await school(site)
+    token = await site.token(room["mentor"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    stream = asyncio.create_task(site.client.post(
+        "/graphql", json={"query": RED_DOT, "variables": {"g": gid("Group", room["class"])}}, headers=headers, timeout=30,
+    ))
+    sock = await connect(site, token)
+    sock.subscribe("1", PROGRESS, {"g": gid("Group", room["class"])})
+    await subscribed(site, 2)
+    try:
+        begin_stop()
+        response = await stream
+        events = [block.split("\r\n")[0] for block in response.text.split("\r\n\r\n") if block.startswith("event:")]
+        assert events == ["event: next", "event: complete"], response.text
+        assert await sock.receive() == {"id": "1", "type": "complete"}
+        await subscribed(site, 0)
+    finally:
+        stopping().clear()
+        await sock.close()

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, LimitReached, Unauthenticated
+from app.runtime.lifecycle import stopping
 from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
 from app.services.viewers import Viewer, viewers_now
@@ -129,8 +130,14 @@ class Subscriber:
     decide: Decide | None = None
     too_slow: bool = False
     closed: bool = False
+    stopped: bool = False  # the worker is stopping: the subscription ends (complete), as a stream of its own would
     waiting: deque[Delivery] | None = None
     wakeup: asyncio.Future[None] | None = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
 
     def offer(self, delivery: Delivery) -> bool:
         """Queue a delivery; False (and too slow from now on) when the queue is full."""
@@ -150,6 +157,8 @@ class Subscriber:
             raise LimitReached(
                 SUBSCRIBER_TOO_SLOW, "Events came faster than this subscription took them; subscribe again."
             )
+        if self.stopped:
+            return None
         if not self.waiting:
             self.wakeup = asyncio.get_running_loop().create_future()
             try:
@@ -158,6 +167,8 @@ class Subscriber:
                 return None
             finally:
                 self.wakeup = None
+        if self.stopped:
+            return None
         delivery = self.waiting.popleft()  # type: ignore[union-attr]
         if not self.waiting:
             self.waiting = None
@@ -196,6 +207,7 @@ class Broker:
         self._per_kind: Counter[str] = Counter()
         self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._stop_watch: asyncio.Task[None] | None = None
         self._outbox: list[_Outgoing] = []
         self._sender: asyncio.Task[None] | None = None
         self._connection: Any = None  # asyncpg.Connection, LISTENing
@@ -222,6 +234,8 @@ class Broker:
             )
         await self._start()
         subscriber = Subscriber(kind, key, user_id, self.settings.live_queue_size, token, decide)
+        if stopping().is_set():
+            subscriber.stopped = True
         self._by_key[(kind, key)].add(subscriber)
         self._by_user[user_id].add(subscriber)
         self._per_kind[kind] += 1
@@ -308,6 +322,8 @@ class Broker:
             raise RuntimeError("the broker is closed")
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch())
+        if self._stop_watch is None or self._stop_watch.done():
+            self._stop_watch = asyncio.create_task(self._end_on_stop())
         if self.postgres:
             await self._connect()
 
@@ -362,6 +378,14 @@ class Broker:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
+
+    async def _end_on_stop(self) -> None:
+        """When the worker stops (app.runtime.lifecycle), every subscription ends at once and cleanly (an SSE
+        stream sends `complete` rather than being cut after the grace period)."""
+        await stopping().wait()
+        for subscribers in list(self._by_user.values()):
+            for subscriber in list(subscribers):
+                subscriber.stop()
 
     async def _dispatch(self) -> None:
         """Route what arrived, a batch at a time. At most `deliveries` batches are decided at once: while they
@@ -494,7 +518,7 @@ class Broker:
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in (self._dispatcher, self._sender, *self._deciding):
+        for task in (self._dispatcher, self._sender, self._stop_watch, *self._deciding):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
