@@ -1,9 +1,10 @@
 """Live updates: reviewQueueChanged, accessRequestChanged and groupProgressChanged.
 
 Subscribing is checked like a query (NOT_FOUND for a group the caller cannot see, FORBIDDEN without the
-permission). Then every event is decided afresh: the token is authenticated again, the Reach reloaded
-(app.context.LiveContext.renew), the permission checked again; when it is gone the subscription ends with
-UNAUTHENTICATED or FORBIDDEN. An event about something the subscriber may not see is never sent.
+permission). Then every event is decided afresh: the token is authenticated again and the Reach reloaded
+(for all the subscribers of a batch of events in one statement: app.services.events), the permission
+checked again; when it is gone the subscription ends with UNAUTHENTICATED or FORBIDDEN. An event about
+something the subscriber may not see is never sent.
 """
 
 from __future__ import annotations

@@ -4,10 +4,17 @@ delivery crosses processes through LISTEN/NOTIFY).
 
 Reports delivery latency (client side: from the submission's request, and after its answer; server side:
 the groupgraph_live_delivery_seconds histogram, publication after commit to the event sent), events/s,
-each worker's RSS before and after the subscribers and after the burst, and the events lost (a mentor who
-never heard of their learner's submission) and unauthorised (an event about anyone else's learner).
+each worker's RSS after a warm-up, with the subscribers and after the burst, the workers' CPU time per
+submission, per subscription and per delivery (from /proc: the burst's CPU less what its submissions cost
+alone, measured first on learners nobody follows), each worker's live gauges from /metrics, and the events
+lost (a mentor who never heard of their learner's submission) and unauthorised (an event about anyone
+else's learner). The workers run without the access log, at WARNING.
 
-    ./scripts/bench-live [--subscribers 1000] [--concurrency 50]
+    ./scripts/bench-live [--subscribers 1000] [--concurrency 50] [--deliveries 2]
+    ./scripts/bench-live --in-process [--subscribers 100] [--fanout 20]
+
+`--in-process` measures statements and CPU time per delivery in this one process instead (no HTTP server):
+one event at a time to one subscriber, a burst of N events, one event to `fanout` + 1 subscribers of a group.
 
 Needs PostgreSQL (GROUPGRAPH_TEST_PG_ADMIN, default postgresql://postgres@127.0.0.1:5432/postgres); creates
 and drops its own database; the app processes listen on ephemeral ports of 127.0.0.1.
@@ -185,7 +192,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def run(n: int, concurrency: int, deliveries: int = 4, warm: int = 200) -> dict[str, Any]:
+async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) -> dict[str, Any]:
     name = f"groupgraph_bench_live_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -354,8 +361,7 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
     from app.store.models import Submission
     from tests.live import Socket
 
-    settings = Settings(database_url=url, access_log=False, log_level="WARNING", database_pool_size=20,
-                        live_concurrent_deliveries=12)
+    settings = Settings(database_url=url, access_log=False, log_level="WARNING", database_pool_size=20)
     database = Database(settings)
     writer = Database(Settings(database_url=url))
     app = create_app(settings, database)
@@ -432,7 +438,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50, help="submissions in flight at once")
-    parser.add_argument("--deliveries", type=int, default=4,
+    parser.add_argument("--deliveries", type=int, default=2,
                         help="LIVE_CONCURRENT_DELIVERIES of each app process (batches of events decided at once)")
     parser.add_argument("--in-process", action="store_true",
                         help="only the statements and CPU time per delivery, in this process (--subscribers of them)")

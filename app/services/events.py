@@ -10,7 +10,15 @@ Routing to subscriptions happens once per worker, not per subscriber: by user (a
 of someone's permissions), or for review and progress events by every group whose subtree holds the
 learner (one query per batch of events, run only while this worker has such subscriptions). Each
 subscription has a bounded queue; one that falls further behind is ended (SUBSCRIBER_TOO_SLOW) rather
-than allowed to grow. The subscription itself re-reads everything, permissions included, for each event.
+than allowed to grow.
+
+The events of one routing are decided together, as a batch: every subscriber's sign-in and Reach are read
+afresh in one statement (app.services.viewers), then each subscription decides each of its events for
+itself (its `decide`: the permission re-checked on its own Reach, what it may see built) over loaders the
+batch shares, which hold data only, never a decision. So an event's submission, learner and course are
+read once for all its subscribers, and a batch costs the same few statements for one subscriber or a
+thousand. What a batch cannot decide (an unexpected error) the subscription decides alone, as a new
+operation would.
 """
 
 from __future__ import annotations
