@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, union_all
+from sqlalchemy import ARRAY, Integer, and_, bindparam, func, literal, or_, select, union_all
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -140,6 +140,7 @@ class ReviewLoaders:
                 GroupClosure.ancestor_id == group_id, Membership.access_request_id.is_(None),
                 Membership.ended_at.is_(None),
             )
+            .correlate_except(Membership, GroupClosure)  # `group_id` may be a column of an enclosing query
         )
         conditions = [Submission.status == status, Submission.user_id.in_(members)]
         if viewer_id is not None:
@@ -172,6 +173,15 @@ class ReviewLoaders:
         """(group, viewer) -> queue_count: one statement of one count per distinct pair."""
         pairs = list(dict.fromkeys(keys))
         found: dict[tuple[int, int | None], int] = {}
+        if self.store.dialect == "postgresql":  # one text whatever the number of pairs (one prepared statement)
+            asked = select(
+                func.unnest(bindparam("groups", [g for g, _ in pairs], type_=ARRAY(Integer))).label("g"),
+                func.unnest(bindparam("viewers", [v or 0 for _, v in pairs], type_=ARRAY(Integer))).label("v"),
+            ).subquery("asked")
+            count = select(func.count()).select_from(Submission).where(self._queue_filter(asked.c.g, asked.c.v))
+            for g, v, n in await self.store.all(select(asked.c.g, asked.c.v, count.scalar_subquery())):
+                found[(g, v or None)] = int(n)
+            return [found.get(k, 0) for k in keys]
         for start in range(0, len(pairs), 200):
             chunk = pairs[start : start + 200]
             counts = [
@@ -193,9 +203,11 @@ class ReviewLoaders:
     async def _latest_on_steps(self, keys: Sequence[tuple[int, int]]) -> list[Submission | None]:
         """(learner, step) -> the latest submission: one statement for the batch (the learners' submissions on
         those steps, newest first; the first of each pair wins)."""
+        postgres = self.store.dialect == "postgresql"
         rows = await self.store.scalars(
             select(Submission)
-            .where(Submission.user_id.in_(sorted({u for u, _ in keys})), Submission.step_id.in_(sorted({s for _, s in keys})))
+            .where(one_of(postgres, Submission.user_id, sorted({u for u, _ in keys})),
+                   one_of(postgres, Submission.step_id, sorted({s for _, s in keys})))
             .order_by(Submission.submitted_at.desc(), Submission.id.desc())
         )
         latest: dict[tuple[int, int], Submission] = {}

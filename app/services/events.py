@@ -42,6 +42,7 @@ from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
 from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
+from app.store.bulk import one_of
 from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.loaders import Loaders
@@ -460,7 +461,7 @@ class Broker:
             .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
             .join(Group, Group.id == GroupClosure.ancestor_id)
             .join(User, User.id == Membership.user_id)
-            .where(Membership.user_id.in_(sorted(user_ids)), Membership.ended_at.is_(None))
+            .where(one_of(self.postgres, Membership.user_id, sorted(user_ids)), Membership.ended_at.is_(None))
         )
         followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
         for user_id, group_id, on_consent, depth, group, user in rows:

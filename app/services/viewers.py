@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, null, select, union_all
+from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, null, select, union_all
 from sqlalchemy.sql.expression import cast
 
 from app.services.auth import API_TOKEN_PREFIX, SESSION_PREFIX, Credential, token_hash
@@ -29,13 +29,20 @@ class Viewer:
     reach: Reach = field(default_factory=Reach.anonymous)
 
 
-_STATEMENTS: dict[tuple[bool, bool, bool], Select[Any]] = {}
+_STATEMENTS: dict[tuple[bool, bool, bool, bool], Select[Any]] = {}
 
 
-def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool) -> Select[Any]:
+def _digests(column: Any, name: str, postgres: bool) -> Any:
+    """`column IN :name`; on PostgreSQL `= ANY(:name)`, one text whatever the count (one prepared statement)."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postgres: bool) -> Select[Any]:
     """The statement for sessions and/or API tokens, built once (SQLAlchemy takes a few milliseconds to build
     one this size): its parameters are `sessions`, `api_tokens` (token digests) and `now`."""
-    key = (sessions, api_tokens, members_see_groups)
+    key = (sessions, api_tokens, members_see_groups, postgres)
     statement = _STATEMENTS.get(key)
     if statement is not None:
         return statement
@@ -46,14 +53,14 @@ def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool) -> Se
         parts.append(
             select(Session.token_hash.label("digest"), Session.user_id.label("user_id"), Session.id.label("session_id"),
                    no_id.label("api_token_id"))
-            .where(Session.token_hash.in_(bindparam("sessions", expanding=True)), Session.revoked_at.is_(None),
+            .where(_digests(Session.token_hash, "sessions", postgres), Session.revoked_at.is_(None),
                    Session.expires_at > now)
         )
     if api_tokens:
         parts.append(
             select(ApiToken.token_hash, ApiToken.user_id, no_id, ApiToken.id)
             .where(
-                ApiToken.token_hash.in_(bindparam("api_tokens", expanding=True)), ApiToken.revoked_at.is_(None),
+                _digests(ApiToken.token_hash, "api_tokens", postgres), ApiToken.revoked_at.is_(None),
                 ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now),
             )
         )
@@ -83,7 +90,8 @@ async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: b
         params["sessions"] = sorted(sessions)
     if api_tokens:
         params["api_tokens"] = sorted(api_tokens)
-    rows = await store.all(_statement(bool(sessions), bool(api_tokens), members_see_groups), params)
+    statement = _statement(bool(sessions), bool(api_tokens), members_see_groups, store.dialect == "postgresql")
+    rows = await store.all(statement, params)
     found: dict[str, tuple[Credential, list[tuple[str, int, str | None]]]] = {}
     for user, digest, session_id, api_token_id, k, i, r in rows:
         token = sessions.get(digest) or api_tokens[digest]
