@@ -284,6 +284,7 @@ async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) ->
 
             say(f"subscribed in {subscribed_in:.1f} s; the burst")
             before = cpu()
+            client_before = time.process_time()
             burst_start = time.perf_counter()
             # each through the other worker than the mentor's subscription
             answers = await asyncio.gather(*(submit(clients[(i + 1) % 2], data["learner_gids"][i]) for i in range(n)))
@@ -293,6 +294,7 @@ async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) ->
             while time.perf_counter() < deadline and any(not arrivals[i] for i in range(n)):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             burst_cpu = sum(cpu()) - sum(before)
+            client_cpu = time.process_time() - client_before
             await asyncio.sleep(1)  # anything else that would still come
             last_arrival = max((a[0][0] for a in arrivals.values() if a), default=burst_start)
             rss_after = [rss_mb(p) for p in pids]
@@ -337,7 +339,8 @@ async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) ->
             # worker CPU (both workers, /proc): a submission alone (measured first, with no subscriber), a
             # subscription's set-up, and a delivery (the burst's CPU less its submissions', per event)
             "cpu_ms": {"per_submission": round(mutation_cpu_ms, 2), "per_subscription": round(subscribe_cpu_ms, 2),
-                       "per_delivery": round((burst_cpu * 1000 - n * mutation_cpu_ms) / max(delivered, 1), 2)},
+                       "per_delivery": round((burst_cpu * 1000 - n * mutation_cpu_ms) / max(delivered, 1), 2),
+                       "burst_workers_s": round(burst_cpu, 2), "burst_bench_client_s": round(client_cpu, 2)},
             "rss_mb": {"start": [round(x, 1) for x in rss_start], "subscribed": [round(x, 1) for x in rss_subscribed],
                        "after_burst": [round(x, 1) for x in rss_after]},
             "rss_growth_mb": round(sum(rss_after) - sum(rss_start), 1),
