@@ -413,7 +413,10 @@ async def test_server_sent_events(site: Site) -> None:
         "/graphql", json={"query": RED_DOT, "variables": {"g": gid("Group", room["class"])}}, headers=headers, timeout=30,
     ))
     await subscribed(site, 1)
+    broker = site.app.state.broker
+    batches = broker.batches
     await submit(site, room, "learner", 1, "essay")
+    await until(lambda: broker.batches > batches, "the submission decided")  # before the removal, not after
     removed = await site.gql(REMOVE, {"ids": [gid("Membership", room["mentoring"])]}, as_user=room["leader"])
     assert removed == {"data": {"removeMembers": 1}}
     response = await stream

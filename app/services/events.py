@@ -32,9 +32,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import event as sql_event
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.runtime.errors import AppError, LimitReached, Unauthenticated
 from app.runtime.lifecycle import stopping
@@ -223,10 +224,20 @@ class Broker:
         self._connect_lock = asyncio.Lock()
         self._closed = False
         self.received = 0
+        self.batches = 0  # batches decided (tests wait on it)
         # batches of events decided at once (each holds one pooled connection while it is decided)
         self.deliveries = asyncio.Semaphore(max(1, settings.live_concurrent_deliveries))
         self._deciding: set[asyncio.Task[None]] = set()
-        self._reading = None if database.is_sqlite else database.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL: the batches read through connections of their own (one per slot, kept open), outside a
+        # transaction and without the pool's ping: a batch costs its statements' round trips and no more. A
+        # connection that died fails one batch, whose subscriptions then decide alone; the next gets a new one.
+        self._reading: AsyncEngine | None = None
+        if not database.is_sqlite:
+            self._reading = create_async_engine(
+                database.url, pool_size=max(1, settings.live_concurrent_deliveries), max_overflow=0,
+                isolation_level="AUTOCOMMIT",
+            )
+            sql_event.listen(self._reading.sync_engine, "before_cursor_execute", database.counter)
 
     # --- subscriptions -----------------------------------------------------------------------------------
 
@@ -523,6 +534,7 @@ class Broker:
         finally:
             group.done.set()
             self.deliveries.release()
+            self.batches += 1
             await loaders.store.close()
 
     async def aclose(self) -> None:
@@ -533,6 +545,8 @@ class Broker:
                 with contextlib.suppress(BaseException):
                     await task
         await self._drop_connection()
+        if self._reading is not None:
+            await self._reading.dispose()
 
 
 def attach(database: Database, settings: Settings) -> Broker:
