@@ -9,6 +9,7 @@ something the subscriber may not see is never sent.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from strawberry.types import Info
 from app.context import EventView, LiveContext
 from app.runtime.errors import AppError, BadInput, Forbidden, LimitReached
 from app.runtime.ids import require_id
-from app.runtime.metrics import LIVE_ENDED, LIVE_SUBSCRIPTIONS
+from app.runtime.metrics import LIVE_DELIVERED, LIVE_DELIVERY, LIVE_ENDED, LIVE_SUBSCRIPTIONS
 from app.services.events import ACCESS, PROGRESS, REACH, RESYNC, REVIEW, TOO_MANY_SUBSCRIPTIONS
 from app.services.viewers import Viewer
 from dataloaders.loaders import Loaders
@@ -119,6 +120,7 @@ async def _stream(
         if snapshot:
             live.event_published_at = None
             yield await build(info, None)
+            _sent_on_a_stream(live, field, None)
         while True:
             await live.end_scope()  # no database connection is held while waiting
             delivery = decided = payload = None  # nor the last event's objects (a few kB each, per subscription)
@@ -140,8 +142,9 @@ async def _stream(
                 payload = await build(info, None if event["k"] == RESYNC else event)
             if payload is None:
                 continue
-            live.event_published_at = delivery.event.get("at")  # type: ignore[union-attr]
+            published = live.event_published_at = delivery.event.get("at")  # type: ignore[union-attr]
             yield payload
+            _sent_on_a_stream(live, field, published)
     except AppError as error:
         LIVE_ENDED.labels(code=error.code).inc()
         raise
@@ -150,6 +153,16 @@ async def _stream(
         live.subscriptions -= 1
         LIVE_SUBSCRIPTIONS.labels(field=field).dec()
         await live.end_scope()
+
+
+def _sent_on_a_stream(live: LiveContext, field: str, published: float | None) -> None:
+    """An SSE stream asks for the next event once it has sent this one: count it as the WebSocket handler
+    counts what it sends (app.http.live)."""
+    if live.websocket:
+        return
+    LIVE_DELIVERED.labels(field=field).inc()
+    if published:
+        LIVE_DELIVERY.observe(max(0.0, time.time() - published))
 
 
 GroupArgument = Annotated[strawberry.ID, strawberry.argument(description="The group to follow (with its subtree).")]

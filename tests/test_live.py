@@ -405,10 +405,17 @@ async def connect_raw(site: Site) -> Any:
 async def test_server_sent_events(site: Site) -> None:
     """graphql-sse (distinct connections): the same subscription as a text/event-stream response."""
     import asyncio
+    import re
+
+    async def delivered() -> float:
+        metrics = (await site.client.get("/metrics")).text
+        found = re.search(r'^groupgraph_live_events_delivered_total\{field="reviewQueueChanged"\} (\S+)$', metrics, re.M)
+        return float(found.group(1)) if found else 0.0
 
     room = await school(site)
     token = await site.token(room["mentor"])
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    counted = await delivered()
     stream = asyncio.create_task(site.client.post(
         "/graphql", json={"query": RED_DOT, "variables": {"g": gid("Group", room["class"])}}, headers=headers, timeout=30,
     ))
@@ -426,6 +433,7 @@ async def test_server_sent_events(site: Site) -> None:
     counts = [e for e in events[:2]]
     assert '"pendingCount":0' in counts[0] and '"pendingCount":1' in counts[1] and '"body":"essay"' in counts[1]
     assert '"code":"FORBIDDEN"' in events[2]
+    assert await delivered() == counted + 2  # what a stream sends counts in /metrics, as on a WebSocket
 
 
 async def test_streams_end_cleanly_when_the_worker_stops(site: Site) -> None:
