@@ -13,7 +13,8 @@ from starlette.requests import Request
 from app.runtime.errors import Unauthenticated
 from app.runtime.logs import REQUEST_ID, log, note_user
 from app.services.auth import Credential, authenticate, credential_of, credential_statement
-from app.services.events import Broker
+from app.services.events import SIGN_IN_ENDED, Broker
+from app.services.viewers import Viewer
 from app.settings import Settings
 from app.store.db import Database
 from app.store.models import User
@@ -248,7 +249,7 @@ class LiveContext(Context):
         try:
             credential = await self.credential_now()
             if self.token is not None and credential is None:
-                raise Unauthenticated("The sign-in ended (signed out, token revoked or expired, or account not active).")
+                raise Unauthenticated(SIGN_IN_ENDED)
         except BaseException:
             if slot is not None:
                 slot.release()
@@ -257,6 +258,17 @@ class LiveContext(Context):
         scope.slot = slot
         self._scopes.add(scope)
         _SCOPE.set(scope)
+
+    def adopt(self, viewer: Viewer) -> None:
+        """A fresh scope for an event the broker decided: the sign-in and Reach read for that event (no
+        statement of its own; its store opens only if the result's fields need more)."""
+        scope = _Scope(self, viewer.credential)
+        scope.reach = viewer.reach
+        self._scopes.add(scope)
+        _SCOPE.set(scope)
+
+    def event_view(self, viewer: Viewer, loaders: Loaders) -> EventView:
+        return EventView(self, viewer, loaders)
 
     async def end_scope(self) -> None:
         scope = _SCOPE.get()
@@ -277,3 +289,44 @@ class LiveContext(Context):
             if scope.slot is not None:
                 scope.slot.release()
                 scope.slot = None
+
+
+class EventView:
+    """One subscriber's context while the broker decides a batch of events: its own sign-in and Reach, read
+    for this event, and the batch's loaders (data only, shared by the subscribers of the batch, which all
+    stay alive until it ends; every decision is made on this view's Reach)."""
+
+    def __init__(self, owner: LiveContext, viewer: Viewer, loaders: Loaders) -> None:
+        self.owner = owner
+        self.credential = viewer.credential
+        self._reach = viewer.reach
+        self.loaders = loaders
+        self.store = loaders.store
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def database(self) -> Database:
+        return self.owner.database
+
+    @property
+    def settings(self) -> Settings:
+        return self.owner.settings
+
+    @property
+    def request_id(self) -> str:
+        return self.owner.request_id
+
+    @property
+    def viewer(self) -> User | None:
+        return self.credential.user if self.credential else None
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self.credential.user.id if self.credential else None
+
+    async def load_reach(self) -> Reach:
+        return self._reach
+
+    @property
+    def reach(self) -> Reach:
+        return self._reach

@@ -144,8 +144,10 @@ class Settings(BaseSettings):
     live_max_message_bytes: int = 64_000
     live_queue_size: int = 100  # events waiting per subscriber; a subscriber that falls further behind is ended
     live_recheck_seconds: float = 60.0  # an idle subscription re-checks its permission this often
-    # events being decided at once per process: a burst cannot take every pooled connection from requests
-    live_concurrent_deliveries: int = 8
+    # batches of events decided at once per process (each holds one pooled connection while it is decided):
+    # events arriving meanwhile make the next batch, so a burst costs a few batches and never takes every
+    # pooled connection from requests
+    live_concurrent_deliveries: int = 2
     live_channel: str = "groupgraph_events"
 
     @field_validator("self_service_groups", mode="before")

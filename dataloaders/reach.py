@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, and_, bindparam, literal, or_, select, union_all
+from sqlalchemy.orm import aliased
 
 from app.store.models import (
     AccessRequest,
@@ -76,3 +77,49 @@ def _reach_statement(members_see_groups: bool):  # type: ignore[no-untyped-def]
     version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
     catalogue = select(literal("catalogue"), version.version, literal(None)).where(version.id == 1)
     return union_all(groups, granted, pupils, direct, askers, catalogue)
+
+
+def reach_rows_of(viewer_ids: Any, members_see_groups: bool = True, now: Any = None) -> CompoundSelect:
+    """`load_reach_rows` for many viewers in one statement: (viewer, kind, id, role) rows, the viewers being
+    `viewer_ids` (a select of user ids, or a list). The same five parts under the same conditions, each
+    keyed by its viewer; `now` (a value or a bind parameter) decides which pending requests have expired."""
+    sight = gives_sight(Membership, members_see_groups)
+    groups = (
+        select(Membership.user_id, literal("group"), GroupClosure.descendant_id, Membership.role)
+        .join(GroupClosure, GroupClosure.ancestor_id == Membership.group_id)
+        .where(Membership.user_id.in_(viewer_ids), sight)
+    )
+    granted = select(
+        AccessRequest.requester_id, literal("granted"), AccessRequest.subject_user_id, literal(None)
+    ).where(
+        AccessRequest.requester_id.in_(viewer_ids),
+        AccessRequest.status == "GRANTED",
+        AccessRequest.subject_user_id.is_not(None),
+    )
+    pupils = select(GuardianLink.external_user_id, literal("pupil"), GuardianLink.pupil_id, literal(None)).where(
+        GuardianLink.external_user_id.in_(viewer_ids)
+    )
+    direct = select(Membership.user_id, literal("direct"), Membership.group_id, Membership.role).where(
+        Membership.user_id.in_(viewer_ids), sight
+    )
+    subject = aliased(User)
+    now = utcnow() if now is None else now
+    askers = (
+        select(subject.id, literal("asker"), AccessRequest.requester_id, literal(None))
+        .select_from(subject)
+        .join(
+            AccessRequest,
+            or_(
+                AccessRequest.subject_user_id == subject.id,
+                and_(
+                    AccessRequest.subject_user_id.is_(None),
+                    AccessRequest.subject_email_normalized == subject.email_normalized,
+                ),
+            ),
+        )
+        .where(
+            subject.id.in_(viewer_ids),
+            or_(AccessRequest.status == "GRANTED", and_(AccessRequest.status == "PENDING", AccessRequest.expires_at > now)),
+        )
+    )
+    return union_all(groups, granted, pupils, direct, askers)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ARRAY, Integer, and_, bindparam, func, literal, or_, select, union_all
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -32,6 +32,9 @@ class ReviewLoaders:
         self.pending_count = DataLoader(load_fn=self._pending_count)
         self.reviews = DataLoader(load_fn=self._reviews)
         self.latest_per_step = DataLoader(load_fn=self._latest_per_step)
+        # read afresh each time (no cache), batched: live updates decide many events at once
+        self.latest_on_steps = DataLoader(load_fn=self._latest_on_steps, cache=False)
+        self.queue_counts = DataLoader(load_fn=self._queue_counts, cache=False)
         self._of_user: dict[Any, DataLoader[int, list[Submission]]] = {}
         self._counts: dict[str | None, DataLoader[int, int]] = {}
 
@@ -137,6 +140,7 @@ class ReviewLoaders:
                 GroupClosure.ancestor_id == group_id, Membership.access_request_id.is_(None),
                 Membership.ended_at.is_(None),
             )
+            .correlate_except(Membership, GroupClosure)  # `group_id` may be a column of an enclosing query
         )
         conditions = [Submission.status == status, Submission.user_id.in_(members)]
         if viewer_id is not None:
@@ -161,18 +165,52 @@ class ReviewLoaders:
         return rows, total
 
     async def queue_count(self, group_id: int, viewer_id: int | None) -> int:
-        """The red dot: how many submissions wait in the group's subtree (one statement)."""
-        condition = self._queue_filter(group_id, viewer_id)
-        return int(await self.store.scalar(select(func.count()).select_from(Submission).where(condition)))
+        """The red dot: how many submissions wait in the group's subtree (one statement, shared by the counts
+        asked at the same moment)."""
+        return await self.queue_counts.load((group_id, viewer_id))
+
+    async def _queue_counts(self, keys: Sequence[tuple[int, int | None]]) -> list[int]:
+        """(group, viewer) -> queue_count: one statement of one count per distinct pair."""
+        pairs = list(dict.fromkeys(keys))
+        found: dict[tuple[int, int | None], int] = {}
+        if self.store.dialect == "postgresql":  # one text whatever the number of pairs (one prepared statement)
+            asked = select(
+                func.unnest(bindparam("groups", [g for g, _ in pairs], type_=ARRAY(Integer))).label("g"),
+                func.unnest(bindparam("viewers", [v or 0 for _, v in pairs], type_=ARRAY(Integer))).label("v"),
+            ).subquery("asked")
+            count = select(func.count()).select_from(Submission).where(self._queue_filter(asked.c.g, asked.c.v))
+            for g, v, n in await self.store.all(select(asked.c.g, asked.c.v, count.scalar_subquery())):
+                found[(g, v or None)] = int(n)
+            return [found.get(k, 0) for k in keys]
+        for start in range(0, len(pairs), 200):
+            chunk = pairs[start : start + 200]
+            counts = [
+                select(literal(n), func.count()).select_from(Submission).where(self._queue_filter(g, v))
+                for n, (g, v) in enumerate(chunk)
+            ]
+            statement = union_all(*counts) if len(counts) > 1 else counts[0]
+            for n, count in await self.store.all(statement):
+                found[chunk[int(n)]] = int(count)
+        return [found.get(k, 0) for k in keys]
 
     async def latest_on_step(self, user_id: int, step_id: int) -> Submission | None:
         """The learner's latest submission on a step (ingestion announces the step, not the new row's id)."""
-        row = await self.store.scalar(
-            select(Submission)
-            .where(Submission.user_id == user_id, Submission.step_id == step_id)
-            .order_by(Submission.submitted_at.desc(), Submission.id.desc())
-            .limit(1)
-        )
+        row = await self.latest_on_steps.load((user_id, step_id))
         if row is not None:
             self.by_id.prime(row.id, row)
         return row
+
+    async def _latest_on_steps(self, keys: Sequence[tuple[int, int]]) -> list[Submission | None]:
+        """(learner, step) -> the latest submission: one statement for the batch (the learners' submissions on
+        those steps, newest first; the first of each pair wins)."""
+        postgres = self.store.dialect == "postgresql"
+        rows = await self.store.scalars(
+            select(Submission)
+            .where(one_of(postgres, Submission.user_id, sorted({u for u, _ in keys})),
+                   one_of(postgres, Submission.step_id, sorted({s for _, s in keys})))
+            .order_by(Submission.submitted_at.desc(), Submission.id.desc())
+        )
+        latest: dict[tuple[int, int], Submission] = {}
+        for row in rows:
+            latest.setdefault((row.user_id, row.step_id), row)
+        return [latest.get(k) for k in keys]

@@ -1,13 +1,15 @@
 """Live updates: reviewQueueChanged, accessRequestChanged and groupProgressChanged.
 
 Subscribing is checked like a query (NOT_FOUND for a group the caller cannot see, FORBIDDEN without the
-permission). Then every event is decided afresh: the token is authenticated again, the Reach reloaded
-(app.context.LiveContext.renew), the permission checked again; when it is gone the subscription ends with
-UNAUTHENTICATED or FORBIDDEN. An event about something the subscriber may not see is never sent.
+permission). Then every event is decided afresh: the token is authenticated again and the Reach reloaded
+(for all the subscribers of a batch of events in one statement: app.services.events), the permission
+checked again; when it is gone the subscription ends with UNAUTHENTICATED or FORBIDDEN. An event about
+something the subscriber may not see is never sent.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -16,11 +18,13 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from app.context import LiveContext
+from app.context import EventView, LiveContext
 from app.runtime.errors import AppError, BadInput, Forbidden, LimitReached
 from app.runtime.ids import require_id
-from app.runtime.metrics import LIVE_ENDED, LIVE_SUBSCRIPTIONS
+from app.runtime.metrics import LIVE_DELIVERED, LIVE_DELIVERY, LIVE_ENDED, LIVE_SUBSCRIPTIONS
 from app.services.events import ACCESS, PROGRESS, REACH, RESYNC, REVIEW, TOO_MANY_SUBSCRIPTIONS
+from app.services.viewers import Viewer
+from dataloaders.loaders import Loaders
 from permissions.classes import Subjects, authenticated, requires
 from permissions.reach import Permission
 from resolvers.consent import AccessRequest, visible_access_request
@@ -75,39 +79,72 @@ async def _still_allowed(info: Info, group_id: int, permission: Permission) -> G
     return group
 
 
-Build = Callable[[dict[str, Any] | None], Awaitable[Any]]
+Check = Callable[[Any], Awaitable[Any]]
+Build = Callable[[Any, dict[str, Any] | None], Awaitable[Any]]
+
+
+class _EventInfo:
+    """What check and build read of `info` while the broker decides a batch: the subscriber's EventView."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: EventView) -> None:
+        self.context = context
 
 
 async def _stream(
-    info: Info, field: str, kind: str, key: int | None, check: Callable[[], Awaitable[Any]], build: Build,
-    snapshot: bool = False,
+    info: Info, field: str, kind: str, key: int | None, check: Check, build: Build, snapshot: bool = False,
 ) -> AsyncGenerator[Any, None]:
-    """The loop every subscription shares: register, then for each event renew the scope, re-check, build
-    (None: nothing this subscriber may see, nothing sent) and yield; end on the first refusal."""
+    """The loop every subscription shares: register, then for each event re-check and build (None: nothing
+    this subscriber may see, nothing sent) with the subscriber's sign-in and Reach read afresh, and yield; end
+    on the first refusal. Events are decided in the broker's batches (`decide`, on the batch's shared
+    loaders); one the batch could not decide, and the re-check on the timer, renew the scope and decide
+    alone, as a new operation would."""
     live = _live(info)
     cap = live.settings.live_max_subscriptions_per_connection
     if live.subscriptions >= cap:
         raise LimitReached(TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions per connection.", limit=cap)
     user_id: int = live.viewer_id  # type: ignore[assignment]
-    subscriber = await live.broker.open(kind, key if key is not None else user_id, user_id)
+
+    async def decide(viewer: Viewer, loaders: Loaders, event: dict[str, Any]) -> Any:
+        event_info = _EventInfo(live.event_view(viewer, loaders))
+        await check(event_info)
+        if event["k"] == REACH or (event["k"] == RESYNC and not snapshot):
+            return None  # a re-check only
+        return await build(event_info, None if event["k"] == RESYNC else event)
+
+    subscriber = await live.broker.open(kind, key if key is not None else user_id, user_id, live.token, decide)
     live.subscriptions += 1
     LIVE_SUBSCRIPTIONS.labels(field=field).inc()
     try:
         if snapshot:
             live.event_published_at = None
-            yield await build(None)
+            yield await build(info, None)
+            _sent_on_a_stream(live, field, None)
         while True:
             await live.end_scope()  # no database connection is held while waiting
-            event = await subscriber.next(live.settings.live_recheck_seconds)
-            await live.renew(for_event=True)
-            await check()
-            if event is None or event["k"] == REACH or (event["k"] == RESYNC and not snapshot):
-                continue  # a re-check only
-            payload = await build(None if event["k"] == RESYNC else event)
+            delivery = decided = payload = None  # nor the last event's objects (a few kB each, per subscription)
+            delivery = await subscriber.next(live.settings.live_recheck_seconds)
+            if subscriber.stopped:
+                return  # the worker is stopping: the stream completes rather than being cut
+            decided = await delivery.decision() if delivery is not None else None
+            if decided is not None:
+                live.adopt(decided.viewer)  # what the result's fields read: this event's sign-in and Reach
+                if decided.error is not None:
+                    raise decided.error
+                payload = decided.value
+            else:
+                await live.renew(for_event=True)
+                await check(info)
+                event = delivery.event if delivery is not None else None
+                if event is None or event["k"] == REACH or (event["k"] == RESYNC and not snapshot):
+                    continue  # a re-check only
+                payload = await build(info, None if event["k"] == RESYNC else event)
             if payload is None:
                 continue
-            live.event_published_at = event.get("at")
+            published = live.event_published_at = delivery.event.get("at")  # type: ignore[union-attr]
             yield payload
+            _sent_on_a_stream(live, field, published)
     except AppError as error:
         LIVE_ENDED.labels(code=error.code).inc()
         raise
@@ -116,6 +153,16 @@ async def _stream(
         live.subscriptions -= 1
         LIVE_SUBSCRIPTIONS.labels(field=field).dec()
         await live.end_scope()
+
+
+def _sent_on_a_stream(live: LiveContext, field: str, published: float | None) -> None:
+    """An SSE stream asks for the next event once it has sent this one: count it as the WebSocket handler
+    counts what it sends (app.http.live)."""
+    if live.websocket:
+        return
+    LIVE_DELIVERED.labels(field=field).inc()
+    if published:
+        LIVE_DELIVERY.observe(max(0.0, time.time() - published))
 
 
 GroupArgument = Annotated[strawberry.ID, strawberry.argument(description="The group to follow (with its subtree).")]
@@ -136,10 +183,10 @@ class LiveSubscriptions:
     async def review_queue_changed(self, info: Info, group_id: GroupArgument) -> AsyncGenerator[ReviewQueueChange, None]:
         database_id = require_id(group_id, "Group", "groupId")
 
-        async def check() -> None:
+        async def check(info: Any) -> None:
             await _still_allowed(info, database_id, Permission.REVIEW_WORK)
 
-        async def build(event: dict[str, Any] | None) -> ReviewQueueChange | None:
+        async def build(info: Any, event: dict[str, Any] | None) -> ReviewQueueChange | None:
             group = await _still_allowed(info, database_id, Permission.REVIEW_WORK)
             submission = None
             if event is not None:
@@ -163,11 +210,11 @@ class LiveSubscriptions:
         "(or revoked). Ends with UNAUTHENTICATED when the sign-in ends.",
     )
     async def access_request_changed(self, info: Info) -> AsyncGenerator[AccessRequest, None]:
-        async def check() -> None:
+        async def check(info: Any) -> None:
             if info.context.viewer is None:
                 raise Forbidden("Sign in first.")
 
-        async def build(event: dict[str, Any] | None) -> AccessRequest | None:
+        async def build(info: Any, event: dict[str, Any] | None) -> AccessRequest | None:
             if event is None:
                 return None
             return await visible_access_request(info, int(event["r"]))
@@ -186,10 +233,10 @@ class LiveSubscriptions:
     ) -> AsyncGenerator[GroupProgressChange, None]:
         database_id = require_id(group_id, "Group", "groupId")
 
-        async def check() -> None:
+        async def check(info: Any) -> None:
             await _still_allowed(info, database_id, Permission.VIEW_PROGRESS)
 
-        async def build(event: dict[str, Any] | None) -> GroupProgressChange | None:
+        async def build(info: Any, event: dict[str, Any] | None) -> GroupProgressChange | None:
             if event is None:
                 return None
             user_id, course_id = int(event["u"]), int(event["c"])

@@ -4,10 +4,17 @@ delivery crosses processes through LISTEN/NOTIFY).
 
 Reports delivery latency (client side: from the submission's request, and after its answer; server side:
 the groupgraph_live_delivery_seconds histogram, publication after commit to the event sent), events/s,
-each worker's RSS before and after the subscribers and after the burst, and the events lost (a mentor who
-never heard of their learner's submission) and unauthorised (an event about anyone else's learner).
+each worker's RSS after a warm-up, with the subscribers and after the burst, the workers' CPU time per
+submission, per subscription and per delivery (from /proc: the burst's CPU less what its submissions cost
+alone, measured first on learners nobody follows), each worker's live gauges from /metrics, and the events
+lost (a mentor who never heard of their learner's submission) and unauthorised (an event about anyone
+else's learner). The workers run without the access log, at WARNING.
 
-    ./scripts/bench-live [--subscribers 1000] [--concurrency 50]
+    ./scripts/bench-live [--subscribers 1000] [--concurrency 50] [--deliveries 2]
+    ./scripts/bench-live --in-process [--subscribers 100] [--fanout 20]
+
+`--in-process` measures statements and CPU time per delivery in this one process instead (no HTTP server):
+one event at a time to one subscriber, a burst of N events, one event to `fanout` + 1 subscribers of a group.
 
 Needs PostgreSQL (GROUPGRAPH_TEST_PG_ADMIN, default postgresql://postgres@127.0.0.1:5432/postgres); creates
 and drops its own database; the app processes listen on ephemeral ports of 127.0.0.1.
@@ -62,8 +69,9 @@ WAVE = 50
 SUBMIT = "mutation($e: [ProgressEventInput!]!) { recordProgress(events: $e) }"
 
 
-async def seed(url: str, n: int) -> dict[str, Any]:
-    """A school of n classes, each with a mentor and a learner enrolled in a course with an assignment."""
+async def seed(url: str, n: int, warm: int = 0) -> dict[str, Any]:
+    """A school of n classes, each with a mentor and a learner enrolled in a course with an assignment; `warm`
+    more learners in the school itself (whose submissions no subscriber hears: the cost of a submission alone)."""
     database = Database(Settings(database_url=url))
     await upgrade(database.engine)
     password = hash_password("bench-password")
@@ -78,7 +86,8 @@ async def seed(url: str, n: int) -> dict[str, Any]:
         admin = person("Admin", "STAFF", "ADMIN")
         mentors = [person(f"Mentor{i}", "STAFF") for i in range(n)]
         learners = [person(f"Learner{i}") for i in range(n)]
-        session.add_all([admin, *mentors, *learners])
+        warmers = [person(f"Warm{i}") for i in range(warm)]
+        session.add_all([admin, *mentors, *learners, *warmers])
         school = Group(name="School", name_normalized="school", slug="school")
         session.add(school)
         await session.flush()
@@ -97,7 +106,8 @@ async def seed(url: str, n: int) -> dict[str, Any]:
         session.add_all(closure)
         session.add_all([Membership(user_id=m.id, group_id=g.id, role="MENTOR") for m, g in zip(mentors, classes, strict=True)])  # type: ignore[arg-type]
         session.add_all([Membership(user_id=x.id, group_id=g.id, role="MEMBER") for x, g in zip(learners, classes, strict=True)])  # type: ignore[arg-type]
-        session.add_all([Enrollment(user_id=x.id, course_id=course.id) for x in learners])  # type: ignore[arg-type]
+        session.add_all([Membership(user_id=x.id, group_id=school.id, role="MEMBER") for x in warmers])  # type: ignore[arg-type]
+        session.add_all([Enrollment(user_id=x.id, course_id=course.id) for x in [*learners, *warmers]])  # type: ignore[arg-type]
         tokens: list[str] = []
         for user in [admin, *mentors]:
             token = new_token(SESSION_PREFIX)
@@ -108,6 +118,8 @@ async def seed(url: str, n: int) -> dict[str, Any]:
             "admin": tokens[0], "mentors": tokens[1:], "classes": [to_global_id("Group", g.id) for g in classes],  # type: ignore[arg-type]
             "learners": [x.id for x in learners], "learner_gids": [to_global_id("User", x.id) for x in learners],  # type: ignore[arg-type]
             "step": to_global_id("Step", step.id),  # type: ignore[arg-type]
+            "step_id": step.id, "course_id": course.id, "class_ids": [g.id for g in classes],
+            "warm_gids": [to_global_id("User", x.id) for x in warmers],  # type: ignore[arg-type]
         }
     await database.dispose()
     return out
@@ -122,6 +134,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def worker_pid(port: str) -> int:
@@ -140,6 +158,14 @@ def histogram(metrics: str) -> dict[float, float]:
     out: dict[float, float] = {}
     for match in re.finditer(r'groupgraph_live_delivery_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)', metrics):
         out[float(match.group(1))] = float(match.group(2))
+    return out
+
+
+def live_gauges(metrics: str) -> dict[str, float]:
+    """The live-update gauges of one scrape: open connections and subscriptions per field."""
+    out: dict[str, float] = {}
+    for match in re.finditer(r'^(groupgraph_live_(?:connections|subscriptions)(?:\{[^}]*\})?) ([0-9.e+]+)$', metrics, re.M):
+        out[match.group(1)] = float(match.group(2))
     return out
 
 
@@ -166,7 +192,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def run(n: int, concurrency: int) -> dict[str, Any]:
+async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) -> dict[str, Any]:
     name = f"groupgraph_bench_live_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -174,22 +200,46 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
     url = URL_BASE + name
     load_before = os.getloadavg()
     try:
-        data = await seed(url, n)
+        data = await seed(url, n, warm)
         say("seeded")
-        async with workers(
-            url, 2, database_pool_size="20", live_concurrent_deliveries="12", access_log="false"
-        ) as addresses:
+        # no access log, warnings only: the workers' time goes to the requests and the events
+        async with workers(url, 2, database_pool_size="20", live_concurrent_deliveries=str(deliveries),
+                           access_log="false", log_level="WARNING") as addresses:
             pids = [worker_pid(w.split(":")[1]) for w in addresses]
             clients = [httpx.AsyncClient(base_url=f"http://{w}", limits=httpx.Limits(max_connections=concurrency), timeout=120)
                        for w in addresses]
-            # warm both workers: a query each, one submission through each (the listen connection, the pools)
-            for client in clients:
-                await client.post("/graphql", json={"query": "{ viewer { id } }"}, headers={"Authorization": f"Bearer {data['admin']}"})
+            admin_auth = {"Authorization": f"Bearer {data['admin']}"}
+            for client in clients:  # a query each: the pools, the caches
+                await client.post("/graphql", json={"query": "{ viewer { id } }"}, headers=admin_auth)
+            gate = asyncio.Semaphore(concurrency)
+            retried: list[str] = []
+
+            async def submit(client: httpx.AsyncClient, learner: str) -> tuple[float, float]:
+                """recordProgress for one learner's assignment: (sent, answered) on the perf_counter clock."""
+                async with gate:
+                    body = {"query": SUBMIT, "variables": {"e": [
+                        {"userId": learner, "kind": "SUBMITTED", "stepId": data["step"], "body": "essay"}]}}
+                    started = time.perf_counter()
+                    try:
+                        response = await client.post("/graphql", headers=admin_auth, json=body)
+                    except httpx.TransportError:  # a kept-alive connection the server had just closed: send again
+                        retried.append(learner)
+                        response = await client.post("/graphql", headers=admin_auth, json=body)
+                    answered = time.perf_counter()
+                    assert response.json() == {"data": {"recordProgress": 1}}, response.text
+                    return started, answered
+
+            def cpu() -> list[float]:
+                return [cpu_seconds(p) for p in pids]
+
+            # the cost of a submission alone: learners no subscriber follows, half through each worker
+            before = cpu()
+            await asyncio.gather(*(submit(clients[k % 2], gid) for k, gid in enumerate(data["warm_gids"])))
+            mutation_cpu_ms = (sum(cpu()) - sum(before)) * 1000 / max(warm, 1)
             rss_start = [rss_mb(p) for p in pids]
 
-            arrivals: dict[int, list[tuple[float, dict[str, Any]]]] = {i: [] for i in range(n)}
+            arrivals: dict[int, list[tuple[float, str]]] = {i: [] for i in range(n)}
             ready = [asyncio.Event() for _ in range(n)]
-            stop = asyncio.Event()
 
             async def subscriber(i: int) -> None:
                 address = addresses[i % 2]
@@ -204,22 +254,15 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
                         first = json.loads(await ws.recv())
                     assert first["type"] == "next", first
                     ready[i].set()
-                    receiving = asyncio.ensure_future(ws.recv())
-                    stopping = asyncio.ensure_future(stop.wait())
-                    while True:
-                        done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                        if receiving in done:
-                            message = json.loads(receiving.result())
-                            if message.get("type") == "ping":
-                                await ws.send(json.dumps({"type": "pong"}))
-                            else:
-                                arrivals[i].append((time.perf_counter(), message))
-                            receiving = asyncio.ensure_future(ws.recv())
-                        if stopping in done:
-                            receiving.cancel()
-                            return
+                    async for raw in ws:  # the time first, the JSON later: the client's own load adds the least
+                        at = time.perf_counter()
+                        if '"ping"' in raw and json.loads(raw).get("type") == "ping":
+                            await ws.send(json.dumps({"type": "pong"}))
+                            continue
+                        arrivals[i].append((at, str(raw)))
 
             opening = time.perf_counter()
+            before = cpu()
             tasks = []
             say(f"{n} subscribers connecting, {WAVE} at a time")
             for start in range(0, n, WAVE):  # connections open in waves, as browsers do
@@ -232,40 +275,32 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
                     if failed:
                         raise RuntimeError(f"{len(failed)} subscribers failed") from failed[0].exception()
             subscribed_in = time.perf_counter() - opening
+            subscribe_cpu_ms = (sum(cpu()) - sum(before)) * 1000 / n
             await asyncio.sleep(1)
             rss_subscribed = [rss_mb(p) for p in pids]
-            metrics_before = [histogram((await c.get("/metrics")).text) for c in clients]
-
-            sent: dict[int, tuple[float, float]] = {}
-            retried: list[int] = []
-            gate = asyncio.Semaphore(concurrency)
-
-            async def submit(i: int) -> None:
-                client = clients[(i + 1) % 2]  # the other worker than the mentor's subscription
-                async with gate:
-                    started = time.perf_counter()
-                    body = {"query": SUBMIT, "variables": {"e": [
-                        {"userId": data["learner_gids"][i], "kind": "SUBMITTED", "stepId": data["step"], "body": "essay"}]}}
-                    try:
-                        response = await client.post("/graphql", headers={"Authorization": f"Bearer {data['admin']}"}, json=body)
-                    except httpx.TransportError:  # a kept-alive connection the server had just closed: send again
-                        retried.append(i)
-                        response = await client.post("/graphql", headers={"Authorization": f"Bearer {data['admin']}"}, json=body)
-                    sent[i] = (started, time.perf_counter())
-                    assert response.json() == {"data": {"recordProgress": 1}}, response.text
+            scraped = [(await c.get("/metrics")).text for c in clients]
+            metrics_before = [histogram(text) for text in scraped]
+            gauges = [live_gauges(text) for text in scraped]
 
             say(f"subscribed in {subscribed_in:.1f} s; the burst")
+            before = cpu()
+            client_before = time.process_time()
             burst_start = time.perf_counter()
-            await asyncio.gather(*(submit(i) for i in range(n)))
+            # each through the other worker than the mentor's subscription
+            answers = await asyncio.gather(*(submit(clients[(i + 1) % 2], data["learner_gids"][i]) for i in range(n)))
+            sent = dict(enumerate(answers))
             burst_sent = time.perf_counter() - burst_start
             deadline = time.perf_counter() + 60
             while time.perf_counter() < deadline and any(not arrivals[i] for i in range(n)):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
+            burst_cpu = sum(cpu()) - sum(before)
+            client_cpu = time.process_time() - client_before
             await asyncio.sleep(1)  # anything else that would still come
             last_arrival = max((a[0][0] for a in arrivals.values() if a), default=burst_start)
             rss_after = [rss_mb(p) for p in pids]
             metrics_after = [histogram((await c.get("/metrics")).text) for c in clients]
-            stop.set()
+            for task in tasks:
+                task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for client in clients:
                 await client.aclose()
@@ -275,7 +310,8 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
         from_sent: list[float] = []
         after_answer: list[float] = []
         for i in range(n):
-            for _, message in arrivals[i]:
+            for _, raw in arrivals[i]:
+                message = json.loads(raw)
                 change = ((message.get("payload") or {}).get("data") or {}).get("reviewQueueChanged") or {}
                 submission = change.get("submission") or {}
                 if (submission.get("user") or {}).get("databaseId") != data["learners"][i]:
@@ -289,7 +325,8 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
                   for le in metrics_after[0]}
         delivered = n - lost
         return {
-            "subscribers": n, "workers": 2, "concurrency": concurrency, "cpus": os.cpu_count(),
+            "subscribers": n, "workers": 2, "concurrency": concurrency, "concurrent_deliveries": deliveries,
+            "cpus": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "subscribed_in_s": round(subscribed_in, 2),
@@ -299,11 +336,102 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
             "from_submission_sent_ms": {f"p{int(q * 100)}": round(pct(from_sent, q), 1) for q in (0.5, 0.95, 0.99)},
             "after_submission_answered_ms": {f"p{int(q * 100)}": round(pct(after_answer, q), 1) for q in (0.5, 0.95, 0.99)},
             "mutation_ms_p50": round(statistics.median((b - a) * 1000 for a, b in sent.values()), 1),
+            # worker CPU (both workers, /proc): a submission alone (measured first, with no subscriber), a
+            # subscription's set-up, and a delivery (the burst's CPU less its submissions', per event)
+            "cpu_ms": {"per_submission": round(mutation_cpu_ms, 2), "per_subscription": round(subscribe_cpu_ms, 2),
+                       "per_delivery": round((burst_cpu * 1000 - n * mutation_cpu_ms) / max(delivered, 1), 2),
+                       "burst_workers_s": round(burst_cpu, 2), "burst_bench_client_s": round(client_cpu, 2)},
             "rss_mb": {"start": [round(x, 1) for x in rss_start], "subscribed": [round(x, 1) for x in rss_subscribed],
                        "after_burst": [round(x, 1) for x in rss_after]},
             "rss_growth_mb": round(sum(rss_after) - sum(rss_start), 1),
             "lost": lost, "unauthorised": unauthorised, "submissions_sent_twice_after_a_reset": len(retried),
+            "live_gauges_subscribed": gauges,  # each worker's /metrics: n/2 connections and subscriptions each
         }
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: int, rounds: int = 50) -> dict[str, Any]:
+    """Statements and CPU time per delivery, machine-independent-ish: the app in this process (no HTTP server,
+    in-memory WebSockets), `subscribers` mentors on their classes and `fanout` more on the first class. Each
+    submission row is written by another engine (not counted) and its event published as recordProgress
+    publishes it after its commit (NOTIFY, LISTEN, routing, the decision, the message), so what is counted is
+    the delivery alone, client side JSON included."""
+    from app.server import create_app
+    from app.services.events import review_changed
+    from app.store.models import Submission
+    from tests.live import Socket
+
+    settings = Settings(database_url=url, access_log=False, log_level="WARNING", database_pool_size=20)
+    database = Database(settings)
+    writer = Database(Settings(database_url=url))
+    app = create_app(settings, database)
+    tokens = list(data["mentors"][:subscribers])
+    async with writer.transaction() as session:  # more mentors of the first class
+        extra = [User(email=f"fan{i}@bench.example", email_normalized=f"fan{i}@bench.example", first_name=f"Fan{i}",
+                      last_name="Bench", last_name_normalized="bench", kind="STAFF", status="ACTIVE") for i in range(fanout)]
+        session.add_all(extra)
+        await session.flush()
+        session.add_all([Membership(user_id=u.id, group_id=data["class_ids"][0], role="MENTOR") for u in extra])  # type: ignore[arg-type]
+        fans: list[str] = []
+        for u in extra:
+            token = new_token(SESSION_PREFIX)
+            fans.append(token)
+            session.add(Session(user_id=u.id, token_hash=token_hash(token), expires_at=utcnow() + timedelta(hours=2)))  # type: ignore[arg-type]
+    sockets: list[Socket] = []
+    groups = [data["classes"][i] for i in range(subscribers)] + [data["classes"][0]] * fanout
+    for token, group in zip(tokens + fans, groups, strict=True):
+        sock = await Socket(app).init(token)
+        sock.subscribe("1", RED_DOT, {"g": group})
+        assert "data" in await sock.next("1")
+        sockets.append(sock)
+    broker = app.state.broker
+
+    async def submit(learners: list[int]) -> list[dict[str, Any]]:
+        async with writer.transaction() as session:
+            session.add_all([Submission(user_id=data["learners"][i], step_id=data["step_id"], course_id=data["course_id"],
+                                        body="essay") for i in learners])
+        return [review_changed(data["learners"][i], step_id=data["step_id"]) for i in learners]
+
+    async def deliver(learners: list[int], receivers: list[Socket]) -> tuple[int, float, float]:
+        events = await submit(learners)
+        statements, cpu, wall = database.counter.count, time.process_time(), time.perf_counter()
+        await broker.publish(events)
+        for message in await asyncio.gather(*(sock.next("1") for sock in receivers)):
+            assert "data" in message, message
+        return database.counter.count - statements, time.process_time() - cpu, time.perf_counter() - wall
+
+    def per_delivery(results: list[tuple[int, float, float]], deliveries: int) -> dict[str, float]:
+        return {"statements": round(sum(r[0] for r in results) / deliveries, 2),
+                "cpu_ms": round(sum(r[1] for r in results) * 1000 / deliveries, 2),
+                "wall_ms_per_round": round(statistics.median(r[2] for r in results) * 1000, 2)}
+
+    out: dict[str, Any] = {"subscribers": subscribers, "fanout": fanout}
+    await deliver([0], sockets[:1] + sockets[subscribers:])  # warm
+    singles = [await deliver([i % subscribers], [sockets[i % subscribers]]) for i in range(1, rounds + 1)]
+    out["one_event_one_subscriber"] = per_delivery(singles, rounds)
+    burst = await deliver(list(range(subscribers)), sockets[:subscribers] + sockets[subscribers:])
+    out[f"burst_of_{subscribers}_events"] = per_delivery([burst], subscribers + fanout)
+    fanned = [await deliver([0], sockets[:1] + sockets[subscribers:]) for _ in range(10)]
+    out[f"one_event_{fanout + 1}_subscribers"] = per_delivery(fanned, 10 * (fanout + 1))
+    for sock in sockets:
+        await sock.close()
+    await database.dispose()
+    await writer.dispose()
+    return out
+
+
+async def measure(subscribers: int, fanout: int) -> dict[str, Any]:
+    name = f"groupgraph_bench_live_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    try:
+        url = URL_BASE + name
+        data = await seed(url, subscribers)
+        return await in_process(url, data, subscribers, fanout)
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -314,8 +442,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50, help="submissions in flight at once")
+    parser.add_argument("--deliveries", type=int, default=2,
+                        help="LIVE_CONCURRENT_DELIVERIES of each app process (batches of events decided at once)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only the statements and CPU time per delivery, in this process (--subscribers of them)")
+    parser.add_argument("--fanout", type=int, default=20, help="with --in-process: more subscribers of one group")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.subscribers, args.concurrency)), indent=2))
+    if args.in_process:
+        print(json.dumps(asyncio.run(measure(args.subscribers, args.fanout)), indent=2))
+        return
+    print(json.dumps(asyncio.run(run(args.subscribers, args.concurrency, args.deliveries)), indent=2))
 
 
 if __name__ == "__main__":

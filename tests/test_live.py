@@ -110,6 +110,68 @@ async def fresh_token(site: Site, user: User) -> tuple[str, int]:
     return token, row.id  # type: ignore[return-value]
 
 
+async def test_one_batch_decides_each_subscriber_on_their_own_sign_in_and_reach(site: Site) -> None:
+    """Events that arrive together are decided together (one statement for every subscriber's sign-in and
+    Reach, the event's data read once), yet each subscriber on their own: of three mentors of one class, one
+    whose session expired and one whose membership ended (neither announced, so the batch itself finds
+    out) end at the burst's first event; the third hears both submissions of the burst."""
+    from app.runtime.ids import require_id
+    from app.services.events import review_changed
+
+    room = await school(site)
+    second, third = await site.user("Max", kind="STAFF"), await site.user("Ned", kind="STAFF")
+    await site.member(second, room["class"], "MENTOR")
+    ending = await site.member(third, room["class"], "MENTOR")
+    expiring, expiring_id = await fresh_token(site, second)
+    socks = {"kept": await connect(site, await site.token(room["mentor"])), "expired": await connect(site, expiring),
+             "ended": await connect(site, await site.token(third)), "other": await connect(site, await site.token(room["other_mentor"]))}
+    for name, sock in socks.items():
+        sock.subscribe("1", RED_DOT, {"g": gid("Group", room["other" if name == "other" else "class"])})
+        assert (await sock.next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 0
+    async with site.database.transaction() as session:
+        await session.execute(update(Session).where(Session.id == expiring_id).values(expires_at=utcnow() - timedelta(seconds=1)))
+        await session.execute(update(Membership).where(Membership.id == ending.id).values(ended_at=utcnow()))
+
+    burst = await record(site, room["admin"], [
+        event(room["learner"], "SUBMITTED", room["course"]["steps"][1], body="first"),
+        event(room["learner"], "SUBMITTED", room["course"]["steps"][2], body="second"),
+        event(room["outsider"], "SUBMITTED", room["course"]["steps"][1], body="elsewhere"),
+    ])
+    assert burst == {"data": {"recordProgress": 3}}, burst
+    assert codes(await socks["expired"].next("1")) == ["UNAUTHENTICATED"]
+    assert codes(await socks["ended"].next("1")) == ["FORBIDDEN"]
+    heard = [(await socks["kept"].next("1"))["data"]["reviewQueueChanged"] for _ in range(2)]
+    # one transaction: both events are decided after it, on the queue as it is then
+    assert [(c["pendingCount"], c["submission"]["body"]) for c in heard] == [(2, "first"), (2, "second")]
+    elsewhere = (await socks["other"].next("1"))["data"]["reviewQueueChanged"]
+    assert (elsewhere["pendingCount"], elsewhere["submission"]["body"]) == (1, "elsewhere")
+    await subscribed(site, 2)
+
+    # what a batch costs does not grow with its subscribers: one of them, or twenty more of the same class
+    broker = site.app.state.broker
+    step_id = require_id(room["course"]["steps"][1]["id"], "Step", "stepId")
+
+    async def statements_for(subscribers: list[Any]) -> int:
+        with site.statements() as counted:
+            await broker.publish([review_changed(room["learner"].id, step_id=step_id)])  # type: ignore[arg-type]
+            for sock in subscribers:
+                assert "data" in await sock.next("1")
+        return counted.count
+
+    alone = await statements_for([socks["kept"]])
+    more = []
+    for n in range(20):
+        mentor = await site.user(f"Mentor{n}", kind="STAFF")
+        await site.member(mentor, room["class"], "MENTOR")
+        sock = await connect(site, await site.token(mentor))
+        sock.subscribe("1", RED_DOT, {"g": gid("Group", room["class"])})
+        assert "data" in await sock.next("1")
+        more.append(sock)
+    assert await statements_for([socks["kept"], *more]) == alone
+    for sock in [*socks.values(), *more]:
+        await sock.close()
+
+
 async def test_subscribing_is_checked_like_a_query(site: Site) -> None:
     room = await school(site)
     anonymous = await connect(site)
@@ -201,7 +263,7 @@ async def test_nothing_is_announced_for_a_transaction_rolled_back(site: Site) ->
     async with store.transaction():
         store.publish(access_request_changed(2, [user.id]))
     await store.close()
-    assert (await subscriber.next(10))["r"] == 2  # the first thing heard: the committed one
+    assert (await subscriber.next(10)).event["r"] == 2  # type: ignore[union-attr]  # the first thing heard: the committed one
     site.app.state.broker.close(subscriber)
 
 
@@ -343,15 +405,25 @@ async def connect_raw(site: Site) -> Any:
 async def test_server_sent_events(site: Site) -> None:
     """graphql-sse (distinct connections): the same subscription as a text/event-stream response."""
     import asyncio
+    import re
+
+    async def delivered() -> float:
+        metrics = (await site.client.get("/metrics")).text
+        found = re.search(r'^groupgraph_live_events_delivered_total\{field="reviewQueueChanged"\} (\S+)$', metrics, re.M)
+        return float(found.group(1)) if found else 0.0
 
     room = await school(site)
     token = await site.token(room["mentor"])
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    counted = await delivered()
     stream = asyncio.create_task(site.client.post(
         "/graphql", json={"query": RED_DOT, "variables": {"g": gid("Group", room["class"])}}, headers=headers, timeout=30,
     ))
     await subscribed(site, 1)
+    broker = site.app.state.broker
+    batches = broker.batches
     await submit(site, room, "learner", 1, "essay")
+    await until(lambda: broker.batches > batches, "the submission decided")  # before the removal, not after
     removed = await site.gql(REMOVE, {"ids": [gid("Membership", room["mentoring"])]}, as_user=room["leader"])
     assert removed == {"data": {"removeMembers": 1}}
     response = await stream
@@ -361,3 +433,32 @@ async def test_server_sent_events(site: Site) -> None:
     counts = [e for e in events[:2]]
     assert '"pendingCount":0' in counts[0] and '"pendingCount":1' in counts[1] and '"body":"essay"' in counts[1]
     assert '"code":"FORBIDDEN"' in events[2]
+    assert await delivered() == counted + 2  # what a stream sends counts in /metrics, as on a WebSocket
+
+
+async def test_streams_end_cleanly_when_the_worker_stops(site: Site) -> None:
+    """A stopping worker (SIGTERM: app.runtime.lifecycle) ends its subscriptions at once: an SSE stream with
+    `complete` instead of being cut after the grace period, a WebSocket operation with `complete`."""
+    import asyncio
+
+    from app.runtime.lifecycle import begin_stop, stopping
+
+    room = await school(site)
+    token = await site.token(room["mentor"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    stream = asyncio.create_task(site.client.post(
+        "/graphql", json={"query": RED_DOT, "variables": {"g": gid("Group", room["class"])}}, headers=headers, timeout=30,
+    ))
+    sock = await connect(site, token)
+    sock.subscribe("1", PROGRESS, {"g": gid("Group", room["class"])})
+    await subscribed(site, 2)
+    try:
+        begin_stop()
+        response = await stream
+        events = [block.split("\r\n")[0] for block in response.text.split("\r\n\r\n") if block.startswith("event:")]
+        assert events == ["event: next", "event: complete"], response.text
+        assert await sock.receive() == {"id": "1", "type": "complete"}
+        await subscribed(site, 0)
+    finally:
+        stopping().clear()
+        await sock.close()

@@ -257,6 +257,13 @@ class QueryCost(SchemaExtension):
         )
         yield
 
+    def on_validate(self) -> Iterator[None]:
+        yield
+        # made for this request's variables and done with: a subscription keeps its execution context (and
+        # these classes, a few kB) as long as it runs
+        rules = self.execution_context.validation_rules
+        self.execution_context.validation_rules = tuple(r for r in rules if not getattr(r, "per_request", False))
+
 
 def _holds_nul(value: Any) -> bool:
     if isinstance(value, str):

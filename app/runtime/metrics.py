@@ -158,7 +158,7 @@ LIVE_DELIVERED = counter("groupgraph_live_events_delivered_total", "Events sent 
 LIVE_ENDED = counter("groupgraph_live_subscriptions_ended_total", "Subscriptions ended by the server, by code", ["code"])
 LIVE_DELIVERY = histogram(
     "groupgraph_live_delivery_seconds", "From publication (after commit) to the event sent to the subscriber",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5),
 )
 
 # Gauges measured at scrape time (a query, once per scrape, never per request): each hook answers families.

@@ -10,7 +10,15 @@ Routing to subscriptions happens once per worker, not per subscriber: by user (a
 of someone's permissions), or for review and progress events by every group whose subtree holds the
 learner (one query per batch of events, run only while this worker has such subscriptions). Each
 subscription has a bounded queue; one that falls further behind is ended (SUBSCRIBER_TOO_SLOW) rather
-than allowed to grow. The subscription itself re-reads everything, permissions included, for each event.
+than allowed to grow.
+
+The events of one routing are decided together, as a batch: every subscriber's sign-in and Reach are read
+afresh in one statement (app.services.viewers), then each subscription decides each of its events for
+itself (its `decide`: the permission re-checked on its own Reach, what it may see built) over loaders the
+batch shares, which hold data only, never a decision. So an event's submission, learner and course are
+read once for all its subscribers, and a batch costs the same few statements for one subscriber or a
+thousand. What a batch cannot decide (an unexpected error) the subscription decides alone, as a new
+operation would.
 """
 
 from __future__ import annotations
@@ -19,20 +27,28 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import event as sql_event
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from app.runtime.errors import LimitReached
+from app.runtime.errors import AppError, LimitReached, Unauthenticated
+from app.runtime.lifecycle import stopping
 from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
+from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
+from app.store.bulk import one_of
 from app.store.db import Database
-from app.store.models import GroupClosure, Membership
+from app.store.models import Group, GroupClosure, Membership, User
+from dataloaders.loaders import Loaders
+from dataloaders.store import Store
+from dataloaders.users import OwnGroups
 
 REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?}
 PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course}
@@ -43,6 +59,7 @@ RESYNC = "resync"  # the LISTEN connection came back after a gap: events may hav
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 USERS_PER_EVENT = 500  # a NOTIFY payload holds at most 8000 bytes
+SIGN_IN_ENDED = "The sign-in ended (signed out, token revoked or expired, or account not active)."
 
 
 def review_changed(user_id: int, submission_id: int | None = None, step_id: int | None = None) -> dict[str, Any]:
@@ -68,33 +85,126 @@ def reach_changed(user_ids: Iterable[int | None]) -> dict[str, Any]:
     return {"k": REACH, "u": sorted({u for u in user_ids if u is not None})}
 
 
-@dataclass(eq=False)
+# How a subscription decides one event for itself, given its sign-in and Reach as just read and the batch's
+# loaders (data only, shared by the batch; every decision rests on the subscriber's own Reach): what to send,
+# None for nothing, or an AppError that ends the subscription.
+Decide = Callable[[Viewer, Loaders, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(eq=False, slots=True)
+class Decided:
+    """A subscriber's decision about one event: the sign-in and Reach it rests on, and what to send (None:
+    nothing) or the error that ends the subscription."""
+
+    viewer: Viewer
+    value: Any = None
+    error: BaseException | None = None
+
+
+class _Batch:
+    """The events that one routing handed out, decided together; subscribers wait for `done`."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+
+
+@dataclass(eq=False, slots=True)
+class Delivery:
+    """One event in one subscriber's queue, and the decision its batch makes about it (None until made, or
+    when the batch could not decide it: the subscription then decides alone, as for a new operation)."""
+
+    subscriber: Subscriber
+    event: dict[str, Any]
+    batch: _Batch | None = None
+    decided: Decided | None = None
+
+    async def decision(self) -> Decided | None:
+        if self.batch is not None:
+            await self.batch.done.wait()
+            self.batch = None
+        return self.decided
+
+
+@dataclass(eq=False, slots=True)
 class Subscriber:
-    """One subscription's place in the broker: what it listens to and its bounded queue."""
+    """One subscription's place in the broker: what it listens to, its bounded queue of deliveries, and how it
+    decides. The queue is a deque made when something waits in it and a future while the subscription waits
+    (an asyncio.Queue per subscription cost ~3 kB more, for a thousand subscribers 3 MB)."""
 
     kind: str  # REVIEW, PROGRESS (key: a group id) or ACCESS (key: the user id)
     key: int
     user_id: int
-    queue: asyncio.Queue[dict[str, Any]]
+    limit: int  # deliveries waiting at most; one more ends the subscription (SUBSCRIBER_TOO_SLOW)
+    token: str | None = None
+    decide: Decide | None = None
     too_slow: bool = False
     closed: bool = False
+    stopped: bool = False  # the worker is stopping: the subscription ends (complete), as a stream of its own would
+    waiting: deque[Delivery] | None = None
+    wakeup: asyncio.Future[None] | None = None
 
-    async def next(self, wait: float | None) -> dict[str, Any] | None:
+    def stop(self) -> None:
+        self.stopped = True
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def offer(self, delivery: Delivery) -> bool:
+        """Queue a delivery; False (and too slow from now on) when the queue is full."""
+        if self.waiting is None:
+            self.waiting = deque()
+        if len(self.waiting) >= self.limit:
+            self.too_slow = True  # ended with SUBSCRIBER_TOO_SLOW when it next looks
+            return False
+        self.waiting.append(delivery)
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+        return True
+
+    async def next(self, wait: float | None) -> Delivery | None:
         """The next event; None when `wait` seconds pass first (time to re-check anyway)."""
         if self.too_slow:
             raise LimitReached(
                 SUBSCRIBER_TOO_SLOW, "Events came faster than this subscription took them; subscribe again."
             )
-        try:
-            return await asyncio.wait_for(self.queue.get(), wait)
-        except TimeoutError:
+        if self.stopped:
             return None
+        if not self.waiting:
+            self.wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.wakeup, wait)
+            except TimeoutError:
+                return None
+            finally:
+                self.wakeup = None
+        if self.stopped:
+            return None
+        delivery = self.waiting.popleft()  # type: ignore[union-attr]
+        if not self.waiting:
+            self.waiting = None
+        return delivery
 
 
 @dataclass
 class _Outgoing:
     payloads: list[str]
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _EventStore(Store):
+    """The store a batch of events is routed and decided through. On PostgreSQL it reads without a
+    transaction of its own (no BEGIN and ROLLBACK round trips): each statement sees the database as it is
+    when it runs, as each statement of a READ COMMITTED transaction does anyway."""
+
+    def __init__(self, database: Database, engine: Any) -> None:
+        super().__init__(database)
+        self._engine = engine
+
+    def _get(self) -> AsyncSession:
+        if self._session is None and self._engine is not None and not getattr(self, "_closed", False):
+            self._session = AsyncSession(self._engine, expire_on_commit=False)
+        return super()._get()
 
 
 class Broker:
@@ -108,26 +218,45 @@ class Broker:
         self._per_kind: Counter[str] = Counter()
         self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._stop_watch: asyncio.Task[None] | None = None
         self._outbox: list[_Outgoing] = []
         self._sender: asyncio.Task[None] | None = None
         self._connection: Any = None  # asyncpg.Connection, LISTENing
         self._connect_lock = asyncio.Lock()
         self._closed = False
         self.received = 0
+        self.batches = 0  # batches decided (tests wait on it)
+        # batches of events decided at once (each holds one pooled connection while it is decided)
         self.deliveries = asyncio.Semaphore(max(1, settings.live_concurrent_deliveries))
+        self._deciding: set[asyncio.Task[None]] = set()
+        # PostgreSQL: the batches read through connections of their own (one per slot, kept open), outside a
+        # transaction and without the pool's ping: a batch costs its statements' round trips and no more. A
+        # connection that died fails one batch, whose subscriptions then decide alone; the next gets a new one.
+        self._reading: AsyncEngine | None = None
+        if not database.is_sqlite:
+            self._reading = create_async_engine(
+                database.url, pool_size=max(1, settings.live_concurrent_deliveries), max_overflow=0,
+                isolation_level="AUTOCOMMIT",
+            )
+            sql_event.listen(self._reading.sync_engine, "before_cursor_execute", database.counter)
 
     # --- subscriptions -----------------------------------------------------------------------------------
 
-    async def open(self, kind: str, key: int, user_id: int) -> Subscriber:
+    async def open(
+        self, kind: str, key: int, user_id: int, token: str | None = None, decide: Decide | None = None
+    ) -> Subscriber:
         """Register a subscription; the LISTEN is in place when this returns, so nothing committed after it
-        is missed. TOO_MANY_SUBSCRIPTIONS past the per-user cap (per worker)."""
+        is missed. With its `token` and `decide`, its events are decided in the broker's batches.
+        TOO_MANY_SUBSCRIPTIONS past the per-user cap (per worker)."""
         cap = self.settings.live_max_subscriptions_per_user
         if len(self._by_user[user_id]) >= cap:
             raise LimitReached(
                 TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions per user at a time.", limit=cap
             )
         await self._start()
-        subscriber = Subscriber(kind, key, user_id, asyncio.Queue(maxsize=self.settings.live_queue_size))
+        subscriber = Subscriber(kind, key, user_id, self.settings.live_queue_size, token, decide)
+        if stopping().is_set():
+            subscriber.stopped = True
         self._by_key[(kind, key)].add(subscriber)
         self._by_user[user_id].add(subscriber)
         self._per_kind[kind] += 1
@@ -214,6 +343,8 @@ class Broker:
             raise RuntimeError("the broker is closed")
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch())
+        if self._stop_watch is None or self._stop_watch.done():
+            self._stop_watch = asyncio.create_task(self._end_on_stop())
         if self.postgres:
             await self._connect()
 
@@ -269,76 +400,159 @@ class Broker:
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
 
+    async def _end_on_stop(self) -> None:
+        """When the worker stops (app.runtime.lifecycle), every subscription ends at once and cleanly (an SSE
+        stream sends `complete` rather than being cut after the grace period)."""
+        await stopping().wait()
+        for subscribers in list(self._by_user.values()):
+            for subscriber in list(subscribers):
+                subscriber.stop()
+
     async def _dispatch(self) -> None:
+        """Route what arrived, a batch at a time. At most `deliveries` batches are decided at once: while they
+        are, what arrives meanwhile waits and makes the next batch (a burst costs a few batches, not an
+        event each)."""
         while True:
             batch = [await self._incoming.get()]
+            await self.deliveries.acquire()
             while not self._incoming.empty() and len(batch) < 1000:
                 batch.append(self._incoming.get_nowait())
+            store = _EventStore(self.database, self._reading)
+            loaders = Loaders(store)  # shared by the batch: data only, never a decision
+            group = _Batch()
+            deliveries: list[Delivery] = []
             try:
-                await self._route(batch)
+                await self._route(batch, loaders, group, deliveries)
             except Exception as exc:  # one bad batch must not stop live updates
                 log.error("live_dispatch_failed", error=type(exc).__name__, exc_info=exc)
+            if deliveries:  # what was handed out is decided even when routing failed half way
+                task = asyncio.create_task(self._decide(group, deliveries, loaders))
+                self._deciding.add(task)
+                task.add_done_callback(self._deciding.discard)
+            else:
+                group.done.set()
+                self.deliveries.release()
+                await store.close()
 
-    async def _route(self, batch: list[dict[str, Any]]) -> None:
+    async def _route(self, batch: list[dict[str, Any]], loaders: Loaders, group: _Batch, handed: list[Delivery]) -> None:
+        """Hand each event to the subscriptions it concerns (queued in order, decided by `group`)."""
         self.received += len(batch)
         for event in batch:
             LIVE_RECEIVED.labels(kind=str(event.get("k"))[:16]).inc()
         learners = {
             int(e["u"]) for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0
         }
-        groups = await self._groups_of(learners) if learners else {}
+        groups = await self._groups_of(learners, loaders) if learners else {}
         for event in batch:
             kind = event["k"]
             if kind in (REVIEW, PROGRESS):
                 consent_too = kind == PROGRESS  # the review queue counts members placed without a consent only
                 for group_id, on_consent in groups.get(int(event["u"]), ()):
                     if consent_too or not on_consent:
-                        self._offer(self._by_key.get((kind, group_id), ()), event)
+                        self._offer(self._by_key.get((kind, group_id), ()), event, group, handed)
             elif kind == ACCESS:
                 for user_id in event.get("u", ()):
-                    self._offer(self._by_key.get((ACCESS, int(user_id)), ()), event)
+                    self._offer(self._by_key.get((ACCESS, int(user_id)), ()), event, group, handed)
             elif kind == REACH:
                 for user_id in event.get("u", ()):
-                    self._offer(self._by_user.get(int(user_id), ()), event)
+                    self._offer(self._by_user.get(int(user_id), ()), event, group, handed)
             elif kind == RESYNC:
                 for subscribers in list(self._by_user.values()):
-                    self._offer(subscribers, event)
+                    self._offer(subscribers, event, group, handed)
 
-    async def _groups_of(self, user_ids: set[int]) -> dict[int, set[tuple[int, bool]]]:
+    async def _groups_of(self, user_ids: set[int], loaders: Loaders) -> dict[int, set[tuple[int, bool]]]:
         """Every group whose subtree holds each learner (a current membership), and whether that placement
-        rests on a consent: one query for the batch."""
+        rests on a consent: one query for the batch. The same rows hold what the decisions will ask about the
+        learners and the followed groups (the learner's row and own groups, the group's row): the batch's
+        loaders get them here rather than in statements of their own."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
-        async with self.database.session() as session:
-            rows = await session.execute(
-                select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None))
-                .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
-                .where(Membership.user_id.in_(sorted(user_ids)), Membership.ended_at.is_(None))
+        own: dict[int, set[int]] = defaultdict(set)
+        staff: dict[int, set[int]] = defaultdict(set)
+        rows = await loaders.store.all(
+            select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
+                   GroupClosure.depth, Membership.role, Group, User)
+            .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
+            .join(Group, Group.id == GroupClosure.ancestor_id)
+            .join(User, User.id == Membership.user_id)
+            .where(one_of(self.postgres, Membership.user_id, sorted(user_ids)), Membership.ended_at.is_(None))
+        )
+        followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
+        for user_id, group_id, on_consent, depth, role, group, user in rows:
+            out[user_id].add((group_id, bool(on_consent)))
+            if depth == 0 and not on_consent:
+                own[user_id].add(group_id)
+                if role != "MEMBER":
+                    staff[user_id].add(group_id)
+            if group_id in followed:
+                loaders.groups.by_id.prime(group_id, group)
+            loaders.users.by_id.prime(user_id, user)
+        for user_id in out:  # the groups of the learner's own memberships (users.own_groups' rule)
+            loaders.users.own_groups.prime(
+                user_id, OwnGroups(frozenset(own.get(user_id, ())), frozenset(staff.get(user_id, ())))
             )
-            for user_id, group_id, on_consent in rows:
-                out[user_id].add((group_id, bool(on_consent)))
         # a group reached both ways counts as reached without a consent
         for user_id, pairs in out.items():
             plain = {g for g, c in pairs if not c}
             out[user_id] = {(g, c) for g, c in pairs if not c or g not in plain}
         return out
 
-    def _offer(self, subscribers: Iterable[Subscriber], event: dict[str, Any]) -> None:
+    def _offer(
+        self, subscribers: Iterable[Subscriber], event: dict[str, Any], group: _Batch, handed: list[Delivery]
+    ) -> None:
         for subscriber in list(subscribers):
             if subscriber.too_slow:
                 continue
-            try:
-                subscriber.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                subscriber.too_slow = True  # ended with SUBSCRIBER_TOO_SLOW when it next looks
+            delivery = Delivery(subscriber, event, group)
+            if subscriber.offer(delivery):
+                handed.append(delivery)
+
+    async def _decide(self, group: _Batch, deliveries: list[Delivery], loaders: Loaders) -> None:
+        """Decide every delivery of a routed batch together: every subscriber's sign-in and Reach in one
+        statement, then each subscription's own decision, all at once, over loaders shared by the batch (so
+        that the event's submission, learner and course are read once, and the counts in one statement).
+        Holds one of the broker's delivery slots (and one pooled connection) until done."""
+        try:
+            deciding = [
+                d for d in deliveries
+                if d.subscriber.decide is not None and d.subscriber.token is not None and not d.subscriber.closed
+            ]
+            tokens = {d.subscriber.token for d in deciding}
+            viewers = await viewers_now(loaders.store, tokens, self.settings.members_see_groups) if tokens else {}  # type: ignore[arg-type]
+
+            async def one(delivery: Delivery) -> None:
+                subscriber = delivery.subscriber
+                viewer = viewers.get(subscriber.token)  # type: ignore[arg-type]
+                if viewer is None or subscriber.decide is None:
+                    return
+                if viewer.credential is None:
+                    delivery.decided = Decided(viewer, error=Unauthenticated(SIGN_IN_ENDED))
+                    return
+                try:
+                    delivery.decided = Decided(viewer, await subscriber.decide(viewer, loaders, delivery.event))
+                except AppError as refused:
+                    delivery.decided = Decided(viewer, error=refused)
+                except Exception as exc:  # left undecided: the subscription decides it alone
+                    log.warning("live_decide_failed", error=type(exc).__name__, exc_info=exc)
+
+            await asyncio.gather(*(one(d) for d in deciding))
+        except Exception as exc:  # undecided: each subscription decides alone
+            log.warning("live_batch_failed", error=type(exc).__name__, exc_info=exc)
+        finally:
+            group.done.set()
+            self.deliveries.release()
+            self.batches += 1
+            await loaders.store.close()
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in (self._dispatcher, self._sender):
+        for task in (self._dispatcher, self._sender, self._stop_watch, *self._deciding):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
         await self._drop_connection()
+        if self._reading is not None:
+            await self._reading.dispose()
 
 
 def attach(database: Database, settings: Settings) -> Broker:
