@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from app.store.models import Group, GroupClosure
+from dataloaders.batch import Loader
 from dataloaders.records import GroupRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
 
@@ -91,7 +92,7 @@ def gives_sight(membership: Any, members_see_default: bool) -> ColumnElement[boo
 class GroupLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.by_id = DataLoader(load_fn=self._by_id)
+        self.by_id = Loader(self._by_id)
         self.children = DataLoader(load_fn=self._children)
         self.ancestors = DataLoader(load_fn=self._ancestors)
         self.subtree_ids = DataLoader(load_fn=self._subtree_ids)

@@ -29,6 +29,7 @@ from app.store.models import (
     StepProgress,
     Usage,
 )
+from dataloaders.batch import Loader
 from dataloaders.records import ids_in, once_per_dialect
 from dataloaders.store import Store
 
@@ -106,7 +107,7 @@ def _step_records_of(postgres: bool):  # type: ignore[no-untyped-def]
 class ProgressLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.cards = DataLoader(load_fn=self._cards)
+        self.cards = Loader(self._cards)
         self.step_records = DataLoader(load_fn=self._step_records)
         self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
         self.activity = DataLoader(load_fn=self._activity)
