@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from strawberry.dataloader import DataLoader
+from strawberry.dataloader import DataLoader, DefaultCache
 
 K = TypeVar("K", bound=Hashable)
+_MISSING: Any = object()
+
+
+class PrimedCache(DefaultCache[Any, Any]):
+    """A loader's futures, with the values primed into it kept plain until a load asks for one: a members page
+    primes its 500 users, their groups, their group ids and their cards, and most are never asked again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[Hashable, Any] = {}
+
+    def get(self, key: Any) -> Any:
+        future = self.cache_map.get(key)
+        if future is None:
+            value = self.values.pop(key, _MISSING)
+            if value is not _MISSING:
+                future = asyncio.get_running_loop().create_future()
+                future.set_result(value)
+                self.cache_map[key] = future
+        return future
+
+    def delete(self, key: Any) -> None:
+        self.values.pop(key, None)
+        self.cache_map.pop(key, None)
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.cache_map.clear()
+
+
+class Loader(DataLoader[K, Any]):
+    """A DataLoader (keys as they are, no cache_key_fn) whose priming costs a dict entry, not a future."""
+
+    def __init__(self, load_fn: Callable[[list[K]], Awaitable[Sequence[Any]]]) -> None:
+        super().__init__(load_fn=load_fn, cache_map=PrimedCache())  # type: ignore[arg-type]
+
+    def prime(self, key: K, value: Any, force: bool = False) -> None:
+        if self.batch is not None and not self.batch.dispatched:  # keys may wait in that batch: Strawberry's way
+            super().prime_many({key: value}, force)
+            return
+        cache: PrimedCache = self.cache_map  # type: ignore[assignment]
+        if force:
+            cache.cache_map.pop(key, None)
+            cache.values[key] = value
+        elif key not in cache.cache_map and key not in cache.values:
+            cache.values[key] = value
+
+    def prime_many(self, data: Mapping[K, Any], force: bool = False) -> None:
+        for key, value in data.items():
+            self.prime(key, value, force)
 
 
 def _pages_of(loader: DataLoader[K, Any]) -> DataLoader[tuple[K, ...], list[Any]]:
@@ -35,7 +86,12 @@ async def load_all(loader: DataLoader[K, Any], keys: Sequence[K]) -> list[Any]:
     missing: list[K] = []
     waiting: list[tuple[K, Any]] = []
     cache = loader.cache_map
+    primed = cache.values if isinstance(cache, PrimedCache) else {}
     for key in dict.fromkeys(keys):
+        value = primed.get(key, _MISSING)
+        if value is not _MISSING:
+            found[key] = value
+            continue
         future = cache.get(key)
         if future is None or future.cancelled():
             missing.append(key)

@@ -6,11 +6,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, literal_column, or_, select, union_all
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from app.store.models import Group, GroupClosure
+from dataloaders.batch import Loader
 from dataloaders.records import GroupRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
 
@@ -35,6 +36,34 @@ def _ancestors_of(postgres: bool):  # type: ignore[no-untyped-def]
         .where(ids_in(gc.descendant_id, postgres), gc.depth > 0)
         .order_by(gc.descendant_id, gc.depth.desc())
     )
+
+
+GROUP, ANCESTOR, CHILD = 0, 1, 2
+
+
+@once_per_dialect
+def _groups_with_tree(postgres: bool, ancestors: bool, children: bool):  # type: ignore[no-untyped-def]
+    """The groups by id with (as asked) their ancestors and their children, in one statement: rows of
+    (kind, the asked id, rank, the group's columns), ordered as _ancestors_of (root first) and _children_of
+    (by name) order theirs."""
+    g, gc = Group.__table__, GroupClosure.__table__  # type: ignore[attr-defined]
+    zero = literal_column("0")
+    parts = [
+        select(literal_column(str(GROUP)).label("kind"), g.c.id.label("asked"), zero.label("rank"), *GroupRecord.columns)
+        .where(ids_in(g.c.id, postgres))
+    ]
+    if ancestors:
+        parts.append(
+            select(literal_column(str(ANCESTOR)), gc.c.descendant_id, -gc.c.depth, *GroupRecord.columns)
+            .join_from(gc, g, g.c.id == gc.c.ancestor_id)
+            .where(ids_in(gc.c.descendant_id, postgres), gc.c.depth > 0)
+        )
+    if children:
+        parts.append(
+            select(literal_column(str(CHILD)), g.c.parent_id, zero, *GroupRecord.columns).where(ids_in(g.c.parent_id, postgres))
+        )
+    tree = union_all(*parts).subquery("tree")
+    return select(*tree.c).order_by(tree.c.kind, tree.c.asked, tree.c.rank, tree.c.name, tree.c.id)
 
 
 def hidden_from_members(default: bool) -> Any:
@@ -63,10 +92,11 @@ def gives_sight(membership: Any, members_see_default: bool) -> ColumnElement[boo
 class GroupLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.by_id = DataLoader(load_fn=self._by_id)
+        self.by_id = Loader(self._by_id)
         self.children = DataLoader(load_fn=self._children)
         self.ancestors = DataLoader(load_fn=self._ancestors)
         self.subtree_ids = DataLoader(load_fn=self._subtree_ids)
+        self._with_tree: dict[tuple[bool, bool], DataLoader[int, Any]] = {}
 
     @property
     def postgres(self) -> bool:
@@ -85,6 +115,40 @@ class GroupLoaders:
             children[group.parent_id].append(group)  # type: ignore[index]
             self.by_id.prime(group.id, group)
         return [children.get(i, []) for i in parent_ids]
+
+    async def load_with_tree(self, group_id: int, ancestors: bool, children: bool) -> Any:
+        """The group (its record or None), with its ancestors and children read in the same statement and
+        primed into those loaders: for `group(id:)` when the query asks them (two statements less)."""
+        if not (ancestors or children) or self.by_id.cache_map.get(group_id) is not None:
+            return await self.by_id.load(group_id)
+        loader = self._with_tree.get((ancestors, children))
+        if loader is None:
+
+            async def load(ids: Sequence[int]) -> list[Any]:
+                return await self._load_with_tree(ids, ancestors, children)
+
+            loader = self._with_tree[(ancestors, children)] = DataLoader(load_fn=load)
+        return await loader.load(group_id)
+
+    async def _load_with_tree(self, ids: Sequence[int], ancestors: bool, children: bool) -> list[Any]:
+        statement = _groups_with_tree(self.postgres, ancestors, children)
+        rows = await self.store.all(statement, {"ids": sorted(set(ids))})
+        found: dict[int, Any] = {}
+        tree: tuple[dict[int, list[Any]], ...] = ({}, defaultdict(list), defaultdict(list))
+        for row in rows:
+            group = GroupRecord(*row[3:])
+            if row[0] == GROUP:
+                found[row[1]] = group
+            else:
+                tree[row[0]][row[1]].append(group)
+            self.by_id.prime(group.id, group)
+        for group_id in ids:
+            if ancestors:
+                self.ancestors.prime(group_id, tree[ANCESTOR].get(group_id, []))
+            if children:
+                self.children.prime(group_id, tree[CHILD].get(group_id, []))
+            self.by_id.prime(group_id, found.get(group_id))
+        return [found.get(i) for i in ids]
 
     async def _ancestors(self, ids: Sequence[int]) -> list[list[Any]]:
         """Root first, the group itself excluded."""

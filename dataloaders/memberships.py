@@ -136,7 +136,10 @@ class MembershipLoaders:
                 loader = self._counts[key]
                 kids: list[int] = []
                 if filter.roles is None and filter.search is None and not filter.include_ended:  # memberCount's
-                    futures = [self.groups.children.load(g) for g in asked]  # one batch
+                    # not for a group asked with its parent (the children primed with `group(id:)` answer at
+                    # once, so they can be in the batch of their parent): no grandchildren are counted
+                    tops = [g for g in asked if self._parent_of(g) not in asked]
+                    futures = [self.groups.children.load(g) for g in tops]  # one batch
                     for future in futures:
                         kids += [c.id for c in await future]
                 pending: dict[int, asyncio.Future[int]] = {}
@@ -164,6 +167,14 @@ class MembershipLoaders:
 
             loader = self._counts[key] = DataLoader(load_fn=load)
         return loader
+
+    def _parent_of(self, group_id: int) -> int | None:
+        """The parent of a group this request has loaded already (None when not known)."""
+        future = self.groups.by_id.cache_map.get(group_id)
+        if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+            return None
+        group = future.result()
+        return getattr(group, "parent_id", None)
 
     # --- pages --------------------------------------------------------------------------------
 

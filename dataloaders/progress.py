@@ -10,9 +10,10 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, case, func, literal, select, union_all
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -29,6 +30,7 @@ from app.store.models import (
     StepProgress,
     Usage,
 )
+from dataloaders.batch import Loader
 from dataloaders.records import ids_in, once_per_dialect
 from dataloaders.store import Store
 
@@ -103,10 +105,44 @@ def _step_records_of(postgres: bool):  # type: ignore[no-untyped-def]
     return select(sp.user_id, sp.step_id, sp.viewed_at, sp.completed_at, sp.points).where(ids_in(sp.user_id, postgres))
 
 
+@cache
+def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
+    """rolled_up_summary's statement, built once per process (the group id bound as :group_id)."""
+    group_id = bindparam("group_id", type_=Integer)
+    gr, cr = GroupRollup.__table__.c, CourseRollup.__table__.c  # type: ignore[attr-defined]
+    m, gc, s = Membership.__table__.c, GroupClosure.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+    learners = select(gr.learners).where(gr.group_id == group_id).scalar_subquery()
+    if consent_matters:
+        on_consent = (
+            select(literal(1))
+            .select_from(Membership.__table__)  # type: ignore[attr-defined]
+            .join(GroupClosure.__table__, gc.descendant_id == m.group_id)  # type: ignore[attr-defined]
+            .where(
+                gc.ancestor_id == group_id, m.access_request_id.is_not(None), m.role == LEARNER_ROLE,
+                m.ended_at.is_(None),
+            )
+            .limit(1)
+            .subquery()
+        )
+        flag: Any = select(func.count()).select_from(on_consent).scalar_subquery()
+    else:
+        flag = literal(0)
+    head = select(literal(0), func.coalesce(learners, 0), flag, literal(0.0))
+    step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
+    average = case(
+        (step_count == 0, literal(0.0)),
+        else_=100.0 * cr.steps_completed / (cr.enrolled * step_count),
+    )
+    per_course = select(cr.course_id, cr.enrolled, cr.completed, average).where(
+        cr.group_id == group_id, cr.enrolled > 0
+    )
+    return union_all(head, per_course)
+
+
 class ProgressLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.cards = DataLoader(load_fn=self._cards)
+        self.cards = Loader(self._cards)
         self.step_records = DataLoader(load_fn=self._step_records)
         self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
         self.activity = DataLoader(load_fn=self._activity)
@@ -238,34 +274,7 @@ class ProgressLoaders:
         """The nested summary of every learner of the subtree, from group_rollup and course_rollup: one
         statement reading one row per course. With `consent_matters`, None when a learner of the subtree holds a
         consent-based MEMBER membership (not ended), which the caller's filter may leave out."""
-        gr, cr = GroupRollup.__table__.c, CourseRollup.__table__.c  # type: ignore[attr-defined]
-        m, gc, s = Membership.__table__.c, GroupClosure.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
-        learners = select(gr.learners).where(gr.group_id == group_id).scalar_subquery()
-        if consent_matters:
-            on_consent = (
-                select(literal(1))
-                .select_from(Membership.__table__)  # type: ignore[attr-defined]
-                .join(GroupClosure.__table__, gc.descendant_id == m.group_id)  # type: ignore[attr-defined]
-                .where(
-                    gc.ancestor_id == group_id, m.access_request_id.is_not(None), m.role == LEARNER_ROLE,
-                    m.ended_at.is_(None),
-                )
-                .limit(1)
-                .subquery()
-            )
-            flag: Any = select(func.count()).select_from(on_consent).scalar_subquery()
-        else:
-            flag = literal(0)
-        head = select(literal(0), func.coalesce(learners, 0), flag, literal(0.0))
-        step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
-        average = case(
-            (step_count == 0, literal(0.0)),
-            else_=100.0 * cr.steps_completed / (cr.enrolled * step_count),
-        )
-        per_course = select(cr.course_id, cr.enrolled, cr.completed, average).where(
-            cr.group_id == group_id, cr.enrolled > 0
-        )
-        rows = await self.store.all(union_all(head, per_course))
+        rows = await self.store.all(_rolled_up_summary(consent_matters), {"group_id": group_id})
         learner_count = 0
         courses: list[CourseTotals] = []
         for course_id, n, done, avg in rows:

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
-from strawberry.dataloader import DataLoader
 
 from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, User, fold
+from dataloaders.batch import Loader
 from dataloaders.records import UserRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
 
@@ -41,8 +41,8 @@ def _group_ids_of_users(postgres: bool):  # type: ignore[no-untyped-def]
 class UserLoaders:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.by_id = DataLoader(load_fn=self._users_by_id)
-        self.own_groups = DataLoader(load_fn=self._own_groups)
+        self.by_id = Loader(self._users_by_id)
+        self.own_groups = Loader(self._own_groups)
 
     @property
     def postgres(self) -> bool:

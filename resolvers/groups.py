@@ -36,6 +36,7 @@ from resolvers.common import (
     PageInfo,
     clean_text,
     paging,
+    selected,
 )
 from resolvers.enums import ExportFormat, GroupRole, SubmissionStatus
 from resolvers.memberships import MembershipConnection, member_count, members_of
@@ -496,7 +497,14 @@ class GroupQueries:
     @strawberry.field
     async def group(self, info: Info, id: strawberry.ID) -> Group | None:
         group_id = decode_id(id, "Group")
-        return None if group_id is None else await visible_group(info, group_id)
+        if group_id is None:
+            return None
+        # its ancestors and children, when asked, come in the group's own statement (whether or not the
+        # caller may see the group: the same statements for a missing group and a hidden one)
+        await info.context.loaders.groups.load_with_tree(
+            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children"))
+        )
+        return await visible_group(info, group_id)
 
     # the list of visible groups
     @strawberry.field(

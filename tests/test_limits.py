@@ -13,7 +13,7 @@ from app.runtime.limits import operation_costs
 from app.server import create_app
 from app.store.db import Database
 from app.store.models import User
-from tests.site import Site, errors_of
+from tests.site import Site, errors_of, gid
 
 
 @asynccontextmanager
@@ -178,3 +178,25 @@ async def test_nesting_past_the_parser_recursion_is_a_clean_error(site: Site) ->
     query = "{ viewer " + "{ memberships " * levels + "{ id }" + " }" * levels + " }"
     codes = await refused(site, query)
     assert codes in (["GRAPHQL_VALIDATION_FAILED"], ["QUERY_TOO_DEEP"]), codes
+
+
+async def test_a_query_text_sent_again_is_checked_against_its_new_variables(site: Site) -> None:
+    """A valid query text is validated once per process; the rules that read the variables (page size, NUL,
+    variable depth, DateTime range) still run on every request, whether or not they walk the document again."""
+    admin = await site.user(roles="ADMIN")
+    group = await site.group("g")
+    token = await site.token(admin)
+    paged = "query($n: Int, $a: String) { auditLog(first: $n, action: $a) { edges { cursor } } }"
+    usage = "query($g: ID!, $f: DateTime) { group(id: $g) { usageMinutes(from: $f) } }"
+    group_id = gid("Group", group)
+    for _ in range(2):  # the second time from the cache of valid query texts
+        assert "errors" not in await site.gql(paged, {"n": 5, "a": "x"}, token=token)
+        assert "errors" not in await site.gql(usage, {"g": group_id, "f": "2026-01-01T00:00:00Z"}, token=token)
+    for variables, code in (
+        ({"n": 1_000_000}, "PAGE_TOO_LARGE"),
+        ({"n": 5, "a": "x\x00"}, "BAD_USER_INPUT"),
+    ):
+        body = await site.gql(paged, variables, token=token)
+        assert errors_of(body) == [code] and "data" not in body, body
+    body = await site.gql(usage, {"g": group_id, "f": "0999-01-01T00:00:00Z"}, token=token)
+    assert errors_of(body) == ["BAD_USER_INPUT"] and "data" not in body, body

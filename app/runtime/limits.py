@@ -188,6 +188,7 @@ class _Costing:
 def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationRule]:
     class DepthCostAndPageSize(ValidationRule):
         per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
+        visits_cached_document = staticmethod(lambda _schema, _document: False)  # walks in __init__, visits nothing
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
@@ -281,6 +282,8 @@ def nul_rule(variables: dict[str, Any]) -> type[ValidationRule]:
 
     class NoNul(ValidationRule):
         per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
+        # a cached document's string literals passed when it was first validated: only the variables are new
+        visits_cached_document = staticmethod(lambda _schema, _document: False)
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
@@ -334,6 +337,28 @@ def _datetime_value(value: Any) -> datetime | None:
     return None
 
 
+def _holds_datetime(type_: Any, seen: frozenset[str] = frozenset()) -> bool:
+    named = get_named_type(type_)
+    if getattr(named, "name", None) == "DateTime":
+        return True
+    if not is_input_object_type(named) or named.name in seen:
+        return False
+    return any(_holds_datetime(f.type, seen | {named.name}) for f in named.fields.values())
+
+
+def declares_datetime_variable(schema: Any, document: Any) -> bool:
+    """Whether a variable of `document` has a type holding DateTime (itself, in a list or an input object)."""
+    from graphql import type_from_ast
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            for variable in definition.variable_definitions or ():
+                type_ = type_from_ast(schema, variable.type)
+                if type_ is None or _holds_datetime(type_):
+                    return True
+    return False
+
+
 def input_rule(settings: Settings, variables: dict[str, Any], operation_name: str | None) -> type[ValidationRule]:
     """Checks on the request's inputs that the GraphQL rules do not make: a document with several operations
     names the one to run; variables nest at most `max_variable_depth` levels; DateTime arguments (literal or
@@ -341,6 +366,9 @@ def input_rule(settings: Settings, variables: dict[str, Any], operation_name: st
 
     class InputChecks(ValidationRule):
         per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
+        # a cached document's literals passed when it was first validated; a variable's value reaches a
+        # DateTime argument only through a variable whose declared type holds DateTime
+        visits_cached_document = staticmethod(declares_datetime_variable)
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
