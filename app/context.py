@@ -115,12 +115,13 @@ async def signed_in(database: Database, token: str | None) -> tuple[Credential |
     that died (the database restarted) fails the sign-in query; SQLAlchemy then drops it with the rest of the
     pool, and the query runs once more on a fresh connection (a read: safe to repeat)."""
     store = Store(database)
-    statement = credential_statement(token) if token is not None else None
-    if token is None or statement is None:
+    found = credential_statement(token) if token is not None else None
+    if token is None or found is None:
         return None, store
+    statement, params = found
     for attempt in (1, 2):
         try:
-            rows = await store.all(statement)
+            rows = await store.all(statement, params)
             return credential_of(token, rows[0] if rows else None), store
         except BaseException as exc:
             await store.close()

@@ -6,12 +6,12 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import object_session
 
@@ -52,27 +52,31 @@ class Credential:
     api_token_id: int | None = None
 
 
-def credential_statement(token: str) -> Select[Any] | None:
-    """The one query that finds a bearer token's user (ACTIVE or not) and its session or API token id; None for
-    a token of no known kind."""
-    now: datetime = utcnow()
-    digest = token_hash(token)
-    if token.startswith(SESSION_PREFIX):
-        return (
-            select(User, Session.id)
-            .join(Session, Session.user_id == User.id)
-            .where(Session.token_hash == digest, Session.revoked_at.is_(None), Session.expires_at > now)
-        )
-    if token.startswith(API_TOKEN_PREFIX):
-        return (
-            select(User, ApiToken.id)
-            .join(ApiToken, ApiToken.user_id == User.id)
-            .where(
-                ApiToken.token_hash == digest,
-                ApiToken.revoked_at.is_(None),
-                (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
-            )
-        )
+@cache
+def _credential_statements() -> dict[str, Select[Any]]:
+    """Built once per process (building them cost about as much as running them): the token's digest and the
+    instant are bound at execution."""
+    digest, now = bindparam("digest"), bindparam("now")
+    return {
+        SESSION_PREFIX: select(User, Session.id)
+        .join(Session, Session.user_id == User.id)
+        .where(Session.token_hash == digest, Session.revoked_at.is_(None), Session.expires_at > now),
+        API_TOKEN_PREFIX: select(User, ApiToken.id)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(
+            ApiToken.token_hash == digest,
+            ApiToken.revoked_at.is_(None),
+            (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
+        ),
+    }
+
+
+def credential_statement(token: str) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The one query that finds a bearer token's user (ACTIVE or not) and its session or API token id, with its
+    parameters; None for a token of no known kind."""
+    for prefix, statement in _credential_statements().items():
+        if token.startswith(prefix):
+            return statement, {"digest": token_hash(token), "now": utcnow()}
     return None
 
 
@@ -94,10 +98,11 @@ def credential_of(token: str, row: Any) -> Credential | None:
 
 async def authenticate(session: AsyncSession, token: str) -> Credential | None:
     """The signed-in user for a bearer token: one query, and only ACTIVE accounts."""
-    statement = credential_statement(token)
-    if statement is None:
+    found = credential_statement(token)
+    if found is None:
         return None
-    return credential_of(token, (await session.execute(statement)).first())
+    statement, params = found
+    return credential_of(token, (await session.execute(statement, params)).first())
 
 
 def bearer_token(authorization: str | None) -> str | None:
