@@ -8,8 +8,10 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +26,7 @@ from bench.server import CACHE, Server, database_url, driver_dsn, ensure_seeded
 VIEWERS = ("admin", "leader", "mentor", "analyst")
 DASHBOARD_CONCURRENCY = 4
 DASHBOARD_LOAD = f"L D1 level-5 c={DASHBOARD_CONCURRENCY}"
+WRK_LOAD = f"L D1 level-5 c={DASHBOARD_CONCURRENCY} wrk"
 TARGETS = ("root", "level1", "level2", "level5")
 
 
@@ -243,6 +246,10 @@ async def run_load(server: Server, seed: dict[str, Any], args: argparse.Namespac
         print(f"  {DASHBOARD_LOAD} workers={server.workers}: {outcome['req_per_s']} req/s p50 {outcome['p50_ms']} ms "
               f"p95 {outcome['p95_ms']} ms, CPU per request: workers {outcome.get('worker_cpu_ms')} ms, "
               f"loader {outcome.get('loader_cpu_ms')} ms", flush=True)
+        if shutil.which("wrk"):
+            outcome = await asyncio.to_thread(wrk_load, server, tokens["admin"], gid(seed["groups"]["level5"]), args)
+            results.append(Result(WRK_LOAD, "admin", "level5", workers=server.workers, extra=outcome))
+            print(f"  {WRK_LOAD} workers={server.workers}: {outcome['req_per_s']} req/s", flush=True)
     for level in [int(c) for c in args.concurrency.split(",") if c]:
         server.reset_peak_rss()
         outcome = await costed(server, scenarios.load(server.base, mix, level, args.duration, args.warmup))
@@ -252,6 +259,28 @@ async def run_load(server: Server, seed: dict[str, Any], args: argparse.Namespac
         print(f"  L workers={server.workers} c={level}: {outcome['req_per_s']} req/s p50 {outcome['p50_ms']} ms, CPU per "
               f"request: workers {outcome.get('worker_cpu_ms')} ms, loader {outcome.get('loader_cpu_ms')} ms", flush=True)
     return results
+
+
+def wrk_load(server: Server, token: str, group: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The level-5 dashboard at the same concurrency from `wrk`, a load generator in C that leaves the cores to
+    the workers and PostgreSQL. A new connection per request: with keep-alive, the few connections land on
+    the workers as the kernel hands them out (all four on one worker, sometimes), and the ratio would measure
+    that draw."""
+    body = json.dumps({"query": D1, "variables": {"id": group}})
+    script = (
+        'wrk.method = "POST"\nwrk.body = ' + json.dumps(body) + '\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\nwrk.headers["Connection"] = "close"\n'
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        command = ["wrk", "-t1", f"-c{DASHBOARD_CONCURRENCY}", "-s", lua.name, f"{server.base}/graphql"]
+        subprocess.run([*command[:3], f"-d{max(int(args.warmup), 1)}s", *command[3:]], capture_output=True, check=True)
+        found = subprocess.run([*command[:3], f"-d{int(args.duration)}s", *command[3:]], capture_output=True,
+                               text=True, check=True).stdout
+    rate = next(float(line.split()[1]) for line in found.splitlines() if line.startswith("Requests/sec"))
+    failed = next((int(line.split()[-1]) for line in found.splitlines() if "Non-2xx" in line), 0)
+    return {"req_per_s": round(rate, 1), "errors": failed, "loader": "wrk"}
 
 
 async def costed(server: Server, load: Any) -> dict[str, Any]:
@@ -321,6 +350,7 @@ def targets(rows: list[dict[str, Any]], floors: dict[str, Any]) -> list[dict[str
         else:
             check(f"E {fmt} peak RSS growth <= 20 MB", None, None)
     for scenario, label in ((DASHBOARD_LOAD, f"the level-5 dashboard at c={DASHBOARD_CONCURRENCY}"),
+                            (WRK_LOAD, f"the level-5 dashboard at c={DASHBOARD_CONCURRENCY} from wrk"),
                             ("L c=4", "the mix at c=4"), ("L c=16", "the mix at c=16")):
         value = worker_ratio(rows, scenario)
         check(f"L two workers >= 1.6x one worker req/s, {label}", value, value >= 1.6 if value else None)
@@ -418,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
     if peers is not None:
         print()
         peer.print_report(peers, peers["checks"])
+    by_wrk = worker_ratio(rows, WRK_LOAD)
+    if by_wrk is not None:
+        print(f"\n{WRK_LOAD}: two workers {by_wrk}x one worker's req/s")
     dashboards = {r["workers"]: r for r in rows if r["scenario"] == DASHBOARD_LOAD}
     if len(dashboards) == 2:
         one, two = dashboards[1], dashboards[2]
