@@ -24,7 +24,21 @@ from dataloaders.store import Store
 from permissions.reach import Reach
 
 
-class Context:
+class SignedIn:
+    """Who a context acts for: its credential's user, if any."""
+
+    credential: Credential | None
+
+    @property
+    def viewer(self) -> User | None:
+        return self.credential.user if self.credential else None
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self.credential.user.id if self.credential else None
+
+
+class Context(SignedIn):
     def __init__(
         self,
         database: Database,
@@ -52,14 +66,6 @@ class Context:
         self.cookies: list[str] = []  # Set-Cookie values for the response (the cookie session mode)
         self.via_cookie = False  # the credential came from the session cookie, not a bearer token
         self.extra: dict[str, Any] = {}
-
-    @property
-    def viewer(self) -> User | None:
-        return self.credential.user if self.credential else None
-
-    @property
-    def viewer_id(self) -> int | None:
-        return self.credential.user.id if self.credential else None
 
     @property
     def client_address(self) -> str | None:
@@ -292,7 +298,7 @@ class LiveContext(Context):
                 scope.slot = None
 
 
-class EventView:
+class EventView(SignedIn):
     """One subscriber's context while the broker decides a batch of events: its own sign-in and Reach, read
     for this event, and the batch's loaders (data only, shared by the subscribers of the batch, which all
     stay alive until it ends; every decision is made on this view's Reach)."""
@@ -316,14 +322,6 @@ class EventView:
     @property
     def request_id(self) -> str:
         return self.owner.request_id
-
-    @property
-    def viewer(self) -> User | None:
-        return self.credential.user if self.credential else None
-
-    @property
-    def viewer_id(self) -> int | None:
-        return self.credential.user.id if self.credential else None
 
     async def load_reach(self) -> Reach:
         return self._reach

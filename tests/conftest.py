@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from app.settings import Settings
 from app.store.db import Database
-from tests.site import Site
+from tests.site import Site, empty_tables
 
 PG_ADMIN_DSN = os.environ.get("GROUPGRAPH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_URL_BASE = os.environ.get("GROUPGRAPH_TEST_PG_BASE", "postgresql+asyncpg://postgres@127.0.0.1:5432/")
@@ -98,17 +97,10 @@ def settings_overrides() -> dict[str, Any]:
 async def site(engine: str, settings_overrides: dict[str, Any]) -> AsyncIterator[Site]:
     """An empty database of the engine under test, an app on it, and helpers to fill and query it."""
     from app.server import create_app
-    from app.store.models import TABLES_IN_DELETE_ORDER
 
     settings = Settings(database_url=engine, graphiql=True, **settings_overrides)
     database = Database(settings)
-    async with database.engine.begin() as conn:
-        if database.is_sqlite:
-            for table in TABLES_IN_DELETE_ORDER:
-                await conn.execute(text(f'DELETE FROM "{table}"'))
-        else:
-            tables = ", ".join(f'"{t}"' for t in TABLES_IN_DELETE_ORDER)
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await empty_tables(database)
     app = create_app(settings, database)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

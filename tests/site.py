@@ -8,14 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.runtime.ids import to_global_id
 from app.services.auth import SESSION_PREFIX, hash_password, new_token, token_hash
 from app.services.tree import attach
 from app.settings import Settings
 from app.store.db import Database
-from app.store.models import Group, Membership, Session, User, utcnow
+from app.store.models import TABLES_IN_DELETE_ORDER, Group, Membership, Session, User, utcnow
 
 PASSWORD = "correct horse battery"
 _PASSWORD_HASH = hash_password(PASSWORD)
@@ -129,3 +129,14 @@ class _Counting:
 
 def errors_of(body: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+
+
+async def empty_tables(database: Database) -> None:
+    """Every table emptied (and PostgreSQL's sequences restarted): a fresh database without migrating again."""
+    async with database.engine.begin() as conn:
+        if database.is_sqlite:
+            for table in TABLES_IN_DELETE_ORDER:
+                await conn.execute(text(f'DELETE FROM "{table}"'))
+        else:
+            tables = ", ".join(f'"{t}"' for t in TABLES_IN_DELETE_ORDER)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

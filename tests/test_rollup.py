@@ -26,7 +26,6 @@ from app.settings import Settings
 from app.store import rollup
 from app.store.db import Database
 from app.store.models import (
-    TABLES_IN_DELETE_ORDER,
     CourseRollup,
     Enrollment,
     Group,
@@ -36,7 +35,7 @@ from app.store.models import (
 from dataloaders.progress import ProgressLoaders, Summary
 from dataloaders.store import Store
 from tests.school import course, enroll, progress
-from tests.site import Site, gid
+from tests.site import Site, empty_tables, gid
 
 EXAMPLES_PER_ENGINE = int(os.environ.get("GROUPGRAPH_ROLLUP_EXAMPLES", "15"))
 OPS = ("add", "add", "add", "remove", "role", "move", "move", "delete_group", "add_group", "enroll", "enroll",
@@ -58,13 +57,7 @@ SUMMARY = """query($id: ID!) { group(id: $id) { progressSummary(includeNested: t
 
 
 async def reset(database: Database) -> None:
-    async with database.engine.begin() as conn:
-        if database.is_sqlite:
-            for table in TABLES_IN_DELETE_ORDER:
-                await conn.execute(text(f'DELETE FROM "{table}"'))
-        else:
-            tables = ", ".join(f'"{t}"' for t in TABLES_IN_DELETE_ORDER)
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await empty_tables(database)
 
 
 def same(rolled: Summary | None, direct: Summary) -> bool:
