@@ -316,6 +316,8 @@ DESCRIPTIONS: dict[str, str] = {
     "Mutation.startProgressExport(includeNested)": "Also the members of every group below this one.",
     "Mutation.startPupilsWithoutLicenceExport(format)": "CSV or XLSX.",
     "Mutation.startPupilsWithoutLicenceExport(licenceType)": "The licence type the pupils' holders lack.",
+    "Mutation.startPupilsWithLicenceExport(format)": "CSV or XLSX.",
+    "Mutation.startPupilsWithLicenceExport(licenceType)": "The licence type the pupils' holders hold.",
     "Mutation.startUnassignedStudentsExport(format)": "CSV or XLSX.",
     "Mutation.updateExportSchedule(id)": "The schedule.",
     "Mutation.updateExportSchedule(input)": "The changes.",

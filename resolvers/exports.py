@@ -27,6 +27,7 @@ from app.services.reports import (
     GROUPS,
     MEMBERSHIPS,
     PROGRESS,
+    PUPILS_WITH_LICENCE,
     PUPILS_WITHOUT_LICENCE,
     UNASSIGNED_STUDENTS,
     ExportRequest,
@@ -77,6 +78,11 @@ class ExportReport(Enum):
     )
     PUPILS_WITHOUT_LICENCE = strawberry.enum_value(
         PUPILS_WITHOUT_LICENCE, description="The gateway's learners with no holder of a licence type (site admins)."
+    )
+    PUPILS_WITH_LICENCE = strawberry.enum_value(
+        PUPILS_WITH_LICENCE,
+        description="The gateway's learners with a holder of a licence type: the other half of PUPILS_WITHOUT_LICENCE "
+        "(site admins).",
     )
 
 
@@ -550,6 +556,22 @@ class ExportMutations:
     ) -> ExportJob:
         request = ExportRequest(
             PUPILS_WITHOUT_LICENCE, _format(format, "XLSX"), _date_format(date_format), licence_type=licence_type.value
+        )
+        return await start_job(info, request)
+
+    @strawberry.mutation(
+        extensions=[requires(Permission.SITE_ADMIN)],
+        description="Starts a background export of the learners with a holder of licenceType "
+        "(pupils-with-licence.xlsx): the other half of startPupilsWithoutLicenceExport.",
+    )
+    async def start_pupils_with_licence_export(
+        self, info: Info, licence_type: LicenceType, format: ExportFormat | None = ExportFormat.XLSX,
+        date_format: Annotated[
+            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
+        ] = None,
+    ) -> ExportJob:
+        request = ExportRequest(
+            PUPILS_WITH_LICENCE, _format(format, "XLSX"), _date_format(date_format), licence_type=licence_type.value
         )
         return await start_job(info, request)
 

@@ -405,6 +405,7 @@ async def _review(site: Site) -> Case:
 START_ADMIN_EXPORTS = {
     "startGroupsExport": "", "startMembershipsExport": "", "startUnassignedStudentsExport": "",
     "startExternalUsersExport": "", "startPupilsWithoutLicenceExport": "(licenceType: PUPIL)",
+    "startPupilsWithLicenceExport": "(licenceType: PUPIL)",
 }
 
 

@@ -350,3 +350,37 @@ async def test_csv_date_format_for_spreadsheets_and_every_report_as_a_job(site: 
     assert rows[1][0] == s["root"].id and isinstance(rows[1][4], datetime)
     memberships = parse((await site.client.get((await job_of(site, ids[1], s["admin"]))["downloadUrl"])).content)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", memberships[1][9])
+
+
+async def test_pupils_with_licence_as_a_job_matches_the_download(site: Site) -> None:
+    """The background job writes what the download sends: the learners with a holder of the licence type;
+    a non-admin is refused and starts nothing."""
+    from app.store.models import GuardianLink
+
+    admin = await site.user("Ann", kind="STAFF", roles="ADMIN")
+    parent = await site.user("Dee", "Dale", kind="EXTERNAL")
+    pip = await site.user("Pip", "Pym", external_id="S1", email="pip@example.com")
+    pam = await site.user("Pam", "Pym", external_id="S2", email="pam@example.com")
+    async with site.database.transaction() as session:
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=pip.id, licence_type="PARENT_GUARDIAN"))
+        session.add(GuardianLink(external_user_id=parent.id, pupil_id=pam.id, licence_type="OTHER"))
+    start = "mutation { startPupilsWithLicenceExport(licenceType: PARENT_GUARDIAN) { id status } }"
+    refused = await site.gql(start, as_user=parent)
+    assert errors_of(refused) == ["FORBIDDEN"]
+    assert await site.count(ExportJob) == 0
+    body = await site.gql(start, as_user=admin)
+    assert "errors" not in body, body
+    clock = Clock()
+    while await work(site, clock):
+        pass
+    job = await job_of(site, body["data"]["startPupilsWithLicenceExport"]["id"], admin)
+    assert job["status"] == "DONE" and job["fileName"] == "pupils-with-licence.xlsx", job
+    written = list(load_workbook(io.BytesIO((await site.client.get(job["downloadUrl"])).content)).active.iter_rows(values_only=True))
+    assert [list(r) for r in written] == [
+        ["ID", "Student ID", "First Name", "Surname", "Email", "Licence Types"],
+        [pip.id, "S1", "Pip", "Pym", "pip@example.com", "PARENT_GUARDIAN"],
+    ]
+    download = await site.client.get(
+        "/exports/pupils-with-licence.xlsx?licenceType=PARENT_GUARDIAN", headers=auth(await site.token(admin))
+    )
+    assert list(load_workbook(io.BytesIO(download.content)).active.iter_rows(values_only=True)) == written
