@@ -407,12 +407,25 @@ async def start_job(info: Info, request: ExportRequest) -> ExportJob:
     return ExportJob(row=row)
 
 
+DateFormatArgument = Annotated[
+    ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
+]
+
+
 def _date_format(value: ExportDateFormat | None) -> str:
     return (value or ExportDateFormat.RFC3339).value
 
 
 def _format(value: ExportFormat | None, default: str) -> str:
     return value.value if value is not None else default
+
+
+async def start_pupils_job(
+    info: Info, report: str, licence_type: LicenceType, format: ExportFormat | None, date_format: ExportDateFormat | None
+) -> ExportJob:
+    """The pupils without, or with, a holder of the licence type: the two halves of one list."""
+    request = ExportRequest(report, _format(format, "XLSX"), _date_format(date_format), licence_type=licence_type.value)
+    return await start_job(info, request)
 
 
 async def progress_target(info: Info, kwargs: dict[str, Any]) -> Subjects:
@@ -466,9 +479,7 @@ class ExportMutations:
     async def start_progress_export(
         self, info: Info, group_id: strawberry.ID, format: ExportFormat | None = ExportFormat.XLSX,
         course_id: strawberry.ID | None = None, include_nested: bool | None = True,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
         include_ended: Annotated[
             bool | None,
             strawberry.argument(description="true: also ended (archived) memberships, so a term's history stays."),
@@ -487,9 +498,7 @@ class ExportMutations:
     )
     async def start_groups_export(
         self, info: Info, format: ExportFormat | None = ExportFormat.CSV,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
     ) -> ExportJob:
         return await start_job(info, ExportRequest(GROUPS, _format(format, "CSV"), _date_format(date_format)))
 
@@ -499,9 +508,7 @@ class ExportMutations:
     )
     async def start_memberships_export(
         self, info: Info, format: ExportFormat | None = ExportFormat.CSV,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
     ) -> ExportJob:
         return await start_job(info, ExportRequest(MEMBERSHIPS, _format(format, "CSV"), _date_format(date_format)))
 
@@ -513,9 +520,7 @@ class ExportMutations:
     )
     async def start_unassigned_students_export(
         self, info: Info, format: ExportFormat | None = ExportFormat.CSV,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
         scope_group_id: Annotated[
             strawberry.ID | None, strawberry.argument(description="A group whose homed accounts to list.")
         ] = None,
@@ -533,9 +538,7 @@ class ExportMutations:
     )
     async def start_external_users_export(
         self, info: Info, licence_type: LicenceType | None = None, format: ExportFormat | None = ExportFormat.XLSX,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
     ) -> ExportJob:
         request = ExportRequest(
             EXTERNAL_USERS, _format(format, "XLSX"), _date_format(date_format),
@@ -550,14 +553,9 @@ class ExportMutations:
     )
     async def start_pupils_without_licence_export(
         self, info: Info, licence_type: LicenceType, format: ExportFormat | None = ExportFormat.XLSX,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
     ) -> ExportJob:
-        request = ExportRequest(
-            PUPILS_WITHOUT_LICENCE, _format(format, "XLSX"), _date_format(date_format), licence_type=licence_type.value
-        )
-        return await start_job(info, request)
+        return await start_pupils_job(info, PUPILS_WITHOUT_LICENCE, licence_type, format, date_format)
 
     @strawberry.mutation(
         extensions=[requires(Permission.SITE_ADMIN)],
@@ -566,14 +564,9 @@ class ExportMutations:
     )
     async def start_pupils_with_licence_export(
         self, info: Info, licence_type: LicenceType, format: ExportFormat | None = ExportFormat.XLSX,
-        date_format: Annotated[
-            ExportDateFormat | None, strawberry.argument(description="How a CSV writes times (default RFC3339).")
-        ] = None,
+        date_format: DateFormatArgument = None,
     ) -> ExportJob:
-        request = ExportRequest(
-            PUPILS_WITH_LICENCE, _format(format, "XLSX"), _date_format(date_format), licence_type=licence_type.value
-        )
-        return await start_job(info, request)
+        return await start_pupils_job(info, PUPILS_WITH_LICENCE, licence_type, format, date_format)
 
     @strawberry.mutation(
         extensions=[authenticated()],
