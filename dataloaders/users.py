@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -23,6 +23,18 @@ class OwnGroups(NamedTuple):
 
     group_ids: frozenset[int]
     staff_group_ids: frozenset[int]
+
+
+def own_groups_of(memberships: Iterable[tuple[int, int, str]], user_ids: Iterable[int]) -> dict[int, OwnGroups]:
+    """Each user's OwnGroups from their own (not consent-based, not ended) memberships as (user id, group id,
+    role) rows."""
+    groups: dict[int, set[int]] = defaultdict(set)
+    staff: dict[int, set[int]] = defaultdict(set)
+    for user_id, group_id, role in memberships:
+        groups[user_id].add(group_id)
+        if role != "MEMBER":
+            staff[user_id].add(group_id)
+    return {i: OwnGroups(frozenset(groups.get(i, ())), frozenset(staff.get(i, ()))) for i in user_ids}
 
 
 @once_per_dialect
@@ -57,13 +69,8 @@ class UserLoaders:
     async def _own_groups(self, ids: Sequence[int]) -> list[OwnGroups]:
         """Groups of each user's own memberships; consent-based and ended ones give nobody reach over the user."""
         rows = await self.store.all(_group_ids_of_users(self.postgres), {"ids": sorted(set(ids))})
-        groups: dict[int, set[int]] = defaultdict(set)
-        staff: dict[int, set[int]] = defaultdict(set)
-        for user_id, group_id, role in rows:
-            groups[user_id].add(group_id)
-            if role != "MEMBER":
-                staff[user_id].add(group_id)
-        return [OwnGroups(frozenset(groups.get(i, ())), frozenset(staff.get(i, ()))) for i in ids]
+        found = own_groups_of(rows, ids)
+        return [found[i] for i in ids]
 
     async def many(self, ids: Sequence[int]) -> list[Any]:
         return list(await self.by_id.load_many(list(ids)))

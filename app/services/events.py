@@ -48,7 +48,7 @@ from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
-from dataloaders.users import OwnGroups
+from dataloaders.users import own_groups_of
 
 REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?}
 PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course}
@@ -466,8 +466,7 @@ class Broker:
         learners and the followed groups (the learner's row and own groups, the group's row): the batch's
         loaders get them here rather than in statements of their own."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
-        own: dict[int, set[int]] = defaultdict(set)
-        staff: dict[int, set[int]] = defaultdict(set)
+        own: list[tuple[int, int, str]] = []
         rows = await loaders.store.all(
             select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
                    GroupClosure.depth, Membership.role, Group, User)
@@ -480,16 +479,12 @@ class Broker:
         for user_id, group_id, on_consent, depth, role, group, user in rows:
             out[user_id].add((group_id, bool(on_consent)))
             if depth == 0 and not on_consent:
-                own[user_id].add(group_id)
-                if role != "MEMBER":
-                    staff[user_id].add(group_id)
+                own.append((user_id, group_id, role))
             if group_id in followed:
                 loaders.groups.by_id.prime(group_id, group)
             loaders.users.by_id.prime(user_id, user)
-        for user_id in out:  # the groups of the learner's own memberships (users.own_groups' rule)
-            loaders.users.own_groups.prime(
-                user_id, OwnGroups(frozenset(own.get(user_id, ())), frozenset(staff.get(user_id, ())))
-            )
+        for user_id, groups in own_groups_of(own, out).items():  # users.own_groups' rule
+            loaders.users.own_groups.prime(user_id, groups)
         # a group reached both ways counts as reached without a consent
         for user_id, pairs in out.items():
             plain = {g for g, c in pairs if not c}

@@ -33,6 +33,7 @@ from app.services.auth import end_credentials_of, hash_password
 from app.settings import Settings
 from app.store.models import AccessRequest, Group, Membership, User, fold, utcnow
 from dataloaders.store import Store
+from dataloaders.users import OwnGroups, own_groups_of
 from permissions.reach import (
     ACCOUNT_ROLES,
     PLACED_ON_CONSENT,
@@ -272,12 +273,10 @@ async def _students(
 
 async def _memberships(
     session: AsyncSession, user_ids: list[int]
-) -> tuple[dict[int, set[int]], dict[int, set[int]], set[tuple[int, int]], set[tuple[int, int]]]:
-    """Each user's own (not consent-based, not ended) group ids and those of them with a staff role, for
-    reach decisions, every current pair, and the pairs whose membership has ended (importing them again
-    revives it)."""
-    own: dict[int, set[int]] = {}
-    staff: dict[int, set[int]] = {}
+) -> tuple[dict[int, OwnGroups], set[tuple[int, int]], set[tuple[int, int]]]:
+    """Each user's own (not consent-based, not ended) groups, for reach decisions, every current pair, and
+    the pairs whose membership has ended (importing them again revives it)."""
+    own: list[tuple[int, int, str]] = []
     pairs: set[tuple[int, int]] = set()
     ended_pairs: set[tuple[int, int]] = set()
     member = Membership.__table__.c
@@ -293,10 +292,8 @@ async def _memberships(
                 continue
             pairs.add((uid, gid))
             if consent is None:
-                own.setdefault(uid, set()).add(gid)
-                if role != "MEMBER":
-                    staff.setdefault(uid, set()).add(gid)
-    return own, staff, pairs, ended_pairs
+                own.append((uid, gid, role))
+    return own_groups_of(own, user_ids), pairs, ended_pairs
 
 
 async def _consents(session: AsyncSession, viewer_id: int, user_ids: list[int]) -> dict[int, int]:
@@ -404,14 +401,11 @@ async def plan_import(session: AsyncSession, reach: Reach, rows: Sequence[Import
         for gid, slug, synced in await session.execute(select(group.id, group.slug, group.synced).where(_one_of(session, group.slug, chunk))):
             groups[slug] = (gid, synced)
     user_ids = sorted(students)
-    own, staff, existing, ended = await _memberships(session, user_ids)
+    own, existing, ended = await _memberships(session, user_ids)
     granted = [u for u in user_ids if u in reach.granted]
     consents = await _consents(session, reach.viewer_id, granted) if granted else {}  # type: ignore[arg-type]
     subjects = {
-        u: UserSubject(
-            u, frozenset(own.get(u, ())), students[u].home_group_id, frozenset(students[u].site_roles),
-            frozenset(staff.get(u, ())),
-        )
+        u: UserSubject(u, own[u].group_ids, students[u].home_group_id, frozenset(students[u].site_roles), own[u].staff_group_ids)
         for u in user_ids
     }
     default = default_home(reach, scope_group_id)
