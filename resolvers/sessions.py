@@ -16,6 +16,7 @@ from app.services.auth import (
     API_TOKEN_PREFIX,
     SESSION_PREFIX,
     Credential,
+    api_token_live,
     new_token,
     token_hash,
     verify_password,
@@ -92,10 +93,7 @@ class SessionQueries:
         ctx = info.context
         query = select(ApiTokenRow).where(ApiTokenRow.user_id == ctx.viewer_id)
         if not include_ended:
-            now = utcnow()
-            query = query.where(
-                ApiTokenRow.revoked_at.is_(None), (ApiTokenRow.expires_at.is_(None)) | (ApiTokenRow.expires_at > now)
-            )
+            query = query.where(api_token_live(utcnow()))
         rows = await ctx.store.scalars(query.order_by(ApiTokenRow.id.desc()).limit(MAX_LISTED_TOKENS))
         return [ApiToken(row=r) for r in rows]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import object_session
 
@@ -52,6 +52,16 @@ class Credential:
     api_token_id: int | None = None
 
 
+def session_live(now: Any) -> ColumnElement[bool]:
+    """A session token that still signs in: not revoked, not expired."""
+    return and_(Session.revoked_at.is_(None), Session.expires_at > now)
+
+
+def api_token_live(now: Any) -> ColumnElement[bool]:
+    """An API token that still signs in: not revoked, and not expired when it has an expiry."""
+    return and_(ApiToken.revoked_at.is_(None), ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now))
+
+
 @cache
 def _credential_statements() -> dict[str, Select[Any]]:
     """Built once per process (building them cost about as much as running them): the token's digest and the
@@ -60,14 +70,10 @@ def _credential_statements() -> dict[str, Select[Any]]:
     return {
         SESSION_PREFIX: select(User, Session.id)
         .join(Session, Session.user_id == User.id)
-        .where(Session.token_hash == digest, Session.revoked_at.is_(None), Session.expires_at > now),
+        .where(Session.token_hash == digest, session_live(now)),
         API_TOKEN_PREFIX: select(User, ApiToken.id)
         .join(ApiToken, ApiToken.user_id == User.id)
-        .where(
-            ApiToken.token_hash == digest,
-            ApiToken.revoked_at.is_(None),
-            (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
-        ),
+        .where(ApiToken.token_hash == digest, api_token_live(now)),
     }
 
 

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, null, select, union_all
+from sqlalchemy import Integer, Select, bindparam, null, select, union_all
 from sqlalchemy.sql.expression import cast
 
-from app.services.auth import API_TOKEN_PREFIX, SESSION_PREFIX, Credential, token_hash
+from app.services.auth import (
+    API_TOKEN_PREFIX,
+    SESSION_PREFIX,
+    Credential,
+    api_token_live,
+    session_live,
+    token_hash,
+)
 from app.store.models import ApiToken, Session, User, utcnow
 from dataloaders.reach import reach_rows_of
+from dataloaders.records import ids_in
 from dataloaders.store import Store
 from permissions.reach import Reach
 
@@ -29,23 +38,10 @@ class Viewer:
     reach: Reach = field(default_factory=Reach.anonymous)
 
 
-_STATEMENTS: dict[tuple[bool, bool, bool, bool], Select[Any]] = {}
-
-
-def _digests(column: Any, name: str, postgres: bool) -> Any:
-    """`column IN :name`; on PostgreSQL `= ANY(:name)`, one text whatever the count (one prepared statement)."""
-    if postgres:
-        return column == any_(bindparam(name, type_=ARRAY(String)))
-    return column.in_(bindparam(name, expanding=True))
-
-
+@cache
 def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postgres: bool) -> Select[Any]:
     """The statement for sessions and/or API tokens, built once (SQLAlchemy takes a few milliseconds to build
     one this size): its parameters are `sessions`, `api_tokens` (token digests) and `now`."""
-    key = (sessions, api_tokens, members_see_groups, postgres)
-    statement = _STATEMENTS.get(key)
-    if statement is not None:
-        return statement
     now = bindparam("now")
     no_id = cast(null(), Integer)
     parts = []
@@ -53,28 +49,22 @@ def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postg
         parts.append(
             select(Session.token_hash.label("digest"), Session.user_id.label("user_id"), Session.id.label("session_id"),
                    no_id.label("api_token_id"))
-            .where(_digests(Session.token_hash, "sessions", postgres), Session.revoked_at.is_(None),
-                   Session.expires_at > now)
+            .where(ids_in(Session.token_hash, postgres, "sessions"), session_live(now))
         )
     if api_tokens:
         parts.append(
             select(ApiToken.token_hash, ApiToken.user_id, no_id, ApiToken.id)
-            .where(
-                _digests(ApiToken.token_hash, "api_tokens", postgres), ApiToken.revoked_at.is_(None),
-                ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now),
-            )
+            .where(ids_in(ApiToken.token_hash, postgres, "api_tokens"), api_token_live(now))
         )
     signed_in = (union_all(*parts) if len(parts) > 1 else parts[0]).cte("signed_in")
     reach = reach_rows_of(select(signed_in.c.user_id), members_see_groups, now).subquery("reach")
     viewer, kind, ident, role = reach.c
-    statement = (
+    return (
         select(User, signed_in.c.digest, signed_in.c.session_id, signed_in.c.api_token_id, kind, ident, role)
         .join_from(signed_in, User, User.id == signed_in.c.user_id)
         .outerjoin(reach, viewer == signed_in.c.user_id)
         .where(User.status == "ACTIVE")
     )
-    _STATEMENTS[key] = statement
-    return statement
 
 
 async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: bool = True) -> dict[str, Viewer]:
