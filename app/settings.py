@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     # pooled connection from requests
     live_concurrent_deliveries: int = 2
     live_channel: str = "groupgraph_events"
+    # GraphQL operations over HTTP (queries, mutations) running at once per process; more wait, first come
+    # first served, before any of their work starts (SSE streams and WebSocket operations are not counted)
+    http_concurrent_operations: int = 4
+    # while live-update deliveries are on their way, operations that have not started wait for them, for at
+    # most this long at a stretch (then the longest-waiting goes ahead, one per this interval); 0: deliveries
+    # get no precedence
+    live_delivery_precedence_seconds: float = 0.25
 
     @field_validator("self_service_groups", mode="before")
     @classmethod
@@ -177,6 +184,20 @@ class Settings(BaseSettings):
         if len(numbers) not in (0, 3) or any(n < 1 for n in numbers):
             raise ValueError("gc_threshold takes three positive numbers (generation 0, 1, 2), or nothing")
         return numbers
+
+    @field_validator("http_concurrent_operations")
+    @classmethod
+    def _concurrent_operations(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("http_concurrent_operations must be at least 1 (operations running at once per process)")
+        return value
+
+    @field_validator("live_delivery_precedence_seconds")
+    @classmethod
+    def _precedence(cls, value: float) -> float:
+        if not 0 <= value <= 60:
+            raise ValueError("live_delivery_precedence_seconds must be between 0 (no precedence) and 60")
+        return value
 
     @property
     def production(self) -> bool:

@@ -125,26 +125,30 @@ async def _stream(
             await live.end_scope()  # no database connection is held while waiting
             delivery = decided = payload = None  # nor the last event's objects (a few kB each, per subscription)
             delivery = await subscriber.next(live.settings.live_recheck_seconds)
-            if subscriber.stopped:
-                return  # the worker is stopping: the stream completes rather than being cut
-            decided = await delivery.decision() if delivery is not None else None
-            if decided is not None:
-                live.adopt(decided.viewer)  # what the result's fields read: this event's sign-in and Reach
-                if decided.error is not None:
-                    raise decided.error
-                payload = decided.value
-            else:
-                await live.renew(for_event=True)
-                await check(info)
-                event = delivery.event if delivery is not None else None
-                if event is None or event["k"] == REACH or (event["k"] == RESYNC and not snapshot):
-                    continue  # a re-check only
-                payload = await build(info, None if event["k"] == RESYNC else event)
-            if payload is None:
-                continue
-            published = live.event_published_at = delivery.event.get("at")  # type: ignore[union-attr]
-            yield payload
-            _sent_on_a_stream(live, field, published)
+            try:
+                if subscriber.stopped:
+                    return  # the worker is stopping: the stream completes rather than being cut
+                decided = await delivery.decision() if delivery is not None else None
+                if decided is not None:
+                    live.adopt(decided.viewer)  # what the result's fields read: this event's sign-in and Reach
+                    if decided.error is not None:
+                        raise decided.error
+                    payload = decided.value
+                else:
+                    await live.renew(for_event=True)
+                    await check(info)
+                    event = delivery.event if delivery is not None else None
+                    if event is None or event["k"] == REACH or (event["k"] == RESYNC and not snapshot):
+                        continue  # a re-check only
+                    payload = await build(info, None if event["k"] == RESYNC else event)
+                if payload is None:
+                    continue
+                published = live.event_published_at = delivery.event.get("at")  # type: ignore[union-attr]
+                yield payload  # resumed once the event is sent
+                _sent_on_a_stream(live, field, published)
+            finally:
+                if delivery is not None:
+                    delivery.finish()  # requests waiting for admission need not wait for it any more
     except AppError as error:
         LIVE_ENDED.labels(code=error.code).inc()
         raise

@@ -202,6 +202,12 @@ class GroupGraphView(GraphQL):
                 ),
                 400,
             )
+        if wants_sse(request):  # a stream: not an operation that ends soon, so not admitted as one
+            return await self._signed_in(request, scope, receive, request_id, limit)
+        async with self.broker.admission:  # at most so many at once; live-update deliveries first
+            return await self._signed_in(request, scope, receive, request_id, limit)
+
+    async def _signed_in(self, request: Request, scope: Scope, receive: Receive, request_id: str, limit: int) -> Response:
         credential, store = await signed_in_store(request, self.database)
         try:
             return await self._respond_as(request, scope, receive, request_id, credential, store, limit)

@@ -161,6 +161,16 @@ LIVE_DELIVERY = histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5),
 )
 
+# --- admission of GraphQL operations over HTTP (app.runtime.admission) -------------------------------------
+
+ADMISSION_WAIT = histogram(
+    "groupgraph_http_admission_wait_seconds",
+    "Time a GraphQL operation over HTTP waited for admission (the per-worker limit, live-update deliveries first)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ADMISSION_WAITING = gauge("groupgraph_http_admission_waiting", "GraphQL operations over HTTP waiting for admission")
+ADMISSION_RUNNING = gauge("groupgraph_http_admission_running", "GraphQL operations over HTTP admitted and running")
+
 # Gauges measured at scrape time (a query, once per scrape, never per request): each hook answers families.
 ScrapeHook = Callable[[], Awaitable[list[Metric]]]
 SCRAPE_HOOKS: list[ScrapeHook] = []

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from app.runtime.admission import Admission
 from app.runtime.errors import AppError, LimitReached, Unauthenticated
 from app.runtime.lifecycle import stopping
 from app.runtime.logs import log
@@ -119,6 +120,13 @@ class Delivery:
     event: dict[str, Any]
     batch: _Batch | None = None
     decided: Decided | None = None
+    gate: Admission | None = None  # counts this delivery as outstanding until `finish`
+
+    def finish(self) -> None:
+        """Sent, or nothing to send, or dropped: operations over HTTP need no longer wait for it."""
+        if self.gate is not None:
+            self.gate.deliveries_end(1)
+            self.gate = None
 
     async def decision(self) -> Decided | None:
         if self.batch is not None:
@@ -228,6 +236,8 @@ class Broker:
         self.batches = 0  # batches decided (tests wait on it)
         # batches of events decided at once (each holds one pooled connection while it is decided)
         self.deliveries = asyncio.Semaphore(max(1, settings.live_concurrent_deliveries))
+        # GraphQL operations over HTTP wait here (app.http.graphql_view): deliveries go first
+        self.admission = Admission(settings.http_concurrent_operations, settings.live_delivery_precedence_seconds)
         self._deciding: set[asyncio.Task[None]] = set()
         # PostgreSQL: the batches read through connections of their own (one per slot, kept open), outside a
         # transaction and without the pool's ping: a batch costs its statements' round trips and no more. A
@@ -273,6 +283,9 @@ class Broker:
         if not self._by_user[subscriber.user_id]:
             del self._by_user[subscriber.user_id]
         self._per_kind[subscriber.kind] -= 1
+        for delivery in subscriber.waiting or ():
+            delivery.finish()
+        subscriber.waiting = None
 
     @property
     def subscriber_count(self) -> int:
@@ -297,7 +310,7 @@ class Broker:
         if not self.postgres:
             await self._start()
             for event in stamped:
-                self._incoming.put_nowait(event)
+                self._enqueue(event)
             return
         outgoing = _Outgoing([json.dumps(e, separators=(",", ":")) for e in stamped])
         self._outbox.append(outgoing)
@@ -366,7 +379,7 @@ class Broker:
             had_one = self._connection is not None
             self._connection = connection
             if had_one:  # events may have gone by while there was no LISTEN
-                self._incoming.put_nowait({"k": RESYNC, "at": round(time.time(), 4)})
+                self._enqueue({"k": RESYNC, "at": round(time.time(), 4)})
             return connection
 
     def _heard(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -375,7 +388,15 @@ class Broker:
         except ValueError:
             return
         if isinstance(event, dict) and "k" in event:
-            self._incoming.put_nowait(event)
+            self._enqueue(event)
+
+    def _enqueue(self, event: dict[str, Any]) -> None:
+        """An event heard: operations over HTTP not yet started wait until it is routed (and then until what
+        it was routed to is sent), while this worker has subscriptions."""
+        self._incoming.put_nowait(event)
+        if self.subscriber_count:
+            self.admission.deliveries_begin(1)
+            event["_held"] = True
 
     def _lost(self, _connection: Any) -> None:
         if self._closed or not self.subscriber_count:
@@ -425,6 +446,8 @@ class Broker:
                 await self._route(batch, loaders, group, deliveries)
             except Exception as exc:  # one bad batch must not stop live updates
                 log.error("live_dispatch_failed", error=type(exc).__name__, exc_info=exc)
+            finally:  # the events are routed: what they were handed to is now outstanding instead
+                self.admission.deliveries_end(sum(1 for e in batch if e.pop("_held", False)))
             if deliveries:  # what was handed out is decided even when routing failed half way
                 task = asyncio.create_task(self._decide(group, deliveries, loaders))
                 self._deciding.add(task)
@@ -500,6 +523,9 @@ class Broker:
             delivery = Delivery(subscriber, event, group)
             if subscriber.offer(delivery):
                 handed.append(delivery)
+                if self.admission.hold_seconds > 0:
+                    delivery.gate = self.admission
+                    self.admission.deliveries_begin(1)
 
     async def _decide(self, group: _Batch, deliveries: list[Delivery], loaders: Loaders) -> None:
         """Decide every delivery of a routed batch together: every subscriber's sign-in and Reach in one
