@@ -152,10 +152,9 @@ class Settings(BaseSettings):
     # GraphQL operations over HTTP (queries, mutations) running at once per process; more wait, first come
     # first served, before any of their work starts (SSE streams and WebSocket operations are not counted)
     http_concurrent_operations: int = 4
-    # while live-update deliveries are on their way, operations that have not started wait for them, for at
-    # most this long at a stretch (then the longest-waiting goes ahead, one per this interval); 0: deliveries
-    # get no precedence
-    live_delivery_precedence_seconds: float = 0.25
+    # while live-update deliveries are on their way, operations that have not started wait for them, each for
+    # at most this long in all (then it goes ahead when a place is free); 0: deliveries get no precedence
+    live_delivery_precedence_seconds: float = 0.1
 
     @field_validator("self_service_groups", mode="before")
     @classmethod

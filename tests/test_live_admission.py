@@ -63,9 +63,8 @@ async def test_deliveries_under_way_hold_operations_not_yet_started() -> None:
 async def test_deliveries_that_keep_the_gate_shut_do_not_starve_operations() -> None:
     gate = Admission(limit=4, hold_seconds=0.01)
     gate.deliveries_begin(1)  # and never ends
-    await asyncio.wait_for(gate.acquire(), WAIT)
-    await asyncio.wait_for(gate.acquire(), WAIT)  # one more per hold, while deliveries keep it shut
-    assert gate.running == 2 and gate.outstanding == 1
+    await asyncio.wait_for(asyncio.gather(gate.acquire(), gate.acquire(), gate.acquire()), WAIT)
+    assert gate.running == 3 and gate.outstanding == 1  # each went ahead once it had waited its hold
     no_precedence = Admission(limit=1, hold_seconds=0)
     no_precedence.deliveries_begin(5)
     await asyncio.wait_for(no_precedence.acquire(), WAIT)
