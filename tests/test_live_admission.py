@@ -127,3 +127,24 @@ async def test_a_delivery_under_way_is_sent_before_waiting_operations_start(site
     metrics = (await site.client.get("/metrics")).text
     assert "groupgraph_http_admission_wait_seconds_bucket" in metrics
     await mentor.close()
+
+
+async def test_a_subscriber_that_does_not_read_holds_no_request_back(site: Site) -> None:
+    room = await school(site)
+    gate: Admission = site.app.state.broker.admission
+    mentor = Socket(site.app)
+    await mentor.init(await site.token(room["mentor"]))
+    mentor.subscribe("1", RED_DOT, {"g": gid("Group", room["class"])})
+    assert (await mentor.next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 0
+    mentor.flowing.clear()  # its connection takes nothing more
+    async with site.database.transaction() as session:
+        row = Submission(user_id=room["learner"].id, step_id=require_id(room["course"]["steps"][1]["id"], "Step", "step"),
+                         course_id=require_id(room["course"]["id"], "Course", "course"), body="essay", status="NEEDS_REVIEW")
+        session.add(row)
+    await site.app.state.broker.publish([review_changed(room["learner"].id, row.id)])
+    await until(lambda: site.app.state.broker.batches >= 1 and gate.outstanding == 0, "the delivery no longer held")
+    answer = await site.gql("{ viewer { firstName } }", as_user=room["admin"])
+    assert answer == {"data": {"viewer": {"firstName": "Ada"}}}
+    mentor.flowing.set()
+    assert (await mentor.next("1"))["data"]["reviewQueueChanged"]["submission"]["body"] == "essay"  # still sent
+    await mentor.close()

@@ -448,6 +448,8 @@ class Broker:
                 log.error("live_dispatch_failed", error=type(exc).__name__, exc_info=exc)
             finally:  # the events are routed: what they were handed to is now outstanding instead
                 self.admission.deliveries_end(sum(1 for e in batch if e.pop("_held", False)))
+            if deliveries and self.admission.hold_seconds > 0:  # a subscriber that does not read holds no one back
+                asyncio.get_running_loop().call_later(self.admission.hold_seconds, _finish_all, deliveries)
             if deliveries:  # what was handed out is decided even when routing failed half way
                 task = asyncio.create_task(self._decide(group, deliveries, loaders))
                 self._deciding.add(task)
@@ -574,6 +576,13 @@ class Broker:
         await self._drop_connection()
         if self._reading is not None:
             await self._reading.dispose()
+
+
+def _finish_all(deliveries: list[Delivery]) -> None:
+    """A batch's deliveries stop holding operations back once the precedence has run out, sent or not (a
+    subscriber whose connection does not take its messages would otherwise hold them back for as long)."""
+    for delivery in deliveries:
+        delivery.finish()
 
 
 def attach(database: Database, settings: Settings) -> Broker:
