@@ -172,13 +172,12 @@ def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Pro
 
 
 async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]:
-    """Existing users, steps (id -> course, kind, max points), courses, and (user, course) enrollments."""
+    """Existing users, steps (id -> course, kind, max points), courses, and (user, course) enrollments. A user
+    with an enrollment exists (its foreign key): only the users of the other events are looked up, so a batch
+    of enrolled learners' events costs no statement for its users."""
     postgres = is_postgres(session)
-    users: set[int] = set()
     steps: dict[int, tuple[int, str, int | None]] = {}
     courses: set[int] = set()
-    for chunk in value_chunks(postgres, (e.user_id for e in events)):
-        users.update(await session.scalars(select(User.id).where(one_of(postgres, User.id, chunk))))
     for chunk in value_chunks(postgres, (e.step_id for e in events if e.step_id is not None)):
         for step_id, course_id, kind, max_points in await session.execute(
             select(Step.id, Step.course_id, Step.kind, Step.max_points).where(one_of(postgres, Step.id, chunk))
@@ -190,10 +189,14 @@ async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int]
     wanted: set[tuple[int, int]] = set()
     for e in events:
         course_id = steps[e.step_id][0] if e.step_id in steps else e.course_id
-        if course_id is not None and e.user_id in users:
+        if course_id is not None:
             wanted.add((e.user_id, course_id))
     enrollment = Enrollment.__table__.c  # type: ignore[attr-defined]
     enrolled = await existing_pairs(session, enrollment.user_id, enrollment.course_id, wanted)
+    users = {user_id for user_id, _ in enrolled}
+    unknown = {e.user_id for e in events if e.user_id not in users}
+    for chunk in value_chunks(postgres, sorted(unknown)):
+        users.update(await session.scalars(select(User.id).where(one_of(postgres, User.id, chunk))))
     return users, steps, courses, enrolled
 
 
