@@ -1,4 +1,5 @@
-"""Many sign-ins checked at once, each with its Reach rows: one statement for every subscriber an event goes to.
+"""Many sign-ins checked at once, each with its Reach rows: one statement for every subscriber an event goes to
+(the course catalogue's version rides along, as it does with a request's Reach).
 
 The same rules as `authenticate` (a session token: not revoked, not expired; an API token: not revoked, not
 expired when it has an expiry; only ACTIVE accounts) and the same rows as `load_reach_rows`, read together
@@ -23,7 +24,7 @@ from app.services.auth import (
     session_live,
     token_hash,
 )
-from app.store.models import ApiToken, Session, User, utcnow
+from app.store.models import ApiToken, CatalogueVersion, Session, User, utcnow
 from dataloaders.reach import reach_rows_of
 from dataloaders.records import ids_in
 from dataloaders.store import Store
@@ -59,8 +60,10 @@ def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postg
     signed_in = (union_all(*parts) if len(parts) > 1 else parts[0]).cte("signed_in")
     reach = reach_rows_of(select(signed_in.c.user_id), members_see_groups, now).subquery("reach")
     viewer, kind, ident, role = reach.c
+    version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
+    catalogue = select(version.version).where(version.id == 1).scalar_subquery()  # rides along, as with a request's Reach
     return (
-        select(User, signed_in.c.digest, signed_in.c.session_id, signed_in.c.api_token_id, kind, ident, role)
+        select(User, signed_in.c.digest, signed_in.c.session_id, signed_in.c.api_token_id, kind, ident, role, catalogue)
         .join_from(signed_in, User, User.id == signed_in.c.user_id)
         .outerjoin(reach, viewer == signed_in.c.user_id)
         .where(User.status == "ACTIVE")
@@ -83,7 +86,9 @@ async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: b
     statement = _statement(bool(sessions), bool(api_tokens), members_see_groups, store.dialect == "postgresql")
     rows = await store.all(statement, params)
     found: dict[str, tuple[Credential, list[tuple[str, int, str | None]]]] = {}
-    for user, digest, session_id, api_token_id, k, i, r in rows:
+    for user, digest, session_id, api_token_id, k, i, r, version in rows:
+        if version is not None:  # the batch's course loader needs no statement of its own (dataloaders.courses)
+            store.catalogue_version = int(version)
         token = sessions.get(digest) or api_tokens[digest]
         if token not in found:
             found[token] = (Credential(user, session_id=session_id, api_token_id=api_token_id), [])
