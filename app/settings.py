@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     live_channel: str = "groupgraph_events"
     # GraphQL operations over HTTP (queries, mutations) running at once per process; more wait, first come
     # first served, before any of their work starts (SSE streams and WebSocket operations are not counted)
-    http_concurrent_operations: int = 4
+    http_concurrent_operations: int = 2
     # while live-update deliveries are on their way, operations that have not started wait for them, each for
     # at most this long in all (then it goes ahead when a place is free); 0: deliveries get no precedence
     live_delivery_precedence_seconds: float = 0.1
