@@ -1,0 +1,323 @@
+"""Whole subtrees of a query answer completed in one pass, for pages of thousands of fields.
+
+graphql-core completes every field and object one by one (a resolve info, a path, `complete_value`,
+`complete_object_value`, the subfields collected, an awaitable check). For an object or list field of a query
+whose whole selection below is made of fields known to complete synchronously, `SubtreePlans` builds the
+answer directly: the selection is collected by graphql-core's own `collect_subfields` (aliases, fragments,
+`@include`/`@skip`, `__typename`, variables as graphql-core reads them), plain attributes are read and leaves
+coerced with the type's `coerce_output_value`, and every other field calls the field's own resolve function
+(Strawberry's wrapper with its permission extensions, so every permission class decides as before) with the
+resolve info graphql-core would build, path included. Objects pass their type's `is_type_of`.
+
+Anything the ordinary path would report or wait for (an exception, a denied permission, a null for a non-null
+field, a value that does not coerce, an awaitable, a value that is not a list) abandons the subtree: the
+ordinary path then completes it again from the start and reports exactly what it always did. So the fields
+called here must be safe to call twice: plain attributes, attributes guarded only by permission extensions,
+and resolver methods marked `side_effect_free`. Only query operations use it, never with `@defer`/`@stream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from graphql import (
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path
+from graphql.pyutils import Undefined as _UNDEFINED
+
+_BACKREF = "strawberry-definition"
+ENABLED = True  # tests switch it off to compare with the ordinary path
+COUNTS = {"completed": 0, "abandoned": 0}  # subtrees, since the process started
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def side_effect_free(method: F) -> F:
+    """Marks a synchronous resolver method that only reads its object (and the request's caches): the fast
+    path may call it, and call it again when it abandons a subtree."""
+    method.side_effect_free = True  # type: ignore[attr-defined]
+    return method
+
+
+class Abandon(Exception):
+    """The subtree goes the ordinary way."""
+
+
+_ABANDON = Abandon()
+_PLAIN_VALUES = (str, int, float, bool)
+_NO_PLAN: Any = object()
+
+
+def plain_attribute(field_def: GraphQLField) -> str | None:
+    """The attribute a basic Strawberry field reads with `getattr` (no resolver, extension or argument)."""
+    definition = (field_def.extensions or {}).get(_BACKREF)
+    if (
+        definition is not None
+        and definition.is_basic_field
+        and getattr(field_def.resolve, "__name__", "") == "_get_basic_result"
+        and getattr(definition, "default_resolver", getattr) is getattr
+        and not field_def.args
+    ):
+        return str(definition.python_name)
+    return None
+
+
+def safe_to_resolve(field_def: GraphQLField) -> bool:
+    """A synchronous Strawberry field whose resolve function may be called twice: an attribute guarded only by
+    permission extensions, or a method marked `side_effect_free` with at most permission extensions."""
+    from strawberry.permission import PermissionExtension
+
+    definition = (field_def.extensions or {}).get(_BACKREF)
+    if definition is None or field_def.resolve is None or definition.is_async or definition.is_subscription:
+        return False
+    if not all(isinstance(e, PermissionExtension) for e in definition.extensions):
+        return False
+    resolver = definition.base_resolver
+    return resolver is None or getattr(resolver.wrapped_func, "side_effect_free", False) is True
+
+
+Completer = Callable[[Any, Any, Any], Any]  # (value, path, info) -> completed value
+
+
+class SubtreePlans:
+    """The plans of one execution (one operation and its variables), built on first use."""
+
+    def __init__(self, execution: Any) -> None:
+        self.execution = execution
+        self.fields: dict[tuple[str, int], Any] = {}  # (parent type, id(field details)) -> field runner or None
+        self.objects: dict[tuple[str, int], Any] = {}
+        self.kept: list[Any] = []  # keeps the field details lists alive while their ids are keys
+        self.is_awaitable = execution.is_awaitable
+        self.abandoned = 0
+        self.completed = 0
+
+    # --- planning ----------------------------------------------------------------------------------------
+
+    def field_runner(self, parent_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        """A function (source, field path) -> the completed value of this field, or None when the fast path
+        does not know how to complete it exactly."""
+        key = (parent_type.name, id(field_details_list))
+        runner = self.fields.get(key, _NO_PLAN)
+        if runner is _NO_PLAN:
+            self.kept.append(field_details_list)
+            self.fields[key] = None  # a recursive selection never plans itself
+            try:
+                runner = self._plan_field(parent_type, field_details_list)
+            except Exception:
+                runner = None
+            self.fields[key] = runner
+        return runner
+
+    def _plan_field(self, parent_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        execution = self.execution
+        first = field_details_list[0]
+        for details in field_details_list:
+            if details.defer_usage is not None or details.fragment_variable_values is not None:
+                return None
+            if any(d.name.value in ("defer", "stream") for d in details.node.directives or ()):
+                return None
+        name = first.node.name.value
+        if name.startswith("__"):
+            return None
+        field_def = execution.schema.get_field(parent_type, name)
+        if field_def is None:
+            return None
+        complete = self._completer(field_def.type, field_details_list)
+        if complete is None:
+            return None
+        attribute = plain_attribute(field_def)
+        nodes = [d.node for d in field_details_list]
+        build_info = execution.build_resolve_info
+        if attribute is not None:
+            needs_info = _checks_type(field_def.type)
+
+            def attribute_value(source: Any, path: Path) -> Any:
+                value = getattr(source, attribute)
+                info = build_info(field_def, nodes, parent_type, path) if needs_info else None
+                return complete(value, path, info)
+
+            return attribute_value
+        if not safe_to_resolve(field_def):
+            return None
+        args = (
+            get_argument_values(
+                field_def, first.node, execution.variable_values, None, execution.hide_suggestions
+            )
+            if field_def.args or first.node.arguments
+            else {}
+        )
+        resolve = field_def.resolve
+        is_awaitable = self.is_awaitable
+
+        def resolved_value(source: Any, path: Path) -> Any:
+            info = build_info(field_def, nodes, parent_type, path)
+            value = resolve(source, info, **args)
+            if is_awaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()  # a coroutine never started: nothing ran
+                raise _ABANDON
+            return complete(value, path, info)
+
+        return resolved_value
+
+    def _completer(self, kind: GraphQLOutputType, field_details_list: Any) -> Completer | None:
+        if is_non_null_type(kind):
+            inner = self._completer(kind.of_type, field_details_list)  # type: ignore[union-attr]
+            if inner is None:
+                return None
+
+            def non_null(value: Any, path: Any, info: Any) -> Any:
+                completed = inner(value, path, info)
+                if completed is None:
+                    raise _ABANDON
+                return completed
+
+            return non_null
+        if is_list_type(kind):
+            item = self._completer(kind.of_type, field_details_list)  # type: ignore[union-attr]
+            if item is None:
+                return None
+            needs_path = not is_leaf_type(_named(kind))
+
+            def listed(value: Any, path: Path, info: Any) -> Any:
+                if value is None:
+                    return None
+                if type(value) is not list and type(value) is not tuple:
+                    raise _ABANDON
+                if needs_path:
+                    return [item(v, path.add_key(i, None), info) for i, v in enumerate(value)]
+                return [item(v, None, info) for v in value]
+
+            return listed
+        if is_leaf_type(kind):
+            coerce = kind.coerce_output_value  # type: ignore[union-attr]
+            is_awaitable = self.is_awaitable
+
+            def leaf(value: Any, path: Any, info: Any) -> Any:
+                if value is None:
+                    return None
+                if type(value) not in _PLAIN_VALUES and (isinstance(value, Exception) or is_awaitable(value)):
+                    raise _ABANDON
+                coerced = coerce(value)
+                if coerced is None or coerced is _UNDEFINED:
+                    raise _ABANDON
+                return coerced
+
+            return leaf
+        if is_object_type(kind):
+            plan = self._object_plan(kind, field_details_list)  # type: ignore[arg-type]
+            if plan is None:
+                return None
+            is_type_of = kind.is_type_of  # type: ignore[union-attr]
+            is_awaitable = self.is_awaitable
+
+            def obj(value: Any, path: Path, info: Any) -> Any:
+                if value is None:
+                    return None
+                if isinstance(value, Exception) or is_awaitable(value):
+                    raise _ABANDON
+                if is_type_of is not None and is_type_of(value, info) is not True:
+                    raise _ABANDON
+                return plan(value, path)
+
+            return obj
+        return None  # interfaces and unions go the ordinary way
+
+    def _object_plan(self, kind: GraphQLObjectType, field_details_list: Any) -> Any:
+        key = (kind.name, id(field_details_list))
+        if key in self.objects:
+            return self.objects[key]
+        self.kept.append(field_details_list)
+        self.objects[key] = None
+        grouped, defer_usages, forbidden = self.execution.collect_subfields(kind, field_details_list)
+        if defer_usages or forbidden:
+            return None
+        entries: list[tuple[int, str, Any, Any]] = []  # (0: __typename, 1: leaf, 2: other), name, ...
+        for response_key, sub_details in grouped.items():
+            node = sub_details[0].node
+            if any(d.defer_usage is not None or d.fragment_variable_values is not None for d in sub_details):
+                return None
+            if node.name.value == "__typename":
+                entries.append((0, response_key, kind.name, None))
+                continue
+            field_def = self.execution.schema.get_field(kind, node.name.value)
+            if field_def is None:
+                return None
+            attribute = plain_attribute(field_def)
+            leaf_type = field_def.type.of_type if is_non_null_type(field_def.type) else field_def.type
+            if attribute is not None and is_leaf_type(leaf_type):
+                entries.append((1, response_key, attribute, (leaf_type.coerce_output_value, is_non_null_type(field_def.type))))
+                continue
+            runner = self.field_runner(kind, sub_details)
+            if runner is None:
+                return None
+            entries.append((2, response_key, runner, None))
+        type_name = kind.name
+        is_awaitable = self.is_awaitable
+
+        def plan(source: Any, path: Path) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for which, response_key, what, leaf in entries:
+                if which == 1:
+                    value = getattr(source, what)
+                    if value is None:
+                        if leaf[1]:
+                            raise _ABANDON
+                        out[response_key] = None
+                        continue
+                    if type(value) not in _PLAIN_VALUES and (isinstance(value, Exception) or is_awaitable(value)):
+                        raise _ABANDON
+                    coerced = leaf[0](value)
+                    if coerced is None or coerced is _UNDEFINED:
+                        raise _ABANDON
+                    out[response_key] = coerced
+                elif which == 2:
+                    out[response_key] = what(source, Path(path, response_key, type_name))
+                else:
+                    out[response_key] = what
+            return out
+
+        self.objects[key] = plan
+        return plan
+
+    # --- running -----------------------------------------------------------------------------------------
+
+    def complete(self, runner: Any, source: Any, path: Path) -> Any:
+        """The completed value, or `Abandon` raised (after counting it)."""
+        try:
+            value = runner(source, path)
+        except Exception:
+            self.abandoned += 1
+            COUNTS["abandoned"] += 1
+            raise _ABANDON from None
+        self.completed += 1
+        COUNTS["completed"] += 1
+        return value
+
+    def worth_trying(self) -> bool:
+        """Stop trying once most subtrees of this request were abandoned."""
+        return self.abandoned < 3 or self.abandoned <= self.completed
+
+
+def _named(kind: Any) -> Any:
+    while isinstance(kind, GraphQLNonNull | GraphQLList):
+        kind = kind.of_type
+    return kind
+
+
+def _checks_type(kind: GraphQLOutputType) -> bool:
+    """Whether completing a value of `kind` calls an `is_type_of`, which is given the field's resolve info."""
+    named = _named(kind)
+    return is_object_type(named) and named.is_type_of is not None
