@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import strawberry
 from sqlalchemy import select
@@ -40,6 +40,7 @@ class UserView:
     staff_group_ids: frozenset[int] | None = None
     progress: list[Any] | None = None
     subject: UserSubject | None = None  # made on first use: every check on the user reads it
+    group_subject_id: ClassVar[None] = None  # decided on the user, not a group (read without a miss)
 
     def __getattr__(self, name: str) -> object:
         """The row's columns, so that plain fields of the User type resolve without a method."""

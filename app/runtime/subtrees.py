@@ -158,23 +158,27 @@ class SubtreePlans:
             else {}
         )
         resolve = field_def.resolve
+
+        complete_resolved = self._completer(field_def.type, field_details_list, checked=True)
         is_awaitable = self.is_awaitable
 
         def resolved_value(source: Any, path: Path) -> Any:
             info = build_info(field_def, nodes, parent_type, path)
             value = resolve(source, info, **args)
-            if is_awaitable(value):
+            if type(value) not in _PLAIN_VALUES and (isinstance(value, Exception) or is_awaitable(value)):
                 close = getattr(value, "close", None)
                 if close is not None:
-                    close()  # a coroutine never started: nothing ran
+                    close()  # a coroutine this call made and never started: nothing of it ran
                 raise _ABANDON
-            return complete(value, path, info)
+            return complete_resolved(value, path, info)
 
         return resolved_value
 
-    def _completer(self, kind: GraphQLOutputType, field_details_list: Any) -> Completer | None:
+    def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
+        """Completes a value of `kind`; `checked`: the value is known to be neither an exception nor an
+        awaitable (list items are checked again)."""
         if is_non_null_type(kind):
-            inner = self._completer(kind.of_type, field_details_list)  # type: ignore[union-attr]
+            inner = self._completer(kind.of_type, field_details_list, checked)  # type: ignore[union-attr]
             if inner is None:
                 return None
 
@@ -208,8 +212,8 @@ class SubtreePlans:
             def leaf(value: Any, path: Any, info: Any) -> Any:
                 if value is None:
                     return None
-                if type(value) not in _PLAIN_VALUES and (isinstance(value, Exception) or is_awaitable(value)):
-                    raise _ABANDON
+                if not checked and type(value) not in _PLAIN_VALUES:
+                    _refuse_pending(value, is_awaitable)
                 coerced = coerce(value)
                 if coerced is None or coerced is _UNDEFINED:
                     raise _ABANDON
@@ -226,8 +230,8 @@ class SubtreePlans:
             def obj(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
                     return None
-                if isinstance(value, Exception) or is_awaitable(value):
-                    raise _ABANDON
+                if not checked:
+                    _refuse_pending(value, is_awaitable)
                 if is_type_of is not None and is_type_of(value, info) is not True:
                     raise _ABANDON
                 return plan(value, path)
@@ -277,8 +281,8 @@ class SubtreePlans:
                             raise _ABANDON
                         out[response_key] = None
                         continue
-                    if type(value) not in _PLAIN_VALUES and (isinstance(value, Exception) or is_awaitable(value)):
-                        raise _ABANDON
+                    if type(value) not in _PLAIN_VALUES:
+                        _refuse_pending(value, is_awaitable)
                     coerced = leaf[0](value)
                     if coerced is None or coerced is _UNDEFINED:
                         raise _ABANDON
@@ -311,6 +315,13 @@ class SubtreePlans:
         return self.abandoned < 3 or self.abandoned <= self.completed
 
 
+def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
+    """Abandons on an exception or an awaitable read from an attribute or a list (left as it is: the ordinary
+    path awaits that very one)."""
+    if isinstance(value, Exception) or is_awaitable(value):
+        raise _ABANDON
+
+
 def _named(kind: Any) -> Any:
     while isinstance(kind, GraphQLNonNull | GraphQLList):
         kind = kind.of_type
@@ -318,6 +329,15 @@ def _named(kind: Any) -> Any:
 
 
 def _checks_type(kind: GraphQLOutputType) -> bool:
-    """Whether completing a value of `kind` calls an `is_type_of`, which is given the field's resolve info."""
+    """Whether completing a value of `kind` calls an `is_type_of` that is given the field's resolve info.
+    Strawberry's own `is_type_of` (for types with interfaces) never reads it: None is given then."""
     named = _named(kind)
-    return is_object_type(named) and named.is_type_of is not None
+    if not is_object_type(named) or named.is_type_of is None:
+        return False
+    code = getattr(named.is_type_of, "__code__", None)
+    return not (
+        code is not None
+        and named.is_type_of.__qualname__.endswith("._get_is_type_of.<locals>.is_type_of")
+        and code.co_varnames[:2] == ("obj", "_info")
+        and "_info" not in code.co_names + code.co_freevars + code.co_cellvars
+    )
