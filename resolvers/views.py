@@ -50,6 +50,11 @@ class UserView:
     def database_id(self) -> int:
         return self.row.id  # type: ignore[return-value]
 
+    # the columns a page of users reads most, without going through __getattr__
+    first_name = property(lambda self: self.row.first_name)
+    last_name = property(lambda self: self.row.last_name)
+    email = property(lambda self: self.row.email)
+
     @property
     def user_subject(self) -> UserSubject:
         if self.subject is None:
