@@ -19,6 +19,7 @@ and resolver methods marked `side_effect_free`. Only query operations use it, ne
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
 from graphql import (
@@ -55,7 +56,9 @@ class Abandon(Exception):
 
 
 _ABANDON = Abandon()
-_PLAIN_VALUES = (str, int, float, bool)
+# types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
+# instance attribute named __await__ is not looked for)
+_SETTLED: set[type] = {str, int, float, bool}
 _NO_PLAN: Any = object()
 
 
@@ -165,11 +168,13 @@ class SubtreePlans:
         def resolved_value(source: Any, path: Path) -> Any:
             info = build_info(field_def, nodes, parent_type, path)
             value = resolve(source, info, **args)
-            if type(value) not in _PLAIN_VALUES and (isinstance(value, Exception) or is_awaitable(value)):
-                close = getattr(value, "close", None)
-                if close is not None:
-                    close()  # a coroutine this call made and never started: nothing of it ran
-                raise _ABANDON
+            if type(value) not in _SETTLED:
+                if isinstance(value, Exception) or is_awaitable(value):
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()  # a coroutine this call made and never started: nothing of it ran
+                    raise _ABANDON
+                _settle(type(value))
             return complete_resolved(value, path, info)
 
         return resolved_value
@@ -177,18 +182,9 @@ class SubtreePlans:
     def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
         """Completes a value of `kind`; `checked`: the value is known to be neither an exception nor an
         awaitable (list items are checked again)."""
-        if is_non_null_type(kind):
-            inner = self._completer(kind.of_type, field_details_list, checked)  # type: ignore[union-attr]
-            if inner is None:
-                return None
-
-            def non_null(value: Any, path: Any, info: Any) -> Any:
-                completed = inner(value, path, info)
-                if completed is None:
-                    raise _ABANDON
-                return completed
-
-            return non_null
+        non_null = is_non_null_type(kind)
+        if non_null:
+            kind = kind.of_type  # type: ignore[union-attr]
         if is_list_type(kind):
             item = self._completer(kind.of_type, field_details_list)  # type: ignore[union-attr]
             if item is None:
@@ -197,6 +193,8 @@ class SubtreePlans:
 
             def listed(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
+                    if non_null:
+                        raise _ABANDON
                     return None
                 if type(value) is not list and type(value) is not tuple:
                     raise _ABANDON
@@ -205,14 +203,16 @@ class SubtreePlans:
                 return [item(v, None, info) for v in value]
 
             return listed
+        is_awaitable = self.is_awaitable
         if is_leaf_type(kind):
             coerce = kind.coerce_output_value  # type: ignore[union-attr]
-            is_awaitable = self.is_awaitable
 
             def leaf(value: Any, path: Any, info: Any) -> Any:
                 if value is None:
+                    if non_null:
+                        raise _ABANDON
                     return None
-                if not checked and type(value) not in _PLAIN_VALUES:
+                if not checked and type(value) not in _SETTLED:
                     _refuse_pending(value, is_awaitable)
                 coerced = coerce(value)
                 if coerced is None or coerced is _UNDEFINED:
@@ -225,12 +225,13 @@ class SubtreePlans:
             if plan is None:
                 return None
             is_type_of = kind.is_type_of  # type: ignore[union-attr]
-            is_awaitable = self.is_awaitable
 
             def obj(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
+                    if non_null:
+                        raise _ABANDON
                     return None
-                if not checked:
+                if not checked and type(value) not in _SETTLED:
                     _refuse_pending(value, is_awaitable)
                 if is_type_of is not None and is_type_of(value, info) is not True:
                     raise _ABANDON
@@ -281,7 +282,7 @@ class SubtreePlans:
                             raise _ABANDON
                         out[response_key] = None
                         continue
-                    if type(value) not in _PLAIN_VALUES:
+                    if type(value) not in _SETTLED:
                         _refuse_pending(value, is_awaitable)
                     coerced = leaf[0](value)
                     if coerced is None or coerced is _UNDEFINED:
@@ -317,9 +318,21 @@ class SubtreePlans:
 
 def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
     """Abandons on an exception or an awaitable read from an attribute or a list (left as it is: the ordinary
-    path awaits that very one)."""
+    path awaits that very one). Remembers the types whose values never are either."""
     if isinstance(value, Exception) or is_awaitable(value):
         raise _ABANDON
+    _settle(type(value))
+
+
+def _settle(kind: type) -> None:
+    if (
+        not hasattr(kind, "__await__")
+        and not issubclass(kind, BaseException | CoroutineType | GeneratorType)
+        and getattr(kind, "__getattr__", None) is None
+        and kind.__getattribute__ is object.__getattribute__
+        and len(_SETTLED) < 10_000
+    ):
+        _SETTLED.add(kind)
 
 
 def _named(kind: Any) -> Any:
