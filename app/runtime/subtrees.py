@@ -92,6 +92,55 @@ def safe_to_resolve(field_def: GraphQLField) -> bool:
 
 Completer = Callable[[Any, Any, Any], Any]  # (value, path, info) -> completed value
 
+_PLAIN_SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID"})
+
+
+def _direct_call(schema: Any, field_def: GraphQLField, args: dict[str, Any]) -> tuple[Any, ...] | None:
+    """(method or None, attribute or None, permission classes, keyword arguments, the method's info parameter,
+    Strawberry's Info class, the Strawberry field) for a field `safe_to_resolve` whose resolve function is
+    Strawberry's own (or app.runtime.plain_fields' direct one) and whose arguments are built-in scalars; None
+    for any other, which is then resolved through its resolve function."""
+    from strawberry.permission import PermissionExtension
+
+    strawberry_schema = getattr(schema, "_strawberry_schema", None)
+    field = (field_def.extensions or {}).get(_BACKREF)
+    qualname = getattr(field_def.resolve, "__qualname__", "")
+    if (
+        strawberry_schema is None
+        or field is None
+        or strawberry_schema.schema_converter._exception_handler_specs
+        or not qualname.endswith(("from_resolver.<locals>._resolver", "direct_resolver.<locals>.resolve"))
+        or any(type(e) is not PermissionExtension for e in field.extensions)
+        or getattr(field, "default_resolver", getattr) is not getattr
+    ):
+        return None
+    converter = strawberry_schema.schema_converter
+    names = {a.graphql_name or converter.config.name_converter.get_graphql_name(a): a for a in field.arguments}
+    if set(names) != set(field_def.args) or not set(args) <= set(names):
+        return None
+    for graphql_name in args:
+        kind = field_def.args[graphql_name].type
+        while hasattr(kind, "of_type"):
+            kind = kind.of_type
+        if getattr(kind, "name", None) not in _PLAIN_SCALARS:
+            return None
+    kwargs = {names[n].python_name: v for n, v in args.items()}
+    permissions = [p for e in field.extensions for p in e.permissions]
+    if any(not callable(getattr(p, "has_permission", None)) for p in permissions):
+        return None
+    resolver = field.base_resolver
+    if resolver is None:
+        return (None, field.python_name, permissions, kwargs, None, converter.config.info_class, field)
+    if (
+        resolver.self_parameter is None
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+        or not callable(resolver.wrapped_func)
+    ):
+        return None
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    return (resolver.wrapped_func, None, permissions, kwargs, info_name, converter.config.info_class, field)
+
 
 class SubtreePlans:
     """The plans of one execution (one operation and its variables), built on first use."""
@@ -164,6 +213,9 @@ class SubtreePlans:
 
         complete_resolved = self._completer(field_def.type, field_details_list, checked=True)
         is_awaitable = self.is_awaitable
+        direct = _direct_call(execution.schema, field_def, args)
+        if direct is not None:
+            return self._called(direct, field_def, nodes, parent_type, complete_resolved)
 
         def resolved_value(source: Any, path: Path) -> Any:
             info = build_info(field_def, nodes, parent_type, path)
@@ -178,6 +230,50 @@ class SubtreePlans:
             return complete_resolved(value, path, info)
 
         return resolved_value
+
+    def _called(
+        self, direct: tuple[Any, ...], field_def: GraphQLField, nodes: list[Any], parent_type: GraphQLObjectType,
+        complete: Completer,
+    ) -> Any:
+        """What Strawberry's resolve function does for the field, without its generic wrappers: each permission
+        class of its permission extensions decides (`has_permission` with the same arguments), then the method
+        is called (or the attribute read)."""
+        method, attribute, permissions, kwargs, info_name, info_class, field = direct
+        build_info = self.execution.build_resolve_info
+        needs_info = bool(permissions) or info_name is not None or _checks_type(field_def.type)
+        is_awaitable = self.is_awaitable
+
+        def called_value(source: Any, path: Path) -> Any:
+            info = build_info(field_def, nodes, parent_type, path) if needs_info else None
+            if permissions or info_name is not None:
+                strawberry_info = info_class(_raw_info=info, _field=field)
+                for permission in permissions:
+                    allowed = permission.has_permission(source, strawberry_info, **kwargs)
+                    if allowed is not True:
+                        close = getattr(allowed, "close", None)
+                        if close is not None:
+                            close()
+                        raise _ABANDON
+                if info_name is not None:
+                    value = method(source, **kwargs, **{info_name: strawberry_info})
+                elif method is not None:
+                    value = method(source, **kwargs)
+                else:
+                    value = getattr(source, attribute)
+            elif method is not None:
+                value = method(source, **kwargs)
+            else:
+                value = getattr(source, attribute)
+            if type(value) not in _SETTLED:
+                if isinstance(value, Exception) or is_awaitable(value):
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()  # a coroutine this call made and never started: nothing of it ran
+                    raise _ABANDON
+                _settle(type(value))
+            return complete(value, path, info)
+
+        return called_value
 
     def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
         """Completes a value of `kind`; `checked`: the value is known to be neither an exception nor an
