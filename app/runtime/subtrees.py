@@ -19,6 +19,7 @@ and resolver methods marked `side_effect_free`. Only query operations use it, ne
 from __future__ import annotations
 
 from collections.abc import Callable
+from keyword import iskeyword
 from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
@@ -365,31 +366,14 @@ class SubtreePlans:
             if runner is None:
                 return None
             entries.append((2, response_key, runner, None))
-        type_name = kind.name
-        is_awaitable = self.is_awaitable
-
-        def plan(source: Any, path: Path) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for which, response_key, what, leaf in entries:
-                if which == 1:
-                    value = getattr(source, what)
-                    if value is None:
-                        if leaf[1]:
-                            raise _ABANDON
-                        out[response_key] = None
-                        continue
-                    if type(value) not in _SETTLED:
-                        _refuse_pending(value, is_awaitable)
-                    coerced = leaf[0](value)
-                    if coerced is None or coerced is _UNDEFINED:
-                        raise _ABANDON
-                    out[response_key] = coerced
-                elif which == 2:
-                    out[response_key] = what(source, Path(path, response_key, type_name))
-                else:
-                    out[response_key] = what
-            return out
-
+        shape = tuple(
+            (which, response_key, what if which == 1 else None, bool(leaf and leaf[1]))
+            for which, response_key, what, leaf in entries
+        )
+        parts = [what if which != 1 else leaf[0] for which, _key, what, leaf in entries]
+        plan = _plan_factory(shape)(
+            _ABANDON, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
+        )
         self.objects[key] = plan
         return plan
 
@@ -429,6 +413,58 @@ def _settle(kind: type) -> None:
         and len(_SETTLED) < 10_000
     ):
         _SETTLED.add(kind)
+
+
+_FACTORIES: dict[tuple[Any, ...], Any] = {}
+
+
+def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
+    """A function completing an object for a selection of this shape, written out field by field (a loop
+    over the entries costs twice as much per object): `shape` holds, per response key, its kind (0:
+    `__typename`, 1: a plain leaf attribute, 2: anything else), the key, the leaf's attribute and whether it
+    is non-null. Compiled once per shape for the process; the request's parts (coercions, field runners, the
+    type name) are bound when it is called."""
+    factory = _FACTORIES.get(shape)
+    if factory is not None:
+        return factory
+    body = ["    def plan(source, path):", "        out = {}"]
+    for n, (which, response_key, attribute, non_null) in enumerate(shape):
+        key = repr(response_key)
+        if which == 0:
+            body.append(f"        out[{key}] = part_{n}")
+        elif which == 1:
+            assert attribute is not None
+            read = f"source.{attribute}" if attribute.isidentifier() and not iskeyword(attribute) else (
+                f"getattr(source, {attribute!r})"
+            )
+            body += [
+                f"        v = {read}",
+                "        if v is None:",
+                "            raise ABANDON" if non_null else f"            out[{key}] = None",
+                "        else:",
+                "            if type(v) not in SETTLED:",
+                "                refuse(v, is_awaitable)",
+                f"            c = part_{n}(v)",
+                "            if c is None or c is UNDEFINED:",
+                "                raise ABANDON",
+                f"            out[{key}] = c",
+            ]
+        else:
+            body.append(f"        out[{key}] = part_{n}(source, Path(path, {key}, TYPE))")
+    body += ["        return out", "    return plan"]
+    unpack = "".join(f"part_{n}, " for n in range(len(shape)))
+    source = (
+        "def factory(ABANDON, SETTLED, refuse, is_awaitable, Path, UNDEFINED, TYPE, parts):\n"
+        + (f"    ({unpack}) = parts\n" if shape else "")
+        + "\n".join(body)
+        + "\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<subtree plan {len(_FACTORIES)}>", "exec"), namespace)
+    factory = namespace["factory"]
+    if len(_FACTORIES) < 1000:
+        _FACTORIES[shape] = factory
+    return factory
 
 
 def _named(kind: Any) -> Any:
