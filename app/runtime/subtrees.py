@@ -60,6 +60,7 @@ _ABANDON = Abandon()
 # types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
 # instance attribute named __await__ is not looked for)
 _SETTLED: set[type] = {str, int, float, bool}
+_UNSETTLED: set[type] = set()
 _NO_PLAN: Any = object()
 
 
@@ -405,6 +406,8 @@ def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
 
 
 def _settle(kind: type) -> None:
+    if kind in _UNSETTLED:
+        return
     if (
         not hasattr(kind, "__await__")
         and not issubclass(kind, BaseException | CoroutineType | GeneratorType)
@@ -413,6 +416,8 @@ def _settle(kind: type) -> None:
         and len(_SETTLED) < 10_000
     ):
         _SETTLED.add(kind)
+    elif len(_UNSETTLED) < 10_000:
+        _UNSETTLED.add(kind)  # checked value by value (a view forwarding attributes to its row)
 
 
 _FACTORIES: dict[tuple[Any, ...], Any] = {}
