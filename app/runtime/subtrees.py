@@ -201,7 +201,7 @@ class SubtreePlans:
                 info = build_info(field_def, nodes, parent_type, path) if needs_info else None
                 return complete(value, path, info)
 
-            return attribute_value
+            return _path_free(attribute_value, not needs_info and _is_path_free(complete))
         if not safe_to_resolve(field_def):
             return None
         args = (
@@ -275,7 +275,7 @@ class SubtreePlans:
                 _settle(type(value))
             return complete(value, path, info)
 
-        return called_value
+        return _path_free(called_value, not needs_info and _is_path_free(complete))
 
     def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
         """Completes a value of `kind`; `checked`: the value is known to be neither an exception nor an
@@ -287,7 +287,7 @@ class SubtreePlans:
             item = self._completer(kind.of_type, field_details_list)  # type: ignore[union-attr]
             if item is None:
                 return None
-            needs_path = not is_leaf_type(_named(kind))
+            needs_path = not _is_path_free(item)
 
             def listed(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
@@ -300,7 +300,7 @@ class SubtreePlans:
                     return [item(v, path.add_key(i, None), info) for i, v in enumerate(value)]
                 return [item(v, None, info) for v in value]
 
-            return listed
+            return _path_free(listed, not needs_path)
         is_awaitable = self.is_awaitable
         if is_leaf_type(kind):
             coerce = kind.coerce_output_value  # type: ignore[union-attr]
@@ -317,7 +317,7 @@ class SubtreePlans:
                     raise _ABANDON
                 return coerced
 
-            return leaf
+            return _path_free(leaf, True)
         if is_object_type(kind):
             plan = self._object_plan(kind, field_details_list)  # type: ignore[arg-type]
             if plan is None:
@@ -335,7 +335,7 @@ class SubtreePlans:
                     raise _ABANDON
                 return plan(value, path)
 
-            return obj
+            return _path_free(obj, _is_path_free(plan))
         return None  # interfaces and unions go the ordinary way
 
     def _object_plan(self, kind: GraphQLObjectType, field_details_list: Any) -> Any:
@@ -368,13 +368,15 @@ class SubtreePlans:
                 return None
             entries.append((2, response_key, runner, None))
         shape = tuple(
-            (which, response_key, what if which == 1 else None, bool(leaf and leaf[1]))
+            (which, response_key, what if which == 1 else None, bool(leaf and leaf[1]) or (
+                which == 2 and _is_path_free(what)))
             for which, response_key, what, leaf in entries
         )
         parts = [what if which != 1 else leaf[0] for which, _key, what, leaf in entries]
         plan = _plan_factory(shape)(
             _ABANDON, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
         )
+        _path_free(plan, all(which != 2 or _is_path_free(what) for which, _key, what, _leaf in entries))
         self.objects[key] = plan
         return plan
 
@@ -426,14 +428,14 @@ _FACTORIES: dict[tuple[Any, ...], Any] = {}
 def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
     """A function completing an object for a selection of this shape, written out field by field (a loop
     over the entries costs twice as much per object): `shape` holds, per response key, its kind (0:
-    `__typename`, 1: a plain leaf attribute, 2: anything else), the key, the leaf's attribute and whether it
-    is non-null. Compiled once per shape for the process; the request's parts (coercions, field runners, the
+    `__typename`, 1: a plain leaf attribute, 2: anything else), the key, the leaf's attribute, and a flag:
+    the leaf is non-null, or the field needs no path. Compiled once per shape for the process; the request's parts (coercions, field runners, the
     type name) are bound when it is called."""
     factory = _FACTORIES.get(shape)
     if factory is not None:
         return factory
     body = ["    def plan(source, path):", "        out = {}"]
-    for n, (which, response_key, attribute, non_null) in enumerate(shape):
+    for n, (which, response_key, attribute, flag) in enumerate(shape):
         key = repr(response_key)
         if which == 0:
             body.append(f"        out[{key}] = part_{n}")
@@ -445,7 +447,7 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
             body += [
                 f"        v = {read}",
                 "        if v is None:",
-                "            raise ABANDON" if non_null else f"            out[{key}] = None",
+                "            raise ABANDON" if flag else f"            out[{key}] = None",
                 "        else:",
                 "            if type(v) not in SETTLED:",
                 "                refuse(v, is_awaitable)",
@@ -455,7 +457,8 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
                 f"            out[{key}] = c",
             ]
         else:
-            body.append(f"        out[{key}] = part_{n}(source, Path(path, {key}, TYPE))")
+            where = "None" if flag else f"Path(path, {key}, TYPE)"  # no resolve info below: no path needed
+            body.append(f"        out[{key}] = part_{n}(source, {where})")
     body += ["        return out", "    return plan"]
     unpack = "".join(f"part_{n}, " for n in range(len(shape)))
     source = (
@@ -470,6 +473,16 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
     if len(_FACTORIES) < 1000:
         _FACTORIES[shape] = factory
     return factory
+
+
+def _path_free(function: Any, free: bool) -> Any:
+    """Marks a runner, completer or plan that never reads its path (nothing below builds a resolve info)."""
+    function.path_free = free
+    return function
+
+
+def _is_path_free(function: Any) -> bool:
+    return getattr(function, "path_free", False) is True
 
 
 def _named(kind: Any) -> Any:
