@@ -19,9 +19,12 @@ and resolver methods marked `side_effect_free`. Only query operations use it, ne
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
 from keyword import iskeyword
 from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
+from uuid import UUID
 
 from graphql import (
     GraphQLField,
@@ -59,7 +62,7 @@ class Abandon(Exception):
 _ABANDON = Abandon()
 # types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
 # instance attribute named __await__ is not looked for)
-_SETTLED: set[type] = {str, int, float, bool}
+_SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID}
 _UNSETTLED: set[type] = set()
 _NO_PLAN: Any = object()
 
