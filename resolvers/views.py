@@ -18,6 +18,7 @@ from strawberry.types import Info
 
 from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id
+from app.runtime.subtrees import never_pending
 from app.store.models import Group as GroupRow
 from app.store.models import User as UserRow
 from dataloaders.batch import load_all
@@ -29,6 +30,7 @@ UserType = Annotated["User", strawberry.lazy("resolvers.users")]  # noqa: F821
 GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F821
 
 
+@never_pending
 @dataclass(slots=True)
 class UserView:
     """A user row (or record) with the ids of the groups of its own memberships (what decisions about it
@@ -62,6 +64,7 @@ class UserView:
         return self.subject
 
 
+@never_pending
 @dataclass(slots=True)
 class GroupView:
     row: GroupRow

@@ -46,6 +46,10 @@ ENABLED = True  # tests switch it off to compare with the ordinary path
 COUNTS = {"completed": 0, "abandoned": 0}  # subtrees, since the process started
 
 F = TypeVar("F", bound=Callable[..., Any])
+# types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
+# instance attribute named __await__ is not looked for)
+_SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID}
+_UNSETTLED: set[type] = set()
 
 
 def side_effect_free(method: F) -> F:
@@ -55,15 +59,22 @@ def side_effect_free(method: F) -> F:
     return method
 
 
+T = TypeVar("T", bound=type)
+
+
+def never_pending(cls: T) -> T:
+    """Marks a class whose instances are never awaitables or exceptions although it answers unknown
+    attributes itself (a view forwarding its row's columns): its values skip graphql-core's awaitable check
+    in subtrees."""
+    _SETTLED.add(cls)
+    return cls
+
+
 class Abandon(Exception):
     """The subtree goes the ordinary way."""
 
 
 _ABANDON = Abandon()
-# types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
-# instance attribute named __await__ is not looked for)
-_SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID}
-_UNSETTLED: set[type] = set()
 _NO_PLAN: Any = object()
 
 
