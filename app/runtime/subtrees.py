@@ -111,11 +111,11 @@ Completer = Callable[[Any, Any, Any], Any]  # (value, path, info) -> completed v
 _PLAIN_SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID"})
 
 
-def _direct_call(schema: Any, field_def: GraphQLField, args: dict[str, Any]) -> tuple[Any, ...] | None:
-    """(method or None, attribute or None, permission classes, keyword arguments, the method's info parameter,
-    Strawberry's Info class, the Strawberry field) for a field `safe_to_resolve` whose resolve function is
-    Strawberry's own (or app.runtime.plain_fields' direct one) and whose arguments are built-in scalars; None
-    for any other, which is then resolved through its resolve function."""
+def _direct_spec(schema: Any, field_def: GraphQLField) -> tuple[Any, ...] | None:
+    """(method or None, attribute or None, permission classes, {argument: python name} of its built-in scalar
+    arguments, the method's info parameter, Strawberry's Info class, the Strawberry field) for a field
+    `safe_to_resolve` whose resolve function is Strawberry's own (or app.runtime.plain_fields' direct one);
+    None for any other, which is then resolved through its resolve function."""
     from strawberry.permission import PermissionExtension
 
     strawberry_schema = getattr(schema, "_strawberry_schema", None)
@@ -132,21 +132,21 @@ def _direct_call(schema: Any, field_def: GraphQLField, args: dict[str, Any]) -> 
         return None
     converter = strawberry_schema.schema_converter
     names = {a.graphql_name or converter.config.name_converter.get_graphql_name(a): a for a in field.arguments}
-    if set(names) != set(field_def.args) or not set(args) <= set(names):
+    if set(names) != set(field_def.args):
         return None
-    for graphql_name in args:
+    plain: dict[str, str] = {}
+    for graphql_name, argument in names.items():
         kind = field_def.args[graphql_name].type
         while hasattr(kind, "of_type"):
             kind = kind.of_type
-        if getattr(kind, "name", None) not in _PLAIN_SCALARS:
-            return None
-    kwargs = {names[n].python_name: v for n, v in args.items()}
+        if getattr(kind, "name", None) in _PLAIN_SCALARS:
+            plain[graphql_name] = argument.python_name
     permissions = [p for e in field.extensions for p in e.permissions]
     if any(not callable(getattr(p, "has_permission", None)) for p in permissions):
         return None
     resolver = field.base_resolver
     if resolver is None:
-        return (None, field.python_name, permissions, kwargs, None, converter.config.info_class, field)
+        return (None, field.python_name, permissions, plain, None, converter.config.info_class, field)
     if (
         resolver.self_parameter is None
         or resolver.root_parameter is not None
@@ -155,7 +155,30 @@ def _direct_call(schema: Any, field_def: GraphQLField, args: dict[str, Any]) -> 
     ):
         return None
     info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
-    return (resolver.wrapped_func, None, permissions, kwargs, info_name, converter.config.info_class, field)
+    return (resolver.wrapped_func, None, permissions, plain, info_name, converter.config.info_class, field)
+
+
+_FACTS: dict[int, tuple[GraphQLField, str | None, bool, tuple[Any, ...] | None]] = {}
+
+
+def field_facts(schema: Any, field_def: GraphQLField) -> tuple[str | None, bool, tuple[Any, ...] | None]:
+    """`plain_attribute`, `safe_to_resolve` and `_direct_spec` of a field of the schema, decided once."""
+    facts = _FACTS.get(id(field_def))
+    if facts is None or facts[0] is not field_def:
+        safe = safe_to_resolve(field_def)
+        facts = (field_def, plain_attribute(field_def), safe, _direct_spec(schema, field_def) if safe else None)
+        _FACTS[id(field_def)] = facts
+    return facts[1], facts[2], facts[3]
+
+
+def _direct_call(spec: tuple[Any, ...] | None, args: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The spec with this request's keyword arguments, when every argument given is a built-in scalar."""
+    if spec is None:
+        return None
+    method, attribute, permissions, plain, info_name, info_class, field = spec
+    if not set(args) <= set(plain):
+        return None
+    return (method, attribute, permissions, {plain[n]: v for n, v in args.items()}, info_name, info_class, field)
 
 
 class SubtreePlans:
@@ -193,8 +216,9 @@ class SubtreePlans:
         for details in field_details_list:
             if details.defer_usage is not None or details.fragment_variable_values is not None:
                 return None
-            if any(d.name.value in ("defer", "stream") for d in details.node.directives or ()):
-                return None
+            for directive in details.node.directives or ():
+                if directive.name.value in ("defer", "stream"):
+                    return None
         name = first.node.name.value
         if name.startswith("__"):
             return None
@@ -204,7 +228,7 @@ class SubtreePlans:
         complete = self._completer(field_def.type, field_details_list)
         if complete is None:
             return None
-        attribute = plain_attribute(field_def)
+        attribute, safe, spec = field_facts(execution.schema, field_def)
         nodes = [d.node for d in field_details_list]
         build_info = execution.build_resolve_info
         if attribute is not None:
@@ -216,7 +240,7 @@ class SubtreePlans:
                 return complete(value, path, info)
 
             return _path_free(attribute_value, not needs_info and _is_path_free(complete))
-        if not safe_to_resolve(field_def):
+        if not safe:
             return None
         args = (
             get_argument_values(
@@ -229,7 +253,7 @@ class SubtreePlans:
 
         complete_resolved = self._completer(field_def.type, field_details_list, checked=True)
         is_awaitable = self.is_awaitable
-        direct = _direct_call(execution.schema, field_def, args)
+        direct = _direct_call(spec, args)
         if direct is not None:
             return self._called(direct, field_def, nodes, parent_type, complete_resolved)
 
@@ -364,15 +388,16 @@ class SubtreePlans:
         entries: list[tuple[int, str, Any, Any]] = []  # (0: __typename, 1: leaf, 2: other), name, ...
         for response_key, sub_details in grouped.items():
             node = sub_details[0].node
-            if any(d.defer_usage is not None or d.fragment_variable_values is not None for d in sub_details):
-                return None
+            for details in sub_details:
+                if details.defer_usage is not None or details.fragment_variable_values is not None:
+                    return None
             if node.name.value == "__typename":
                 entries.append((0, response_key, kind.name, None))
                 continue
             field_def = self.execution.schema.get_field(kind, node.name.value)
             if field_def is None:
                 return None
-            attribute = plain_attribute(field_def)
+            attribute = field_facts(self.execution.schema, field_def)[0]
             leaf_type = field_def.type.of_type if is_non_null_type(field_def.type) else field_def.type
             if attribute is not None and is_leaf_type(leaf_type):
                 entries.append((1, response_key, attribute, (leaf_type.coerce_output_value, is_non_null_type(field_def.type))))
