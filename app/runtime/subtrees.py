@@ -5,9 +5,10 @@ graphql-core completes every field and object one by one (a resolve info, a path
 whose whole selection below is made of fields known to complete synchronously, `SubtreePlans` builds the
 answer directly: the selection is collected by graphql-core's own `collect_subfields` (aliases, fragments,
 `@include`/`@skip`, `__typename`, variables as graphql-core reads them), plain attributes are read and leaves
-coerced with the type's `coerce_output_value`, and every other field calls the field's own resolve function
-(Strawberry's wrapper with its permission extensions, so every permission class decides as before) with the
-resolve info graphql-core would build, path included. Objects pass their type's `is_type_of`.
+coerced with the type's `coerce_output_value`. A field guarded by permission extensions asks each of their
+permission classes (`has_permission`, with the Strawberry `Info` of the resolve info graphql-core would build,
+path included, and the same arguments), then reads its attribute or calls its method; any other field is
+called through its own resolve function. Objects pass their type's `is_type_of`.
 
 Anything the ordinary path would report or wait for (an exception, a denied permission, a null for a non-null
 field, a value that does not coerce, an awaitable, a value that is not a list) abandons the subtree: the
@@ -71,10 +72,10 @@ def never_pending(cls: T) -> T:
 
 
 class Abandon(Exception):
-    """The subtree goes the ordinary way."""
+    """The subtree goes the ordinary way. Raised afresh each time: a raised instance keeps the frames it
+    passed through."""
 
 
-_ABANDON = Abandon()
 _NO_PLAN: Any = object()
 
 
@@ -265,7 +266,7 @@ class SubtreePlans:
                     close = getattr(value, "close", None)
                     if close is not None:
                         close()  # a coroutine this call made and never started: nothing of it ran
-                    raise _ABANDON
+                    raise Abandon
                 _settle(type(value))
             return complete_resolved(value, path, info)
 
@@ -293,7 +294,7 @@ class SubtreePlans:
                         close = getattr(allowed, "close", None)
                         if close is not None:
                             close()
-                        raise _ABANDON
+                        raise Abandon
                 if info_name is not None:
                     value = method(source, **kwargs, **{info_name: strawberry_info})
                 elif method is not None:
@@ -309,7 +310,7 @@ class SubtreePlans:
                     close = getattr(value, "close", None)
                     if close is not None:
                         close()  # a coroutine this call made and never started: nothing of it ran
-                    raise _ABANDON
+                    raise Abandon
                 _settle(type(value))
             return complete(value, path, info)
 
@@ -330,10 +331,10 @@ class SubtreePlans:
             def listed(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
                     if non_null:
-                        raise _ABANDON
+                        raise Abandon
                     return None
                 if type(value) is not list and type(value) is not tuple:
-                    raise _ABANDON
+                    raise Abandon
                 if needs_path:
                     return [item(v, path.add_key(i, None), info) for i, v in enumerate(value)]
                 return [item(v, None, info) for v in value]
@@ -346,13 +347,13 @@ class SubtreePlans:
             def leaf(value: Any, path: Any, info: Any) -> Any:
                 if value is None:
                     if non_null:
-                        raise _ABANDON
+                        raise Abandon
                     return None
                 if not checked and type(value) not in _SETTLED:
                     _refuse_pending(value, is_awaitable)
                 coerced = coerce(value)
                 if coerced is None or coerced is _UNDEFINED:
-                    raise _ABANDON
+                    raise Abandon
                 return coerced
 
             return _path_free(leaf, True)
@@ -365,12 +366,12 @@ class SubtreePlans:
             def obj(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
                     if non_null:
-                        raise _ABANDON
+                        raise Abandon
                     return None
                 if not checked and type(value) not in _SETTLED:
                     _refuse_pending(value, is_awaitable)
                 if is_type_of is not None and is_type_of(value, info) is not True:
-                    raise _ABANDON
+                    raise Abandon
                 return plan(value, path)
 
             return _path_free(obj, _is_path_free(plan))
@@ -413,7 +414,7 @@ class SubtreePlans:
         )
         parts = [what if which != 1 else leaf[0] for which, _key, what, leaf in entries]
         plan = _plan_factory(shape)(
-            _ABANDON, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
+            Abandon, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
         )
         _path_free(plan, all(which != 2 or _is_path_free(what) for which, _key, what, _leaf in entries))
         self.objects[key] = plan
@@ -428,7 +429,7 @@ class SubtreePlans:
         except Exception:
             self.abandoned += 1
             COUNTS["abandoned"] += 1
-            raise _ABANDON from None
+            raise Abandon from None
         self.completed += 1
         COUNTS["completed"] += 1
         return value
@@ -442,7 +443,7 @@ def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
     """Abandons on an exception or an awaitable read from an attribute or a list (left as it is: the ordinary
     path awaits that very one). Remembers the types whose values never are either."""
     if isinstance(value, Exception) or is_awaitable(value):
-        raise _ABANDON
+        raise Abandon
     _settle(type(value))
 
 
