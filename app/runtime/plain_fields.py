@@ -58,10 +58,11 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self.plain_fields = manager is None or manager._middleware_resolvers is None
         # whole subtrees completed at once (app.runtime.subtrees): queries only, resolvers may run twice
         self.subtrees = (
-            subtrees.SubtreePlans(self)
+            subtrees.plans_for(self)
             if self.plain_fields and self.operation.operation is OperationType.QUERY
             else None
         )
+        self.subtree_counts = [0, 0]  # completed, abandoned
 
     def execute_field(
         self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any, position_context: Any
@@ -86,11 +87,11 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     if coerced is not None and coerced is not _UNDEFINED:
                         return coerced
             plans = self.subtrees
-            if plans is not None and subtrees.ENABLED and plans.worth_trying():
-                runner = plans.field_runner(parent_type, field_details_list)
+            if plans is not None and subtrees.ENABLED and subtrees.worth_trying(self.subtree_counts):
+                runner = plans.field_runner(self, parent_type, field_details_list)
                 if runner is not None:
                     try:
-                        return plans.complete(runner, source, path)
+                        return plans.complete(self, runner, source, path)
                     except subtrees.Abandon:
                         pass
         return super().execute_field(parent_type, source, field_details_list, path, position_context)

@@ -19,6 +19,7 @@ and resolver methods marked `side_effect_free`. Only query operations use it, ne
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -182,32 +183,57 @@ def _direct_call(spec: tuple[Any, ...] | None, args: dict[str, Any]) -> tuple[An
     return (method, attribute, permissions, {plain[n]: v for n, v in args.items()}, info_name, info_class, field)
 
 
+_SHARED: OrderedDict[tuple[int, int, str], tuple[Any, Any, SubtreePlans]] = OrderedDict()
+MAX_SHARED = 128
+
+
+def plans_for(execution: Any) -> SubtreePlans:
+    """The plans of this operation with these variables, shared by every request that sends them (the parsed
+    document is cached: its nodes are the same objects). Each request's own execution builds the resolve
+    infos: completing is synchronous, so `execution` is set on entry and read within."""
+    try:
+        variables = repr(execution.variable_values.coerced)
+    except Exception:
+        return SubtreePlans(execution)
+    key = (id(execution.schema), id(execution.operation), variables)
+    entry = _SHARED.get(key)
+    if entry is not None and entry[0] is execution.schema and entry[1] is execution.operation:
+        _SHARED.move_to_end(key)
+        return entry[2]
+    plans = SubtreePlans(execution)
+    _SHARED[key] = (execution.schema, execution.operation, plans)  # both kept: their ids are in the key
+    if len(_SHARED) > MAX_SHARED:
+        _SHARED.popitem(last=False)
+    return plans
+
+
 class SubtreePlans:
-    """The plans of one execution (one operation and its variables), built on first use."""
+    """The plans of one operation with its variables, built on first use; keyed by the field nodes, which
+    every execution of the (cached) document shares."""
 
     def __init__(self, execution: Any) -> None:
-        self.execution = execution
-        self.fields: dict[tuple[str, int], Any] = {}  # (parent type, id(field details)) -> field runner or None
-        self.objects: dict[tuple[str, int], Any] = {}
-        self.kept: list[Any] = []  # keeps the field details lists alive while their ids are keys
+        self.execution: Any = None  # the request being served, while it is (never kept after)
+        self.fragments = execution.fragment_definitions  # kept: the nodes' ids are keys
+        self.fields: dict[tuple[str, tuple[int, ...]], Any] = {}  # (parent type, field nodes) -> runner or None
+        self.objects: dict[tuple[str, tuple[int, ...]], Any] = {}
         self.is_awaitable = execution.is_awaitable
-        self.abandoned = 0
-        self.completed = 0
 
     # --- planning ----------------------------------------------------------------------------------------
 
-    def field_runner(self, parent_type: GraphQLObjectType, field_details_list: Any) -> Any:
+    def field_runner(self, execution: Any, parent_type: GraphQLObjectType, field_details_list: Any) -> Any:
         """A function (source, field path) -> the completed value of this field, or None when the fast path
         does not know how to complete it exactly."""
-        key = (parent_type.name, id(field_details_list))
+        key = (parent_type.name, tuple([id(d.node) for d in field_details_list]))
         runner = self.fields.get(key, _NO_PLAN)
         if runner is _NO_PLAN:
-            self.kept.append(field_details_list)
             self.fields[key] = None  # a recursive selection never plans itself
+            previous, self.execution = self.execution, execution
             try:
                 runner = self._plan_field(parent_type, field_details_list)
             except Exception:
                 runner = None
+            finally:
+                self.execution = previous
             self.fields[key] = runner
         return runner
 
@@ -231,13 +257,13 @@ class SubtreePlans:
             return None
         attribute, safe, spec = field_facts(execution.schema, field_def)
         nodes = [d.node for d in field_details_list]
-        build_info = execution.build_resolve_info
+        plans = self
         if attribute is not None:
             needs_info = _checks_type(field_def.type)
 
             def attribute_value(source: Any, path: Path) -> Any:
                 value = getattr(source, attribute)
-                info = build_info(field_def, nodes, parent_type, path) if needs_info else None
+                info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
                 return complete(value, path, info)
 
             return _path_free(attribute_value, not needs_info and _is_path_free(complete))
@@ -259,7 +285,7 @@ class SubtreePlans:
             return self._called(direct, field_def, nodes, parent_type, complete_resolved)
 
         def resolved_value(source: Any, path: Path) -> Any:
-            info = build_info(field_def, nodes, parent_type, path)
+            info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path)
             value = resolve(source, info, **args)
             if type(value) not in _SETTLED:
                 if isinstance(value, Exception) or is_awaitable(value):
@@ -280,12 +306,12 @@ class SubtreePlans:
         class of its permission extensions decides (`has_permission` with the same arguments), then the method
         is called (or the attribute read)."""
         method, attribute, permissions, kwargs, info_name, info_class, field = direct
-        build_info = self.execution.build_resolve_info
+        plans = self
         needs_info = bool(permissions) or info_name is not None or _checks_type(field_def.type)
         is_awaitable = self.is_awaitable
 
         def called_value(source: Any, path: Path) -> Any:
-            info = build_info(field_def, nodes, parent_type, path) if needs_info else None
+            info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
             if permissions or info_name is not None:
                 strawberry_info = info_class(_raw_info=info, _field=field)
                 for permission in permissions:
@@ -378,10 +404,9 @@ class SubtreePlans:
         return None  # interfaces and unions go the ordinary way
 
     def _object_plan(self, kind: GraphQLObjectType, field_details_list: Any) -> Any:
-        key = (kind.name, id(field_details_list))
+        key = (kind.name, tuple([id(d.node) for d in field_details_list]))
         if key in self.objects:
             return self.objects[key]
-        self.kept.append(field_details_list)
         self.objects[key] = None
         grouped, defer_usages, forbidden = self.execution.collect_subfields(kind, field_details_list)
         if defer_usages or forbidden:
@@ -403,7 +428,7 @@ class SubtreePlans:
             if attribute is not None and is_leaf_type(leaf_type):
                 entries.append((1, response_key, attribute, (leaf_type.coerce_output_value, is_non_null_type(field_def.type))))
                 continue
-            runner = self.field_runner(kind, sub_details)
+            runner = self.field_runner(self.execution, kind, sub_details)
             if runner is None:
                 return None
             entries.append((2, response_key, runner, None))
@@ -422,21 +447,27 @@ class SubtreePlans:
 
     # --- running -----------------------------------------------------------------------------------------
 
-    def complete(self, runner: Any, source: Any, path: Path) -> Any:
-        """The completed value, or `Abandon` raised (after counting it)."""
+    def complete(self, execution: Any, runner: Any, source: Any, path: Path) -> Any:
+        """The completed value, or `Abandon` raised; counted on `execution.subtree_counts` (completed,
+        abandoned)."""
+        counts = execution.subtree_counts
+        previous, self.execution = self.execution, execution
         try:
             value = runner(source, path)
         except Exception:
-            self.abandoned += 1
+            counts[1] += 1
             COUNTS["abandoned"] += 1
             raise Abandon from None
-        self.completed += 1
+        finally:
+            self.execution = previous
+        counts[0] += 1
         COUNTS["completed"] += 1
         return value
 
-    def worth_trying(self) -> bool:
-        """Stop trying once most subtrees of this request were abandoned."""
-        return self.abandoned < 3 or self.abandoned <= self.completed
+
+def worth_trying(counts: list[int]) -> bool:
+    """Stop trying once most subtrees of a request were abandoned."""
+    return counts[1] < 3 or counts[1] <= counts[0]
 
 
 def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
