@@ -18,6 +18,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id, to_global_id
+from app.runtime.subtrees import side_effect_free
 from app.services.audit import audit
 from app.store import keyset
 from app.store.bulk import insert_rows, is_postgres, one_of, value_chunks
@@ -54,6 +55,7 @@ class Course(Node):
     step_count: int
 
     @strawberry.field
+    @side_effect_free
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Course", self.row.id))  # type: ignore[arg-type]
 
@@ -61,10 +63,12 @@ class Course(Node):
         description="Whether a reviewed ASSIGNMENT counts as completed (reviewed work counts toward progress; default "
         "true): percentCompleted follows it on cards, summaries, reports and exports alike."
     )
+    @side_effect_free
     def reviewed_work_completes(self) -> bool:
         return self.row.reviewed_work_completes
 
     @strawberry.field
+    @side_effect_free
     def database_id(self) -> int:
         return self.row.id  # type: ignore[return-value]
 

@@ -15,6 +15,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
+from app.runtime.subtrees import side_effect_free
 from app.services.audit import audit
 from app.services.tree import attach, is_descendant, lock_tree, move, subtree_height
 from app.store import keyset
@@ -64,6 +65,7 @@ class Group(Node):
         return isinstance(obj, GroupView)
 
     @strawberry.field
+    @side_effect_free
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Group", self.row.id))  # type: ignore[arg-type]
 
@@ -90,6 +92,7 @@ class Group(Node):
     @strawberry.field(
         description="A synced class's term (its OneRoster academic sessions); null for other groups."
     )
+    @side_effect_free
     def term(self) -> GroupTerm | None:
         row = self.row
         if row.term_title is None and row.term_starts_on is None and row.term_ends_on is None:

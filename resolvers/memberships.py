@@ -14,6 +14,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
+from app.runtime.subtrees import side_effect_free
 from app.services.audit import audit
 from app.services.events import reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
@@ -65,18 +66,22 @@ class Membership(Node):
     group_view: strawberry.Private[GroupView | None] = None
 
     @strawberry.field
+    @side_effect_free
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Membership", self.row.id))  # type: ignore[arg-type]
 
     @strawberry.field
+    @side_effect_free
     def database_id(self) -> int:
         return self.row.id  # type: ignore[return-value]
 
     @strawberry.field
+    @side_effect_free
     def role(self) -> GroupRole:
         return GroupRole(self.row.role)
 
     @strawberry.field
+    @side_effect_free
     def created_at(self) -> datetime:
         return self.row.created_at
 
@@ -84,10 +89,12 @@ class Membership(Node):
         description="When the membership was ended (archived) by the rostering sync or removeMembers(archive: true); "
         "an ended membership gives no access and no role, but keeps its history for reports."
     )
+    @side_effect_free
     def ended_at(self) -> datetime | None:
         return self.row.ended_at
 
     @strawberry.field
+    @side_effect_free
     def user(self, info: Info) -> UserType:
         if self.user_view is not None:
             return self.user_view
@@ -98,6 +105,7 @@ class Membership(Node):
         return (await prepare_users(info, [row]))[0]
 
     @strawberry.field
+    @side_effect_free
     def group(self, info: Info) -> GroupType:
         if self.group_view is not None:
             return self.group_view

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import strawberry
@@ -37,7 +38,14 @@ from resolvers.views import GroupView, UserView
 def percent(part: int | None, whole: int | None) -> float:
     if not whole:
         return 0.0
-    return round(min(100.0, 100.0 * (part or 0) / whole), 2)
+    return _percent(part or 0, whole)
+
+
+@lru_cache(maxsize=8192)
+def _percent(part: int, whole: int) -> float:
+    """Remembered: a page asks the same few (part, whole) pairs thousands of times, and `round` to 2 digits is
+    slow."""
+    return round(min(100.0, 100.0 * part / whole), 2)
 
 
 @strawberry.type

@@ -16,6 +16,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
+from app.runtime.subtrees import side_effect_free
 from app.services.audit import audit
 from app.services.auth import end_credentials, hash_password, keep_an_owner
 from app.services.events import reach_changed
@@ -75,6 +76,7 @@ class User(Node):
         return isinstance(obj, UserView)
 
     @strawberry.field
+    @side_effect_free
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("User", self.row.id))  # type: ignore[arg-type]
 
@@ -83,6 +85,7 @@ class User(Node):
     external_id: str | None = strawberry.field(description="Set by the rostering system (SIS) or an import; unique when present.")
 
     @strawberry.field
+    @side_effect_free
     def kind(self) -> UserKind:
         return UserKind(self.row.kind)
 
@@ -97,10 +100,12 @@ class User(Node):
     company: str | None = strawberry.field(extensions=[requires(Permission.VIEW_CONTACT)])
 
     @strawberry.field
+    @side_effect_free
     def roles(self) -> list[SiteRole]:
         return [SiteRole(r) for r in self.row.site_roles.split(",") if r]
 
     @strawberry.field(extensions=[requires(Permission.SITE_ADMIN)])
+    @side_effect_free
     def status(self) -> AccountStatus | None:
         return AccountStatus(self.row.status)
 
@@ -148,6 +153,7 @@ class User(Node):
         extensions=[requires(Permission.VIEW_PROGRESS)],
         description="One entry per enrolled course, or just the named ones; by course name.",
     )
+    @side_effect_free
     def course_progress(
         self, info: Info, course_ids: list[strawberry.ID] | None = None
     ) -> list[CourseProgress] | None:

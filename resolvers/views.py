@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import strawberry
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from strawberry.types import Info
 
 from app.runtime.errors import BadInput, NotFound
 from app.runtime.ids import require_id
+from app.runtime.subtrees import never_pending
 from app.store.models import Group as GroupRow
 from app.store.models import User as UserRow
 from dataloaders.batch import load_all
@@ -29,6 +30,7 @@ UserType = Annotated["User", strawberry.lazy("resolvers.users")]  # noqa: F821
 GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F821
 
 
+@never_pending
 @dataclass(slots=True)
 class UserView:
     """A user row (or record) with the ids of the groups of its own memberships (what decisions about it
@@ -40,6 +42,7 @@ class UserView:
     staff_group_ids: frozenset[int] | None = None
     progress: list[Any] | None = None
     subject: UserSubject | None = None  # made on first use: every check on the user reads it
+    group_subject_id: ClassVar[None] = None  # decided on the user, not a group (read without a miss)
 
     def __getattr__(self, name: str) -> object:
         """The row's columns, so that plain fields of the User type resolve without a method."""
@@ -49,6 +52,11 @@ class UserView:
     def database_id(self) -> int:
         return self.row.id  # type: ignore[return-value]
 
+    # the columns a page of users reads most, without going through __getattr__
+    first_name = property(lambda self: self.row.first_name)
+    last_name = property(lambda self: self.row.last_name)
+    email = property(lambda self: self.row.email)
+
     @property
     def user_subject(self) -> UserSubject:
         if self.subject is None:
@@ -56,6 +64,7 @@ class UserView:
         return self.subject
 
 
+@never_pending
 @dataclass(slots=True)
 class GroupView:
     row: GroupRow

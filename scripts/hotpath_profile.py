@@ -99,13 +99,14 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-gc", action="store_true", help="measure with the cyclic GC off (its share of the CPU)")
     parser.add_argument("--only", default=None, help="one scenario")
-    parser.add_argument("--ordinary-fields", action="store_true", help="without app.runtime.plain_fields")
+    parser.add_argument("--ordinary-fields", action="store_true", help="without app.runtime.plain_fields and app.runtime.subtrees")
     parser.add_argument("--profile", default=None, help="write cProfile stats to PREFIX-<scenario>.prof")
     args = parser.parse_args()
     if args.no_gc:
         gc.disable()
     if args.ordinary_fields:
-        from app.runtime import plain_fields
+        from app.runtime import plain_fields, subtrees
 
         plain_fields.plain_leaf = lambda _field: None  # type: ignore[assignment]
+        subtrees.ENABLED = False
     asyncio.run(main(args.engine, args.preset, args.runs, args.profile, args.only))

@@ -14,9 +14,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from graphql import GraphQLField, GraphQLObjectType, is_leaf_type, is_non_null_type
+from graphql import GraphQLField, GraphQLObjectType, OperationType, is_leaf_type, is_non_null_type
 from graphql.pyutils import Undefined as _UNDEFINED
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from app.runtime import subtrees
 
 _BACKREF = "strawberry-definition"
 # id(GraphQLField) -> (the field, (attribute name, leaf type, non-null) or None)
@@ -54,6 +56,13 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         # a schema extension wrapping every field (a `resolve` hook) must see every field: no short cut then
         self.plain_fields = manager is None or manager._middleware_resolvers is None
+        # whole subtrees completed at once (app.runtime.subtrees): queries only, resolvers may run twice
+        self.subtrees = (
+            subtrees.plans_for(self)
+            if self.plain_fields and self.operation.operation is OperationType.QUERY
+            else None
+        )
+        self.subtree_counts = [0, 0]  # completed, abandoned
 
     def execute_field(
         self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any, position_context: Any
@@ -77,6 +86,14 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         coerced = None
                     if coerced is not None and coerced is not _UNDEFINED:
                         return coerced
+            plans = self.subtrees
+            if plans is not None and subtrees.ENABLED and subtrees.worth_trying(self.subtree_counts):
+                runner = plans.field_runner(self, parent_type, field_details_list)
+                if runner is not None:
+                    try:
+                        return plans.complete(self, runner, source, path)
+                    except subtrees.Abandon:
+                        pass
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
 

@@ -1,0 +1,577 @@
+"""Whole subtrees of a query answer completed in one pass, for pages of thousands of fields.
+
+graphql-core completes every field and object one by one (a resolve info, a path, `complete_value`,
+`complete_object_value`, the subfields collected, an awaitable check). For an object or list field of a query
+whose whole selection below is made of fields known to complete synchronously, `SubtreePlans` builds the
+answer directly: the selection is collected by graphql-core's own `collect_subfields` (aliases, fragments,
+`@include`/`@skip`, `__typename`, variables as graphql-core reads them), plain attributes are read and leaves
+coerced with the type's `coerce_output_value`. A field guarded by permission extensions asks each of their
+permission classes (`has_permission`, with the Strawberry `Info` of the resolve info graphql-core would build,
+path included, and the same arguments), then reads its attribute or calls its method; any other field is
+called through its own resolve function. Objects pass their type's `is_type_of`.
+
+Anything the ordinary path would report or wait for (an exception, a denied permission, a null for a non-null
+field, a value that does not coerce, an awaitable, a value that is not a list) abandons the subtree: the
+ordinary path then completes it again from the start and reports exactly what it always did. So the fields
+called here must be safe to call twice: plain attributes, attributes guarded only by permission extensions,
+and resolver methods marked `side_effect_free`. Only query operations use it, never with `@defer`/`@stream`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from keyword import iskeyword
+from types import CoroutineType, GeneratorType
+from typing import Any, TypeVar
+from uuid import UUID
+
+from graphql import (
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path
+from graphql.pyutils import Undefined as _UNDEFINED
+
+_BACKREF = "strawberry-definition"
+ENABLED = True  # tests switch it off to compare with the ordinary path
+COUNTS = {"completed": 0, "abandoned": 0}  # subtrees, since the process started
+
+F = TypeVar("F", bound=Callable[..., Any])
+# types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
+# instance attribute named __await__ is not looked for)
+_SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID}
+_UNSETTLED: set[type] = set()
+
+
+def side_effect_free(method: F) -> F:
+    """Marks a synchronous resolver method that only reads its object (and the request's caches): the fast
+    path may call it, and call it again when it abandons a subtree."""
+    method.side_effect_free = True  # type: ignore[attr-defined]
+    return method
+
+
+T = TypeVar("T", bound=type)
+
+
+def never_pending(cls: T) -> T:
+    """Marks a class whose instances are never awaitables or exceptions although it answers unknown
+    attributes itself (a view forwarding its row's columns): its values skip graphql-core's awaitable check
+    in subtrees."""
+    _SETTLED.add(cls)
+    return cls
+
+
+class Abandon(Exception):
+    """The subtree goes the ordinary way. Raised afresh each time: a raised instance keeps the frames it
+    passed through."""
+
+
+_NO_PLAN: Any = object()
+
+
+def plain_attribute(field_def: GraphQLField) -> str | None:
+    """The attribute a basic Strawberry field reads with `getattr` (no resolver, extension or argument)."""
+    definition = (field_def.extensions or {}).get(_BACKREF)
+    if (
+        definition is not None
+        and definition.is_basic_field
+        and getattr(field_def.resolve, "__name__", "") == "_get_basic_result"
+        and getattr(definition, "default_resolver", getattr) is getattr
+        and not field_def.args
+    ):
+        return str(definition.python_name)
+    return None
+
+
+def safe_to_resolve(field_def: GraphQLField) -> bool:
+    """A synchronous Strawberry field whose resolve function may be called twice: an attribute guarded only by
+    permission extensions, or a method marked `side_effect_free` with at most permission extensions."""
+    from strawberry.permission import PermissionExtension
+
+    definition = (field_def.extensions or {}).get(_BACKREF)
+    if definition is None or field_def.resolve is None or definition.is_async or definition.is_subscription:
+        return False
+    if not all(isinstance(e, PermissionExtension) for e in definition.extensions):
+        return False
+    resolver = definition.base_resolver
+    return resolver is None or getattr(resolver.wrapped_func, "side_effect_free", False) is True
+
+
+Completer = Callable[[Any, Any, Any], Any]  # (value, path, info) -> completed value
+
+_PLAIN_SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID"})
+
+
+def _direct_spec(schema: Any, field_def: GraphQLField) -> tuple[Any, ...] | None:
+    """(method or None, attribute or None, permission classes, {argument: python name} of its built-in scalar
+    arguments, the method's info parameter, Strawberry's Info class, the Strawberry field) for a field
+    `safe_to_resolve` whose resolve function is Strawberry's own (or app.runtime.plain_fields' direct one);
+    None for any other, which is then resolved through its resolve function."""
+    from strawberry.permission import PermissionExtension
+
+    strawberry_schema = getattr(schema, "_strawberry_schema", None)
+    field = (field_def.extensions or {}).get(_BACKREF)
+    qualname = getattr(field_def.resolve, "__qualname__", "")
+    if (
+        strawberry_schema is None
+        or field is None
+        or strawberry_schema.schema_converter._exception_handler_specs
+        or not qualname.endswith(("from_resolver.<locals>._resolver", "direct_resolver.<locals>.resolve"))
+        or any(type(e) is not PermissionExtension for e in field.extensions)
+        or getattr(field, "default_resolver", getattr) is not getattr
+    ):
+        return None
+    converter = strawberry_schema.schema_converter
+    names = {a.graphql_name or converter.config.name_converter.get_graphql_name(a): a for a in field.arguments}
+    if set(names) != set(field_def.args):
+        return None
+    plain: dict[str, str] = {}
+    for graphql_name, argument in names.items():
+        kind = field_def.args[graphql_name].type
+        while hasattr(kind, "of_type"):
+            kind = kind.of_type
+        if getattr(kind, "name", None) in _PLAIN_SCALARS:
+            plain[graphql_name] = argument.python_name
+    permissions = [p for e in field.extensions for p in e.permissions]
+    if any(not callable(getattr(p, "has_permission", None)) for p in permissions):
+        return None
+    resolver = field.base_resolver
+    if resolver is None:
+        return (None, field.python_name, permissions, plain, None, converter.config.info_class, field)
+    if (
+        resolver.self_parameter is None
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+        or not callable(resolver.wrapped_func)
+    ):
+        return None
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    return (resolver.wrapped_func, None, permissions, plain, info_name, converter.config.info_class, field)
+
+
+_FACTS: dict[int, tuple[GraphQLField, str | None, bool, tuple[Any, ...] | None]] = {}
+
+
+def field_facts(schema: Any, field_def: GraphQLField) -> tuple[str | None, bool, tuple[Any, ...] | None]:
+    """`plain_attribute`, `safe_to_resolve` and `_direct_spec` of a field of the schema, decided once."""
+    facts = _FACTS.get(id(field_def))
+    if facts is None or facts[0] is not field_def:
+        safe = safe_to_resolve(field_def)
+        facts = (field_def, plain_attribute(field_def), safe, _direct_spec(schema, field_def) if safe else None)
+        _FACTS[id(field_def)] = facts
+    return facts[1], facts[2], facts[3]
+
+
+def _direct_call(spec: tuple[Any, ...] | None, args: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The spec with this request's keyword arguments, when every argument given is a built-in scalar."""
+    if spec is None:
+        return None
+    method, attribute, permissions, plain, info_name, info_class, field = spec
+    if not set(args) <= set(plain):
+        return None
+    return (method, attribute, permissions, {plain[n]: v for n, v in args.items()}, info_name, info_class, field)
+
+
+_SHARED: OrderedDict[tuple[int, int, str], tuple[Any, Any, SubtreePlans]] = OrderedDict()
+MAX_SHARED = 128
+
+
+def plans_for(execution: Any) -> SubtreePlans:
+    """The plans of this operation with these variables, shared by every request that sends them (the parsed
+    document is cached: its nodes are the same objects). Each request's own execution builds the resolve
+    infos: completing is synchronous, so `execution` is set on entry and read within."""
+    try:
+        variables = repr(execution.variable_values.coerced)
+    except Exception:
+        return SubtreePlans(execution)
+    key = (id(execution.schema), id(execution.operation), variables)
+    entry = _SHARED.get(key)
+    if entry is not None and entry[0] is execution.schema and entry[1] is execution.operation:
+        _SHARED.move_to_end(key)
+        return entry[2]
+    plans = SubtreePlans(execution)
+    _SHARED[key] = (execution.schema, execution.operation, plans)  # both kept: their ids are in the key
+    if len(_SHARED) > MAX_SHARED:
+        _SHARED.popitem(last=False)
+    return plans
+
+
+class SubtreePlans:
+    """The plans of one operation with its variables, built on first use; keyed by the field nodes, which
+    every execution of the (cached) document shares."""
+
+    def __init__(self, execution: Any) -> None:
+        self.execution: Any = None  # the request being served, while it is (never kept after)
+        self.fragments = execution.fragment_definitions  # kept: the nodes' ids are keys
+        self.fields: dict[tuple[str, tuple[int, ...]], Any] = {}  # (parent type, field nodes) -> runner or None
+        self.objects: dict[tuple[str, tuple[int, ...]], Any] = {}
+        self.is_awaitable = execution.is_awaitable
+
+    # --- planning ----------------------------------------------------------------------------------------
+
+    def field_runner(self, execution: Any, parent_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        """A function (source, field path) -> the completed value of this field, or None when the fast path
+        does not know how to complete it exactly."""
+        key = (parent_type.name, tuple([id(d.node) for d in field_details_list]))
+        runner = self.fields.get(key, _NO_PLAN)
+        if runner is _NO_PLAN:
+            self.fields[key] = None  # a recursive selection never plans itself
+            previous, self.execution = self.execution, execution
+            try:
+                runner = self._plan_field(parent_type, field_details_list)
+            except Exception:
+                runner = None
+            finally:
+                self.execution = previous
+            self.fields[key] = runner
+        return runner
+
+    def _plan_field(self, parent_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        execution = self.execution
+        first = field_details_list[0]
+        for details in field_details_list:
+            if details.defer_usage is not None or details.fragment_variable_values is not None:
+                return None
+            for directive in details.node.directives or ():
+                if directive.name.value in ("defer", "stream"):
+                    return None
+        name = first.node.name.value
+        if name.startswith("__"):
+            return None
+        field_def = execution.schema.get_field(parent_type, name)
+        if field_def is None:
+            return None
+        complete = self._completer(field_def.type, field_details_list)
+        if complete is None:
+            return None
+        attribute, safe, spec = field_facts(execution.schema, field_def)
+        nodes = [d.node for d in field_details_list]
+        plans = self
+        if attribute is not None:
+            needs_info = _checks_type(field_def.type)
+
+            def attribute_value(source: Any, path: Path) -> Any:
+                value = getattr(source, attribute)
+                info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
+                return complete(value, path, info)
+
+            return _path_free(attribute_value, not needs_info and _is_path_free(complete))
+        if not safe:
+            return None
+        args = (
+            get_argument_values(
+                field_def, first.node, execution.variable_values, None, execution.hide_suggestions
+            )
+            if field_def.args or first.node.arguments
+            else {}
+        )
+        resolve = field_def.resolve
+
+        complete_resolved = self._completer(field_def.type, field_details_list, checked=True)
+        is_awaitable = self.is_awaitable
+        direct = _direct_call(spec, args)
+        if direct is not None:
+            return self._called(direct, field_def, nodes, parent_type, complete_resolved)
+
+        def resolved_value(source: Any, path: Path) -> Any:
+            info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path)
+            value = resolve(source, info, **args)
+            if type(value) not in _SETTLED:
+                if isinstance(value, Exception) or is_awaitable(value):
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()  # a coroutine this call made and never started: nothing of it ran
+                    raise Abandon
+                _settle(type(value))
+            return complete_resolved(value, path, info)
+
+        return resolved_value
+
+    def _called(
+        self, direct: tuple[Any, ...], field_def: GraphQLField, nodes: list[Any], parent_type: GraphQLObjectType,
+        complete: Completer,
+    ) -> Any:
+        """What Strawberry's resolve function does for the field, without its generic wrappers: each permission
+        class of its permission extensions decides (`has_permission` with the same arguments), then the method
+        is called (or the attribute read)."""
+        method, attribute, permissions, kwargs, info_name, info_class, field = direct
+        plans = self
+        needs_info = bool(permissions) or info_name is not None or _checks_type(field_def.type)
+        is_awaitable = self.is_awaitable
+
+        def called_value(source: Any, path: Path) -> Any:
+            info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
+            if permissions or info_name is not None:
+                strawberry_info = info_class(_raw_info=info, _field=field)
+                for permission in permissions:
+                    allowed = permission.has_permission(source, strawberry_info, **kwargs)
+                    if allowed is not True:
+                        close = getattr(allowed, "close", None)
+                        if close is not None:
+                            close()
+                        raise Abandon
+                if info_name is not None:
+                    value = method(source, **kwargs, **{info_name: strawberry_info})
+                elif method is not None:
+                    value = method(source, **kwargs)
+                else:
+                    value = getattr(source, attribute)
+            elif method is not None:
+                value = method(source, **kwargs)
+            else:
+                value = getattr(source, attribute)
+            if type(value) not in _SETTLED:
+                if isinstance(value, Exception) or is_awaitable(value):
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()  # a coroutine this call made and never started: nothing of it ran
+                    raise Abandon
+                _settle(type(value))
+            return complete(value, path, info)
+
+        return _path_free(called_value, not needs_info and _is_path_free(complete))
+
+    def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
+        """Completes a value of `kind`; `checked`: the value is known to be neither an exception nor an
+        awaitable (list items are checked again)."""
+        non_null = is_non_null_type(kind)
+        if non_null:
+            kind = kind.of_type  # type: ignore[union-attr]
+        if is_list_type(kind):
+            item = self._completer(kind.of_type, field_details_list)  # type: ignore[union-attr]
+            if item is None:
+                return None
+            needs_path = not _is_path_free(item)
+
+            def listed(value: Any, path: Path, info: Any) -> Any:
+                if value is None:
+                    if non_null:
+                        raise Abandon
+                    return None
+                if type(value) is not list and type(value) is not tuple:
+                    raise Abandon
+                if needs_path:
+                    return [item(v, path.add_key(i, None), info) for i, v in enumerate(value)]
+                return [item(v, None, info) for v in value]
+
+            return _path_free(listed, not needs_path)
+        is_awaitable = self.is_awaitable
+        if is_leaf_type(kind):
+            coerce = kind.coerce_output_value  # type: ignore[union-attr]
+
+            def leaf(value: Any, path: Any, info: Any) -> Any:
+                if value is None:
+                    if non_null:
+                        raise Abandon
+                    return None
+                if not checked and type(value) not in _SETTLED:
+                    _refuse_pending(value, is_awaitable)
+                coerced = coerce(value)
+                if coerced is None or coerced is _UNDEFINED:
+                    raise Abandon
+                return coerced
+
+            return _path_free(leaf, True)
+        if is_object_type(kind):
+            plan = self._object_plan(kind, field_details_list)  # type: ignore[arg-type]
+            if plan is None:
+                return None
+            is_type_of = kind.is_type_of  # type: ignore[union-attr]
+
+            def obj(value: Any, path: Path, info: Any) -> Any:
+                if value is None:
+                    if non_null:
+                        raise Abandon
+                    return None
+                if not checked and type(value) not in _SETTLED:
+                    _refuse_pending(value, is_awaitable)
+                if is_type_of is not None and is_type_of(value, info) is not True:
+                    raise Abandon
+                return plan(value, path)
+
+            return _path_free(obj, _is_path_free(plan))
+        return None  # interfaces and unions go the ordinary way
+
+    def _object_plan(self, kind: GraphQLObjectType, field_details_list: Any) -> Any:
+        key = (kind.name, tuple([id(d.node) for d in field_details_list]))
+        if key in self.objects:
+            return self.objects[key]
+        self.objects[key] = None
+        grouped, defer_usages, forbidden = self.execution.collect_subfields(kind, field_details_list)
+        if defer_usages or forbidden:
+            return None
+        entries: list[tuple[int, str, Any, Any]] = []  # (0: __typename, 1: leaf, 2: other), name, ...
+        for response_key, sub_details in grouped.items():
+            node = sub_details[0].node
+            for details in sub_details:
+                if details.defer_usage is not None or details.fragment_variable_values is not None:
+                    return None
+            if node.name.value == "__typename":
+                entries.append((0, response_key, kind.name, None))
+                continue
+            field_def = self.execution.schema.get_field(kind, node.name.value)
+            if field_def is None:
+                return None
+            attribute = field_facts(self.execution.schema, field_def)[0]
+            leaf_type = field_def.type.of_type if is_non_null_type(field_def.type) else field_def.type
+            if attribute is not None and is_leaf_type(leaf_type):
+                entries.append((1, response_key, attribute, (leaf_type.coerce_output_value, is_non_null_type(field_def.type))))
+                continue
+            runner = self.field_runner(self.execution, kind, sub_details)
+            if runner is None:
+                return None
+            entries.append((2, response_key, runner, None))
+        shape = tuple(
+            (which, response_key, what if which == 1 else None, bool(leaf and leaf[1]) or (
+                which == 2 and _is_path_free(what)))
+            for which, response_key, what, leaf in entries
+        )
+        parts = [what if which != 1 else leaf[0] for which, _key, what, leaf in entries]
+        plan = _plan_factory(shape)(
+            Abandon, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
+        )
+        _path_free(plan, all(which != 2 or _is_path_free(what) for which, _key, what, _leaf in entries))
+        self.objects[key] = plan
+        return plan
+
+    # --- running -----------------------------------------------------------------------------------------
+
+    def complete(self, execution: Any, runner: Any, source: Any, path: Path) -> Any:
+        """The completed value, or `Abandon` raised; counted on `execution.subtree_counts` (completed,
+        abandoned)."""
+        counts = execution.subtree_counts
+        previous, self.execution = self.execution, execution
+        try:
+            value = runner(source, path)
+        except Exception:
+            counts[1] += 1
+            COUNTS["abandoned"] += 1
+            raise Abandon from None
+        finally:
+            self.execution = previous
+        counts[0] += 1
+        COUNTS["completed"] += 1
+        return value
+
+
+def worth_trying(counts: list[int]) -> bool:
+    """Stop trying once most subtrees of a request were abandoned."""
+    return counts[1] < 3 or counts[1] <= counts[0]
+
+
+def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
+    """Abandons on an exception or an awaitable read from an attribute or a list (left as it is: the ordinary
+    path awaits that very one). Remembers the types whose values never are either."""
+    if isinstance(value, Exception) or is_awaitable(value):
+        raise Abandon
+    _settle(type(value))
+
+
+def _settle(kind: type) -> None:
+    if kind in _UNSETTLED:
+        return
+    if (
+        not hasattr(kind, "__await__")
+        and not issubclass(kind, BaseException | CoroutineType | GeneratorType)
+        and getattr(kind, "__getattr__", None) is None
+        and kind.__getattribute__ is object.__getattribute__
+        and len(_SETTLED) < 10_000
+    ):
+        _SETTLED.add(kind)
+    elif len(_UNSETTLED) < 10_000:
+        _UNSETTLED.add(kind)  # checked value by value (a view forwarding attributes to its row)
+
+
+_FACTORIES: dict[tuple[Any, ...], Any] = {}
+
+
+def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
+    """A function completing an object for a selection of this shape, written out field by field (a loop
+    over the entries costs twice as much per object): `shape` holds, per response key, its kind (0:
+    `__typename`, 1: a plain leaf attribute, 2: anything else), the key, the leaf's attribute, and a flag:
+    the leaf is non-null, or the field needs no path. Compiled once per shape for the process; the request's parts (coercions, field runners, the
+    type name) are bound when it is called."""
+    factory = _FACTORIES.get(shape)
+    if factory is not None:
+        return factory
+    body = ["    def plan(source, path):", "        out = {}"]
+    for n, (which, response_key, attribute, flag) in enumerate(shape):
+        key = repr(response_key)
+        if which == 0:
+            body.append(f"        out[{key}] = part_{n}")
+        elif which == 1:
+            assert attribute is not None
+            read = f"source.{attribute}" if attribute.isidentifier() and not iskeyword(attribute) else (
+                f"getattr(source, {attribute!r})"
+            )
+            body += [
+                f"        v = {read}",
+                "        if v is None:",
+                "            raise ABANDON" if flag else f"            out[{key}] = None",
+                "        else:",
+                "            if type(v) not in SETTLED:",
+                "                refuse(v, is_awaitable)",
+                f"            c = part_{n}(v)",
+                "            if c is None or c is UNDEFINED:",
+                "                raise ABANDON",
+                f"            out[{key}] = c",
+            ]
+        else:
+            where = "None" if flag else f"Path(path, {key}, TYPE)"  # no resolve info below: no path needed
+            body.append(f"        out[{key}] = part_{n}(source, {where})")
+    body += ["        return out", "    return plan"]
+    unpack = "".join(f"part_{n}, " for n in range(len(shape)))
+    source = (
+        "def factory(ABANDON, SETTLED, refuse, is_awaitable, Path, UNDEFINED, TYPE, parts):\n"
+        + (f"    ({unpack}) = parts\n" if shape else "")
+        + "\n".join(body)
+        + "\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<subtree plan {len(_FACTORIES)}>", "exec"), namespace)
+    factory = namespace["factory"]
+    if len(_FACTORIES) < 1000:
+        _FACTORIES[shape] = factory
+    return factory
+
+
+def _path_free(function: Any, free: bool) -> Any:
+    """Marks a runner, completer or plan that never reads its path (nothing below builds a resolve info)."""
+    function.path_free = free
+    return function
+
+
+def _is_path_free(function: Any) -> bool:
+    return getattr(function, "path_free", False) is True
+
+
+def _named(kind: Any) -> Any:
+    while isinstance(kind, GraphQLNonNull | GraphQLList):
+        kind = kind.of_type
+    return kind
+
+
+def _checks_type(kind: GraphQLOutputType) -> bool:
+    """Whether completing a value of `kind` calls an `is_type_of` that is given the field's resolve info.
+    Strawberry's own `is_type_of` (for types with interfaces) never reads it: None is given then."""
+    named = _named(kind)
+    if not is_object_type(named) or named.is_type_of is None:
+        return False
+    code = getattr(named.is_type_of, "__code__", None)
+    return not (
+        code is not None
+        and named.is_type_of.__qualname__.endswith("._get_is_type_of.<locals>.is_type_of")
+        and code.co_varnames[:2] == ("obj", "_info")
+        and "_info" not in code.co_names + code.co_freevars + code.co_cellvars
+    )

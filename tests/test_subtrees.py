@@ -1,0 +1,199 @@
+"""Subtrees completed in one pass (app.runtime.subtrees) answer byte for byte as graphql-core's ordinary path
+does: the same data, the same errors with the same paths and nulls, for every viewer, through aliases,
+fragments, directives and `__typename`; and the short cut is really taken."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import strawberry
+from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from app.runtime import subtrees
+from app.runtime.plain_fields import PlainFieldsExecutionContext
+from app.runtime.subtrees import side_effect_free
+from app.store.models import User
+from tests.progress_helpers import course, enroll, event, record
+from tests.site import Site, gid
+
+MEMBERS = """query Members($id: ID!, $first: Int!) { group(id: $id) {
+  members(includeNested: true, roles: [MEMBER], first: $first) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { node { user { firstName lastName courseProgress { course { name } percentCompleted } } } } } } }"""
+
+DASHBOARD = """query Dash($id: ID!, $first: Int!) { group(id: $id) {
+  members(includeNested: true, roles: [MEMBER], first: $first) { totalCount pageInfo { hasNextPage endCursor }
+    edges { node { role group { name } user { firstName lastName email courseProgress { course { name } activatedAt
+      expiresAt completedAt percentViewed percentCompleted gradePercent stepsCompleted stepCount } } } } } } }"""
+
+SHAPES = """query Shapes($id: ID!, $first: Int!, $cards: Boolean!, $noEmail: Boolean!) { group(id: $id) {
+  page: members(includeNested: true, first: $first) {
+    __typename
+    count: totalCount
+    rows: edges { __typename cursor
+      node { __typename id role
+        ... on Membership { kind: role createdAt endedAt databaseId }
+        person: user { ...Person  given: firstName ... @include(if: $cards) { cards: courseProgress { ...Card } } } } }
+    more: pageInfo { __typename next: hasNextPage }
+  }
+  again: members(first: $first, includeNested: true, roles: [MEMBER, MENTOR]) {
+    edges { node { user { email @skip(if: $noEmail) id kind roles firstName
+      courseProgress @include(if: $cards) { steps { step { __typename position title kind } completedAt viewedAt } } } } } }
+} }
+fragment Person on User { __typename firstName lastName ...Contact first: firstName }
+fragment Contact on User { email company }
+fragment Card on CourseProgress { __typename course { __typename id name stepCount } percentCompleted gradePercent
+  done: stepsCompleted }"""
+
+
+async def both(site: Site, viewer: User, query: str, variables: dict[str, Any]) -> tuple[bytes, bytes, dict[str, int]]:
+    """The raw answer with the short cut, the raw answer without it, and what the short cut did."""
+    token = await site.token(viewer)
+    headers = {"Authorization": f"Bearer {token}"}
+    payload = {"query": query, "variables": variables}
+    await site.client.post("/graphql", json=payload, headers=headers)  # the catalogue and caches, once
+    before = dict(subtrees.COUNTS)
+    fast = (await site.client.post("/graphql", json=payload, headers=headers)).content
+    done = {k: subtrees.COUNTS[k] - before[k] for k in before}
+    subtrees.ENABLED = False
+    try:
+        ordinary = (await site.client.post("/graphql", json=payload, headers=headers)).content
+    finally:
+        subtrees.ENABLED = True
+    return fast, ordinary, done
+
+
+async def school(site: Site) -> dict[str, Any]:
+    admin = await site.user("Ada", "Admin", roles="ADMIN", kind="STAFF")
+    top = await site.group("School")
+    classes = [await site.group(f"Class {n}", top) for n in range(2)]
+    leader = await site.user("Lea", "Leader", kind="STAFF")
+    mentor = await site.user("Mo", "Mentor", kind="STAFF")
+    await site.member(leader, top, "LEADER")
+    await site.member(mentor, classes[0], "MENTOR")
+    algebra = await course(site, admin, "Algebra", [("LESSON", None), ("QUIZ", 10), ("ASSIGNMENT", 5)])
+    biology = await course(site, admin, "Biology", [("LESSON", None), ("LESSON", None)])
+    learners = []
+    for n in range(9):
+        learner = await site.user(f"L{n}", f"Learner{n}", company="Acme" if n % 2 else None)
+        await site.member(learner, classes[n % 2] if n % 3 else top)
+        learners.append(learner)
+    await enroll(site, admin, learners, algebra)
+    await enroll(site, admin, learners[::2], biology)
+    done = await record(site, admin, [event(u, "COMPLETED", algebra["steps"][0]) for u in learners[::3]])
+    assert "errors" not in done, done
+    return {"admin": admin, "leader": leader, "mentor": mentor, "member": learners[1], "top": top, "classes": classes}
+
+
+async def test_the_short_cut_answers_byte_for_byte_as_the_ordinary_path(site: Site) -> None:
+    s = await school(site)
+    cases = [
+        ("admin", MEMBERS, s["top"], {"first": 100}),
+        ("admin", MEMBERS, s["top"], {"first": 3}),
+        ("admin", DASHBOARD, s["top"], {"first": 100}),
+        ("leader", DASHBOARD, s["top"], {"first": 100}),
+        ("mentor", DASHBOARD, s["classes"][0], {"first": 100}),
+        ("admin", SHAPES, s["top"], {"first": 100, "cards": True, "noEmail": False}),
+        ("leader", SHAPES, s["top"], {"first": 5, "cards": False, "noEmail": True}),
+        ("mentor", SHAPES, s["classes"][0], {"first": 100, "cards": True, "noEmail": True}),
+    ]
+    for viewer, query, group, variables in cases:
+        fast, ordinary, done = await both(site, s[viewer], query, {"id": gid("Group", group), **variables})
+        assert fast == ordinary, (viewer, variables, fast[:400], ordinary[:400])
+        assert b'"errors"' not in fast and b'"Learner' in fast, fast[:400]
+        assert done["completed"] >= 2 and done["abandoned"] == 0, (viewer, variables, done)
+
+
+async def test_a_denied_field_is_reported_as_before(site: Site) -> None:
+    """Only site admins see when a user last signed in: for anyone else the short cut gives way, and the errors,
+    their paths and the nulls are graphql-core's own."""
+    s = await school(site)
+    denied = DASHBOARD.replace("lastName email", "lastName lastLoginAt email")
+    for viewer, group in (("leader", s["top"]), ("mentor", s["classes"][0]), ("member", s["classes"][1])):
+        fast, ordinary, done = await both(site, s[viewer], denied, {"id": gid("Group", group), "first": 100})
+        assert fast == ordinary, (fast[:600], ordinary[:600])
+        assert fast.count(b'"FORBIDDEN"') >= 1 and b'"lastLoginAt"]' in fast, fast[:600]
+        assert done["abandoned"] >= 1, done
+    fast, ordinary, done = await both(site, s["admin"], denied, {"id": gid("Group", s["top"]), "first": 100})
+    assert fast == ordinary and b'"errors"' not in fast and done["abandoned"] == 0, (fast[:600], done)
+
+
+# --- on a schema of its own: what the short cut refuses -------------------------------------------------------
+
+
+class ShortTitles(BasePermission):
+    message = "Only short titles."
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        assert info.context["viewer"] == "v"
+        return len(source.title) < 3 + kwargs.get("extra", 0)
+
+
+@strawberry.type
+class Card:
+    title: str
+    score: int | None
+    hidden: str | None = strawberry.field(default="h", extensions=[PermissionExtension([ShortTitles()])])
+
+    @strawberry.field(extensions=[PermissionExtension([ShortTitles()])])
+    @side_effect_free
+    def shown(self, info: strawberry.Info, extra: int = 0) -> str:
+        return f"{self.title}:{extra}:{info.path.key}"
+
+    @strawberry.field
+    @side_effect_free
+    def loud(self) -> str:
+        if self.title == "boom":
+            raise ValueError("boom")
+        return self.title.upper()
+
+    @strawberry.field
+    @side_effect_free
+    def later(self) -> str | None:
+        return self.title if self.title != "slow" else _slow(self.title)  # type: ignore[return-value]
+
+
+async def _slow(title: str) -> str:
+    return title + "!"
+
+
+@strawberry.type
+class Box:
+    cards: list[Card]
+    strict: list[Card]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def boxes(self, titles: list[str]) -> list[Box]:
+        made = [Card(title=t, score=None if t == "none" else len(t)) for t in titles]
+        return [Box(cards=made, strict=made)]
+
+
+@pytest.mark.parametrize(
+    ("query", "titles", "expect"),
+    [
+        ("{ boxes(titles: $t) { cards { title score loud } } }", ["a", "bb"], "completed"),
+        ("{ boxes(titles: $t) { cards { title loud } } }", ["a", "boom", "c"], "abandoned"),
+        ("{ boxes(titles: $t) { cards { t: title later } } }", ["a", "slow"], "abandoned"),
+        ("{ boxes(titles: $t) { strict { title } cards { score } } }", ["none", "b"], "completed"),
+        ("{ boxes(titles: $t) { cards { hidden shown s: shown(extra: 2) } } }", ["a", "bb"], "completed"),
+        ("{ boxes(titles: $t) { cards { hidden title } } }", ["a", "long"], "abandoned"),
+        ("{ boxes(titles: $t) { cards { title shown(extra: 2) } } }", ["a", "four", "fives"], "abandoned"),
+    ],
+)
+async def test_errors_awaitables_and_nulls_go_the_ordinary_way(query: str, titles: list[str], expect: str) -> None:
+    document = "query($t: [String!]!) " + query
+    answers = []
+    before = dict(subtrees.COUNTS)
+    for context_class in (PlainFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(query=Query, execution_context_class=context_class)
+        result = await schema.execute(document, variable_values={"t": titles}, context_value={"viewer": "v"})
+        answers.append((result.data, [(e.message, e.path) for e in result.errors or []]))
+    assert answers[0] == answers[1]
+    assert ("boom" in titles or "long" in titles or "fives" in titles) == bool(answers[0][1]), answers
+    tried = {k: subtrees.COUNTS[k] - before[k] for k in before}
+    assert tried[expect] >= 1, tried
