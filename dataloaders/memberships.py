@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
@@ -91,9 +91,13 @@ class MembershipLoaders:
     # --- the shared FROM/WHERE ----------------------------------------------------------------
 
     def _where(self, query, closure, group_ids: Sequence[int], filter: MemberFilter, visible: Visible):  # type: ignore[no-untyped-def]
-        """Memberships of each asked group (with its subtree when nested) that the viewer may see."""
+        """Memberships of each asked group (with its subtree when nested) that the viewer may see. The group ids
+        are written into the statement's text: PostgreSQL plans a prepared statement generically after five
+        runs, and one generic plan cannot serve both a subtree of 10 memberships and one of 19,000 (the root's
+        page took 41 ms on the plan made for small groups, 2.7 ms on its own)."""
+        asked = bindparam("asked_groups", sorted(set(group_ids)), expanding=True, literal_execute=True)
         query = query.select_from(closure).join(Membership, Membership.group_id == closure.descendant_id).where(
-            closure.ancestor_id.in_(sorted(set(group_ids))), visible(Membership.user_id, Membership.group_id)
+            closure.ancestor_id.in_(asked), visible(Membership.user_id, Membership.group_id)
         )
         if not filter.include_nested:
             query = query.where(closure.depth == 0)
