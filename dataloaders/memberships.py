@@ -20,9 +20,9 @@ from strawberry.dataloader import DataLoader
 
 from app.store import keyset
 from app.store.keyset import Key, Window
-from app.store.models import Group, GroupClosure, Membership, User
+from app.store.models import Group, GroupClosure, MemberRollup, Membership, User
 from dataloaders.groups import GroupLoaders
-from dataloaders.records import GroupRecord, MembershipRecord, UserRecord
+from dataloaders.records import GroupRecord, MembershipRecord, UserRecord, ids_in, once_per_dialect
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders, name_matches
 
@@ -47,6 +47,12 @@ MemberPage = list[tuple[Any, str]]
 # made once: an alias rebuilt per statement costs a proxy per column each time
 _CLOSURE = aliased(GroupClosure, name="member_closure")
 _MEMBER_USER = aliased(User, name="member_user")
+
+
+@once_per_dialect
+def _rolled_up_counts(postgres: bool):  # type: ignore[no-untyped-def]
+    r = MemberRollup.__table__.c  # type: ignore[attr-defined]
+    return select(r.group_id, r.role, r.memberships, r.on_consent).where(ids_in(r.group_id, postgres))
 
 
 def like_prefix(text: str) -> str:
@@ -111,12 +117,18 @@ class MembershipLoaders:
 
     # --- counts -------------------------------------------------------------------------------
 
-    def counts(self, scope: Hashable, filter: MemberFilter, visible: Visible) -> DataLoader[int, int]:
+    def counts(
+        self, scope: Hashable, filter: MemberFilter, visible: Visible, admitted: str | None = None
+    ) -> DataLoader[int, int]:
         """group id -> number of memberships the viewer may see (with `filter`).
 
         The statement counts per (group, role), and what it learns serves every roles filter with the same
         other arguments: a dashboard asking `memberCount` and `members(roles: [MEMBER]) { totalCount }` on
-        the same group counts once."""
+        the same group counts once. `admitted` (permissions.filters.member_rows_admitted) says whether `visible`
+        admits every membership ("all") or every one that is not consent-based ("own"): then a nested count
+        without search or ended memberships is read from member_rollup (app/store/rollup.py), one index
+        lookup per group whatever its subtree's size; for "own", only for groups whose subtree holds no
+        consent-based membership (the rolled-up row tells), the others being counted directly."""
         key = (scope, filter)
         loader = self._counts.get(key)
         if loader is None:
@@ -151,17 +163,14 @@ class MembershipLoaders:
                     if kid not in asked and kid not in known and loader.cache_map.get(kid) is None:
                         pending[kid] = asyncio.get_running_loop().create_future()
                         loader.cache_map.set(kid, pending[kid])
-                closure = _CLOSURE
-                query = self._where(
-                    select(closure.ancestor_id, Membership.role, func.count()), closure, [*asked, *pending], filter, visible
-                ).group_by(closure.ancestor_id, Membership.role)
+                counting = [*asked, *pending]
                 try:
-                    rows = await self.store.all(query)
+                    rows = await self._count_rows(counting, filter, visible, admitted)
                 except BaseException as exc:
                     for future in pending.values():
                         future.set_exception(exc)
                     raise
-                for group_id in [*asked, *pending]:
+                for group_id in counting:
                     known.setdefault(group_id, {})
                 for owner, role, n in rows:
                     known[owner][role] = int(n)
@@ -171,6 +180,25 @@ class MembershipLoaders:
 
             loader = self._counts[key] = DataLoader(load_fn=load)
         return loader
+
+    async def _count_rows(
+        self, group_ids: list[int], filter: MemberFilter, visible: Visible, admitted: str | None
+    ) -> list[tuple[int, str, int]]:
+        """(group, role, memberships) rows: from member_rollup where it answers (see `counts`), else counted."""
+        direct = group_ids
+        out: list[tuple[int, str, int]] = []
+        if admitted in ("all", "own") and filter.include_nested and filter.search is None and not filter.include_ended:
+            rolled = await self.store.all(_rolled_up_counts(self.store.dialect == "postgresql"), {"ids": sorted(group_ids)})
+            on_consent = {group for group, _role, _n, consent in rolled if consent and admitted == "own"}
+            out = [(group, role, n) for group, role, n, _consent in rolled if group not in on_consent]
+            direct = [g for g in group_ids if g in on_consent]
+        if direct:
+            closure = _CLOSURE
+            query = self._where(
+                select(closure.ancestor_id, Membership.role, func.count()), closure, direct, filter, visible
+            ).group_by(closure.ancestor_id, Membership.role)
+            out += [tuple(row) for row in await self.store.all(query)]  # type: ignore[misc]
+        return out
 
     def _parent_of(self, group_id: int) -> int | None:
         """The parent of a group this request has loaded already (None when not known)."""
