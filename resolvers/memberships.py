@@ -194,8 +194,9 @@ async def members_of(
         include_ended=include_ended,
     )
     scope, visible = member_visibility(reach, group_id)
+    admitted = member_rows_admitted(reach, group_id)
     loaders = info.context.loaders.memberships
-    fetched = await loaders.pages(scope, filter, visible, pages.window).load(group_id)
+    fetched = await loaders.pages(scope, filter, visible, pages.window, admitted).load(group_id)
     asks_cursors = bool(selected(info, "edges", "cursor"))
     rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id), every=asks_cursors)
     memberships = [m for m, _name in rows]
@@ -208,7 +209,7 @@ async def members_of(
     ]
 
     async def count() -> int:
-        return await loaders.counts(scope, filter, visible, member_rows_admitted(reach, group_id)).load(group_id)
+        return await loaders.counts(scope, filter, visible, admitted).load(group_id)
 
     return MembershipConnection(edges=edges, page_info=page_info_, count=count)
 

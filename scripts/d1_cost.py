@@ -41,7 +41,7 @@ def backend_cpu(pids: list[int]) -> float:
     return total / TICK
 
 
-async def main(runs: int, rounds: int, only: str | None) -> None:
+async def main(runs: int, rounds: int, only: str | None, profile: str | None = None) -> None:
     os.environ.setdefault("GROUPGRAPH_LOG_LEVEL", "warning")
     from sqlalchemy import text
 
@@ -93,6 +93,18 @@ async def main(runs: int, rounds: int, only: str | None) -> None:
             "select pid from pg_stat_activity where datname = current_database()"
         ))).scalars()]
     print("backends", pids)
+    if profile:  # cProfile of `runs` requests of each group, to PROFILE-<group>.prof
+        import cProfile
+
+        for name, group_id in groups.items():
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            for _ in range(runs):
+                await call(group_id)
+            profiler.disable()
+            profiler.dump_stats(f"{profile}-{name}.prof")
+        await database.dispose()
+        return
     cpu: dict[str, list[float]] = {k: [] for k in groups}
     pg: dict[str, list[float]] = {k: [] for k in groups}
     statements: dict[str, int] = {}
@@ -120,5 +132,6 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=None)
+    parser.add_argument("--profile", default=None, help="write cProfile stats to PROFILE-<group>.prof instead")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.only))
+    asyncio.run(main(args.runs, args.rounds, args.only, args.profile))
