@@ -6,25 +6,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    Integer,
-    String,
-    and_,
-    cast,
-    literal_column,
-    null,
-    or_,
-    select,
-    union_all,
-)
+from sqlalchemy import ColumnElement, and_, cast, literal_column, null, or_, select, union_all
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
-from app.store.models import CourseRollup, Group, GroupClosure, GroupRollup, MemberRollup
+from app.store.models import Group, GroupClosure, MemberRollup
 from dataloaders.batch import Loader
-from dataloaders.progress import rolled_up_average
 from dataloaders.records import GroupRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
 
@@ -51,62 +38,46 @@ def _ancestors_of(postgres: bool):  # type: ignore[no-untyped-def]
     )
 
 
-GROUP, ANCESTOR, CHILD, MEMBERS, LEARNERS, COURSE = 0, 1, 2, 3, 4, 5
+GROUP, ANCESTOR, CHILD, MEMBERS = 0, 1, 2, 3
 
 
 @once_per_dialect
-def _groups_with_tree(postgres: bool, ancestors: bool, children: bool, counts: bool = False, summary: bool = False):  # type: ignore[no-untyped-def]
+def _groups_with_tree(postgres: bool, ancestors: bool, children: bool, counts: bool = False):  # type: ignore[no-untyped-def]
     """The groups by id with (as asked) their ancestors and their children, in one statement: rows of
-    (kind, the asked id, rank, label, n1, n2, x, the group's columns), ordered as _ancestors_of (root first)
-    and _children_of (by name) order theirs. Rolled-up rows ride along, their group's columns NULL: with
-    `counts` the member_rollup rows of the groups (and of their children when asked) as (MEMBERS, group,
-    0, role, memberships, consent-based); with `summary` those of the groups, their learners (LEARNERS, group,
-    0, -, learners) and their courses (COURSE, group, course, -, enrolled, completed, average percent
-    completed: dataloaders.progress.rolled_up_average)."""
+    (kind, the asked id, rank, the group's columns), ordered as _ancestors_of (root first) and _children_of
+    (by name) order theirs. With `counts`, the member_rollup rows of the groups and their children ride
+    along as (MEMBERS, the group's id, memberships, then the role in the name column and the consent-based
+    memberships in the id column, the other columns NULL)."""
     g, gc = Group.__table__, GroupClosure.__table__  # type: ignore[attr-defined]
     zero = literal_column("0")
-    none = (cast(null(), String), cast(null(), Integer), cast(null(), Integer), cast(null(), Float))
-    blank = [cast(null(), c.type) for c in GroupRecord.columns]
     parts = [
-        select(
-            literal_column(str(GROUP)).label("kind"), g.c.id.label("asked"), zero.label("rank"), none[0].label("label"),
-            none[1].label("n1"), none[2].label("n2"), none[3].label("x"), *GroupRecord.columns,
-        ).where(ids_in(g.c.id, postgres))
+        select(literal_column(str(GROUP)).label("kind"), g.c.id.label("asked"), zero.label("rank"), *GroupRecord.columns)
+        .where(ids_in(g.c.id, postgres))
     ]
     if ancestors:
         parts.append(
-            select(literal_column(str(ANCESTOR)), gc.c.descendant_id, -gc.c.depth, *none, *GroupRecord.columns)
+            select(literal_column(str(ANCESTOR)), gc.c.descendant_id, -gc.c.depth, *GroupRecord.columns)
             .join_from(gc, g, g.c.id == gc.c.ancestor_id)
             .where(ids_in(gc.c.descendant_id, postgres), gc.c.depth > 0)
         )
     if children:
         parts.append(
-            select(literal_column(str(CHILD)), g.c.parent_id, zero, *none, *GroupRecord.columns)
-            .where(ids_in(g.c.parent_id, postgres))
+            select(literal_column(str(CHILD)), g.c.parent_id, zero, *GroupRecord.columns).where(ids_in(g.c.parent_id, postgres))
         )
-    if counts or summary:
+    if counts:
         r = MemberRollup.__table__  # type: ignore[attr-defined]
+        carried = {"id": r.c.on_consent, "name": r.c.role}
         owners = ids_in(g.c.id, postgres)
-        if children and counts:  # theirs too
+        if children:  # theirs too
             owners = or_(owners, ids_in(g.c.parent_id, postgres))
         parts.append(
-            select(literal_column(str(MEMBERS)), r.c.group_id, zero, r.c.role, r.c.memberships, r.c.on_consent, none[3], *blank)
-            .where(r.c.group_id.in_(select(g.c.id).where(owners)))  # two index scans of group, then the rollup's key
-        )
-    if summary:
-        gr = GroupRollup.__table__.c  # type: ignore[attr-defined]
-        parts.append(
-            select(literal_column(str(LEARNERS)), gr.group_id, zero, none[0], gr.learners, none[2], none[3], *blank)
-            .where(ids_in(gr.group_id, postgres))
-        )
-        cr = CourseRollup.__table__.c  # type: ignore[attr-defined]
-        parts.append(
-            select(literal_column(str(COURSE)), cr.group_id, cr.course_id, none[0], cr.enrolled, cr.completed,
-                   rolled_up_average(), *blank)
-            .where(ids_in(cr.group_id, postgres), cr.enrolled > 0)
+            select(
+                literal_column(str(MEMBERS)), r.c.group_id, r.c.memberships,
+                *(carried.get(c.key, cast(null(), c.type)) for c in GroupRecord.columns),
+            ).where(r.c.group_id.in_(select(g.c.id).where(owners)))  # two index scans of group, then the rollup's key
         )
     tree = union_all(*parts).subquery("tree")
-    return select(*tree.c).order_by(tree.c.kind, tree.c.asked, tree.c.rank, tree.c.label, tree.c.name, tree.c.id)
+    return select(*tree.c).order_by(tree.c.kind, tree.c.asked, tree.c.rank, tree.c.name, tree.c.id)
 
 
 def hidden_from_members(default: bool) -> Any:
@@ -139,11 +110,9 @@ class GroupLoaders:
         self.children = DataLoader(load_fn=self._children)
         self.ancestors = DataLoader(load_fn=self._ancestors)
         self.subtree_ids = DataLoader(load_fn=self._subtree_ids)
-        self._with_tree: dict[tuple[bool, bool, bool, bool], DataLoader[int, Any]] = {}
-        # read with load_with_tree: group id -> its member_rollup rows (role, memberships, consent-based), and
-        # -> its rolled-up summary (learners, (course, enrolled, completed, average percent completed) rows)
+        self._with_tree: dict[tuple[bool, bool, bool], DataLoader[int, Any]] = {}
+        # group id -> its member_rollup rows (role, memberships, consent-based), read with load_with_tree
         self.rolled_counts: dict[int, list[tuple[str, int, int]]] = {}
-        self.rolled_summaries: dict[int, tuple[int, list[tuple[int, int, int, float]]]] = {}
 
     @property
     def postgres(self) -> bool:
@@ -163,66 +132,48 @@ class GroupLoaders:
             self.by_id.prime(group.id, group)
         return [children.get(i, []) for i in parent_ids]
 
-    async def load_with_tree(
-        self, group_id: int, ancestors: bool, children: bool, counts: bool = False, summary: bool = False
-    ) -> Any:
+    async def load_with_tree(self, group_id: int, ancestors: bool, children: bool, counts: bool = False) -> Any:
         """The group (its record or None), with its ancestors and children read in the same statement and
         primed into those loaders: for `group(id:)` when the query asks them (two statements less). With
-        `counts` (the query asks nested member counts) the member_rollup rows of the group and its children
-        too (`rolled_counts`: dataloaders.memberships reads them where the caller may use the rollup); with
-        `summary` (it asks the progress summary) the group's rolled-up summary (`rolled_summaries`:
-        dataloaders.progress reads it likewise)."""
-        shape = (ancestors, children, counts, summary)
-        if not any(shape) or self.by_id.cache_map.get(group_id) is not None:
+        `counts` (the query asks nested member counts), the member_rollup rows of the group and its children
+        too (`rolled_counts`: dataloaders.memberships reads them where the caller may use the rollup)."""
+        if not (ancestors or children or counts) or self.by_id.cache_map.get(group_id) is not None:
             return await self.by_id.load(group_id)
-        loader = self._with_tree.get(shape)
+        loader = self._with_tree.get((ancestors, children, counts))
         if loader is None:
 
             async def load(ids: Sequence[int]) -> list[Any]:
-                return await self._load_with_tree(ids, *shape)
+                return await self._load_with_tree(ids, ancestors, children, counts)
 
-            loader = self._with_tree[shape] = DataLoader(load_fn=load)
+            loader = self._with_tree[(ancestors, children, counts)] = DataLoader(load_fn=load)
         return await loader.load(group_id)
 
-    async def _load_with_tree(
-        self, ids: Sequence[int], ancestors: bool, children: bool, counts: bool = False, summary: bool = False
-    ) -> list[Any]:
-        statement = _groups_with_tree(self.postgres, ancestors, children, counts, summary)
+    async def _load_with_tree(self, ids: Sequence[int], ancestors: bool, children: bool, counts: bool = False) -> list[Any]:
+        statement = _groups_with_tree(self.postgres, ancestors, children, counts)
         rows = await self.store.all(statement, {"ids": sorted(set(ids))})
         found: dict[int, Any] = {}
         tree: tuple[dict[int, list[Any]], ...] = ({}, defaultdict(list), defaultdict(list))
         rolled: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
-        learners: dict[int, int] = {}
-        courses: dict[int, list[tuple[int, int, int, float]]] = defaultdict(list)
         for row in rows:
-            kind, owner, rank, label, n1, n2, x = row[:7]
-            if kind == MEMBERS:
-                rolled[owner].append((label, int(n1), int(n2)))
-            elif kind == LEARNERS:
-                learners[owner] = int(n1)
-            elif kind == COURSE:
-                courses[owner].append((int(rank), int(n1), int(n2), float(x or 0.0)))
+            if row[0] == MEMBERS:
+                record = GroupRecord(*row[3:])
+                rolled[row[1]].append((record.name, int(row[2]), int(record.id)))
+                continue
+            group = GroupRecord(*row[3:])
+            if row[0] == GROUP:
+                found[row[1]] = group
             else:
-                group = GroupRecord(*row[7:])
-                if kind == GROUP:
-                    found[owner] = group
-                else:
-                    tree[kind][owner].append(group)
-                self.by_id.prime(group.id, group)
+                tree[row[0]][row[1]].append(group)
+            self.by_id.prime(group.id, group)
         for group_id in ids:
             if ancestors:
                 self.ancestors.prime(group_id, tree[ANCESTOR].get(group_id, []))
             if children:
                 self.children.prime(group_id, tree[CHILD].get(group_id, []))
             self.by_id.prime(group_id, found.get(group_id))
-        # the groups read (and their children, for counts): one without a row of the rollup has no members
-        known = [*ids, *(child.id for kids in tree[CHILD].values() for child in kids)] if counts else list(ids)
-        if counts or summary:
-            for group_id in known:
+        if counts:  # the groups read and their children (one without a row of the rollup has no members)
+            for group_id in (*ids, *(child.id for kids in tree[CHILD].values() for child in kids)):
                 self.rolled_counts[group_id] = rolled.get(group_id, [])
-        if summary:
-            for group_id in ids:
-                self.rolled_summaries[group_id] = (learners.get(group_id, 0), courses.get(group_id, []))
         return [found.get(i) for i in ids]
 
     async def _ancestors(self, ids: Sequence[int]) -> list[list[Any]]:

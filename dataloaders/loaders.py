@@ -24,5 +24,5 @@ class Loaders:
         self.memberships = MembershipLoaders(store, self.users, self.groups)
 
         self.courses = CourseLoaders(store)
-        self.progress = ProgressLoaders(store, self.groups)
+        self.progress = ProgressLoaders(store)
         self.reviews = ReviewLoaders(store)

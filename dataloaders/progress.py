@@ -105,20 +105,12 @@ def _step_records_of(postgres: bool):  # type: ignore[no-untyped-def]
     return select(sp.user_id, sp.step_id, sp.viewed_at, sp.completed_at, sp.points).where(ids_in(sp.user_id, postgres))
 
 
-def rolled_up_average() -> ColumnElement[float]:
-    """course_rollup's average percent completed: 100 * (steps completed by its learners) / (enrolled * the
-    course's steps now); 0 for a course without steps."""
-    cr, s = CourseRollup.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
-    step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
-    return case((step_count == 0, literal(0.0)), else_=100.0 * cr.steps_completed / (cr.enrolled * step_count))
-
-
 @cache
 def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
     """rolled_up_summary's statement, built once per process (the group id bound as :group_id)."""
     group_id = bindparam("group_id", type_=Integer)
     gr, cr = GroupRollup.__table__.c, CourseRollup.__table__.c  # type: ignore[attr-defined]
-    m, gc = Membership.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
+    m, gc, s = Membership.__table__.c, GroupClosure.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
     learners = select(gr.learners).where(gr.group_id == group_id).scalar_subquery()
     if consent_matters:
         on_consent = (
@@ -136,16 +128,20 @@ def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
     else:
         flag = literal(0)
     head = select(literal(0), func.coalesce(learners, 0), flag, literal(0.0))
-    per_course = select(cr.course_id, cr.enrolled, cr.completed, rolled_up_average()).where(
+    step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
+    average = case(
+        (step_count == 0, literal(0.0)),
+        else_=100.0 * cr.steps_completed / (cr.enrolled * step_count),
+    )
+    per_course = select(cr.course_id, cr.enrolled, cr.completed, average).where(
         cr.group_id == group_id, cr.enrolled > 0
     )
     return union_all(head, per_course)
 
 
 class ProgressLoaders:
-    def __init__(self, store: Store, groups: Any = None) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.groups = groups  # GroupLoaders: the summaries read with `group(id:)` (load_with_tree)
         self.cards = Loader(self._cards)
         self.step_records = DataLoader(load_fn=self._step_records)
         self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
@@ -276,16 +272,8 @@ class ProgressLoaders:
 
     async def rolled_up_summary(self, group_id: int, consent_matters: bool = False) -> Summary | None:
         """The nested summary of every learner of the subtree, from group_rollup and course_rollup: one
-        statement reading one row per course (none when `group(id:)` read it with the group already). With
-        `consent_matters`, None when a learner of the subtree holds a consent-based MEMBER membership (not
-        ended), which the caller's filter may leave out."""
-        read = self.groups.rolled_summaries.get(group_id) if self.groups is not None else None
-        if read is not None:
-            learners, rows = read
-            members = self.groups.rolled_counts.get(group_id, [])
-            if consent_matters and any(role == LEARNER_ROLE and consent for role, _n, consent in members):
-                return None
-            return Summary(learners, tuple(CourseTotals(*row) for row in rows))
+        statement reading one row per course. With `consent_matters`, None when a learner of the subtree holds a
+        consent-based MEMBER membership (not ended), which the caller's filter may leave out."""
         rows = await self.store.all(_rolled_up_summary(consent_matters), {"group_id": group_id})
         learner_count = 0
         courses: list[CourseTotals] = []

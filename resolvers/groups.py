@@ -505,12 +505,10 @@ class GroupQueries:
             return None
         # its ancestors and children, when asked, come in the group's own statement (whether or not the
         # caller may see the group: the same statements for a missing group and a hidden one), and so do
-        # the rolled-up member counts of both and the rolled-up progress summary when asked (used only
-        # where the caller may)
+        # the rolled-up member counts of both when nested counts are asked (used only where the caller may)
         counts = any(selected(info, *path) for path in _NESTED_COUNTS)
         await info.context.loaders.groups.load_with_tree(
-            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children")), counts,
-            bool(selected(info, "progressSummary")),
+            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children")), counts
         )
         return await visible_group(info, group_id)
 
