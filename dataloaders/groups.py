@@ -67,14 +67,14 @@ def _groups_with_tree(postgres: bool, ancestors: bool, children: bool, counts: b
     if counts:
         r = MemberRollup.__table__  # type: ignore[attr-defined]
         carried = {"id": r.c.on_consent, "name": r.c.role}
-        owners = ids_in(g.c.id, postgres)
+        of = ids_in(r.c.group_id, postgres)
         if children:  # theirs too
-            owners = or_(owners, ids_in(g.c.parent_id, postgres))
+            of = or_(of, r.c.group_id.in_(select(g.c.id).where(ids_in(g.c.parent_id, postgres))))
         parts.append(
             select(
                 literal_column(str(MEMBERS)), r.c.group_id, r.c.memberships,
                 *(carried.get(c.key, cast(null(), c.type)) for c in GroupRecord.columns),
-            ).where(r.c.group_id.in_(select(g.c.id).where(owners)))  # two index scans of group, then the rollup's key
+            ).where(of)
         )
     tree = union_all(*parts).subquery("tree")
     return select(*tree.c).order_by(tree.c.kind, tree.c.asked, tree.c.rank, tree.c.name, tree.c.id)
