@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, cast, literal_column, null, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, literal_column, or_, select, union_all
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
-from app.store.models import Group, GroupClosure, MemberRollup
+from app.store.models import Group, GroupClosure
 from dataloaders.batch import Loader
 from dataloaders.records import GroupRecord, ids_in, once_per_dialect, records
 from dataloaders.store import Store
@@ -38,16 +38,14 @@ def _ancestors_of(postgres: bool):  # type: ignore[no-untyped-def]
     )
 
 
-GROUP, ANCESTOR, CHILD, MEMBERS = 0, 1, 2, 3
+GROUP, ANCESTOR, CHILD = 0, 1, 2
 
 
 @once_per_dialect
-def _groups_with_tree(postgres: bool, ancestors: bool, children: bool, counts: bool = False):  # type: ignore[no-untyped-def]
+def _groups_with_tree(postgres: bool, ancestors: bool, children: bool):  # type: ignore[no-untyped-def]
     """The groups by id with (as asked) their ancestors and their children, in one statement: rows of
     (kind, the asked id, rank, the group's columns), ordered as _ancestors_of (root first) and _children_of
-    (by name) order theirs. With `counts`, the member_rollup rows of the groups and their children ride
-    along as (MEMBERS, the group's id, memberships, then the role in the name column and the consent-based
-    memberships in the id column, the other columns NULL)."""
+    (by name) order theirs."""
     g, gc = Group.__table__, GroupClosure.__table__  # type: ignore[attr-defined]
     zero = literal_column("0")
     parts = [
@@ -63,18 +61,6 @@ def _groups_with_tree(postgres: bool, ancestors: bool, children: bool, counts: b
     if children:
         parts.append(
             select(literal_column(str(CHILD)), g.c.parent_id, zero, *GroupRecord.columns).where(ids_in(g.c.parent_id, postgres))
-        )
-    if counts:
-        r = MemberRollup.__table__  # type: ignore[attr-defined]
-        carried = {"id": r.c.on_consent, "name": r.c.role}
-        of = ids_in(r.c.group_id, postgres)
-        if children:  # theirs too
-            of = or_(of, r.c.group_id.in_(select(g.c.id).where(ids_in(g.c.parent_id, postgres))))
-        parts.append(
-            select(
-                literal_column(str(MEMBERS)), r.c.group_id, r.c.memberships,
-                *(carried.get(c.key, cast(null(), c.type)) for c in GroupRecord.columns),
-            ).where(of)
         )
     tree = union_all(*parts).subquery("tree")
     return select(*tree.c).order_by(tree.c.kind, tree.c.asked, tree.c.rank, tree.c.name, tree.c.id)
@@ -110,9 +96,7 @@ class GroupLoaders:
         self.children = DataLoader(load_fn=self._children)
         self.ancestors = DataLoader(load_fn=self._ancestors)
         self.subtree_ids = DataLoader(load_fn=self._subtree_ids)
-        self._with_tree: dict[tuple[bool, bool, bool], DataLoader[int, Any]] = {}
-        # group id -> its member_rollup rows (role, memberships, consent-based), read with load_with_tree
-        self.rolled_counts: dict[int, list[tuple[str, int, int]]] = {}
+        self._with_tree: dict[tuple[bool, bool], DataLoader[int, Any]] = {}
 
     @property
     def postgres(self) -> bool:
@@ -132,33 +116,26 @@ class GroupLoaders:
             self.by_id.prime(group.id, group)
         return [children.get(i, []) for i in parent_ids]
 
-    async def load_with_tree(self, group_id: int, ancestors: bool, children: bool, counts: bool = False) -> Any:
+    async def load_with_tree(self, group_id: int, ancestors: bool, children: bool) -> Any:
         """The group (its record or None), with its ancestors and children read in the same statement and
-        primed into those loaders: for `group(id:)` when the query asks them (two statements less). With
-        `counts` (the query asks nested member counts), the member_rollup rows of the group and its children
-        too (`rolled_counts`: dataloaders.memberships reads them where the caller may use the rollup)."""
-        if not (ancestors or children or counts) or self.by_id.cache_map.get(group_id) is not None:
+        primed into those loaders: for `group(id:)` when the query asks them (two statements less)."""
+        if not (ancestors or children) or self.by_id.cache_map.get(group_id) is not None:
             return await self.by_id.load(group_id)
-        loader = self._with_tree.get((ancestors, children, counts))
+        loader = self._with_tree.get((ancestors, children))
         if loader is None:
 
             async def load(ids: Sequence[int]) -> list[Any]:
-                return await self._load_with_tree(ids, ancestors, children, counts)
+                return await self._load_with_tree(ids, ancestors, children)
 
-            loader = self._with_tree[(ancestors, children, counts)] = DataLoader(load_fn=load)
+            loader = self._with_tree[(ancestors, children)] = DataLoader(load_fn=load)
         return await loader.load(group_id)
 
-    async def _load_with_tree(self, ids: Sequence[int], ancestors: bool, children: bool, counts: bool = False) -> list[Any]:
-        statement = _groups_with_tree(self.postgres, ancestors, children, counts)
+    async def _load_with_tree(self, ids: Sequence[int], ancestors: bool, children: bool) -> list[Any]:
+        statement = _groups_with_tree(self.postgres, ancestors, children)
         rows = await self.store.all(statement, {"ids": sorted(set(ids))})
         found: dict[int, Any] = {}
         tree: tuple[dict[int, list[Any]], ...] = ({}, defaultdict(list), defaultdict(list))
-        rolled: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
         for row in rows:
-            if row[0] == MEMBERS:
-                record = GroupRecord(*row[3:])
-                rolled[row[1]].append((record.name, int(row[2]), int(record.id)))
-                continue
             group = GroupRecord(*row[3:])
             if row[0] == GROUP:
                 found[row[1]] = group
@@ -171,9 +148,6 @@ class GroupLoaders:
             if children:
                 self.children.prime(group_id, tree[CHILD].get(group_id, []))
             self.by_id.prime(group_id, found.get(group_id))
-        if counts:  # the groups read and their children (one without a row of the rollup has no members)
-            for group_id in (*ids, *(child.id for kids in tree[CHILD].values() for child in kids)):
-                self.rolled_counts[group_id] = rolled.get(group_id, [])
         return [found.get(i) for i in ids]
 
     async def _ancestors(self, ids: Sequence[int]) -> list[list[Any]]:

@@ -194,11 +194,7 @@ class MembershipLoaders:
         direct = group_ids
         out: list[tuple[int, str, int]] = []
         if admitted in ("all", "own") and filter.include_nested and filter.search is None and not filter.include_ended:
-            primed = self.groups.rolled_counts  # read with the group (GroupLoaders.load_with_tree), if it was
-            if all(g in primed for g in group_ids):
-                rolled: Sequence[Any] = [(g, *row) for g in group_ids for row in primed[g]]
-            else:
-                rolled = await self.store.all(_rolled_up_counts(self.store.dialect == "postgresql"), {"ids": sorted(group_ids)})
+            rolled = await self.store.all(_rolled_up_counts(self.store.dialect == "postgresql"), {"ids": sorted(group_ids)})
             on_consent = {group for group, _role, _n, consent in rolled if consent and admitted == "own"}
             out = [(group, role, n) for group, role, n, _consent in rolled if group not in on_consent]
             direct = [g for g in group_ids if g in on_consent]

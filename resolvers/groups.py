@@ -492,10 +492,6 @@ async def list_groups(
     return GroupConnection(edges=edges, page_info=page_info_, count=count)
 
 
-# where a query asks member counts of a group or of its children (dataloaders.groups.load_with_tree)
-_NESTED_COUNTS = (("memberCount",), ("members", "totalCount"), ("children", "memberCount"))
-
-
 @strawberry.type
 class GroupQueries:
     @strawberry.field
@@ -504,11 +500,9 @@ class GroupQueries:
         if group_id is None:
             return None
         # its ancestors and children, when asked, come in the group's own statement (whether or not the
-        # caller may see the group: the same statements for a missing group and a hidden one), and so do
-        # the rolled-up member counts of both when nested counts are asked (used only where the caller may)
-        counts = any(selected(info, *path) for path in _NESTED_COUNTS)
+        # caller may see the group: the same statements for a missing group and a hidden one)
         await info.context.loaders.groups.load_with_tree(
-            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children")), counts
+            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children"))
         )
         return await visible_group(info, group_id)
 
