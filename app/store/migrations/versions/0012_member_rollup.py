@@ -28,6 +28,8 @@ def upgrade() -> None:
     connection = op.get_bind()
     rollup.run_sync(connection, rollup.install_statements(connection.dialect.name, rollup.MEMBER_TRIGGERS))
     rollup.run_sync(connection, rollup.MEMBER_REBUILD)  # member_rollup has no triggers of its own: no pause
+    if connection.dialect.name == "postgresql":
+        op.execute("ANALYZE member_rollup")  # read by key at once: plans need its size
 
 
 def downgrade() -> None:
