@@ -14,7 +14,7 @@ from app.runtime.errors import Unauthenticated
 from app.runtime.logs import REQUEST_ID, log, note_user
 from app.services.auth import Credential, authenticate, credential_of, credential_statement
 from app.services.events import SIGN_IN_ENDED, Broker
-from app.services.viewers import Viewer
+from app.services.viewers import Viewer, signed_in_with_reach
 from app.settings import Settings
 from app.store.db import Database
 from app.store.models import User
@@ -47,6 +47,7 @@ class Context(SignedIn):
         request: Request | None = None,
         request_id: str | None = None,
         store: Store | None = None,
+        reach: Reach | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -60,7 +61,7 @@ class Context(SignedIn):
         self._store_read = True
         self.store = store if store is not None else Store(database)
         self.loaders = Loaders(self.store)
-        self._reach: Reach | None = None
+        self._reach: Reach | None = reach  # read with the sign-in (signed_in), or loaded when first needed
         self._reach_lock = asyncio.Lock()
         self.response_headers: dict[str, str] = {}
         self.cookies: list[str] = []  # Set-Cookie values for the response (the cookie session mode)
@@ -115,20 +116,27 @@ class Context(SignedIn):
         await self.store.close()
 
 
-async def signed_in(database: Database, token: str | None) -> tuple[Credential | None, Store]:
+async def signed_in(
+    database: Database, token: str | None, members_see_groups: bool | None = None
+) -> tuple[Credential | None, Store, Reach | None]:
     """The request's Store and the token's credential, read through that store: the sign-in and the request
-    share one checkout and one transaction. The pool pings no connection before use, so a pooled connection
-    that died (the database restarted) fails the sign-in query; SQLAlchemy then drops it with the rest of the
-    pool, and the query runs once more on a fresh connection (a read: safe to repeat)."""
+    share one checkout and one transaction. With `members_see_groups` (the site's default), the viewer's Reach
+    is read in the same statement (app.services.viewers.signed_in_with_reach), else None (loaded when first
+    needed). The pool pings no connection before use, so a pooled connection that died (the database
+    restarted) fails the sign-in query; SQLAlchemy then drops it with the rest of the pool, and the query runs
+    once more on a fresh connection (a read: safe to repeat)."""
     store = Store(database)
     found = credential_statement(token) if token is not None else None
     if token is None or found is None:
-        return None, store
+        return None, store, None
     statement, params = found
     for attempt in (1, 2):
         try:
+            if members_see_groups is not None:
+                credential, reach = await signed_in_with_reach(store, token, members_see_groups)
+                return credential, store, reach
             rows = await store.all(statement, params)
-            return credential_of(token, rows[0] if rows else None), store
+            return credential_of(token, rows[0] if rows else None), store, None
         except BaseException as exc:
             await store.close()
             if attempt == 2 or not (isinstance(exc, DBAPIError) and exc.connection_invalidated):

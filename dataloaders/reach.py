@@ -91,14 +91,19 @@ async def load_reach_rows(
     return out
 
 
+def reach_parts(viewer: Any, members_see_groups: bool, now: Any) -> list[Select[Any]]:
+    """The (kind, id, role) selects of `load_reach_rows`'s statement, the viewer being `viewer` (a bind
+    parameter, or a subquery finding them), the catalogue's version last."""
+    parts = _reach_parts(lambda column: column == viewer, members_see_groups, now, keyed=False)
+    version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
+    return [*parts, select(literal("catalogue"), version.version, literal(None)).where(version.id == 1)]
+
+
 @cache
 def _reach_statement(members_see_groups: bool):  # type: ignore[no-untyped-def]
     """Built once per process (per site default): the viewer and the instant are bound at execution."""
     viewer_id = bindparam("viewer_id")  # typed by the columns it is compared with
-    parts = _reach_parts(lambda column: column == viewer_id, members_see_groups, bindparam("now"), keyed=False)
-    version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
-    catalogue = select(literal("catalogue"), version.version, literal(None)).where(version.id == 1)
-    return union_all(*parts, catalogue)
+    return union_all(*reach_parts(viewer_id, members_see_groups, bindparam("now")))
 
 
 def reach_rows_of(viewer_ids: Any, members_see_groups: bool = True, now: Any = None) -> CompoundSelect:

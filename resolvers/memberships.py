@@ -24,7 +24,7 @@ from dataloaders.batch import load_all
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, Visible
 from permissions.classes import Subjects, requires
-from permissions.filters import group_visible, member_rows_visible
+from permissions.filters import group_visible, member_rows_admitted, member_rows_visible
 from permissions.reach import (
     PLACED_ON_CONSENT,
     Permission,
@@ -175,7 +175,8 @@ def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
 async def member_count(info: Info, group_id: int, include_nested: bool) -> int:
     reach = await info.context.load_reach()
     scope, visible = member_visibility(reach, group_id)
-    loader = info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible)
+    admitted = member_rows_admitted(reach, group_id)
+    loader = info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible, admitted)
     return await loader.load(group_id)
 
 
@@ -201,8 +202,9 @@ async def members_of(
         include_ended=include_ended,
     )
     scope, visible = member_visibility(reach, group_id)
+    admitted = member_rows_admitted(reach, group_id)
     loaders = info.context.loaders.memberships
-    fetched = await loaders.pages(scope, filter, visible, pages.window).load(group_id)
+    fetched = await loaders.pages(scope, filter, visible, pages.window, admitted).load(group_id)
     asks_cursors = bool(selected(info, "edges", "cursor"))
     rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id), every=asks_cursors)
     memberships = [m for m, _name in rows]
@@ -215,7 +217,7 @@ async def members_of(
     ]
 
     async def count() -> int:
-        return await loaders.counts(scope, filter, visible).load(group_id)
+        return await loaders.counts(scope, filter, visible, admitted).load(group_id)
 
     return MembershipConnection(edges=edges, page_info=page_info_, count=count)
 

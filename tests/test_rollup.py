@@ -5,7 +5,9 @@ random sequence of writes through the API (addMembers, removeMembers with and wi
 changeMemberRole, re-nesting with updateGroup, deleteGroup with its subtree, createGroup, enroll,
 recordProgress, deleteUsers) and a step deleted straight in the database (its progress goes by cascade).
 After every write, each group's rolled-up summary equals the direct aggregate over its subtree; at the end
-the three tables equal a rebuild from scratch, row for row. Beside it: the root's summary costs the same
+the tables equal a rebuild from scratch, row for row. The membership counts (member_rollup) the same way: after
+every write, each group's rolled-up count per role equals the direct count over its subtree, read through
+the members loader both ways (a consent given to a membership and taken back straight in the database too). Beside it: the root's summary costs the same
 statements whatever the subtree's size, and a caller whose row filter leaves learners out (consent-based
 members they may not see) still gets the filtered answer.
 """
@@ -17,7 +19,7 @@ import os
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text, true
 
@@ -31,15 +33,21 @@ from app.store.models import (
     Group,
     GroupRollup,
     LearnerRollup,
+    MemberRollup,
+    User,
 )
+from dataloaders.groups import GroupLoaders
+from dataloaders.memberships import MemberFilter, MembershipLoaders
 from dataloaders.progress import ProgressLoaders, Summary
 from dataloaders.store import Store
+from dataloaders.users import UserLoaders
 from tests.school import course, enroll, progress
 from tests.site import Site, empty_tables, gid
+from tests.test_aggregates import granted
 
 EXAMPLES_PER_ENGINE = int(os.environ.get("GROUPGRAPH_ROLLUP_EXAMPLES", "15"))
 OPS = ("add", "add", "add", "remove", "role", "move", "move", "delete_group", "add_group", "enroll", "enroll",
-       "complete", "complete", "complete", "view", "delete_user", "delete_step", "unenroll", "undo_step")
+       "complete", "complete", "complete", "view", "delete_user", "delete_step", "unenroll", "undo_step", "consent")
 ROLES = ("MEMBER", "MEMBER", "MEMBER", "MENTOR", "LEADER")
 
 CREATE_GROUP = "mutation($i: CreateGroupInput!) { createGroup(input: $i) { id } }"
@@ -77,17 +85,40 @@ async def check_every_group(database: Database, where: str) -> None:
     store = Store(database)
     try:
         loaders = ProgressLoaders(store)
-        for group_id in await store.scalars(select(Group.id)):
+        group_ids = list(await store.scalars(select(Group.id)))
+        for group_id in group_ids:
             rolled = await loaders.rolled_up_summary(group_id)
             direct = await loaders._one_summary(group_id, True, lambda _u, _g: true())
             assert same(rolled, direct), f"group {group_id} after {where}: rollup {rolled} != direct {direct}"
+        await check_member_counts(store, group_ids, where)
     finally:
         await store.close()
 
 
+async def check_member_counts(store: Store, group_ids: list[int], where: str) -> None:
+    """Each group's memberships per role over its subtree: member_rollup (as a site admin reads it) against the
+    direct count; and a LEADER's read ("own") agrees with the direct count where no membership is consent-based
+    and falls back to it where one is."""
+    groups = GroupLoaders(store)
+    members = MembershipLoaders(store, UserLoaders(store), groups)
+    nested, everyone = MemberFilter(include_nested=True), lambda _u, _g: true()
+    direct = sorted(await members._count_rows(group_ids, nested, everyone, None))
+    assert sorted(await members._count_rows(group_ids, nested, everyone, "all")) == direct, where
+    assert sorted(await members._count_rows(group_ids, nested, everyone, "own")) == direct, where
+    r = MemberRollup.__table__.c  # type: ignore[attr-defined]
+    consent = await store.all(
+        text(
+            "SELECT c.ancestor_id, m.role, count(m.access_request_id) FROM membership m JOIN group_closure c "
+            "ON c.descendant_id = m.group_id WHERE m.ended_at IS NULL GROUP BY c.ancestor_id, m.role"
+        )
+    )
+    rolled = {(g, role): n for g, role, n in await store.all(select(r.group_id, r.role, r.on_consent))}
+    assert {(g, role): n for g, role, n in consent} == rolled, f"consent-based counts after {where}"
+
+
 async def rollup_rows(conn: Any) -> list[list[tuple[Any, ...]]]:
     out = []
-    for model in (LearnerRollup, GroupRollup, CourseRollup):
+    for model in (LearnerRollup, GroupRollup, CourseRollup, MemberRollup):
         table = model.__table__  # type: ignore[attr-defined]
         out.append(sorted(tuple(r) for r in (await conn.execute(select(table))).all()))
     return out
@@ -182,6 +213,13 @@ def test_rollup_equals_direct_aggregate(engine: str) -> None:
             await gql(ENROLL, u=users, c=gid("Course", course_id))
         if events:
             await gql(RECORD, e=events)
+        learner_ids = await ids("SELECT id FROM \"user\" WHERE kind = 'LEARNER' ORDER BY id")
+        async with database.session() as session:
+            subject = await session.get(User, learner_ids[0])
+        consent = await granted(site, admin, subject)  # consent-based memberships point at it (op "consent")
+        await sql(  # and some from the start, so that re-nesting and deleting groups move them
+            "UPDATE membership SET access_request_id = :r WHERE id % 2 = 1", r=consent
+        )
         await check_every_group(database, "the first state")
         for step, (op, a, b, c) in enumerate(ops):
             group_ids = await ids("SELECT id FROM \"group\" ORDER BY id")
@@ -227,6 +265,11 @@ def test_rollup_equals_direct_aggregate(engine: str) -> None:
                 await sql("DELETE FROM enrollment WHERE user_id = :u AND course_id = :c", u=u, c=pick(courses, c))
             elif op == "undo_step" and u:
                 await sql("UPDATE step_progress SET completed_at = NULL WHERE user_id = :u AND step_id = :s", u=u, s=s)
+            elif op == "consent" and m:  # given, or taken back (it goes with its subject too: delete_user)
+                await sql(
+                    "UPDATE membership SET access_request_id = CASE WHEN access_request_id IS NULL THEN "
+                    "(SELECT id FROM access_request WHERE id = :r) END WHERE id = :m", r=consent, m=m,
+                )
             else:
                 continue
             await check_every_group(database, f"{op} {(a, b, c)} (write {step})")
@@ -238,6 +281,10 @@ def test_rollup_equals_direct_aggregate(engine: str) -> None:
         phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure prints its whole program, quickly
     )
     @given(programs())
+    @example(program=(  # a consent-based membership in a group re-nested to the top, back under another, deleted
+        [1, 1, 1], [([2], []), ([1], [])],
+        [("consent", 0, 0, 0), ("move", 2, 0, 4), ("move", 2, 0, 1), ("delete_group", 1, 0, 0)],
+    ))
     def holds(program: Program) -> None:
         loop.run_until_complete(run(program))
         seen["examples"] += 1
@@ -381,3 +428,47 @@ async def test_rostering_keeps_the_rollup_exact(site: Site, monkeypatch: Any) ->
     monkeypatch.setattr(rostering, "ROLLUP_REBUILD_FROM", 10**9)  # and back, through the triggers
     await run(site, bundle(district), admin)
     await rollup_exact(site)
+
+
+MEMBER_COUNT = """query($id: ID!) { group(id: $id) { memberCount(includeNested: true)
+  members(includeNested: true, roles: [MEMBER], first: 5) { totalCount } children { memberCount(includeNested: true) } } }"""
+
+
+async def test_member_counts_read_the_rollup_only_where_every_membership_is_admitted(site: Site) -> None:
+    """memberCount(includeNested) and the members' totalCount: a site admin's come from member_rollup (no count
+    over the memberships); a MENTOR's, in a subtree with a consent-based member the mentor may not see, are
+    counted over the rows the mentor sees; once that membership is ended every caller reads the rollup."""
+    from tests.test_aggregates import granted
+
+    admin = await site.user("Adm", kind="STAFF", roles="ADMIN")
+    leader = await site.user("Lea", kind="STAFF")
+    mentor = await site.user("Men", kind="STAFF")
+    root = await site.group("School")
+    klass = await site.group("Class", root)
+    await site.group("Empty", root)  # no member: no row of the rollup, a count of 0
+    await site.member(leader, root, "LEADER")
+    await site.member(mentor, root, "MENTOR")
+    own, consenting = await site.user("Own"), await site.user("Con")
+    await site.member(own, klass)
+    membership = await site.member(consenting, klass, access_request_id=await granted(site, leader, consenting))
+
+    async def counts(who: Any) -> tuple[Any, list[str]]:
+        await site.token(who)
+        with site.statements() as counted:
+            body = await site.gql(MEMBER_COUNT, {"id": gid("Group", root)}, as_user=who)
+        group = body["data"]["group"]
+        answer = (group["memberCount"], group["members"]["totalCount"], [c["memberCount"] for c in group["children"]])
+        return answer, [s for s in counted.statements if "count(" in s or "member_rollup" in s]
+
+    def rolled_up(statements: list[str]) -> bool:
+        return len(statements) == 1 and "member_rollup" in statements[0]
+
+    for who, expected, from_rollup in ((admin, (4, 2, [2, 0]), True), (leader, (4, 2, [2, 0]), False),
+                                       (mentor, (3, 1, [1, 0]), False)):
+        answer, statements = await counts(who)
+        assert answer == expected and rolled_up(statements) == from_rollup, (who.first_name, answer, statements)
+    async with site.database.transaction() as session:
+        await session.execute(text("UPDATE membership SET ended_at = CURRENT_TIMESTAMP WHERE id = :m"), {"m": membership.id})
+    for who in (admin, leader, mentor):
+        answer, statements = await counts(who)
+        assert answer == (3, 1, [1, 0]) and rolled_up(statements), (who.first_name, answer, statements)

@@ -206,3 +206,64 @@ def test_serve_runs_on_uvloop_and_httptools() -> None:
     finally:
         loop.close()
     assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
+
+
+async def test_the_sign_in_reads_the_reach_in_its_own_statement(site: Site) -> None:
+    """app.services.viewers.signed_in_with_reach: in one statement, the credential `authenticate` gives and the
+    Reach `load_reach_rows` gives, for a session and for an API token (groups, a consent granted, a pupil, an
+    asker; the catalogue's version too); nothing for an ended token or an account that is not ACTIVE."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.services.auth import API_TOKEN_PREFIX, authenticate, new_token, token_hash
+    from app.services.viewers import signed_in_with_reach
+    from app.store.models import ApiToken, GuardianLink, User, utcnow
+    from dataloaders.reach import load_reach_rows
+    from dataloaders.store import Store
+    from permissions.reach import Reach
+    from tests.test_aggregates import granted
+
+    leader = await site.user("Lia", kind="STAFF")
+    school, other = await site.group("School"), await site.group("Other")
+    klass = await site.group("Class", school)
+    await site.member(leader, school, "LEADER")
+    await site.member(leader, other, "MEMBER")
+    pupil, asked = await site.user("Pia"), await site.user("Asa")
+    await site.member(pupil, klass)
+    await granted(site, leader, asked)
+    await granted(site, asked, leader)  # the leader is asked by Asa
+    api_token = new_token(API_TOKEN_PREFIX)
+    async with site.database.transaction() as session:
+        session.add(GuardianLink(external_user_id=leader.id, pupil_id=pupil.id, licence_type="PUPIL"))  # type: ignore[arg-type]
+        session.add(ApiToken(user_id=leader.id, name="t", token_hash=token_hash(api_token)))  # type: ignore[arg-type]
+    expired = await site.token(await site.user("Old", kind="STAFF"), expires_in=timedelta(seconds=-1))
+    for token in (await site.token(leader), api_token):
+        store = Store(site.database)
+        try:
+            credential, reach = await signed_in_with_reach(store, token, True)
+            version = store.catalogue_version
+            async with site.database.session() as session:
+                expected = await authenticate(session, token)
+            rows = await load_reach_rows(store, leader.id)
+        finally:
+            await store.close()
+        assert credential is not None and expected is not None and reach is not None
+        assert (credential.user.id, credential.session_id, credential.api_token_id) == (
+            expected.user.id, expected.session_id, expected.api_token_id
+        )
+        assert credential.user.email == leader.email and credential.user.site_roles == ""
+        assert reach == Reach.from_rows(leader.id, [], rows)
+        assert reach.granted and reach.pupils and reach.askers and set(reach.group_roles) == {school.id, klass.id, other.id}
+        assert version is not None and version == store.catalogue_version
+    async with site.database.transaction() as session:
+        await session.execute(update(User).where(User.id == leader.id).values(status="DISABLED"))
+        await session.execute(update(ApiToken).values(revoked_at=utcnow()))
+    store = Store(site.database)
+    try:
+        assert await signed_in_with_reach(store, expired, True) == (None, None)
+        assert await signed_in_with_reach(store, await site.token(leader), True) == (None, None)
+        assert await signed_in_with_reach(store, api_token, True) == (None, None)
+        assert await signed_in_with_reach(store, "not a token", True) == (None, None)
+    finally:
+        await store.close()

@@ -38,6 +38,7 @@ from app.services.persisted import PersistedQueries, PersistedQueryError, truste
 from app.settings import Settings
 from app.store.db import Database
 from dataloaders.store import Store
+from permissions.reach import Reach
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -72,11 +73,14 @@ async def credential_for(request: Request, database: Database) -> Credential | b
     return judged(credential, from_cookie)
 
 
-async def signed_in_store(request: Request, database: Database) -> tuple[Credential | bool | None, Store]:
-    """credential_for, read through the request's own Store (returned too: one checkout for the request)."""
+async def signed_in_store(
+    request: Request, database: Database, members_see_groups: bool | None = None
+) -> tuple[Credential | bool | None, Store, Reach | None]:
+    """credential_for, read through the request's own Store (returned too: one checkout for the request); with
+    `members_see_groups` (the site's default) the viewer's Reach too, in the same statement."""
     token, from_cookie = request_token(request)
-    credential, store = await signed_in(database, token)
-    return (judged(credential, from_cookie) if token is not None else None), store
+    credential, store, reach = await signed_in(database, token, members_see_groups)
+    return (judged(credential, from_cookie) if token is not None else None), store, reach
 
 
 def judged(credential: Credential | None, from_cookie: bool) -> Credential | bool | None:
@@ -208,15 +212,15 @@ class GroupGraphView(GraphQL):
             return await self._signed_in(request, scope, receive, request_id, limit)
 
     async def _signed_in(self, request: Request, scope: Scope, receive: Receive, request_id: str, limit: int) -> Response:
-        credential, store = await signed_in_store(request, self.database)
+        credential, store, reach = await signed_in_store(request, self.database, self.settings.members_see_groups)
         try:
-            return await self._respond_as(request, scope, receive, request_id, credential, store, limit)
+            return await self._respond_as(request, scope, receive, request_id, credential, store, reach, limit)
         finally:
             await store.close()  # when the context took another (a mutation on SQLite), or none was made
 
     async def _respond_as(
         self, request: Request, scope: Scope, receive: Receive, request_id: str, credential: Credential | bool | None,
-        store: Store, limit: int,
+        store: Store, reach: Reach | None, limit: int,
     ) -> Response:
         if credential is False:
             return unauthenticated(request)
@@ -238,7 +242,10 @@ class GroupGraphView(GraphQL):
                 request, request_id,
             )
         else:
-            context = Context(self.database, self.settings, credential or None, request, request_id, store=store)
+            context = Context(
+                self.database, self.settings, credential or None, request, request_id, store=store,
+                reach=reach if credential else None,
+            )
         context.via_cookie = via_cookie and bool(credential)
         if via_cookie and not credential:
             context.cookies.append(clear_session_cookie(request))

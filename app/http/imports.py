@@ -28,7 +28,7 @@ async def request_context(request: Request, write: bool = False) -> Context | Re
     if write:  # an upload writes: the sign-in is read apart, so that its store begins as a writer (SQLite)
         credential = await credential_for(request, database)
     else:  # read through the request's own store: one checkout
-        credential, store = await signed_in_store(request, database)
+        credential, store, _reach = await signed_in_store(request, database)
     if not credential:
         if store is not None:
             await store.close()

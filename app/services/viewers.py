@@ -8,12 +8,25 @@ so that the decision about an event rests on one snapshot of both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, null, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    inspect,
+    literal,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import cast
 
 from app.services.auth import (
@@ -25,8 +38,8 @@ from app.services.auth import (
     token_hash,
 )
 from app.store.models import ApiToken, CatalogueVersion, Session, User, utcnow
-from dataloaders.reach import reach_rows_of
-from dataloaders.records import ids_in
+from dataloaders.reach import reach_parts, reach_rows_of
+from dataloaders.records import UserRecord, ids_in
 from dataloaders.store import Store
 from permissions.reach import Reach
 
@@ -68,6 +81,72 @@ def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postg
         .outerjoin(reach, viewer == signed_in.c.user_id)
         .where(User.status == "ACTIVE")
     )
+
+
+@cache
+def _sign_in_statement(prefix: str, members_see_groups: bool) -> CompoundSelect:
+    """One token's sign-in with its Reach and the course catalogue's version, in one statement built once per
+    token kind and site default: (kind, id, role, the user's columns, the session or API token id) rows, the
+    first ("signin") holding the user and the token's id, the others a Reach row (kind, id, role) or the
+    catalogue's version, their other columns NULL. Parameters: `digest` and `now`. The Reach's parts find the
+    viewer through the token (a subquery each), so an unknown or ended token reads no Reach."""
+    digest, now = bindparam("digest"), bindparam("now")
+    table, live = (Session, session_live(now)) if prefix == SESSION_PREFIX else (ApiToken, api_token_live(now))
+    token = table.__table__.c  # type: ignore[attr-defined]
+    users = User.__table__  # type: ignore[attr-defined]
+    found = (token.token_hash == digest, live)
+    viewer = select(token.user_id).where(*found).scalar_subquery()
+    blank = [cast(null(), c.type) for c in (*UserRecord.columns, token.id)]
+    signin = (
+        select(literal("signin"), users.c.id, cast(null(), String), *UserRecord.columns, token.id)
+        .join_from(table.__table__, users, users.c.id == token.user_id)  # type: ignore[attr-defined]
+        .where(*found)
+    )
+    return union_all(signin, *(part.add_columns(*blank) for part in reach_parts(viewer, members_see_groups, now)))
+
+
+def _detached_user(values: Sequence[Any]) -> User:
+    """A User from its columns, as the ORM would have loaded and then expunged it (the sign-in's user is never
+    attached to the request's session: a rollback there cannot expire it)."""
+    user = _USER_CLASS.new_instance()
+    for column, value in zip(UserRecord.columns, values, strict=True):
+        set_committed_value(user, column.key, value)
+    make_transient_to_detached(user)
+    return user
+
+
+_USER_CLASS = inspect(User).class_manager
+
+
+async def signed_in_with_reach(
+    store: Store, token: str, members_see_groups: bool
+) -> tuple[Credential | None, Reach | None]:
+    """`authenticate` and `load_reach_rows` in one statement through the request's store (it also sets
+    `store.catalogue_version`): the credential (None for an unknown, ended or not ACTIVE sign-in) and the
+    viewer's Reach."""
+    if token.startswith(SESSION_PREFIX):
+        prefix = SESSION_PREFIX
+    elif token.startswith(API_TOKEN_PREFIX):
+        prefix = API_TOKEN_PREFIX
+    else:
+        return None, None
+    rows = await store.all(_sign_in_statement(prefix, members_see_groups), {"digest": token_hash(token), "now": utcnow()})
+    user: User | None = None
+    token_id = None
+    reach_rows: list[tuple[str, int, str | None]] = []
+    for row in rows:
+        kind = row[0]
+        if kind == "signin":
+            user, token_id = _detached_user(row[3:-1]), row[-1]
+        elif kind == "catalogue":
+            store.catalogue_version = int(row[1])
+        else:
+            reach_rows.append((kind, int(row[1]), row[2]))
+    if user is None or user.status != "ACTIVE":
+        return None, None
+    credential = Credential(user, session_id=token_id) if prefix == SESSION_PREFIX else Credential(user, api_token_id=token_id)
+    roles = [r for r in user.site_roles.split(",") if r]
+    return credential, Reach.from_rows(user.id, roles, reach_rows, members_see_groups=members_see_groups)  # type: ignore[arg-type]
 
 
 async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: bool = True) -> dict[str, Viewer]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, false, or_, true, tuple_
+from sqlalchemy import and_, bindparam, false, or_, true, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 T = TypeVar("T")
@@ -79,6 +79,30 @@ def conditions(keys: Sequence[Key], window: Window) -> list[ColumnElement[bool]]
     if window.before is not None:
         out.append(_past(keys, window.before, later=False))
     return out or [true()]
+
+
+def parametrized(keys: Sequence[Key], window: Window) -> tuple[Window, dict[str, Any], tuple[Any, ...]]:
+    """The window with its cursor's values as bind parameters (`after_0`, `before_1`, ...: a statement built
+    with it serves every window of the same shape), the values to bind, and that shape: the direction, and
+    which cursors are given with which of their values NULL (a NULL is written as IS NULL, not bound)."""
+    params: dict[str, Any] = {}
+
+    def bind(name: str, values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        if values is None:
+            return None
+        out = []
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            if value is not None:
+                params[f"{name}_{i}"] = value
+                value = bindparam(f"{name}_{i}", type_=key.column.type)
+            out.append(value)
+        return tuple(out)
+
+    def nulls(values: tuple[Any, ...] | None) -> tuple[bool, ...] | None:
+        return None if values is None else tuple(v is None for v in values)
+
+    shape = (window.backward, nulls(window.after), nulls(window.before))
+    return Window(window.size, bind("after", window.after), bind("before", window.before), window.backward), params, shape
 
 
 def ordering(keys: Sequence[Key], window: Window) -> list[Any]:

@@ -348,6 +348,18 @@ class CourseRollup(SQLModel, table=True):
     steps_completed: int = _counter()
 
 
+class MemberRollup(SQLModel, table=True):
+    """Per (group, role): the memberships (not ended) of that role in the group's subtree, and how many of
+    them are consent-based. Written only by the rollup triggers (app/store/rollup.py)."""
+
+    __tablename__ = "member_rollup"
+
+    group_id: int = _key()
+    role: str = Field(sa_column=Column(String(16), primary_key=True))
+    memberships: int = _counter()
+    on_consent: int = _counter()
+
+
 class Submission(SQLModel, table=True):
     __tablename__ = "submission"
     __table_args__ = (
@@ -576,7 +588,7 @@ TABLES_IN_DELETE_ORDER = [
     "review", "submission", "step_progress", "enrollment", "step", "course", "guardian_link", "membership",
     "access_request_email", "access_request_block", "access_request", "group_closure", "group", "api_token", "session", "user",
     # last: deleting the rows above brings them to nothing through the triggers already
-    "course_rollup", "group_rollup", "learner_rollup",
+    "course_rollup", "group_rollup", "learner_rollup", "member_rollup",
 ]
 
 

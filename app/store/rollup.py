@@ -33,7 +33,17 @@ tree; the root's rows are shared by every writer and held until commit). A membe
 learner_rollup row per group above it and, for each group where the learner is new, one row per course of
 theirs. Re-nesting or deleting a group does that for each learner of the subtree and each group above it.
 
-`rebuild` recomputes all three tables from scratch (the migration, `groupgraph rollup --rebuild`, and the bulk
+A fourth table, `member_rollup(group_id, role, memberships, on_consent)`, counts the memberships (not ended)
+of each role in a group's subtree, and how many of them are consent-based: `memberCount(includeNested)` and
+`members(includeNested).totalCount` read it (dataloaders.memberships) where the caller's row filter admits
+every membership of the subtree. It is the join of membership and group_closure rows, counted, so its
+triggers are those of learner_rollup without the learners: a membership added, ended, given another role or
+moved adds to or takes from the groups above it, a closure row added or deleted (re-nesting, a group created
+or deleted) adds or takes the memberships of its descendant group. On PostgreSQL both lock the membership's
+group first (`pg_advisory_xact_lock(GROUP_LOCK, group)`), so that a membership added while its group is
+re-nested is counted exactly once.
+
+`rebuild` recomputes all four tables from scratch (the migration, `groupgraph rollup --rebuild`, and the bulk
 seeders, which write with the triggers paused). SQLite's batch migrations rebuild a table by copying it,
 which drops its triggers: a migration that alters membership, group_closure, enrollment or step_progress on
 SQLite must call `install` again (tests/test_migrations.py checks they are all there).
@@ -47,10 +57,13 @@ from typing import Any
 from sqlalchemy import text
 
 LEARNER_OF = "{r}.role = 'MEMBER' AND {r}.ended_at IS NULL"
-TABLES = ("learner_rollup", "group_rollup", "course_rollup")
+TABLES = ("learner_rollup", "group_rollup", "course_rollup", "member_rollup")
 WATCHED = ("membership", "group_closure", "learner_rollup", "enrollment", "step_progress")
 # PostgreSQL: pg_advisory_xact_lock(ROLLUP_LOCK, user id) serializes the rollup's reads of one learner's rows
 ROLLUP_LOCK = 5
+# PostgreSQL: pg_advisory_xact_lock(GROUP_LOCK, group id) serializes member_rollup's reads of one group's
+# memberships (a closure row added) with writes of them
+GROUP_LOCK = 7
 PAUSE_SETTING = "groupgraph.rollup"
 
 
@@ -183,14 +196,15 @@ class Trigger:
 
     def __init__(
         self, table: str, event: str, statements: list[str], columns: tuple[str, ...] = (), when: str = "",
-        lock: tuple[str, ...] = (),
+        lock: tuple[str, ...] = (), prefix: str = "rollup", lock_key: int = ROLLUP_LOCK,
     ) -> None:
         self.table, self.event, self.statements = table, event, statements
         self.columns, self.when, self.lock = columns, when, lock
+        self.prefix, self.lock_key = prefix, lock_key
 
     @property
     def name(self) -> str:
-        return f"rollup_{self.table}_{self.event.lower()}"
+        return f"{self.prefix}_{self.table}_{self.event.lower()}"
 
     @property
     def before_on_postgres(self) -> bool:
@@ -209,7 +223,7 @@ class Trigger:
         return [f"{self._head()}\nBEGIN\n{body}END"]
 
     def postgres(self) -> list[str]:
-        locks = "".join(f"  PERFORM pg_advisory_xact_lock({ROLLUP_LOCK}, {u});\n" for u in self.lock)
+        locks = "".join(f"  PERFORM pg_advisory_xact_lock({self.lock_key}, {u});\n" for u in self.lock)
         body = "".join(f"  {s};\n" for s in self.statements)
         before = self.before_on_postgres
         result = "OLD" if before else "NULL"  # a BEFORE DELETE trigger returning NULL would cancel the delete
@@ -229,7 +243,73 @@ _PROGRESS_CHANGED = (
     "(OLD.completed_at IS NULL) <> (NEW.completed_at IS NULL) OR OLD.user_id <> NEW.user_id OR OLD.course_id <> NEW.course_id"
 )
 
-TRIGGERS = (
+def _consent(r: str) -> str:
+    return f"CASE WHEN {r}.access_request_id IS NULL THEN 0 ELSE 1 END"
+
+
+_ADD_MEMBERS = (
+    "ON CONFLICT (group_id, role) DO UPDATE SET memberships = member_rollup.memberships + excluded.memberships, "
+    "on_consent = member_rollup.on_consent + excluded.on_consent"
+)
+
+
+def _member_add(r: str) -> str:
+    return (
+        "INSERT INTO member_rollup (group_id, role, memberships, on_consent) "
+        f"SELECT ancestor_id, {r}.role, 1, {_consent(r)} FROM group_closure WHERE descendant_id = {r}.group_id "
+        f"AND {r}.ended_at IS NULL {_ADD_MEMBERS}"
+    )
+
+
+def _member_sub(r: str) -> list[str]:
+    above = f"group_id IN (SELECT ancestor_id FROM group_closure WHERE descendant_id = {r}.group_id)"
+    return [
+        f"UPDATE member_rollup SET memberships = memberships - 1, on_consent = on_consent - {_consent(r)} "
+        f"WHERE role = {r}.role AND {r}.ended_at IS NULL AND {above}",
+        f"DELETE FROM member_rollup WHERE role = {r}.role AND memberships <= 0 AND {above}",
+    ]
+
+
+def _member_closure_add(r: str) -> str:
+    return (
+        "INSERT INTO member_rollup (group_id, role, memberships, on_consent) "
+        f"SELECT {r}.ancestor_id, role, count(*), count(access_request_id) FROM membership "
+        f"WHERE group_id = {r}.descendant_id AND ended_at IS NULL GROUP BY role {_ADD_MEMBERS}"
+    )
+
+
+def _member_closure_sub(r: str) -> list[str]:
+    of_role = f"FROM membership m WHERE m.group_id = {r}.descendant_id AND m.role = member_rollup.role AND m.ended_at IS NULL"
+    return [
+        f"UPDATE member_rollup SET memberships = memberships - (SELECT count(*) {of_role}), "
+        f"on_consent = on_consent - (SELECT count(m.access_request_id) {of_role}) WHERE group_id = {r}.ancestor_id",
+        f"DELETE FROM member_rollup WHERE group_id = {r}.ancestor_id AND memberships <= 0",
+    ]
+
+
+_MEMBERSHIP_COUNTED = (
+    "(OLD.ended_at IS NULL) <> (NEW.ended_at IS NULL) OR OLD.role <> NEW.role OR OLD.group_id <> NEW.group_id "
+    "OR (OLD.access_request_id IS NULL) <> (NEW.access_request_id IS NULL)"
+)
+_CLOSURE_MOVED = "OLD.ancestor_id <> NEW.ancestor_id OR OLD.descendant_id <> NEW.descendant_id"
+
+
+def _members(table: str, event: str, statements: list[str], lock: tuple[str, ...], **more: Any) -> Trigger:
+    return Trigger(table, event, statements, lock=lock, prefix="members", lock_key=GROUP_LOCK, **more)
+
+
+MEMBER_TRIGGERS = (
+    _members("membership", "INSERT", [_member_add("NEW")], ("NEW.group_id",)),
+    _members("membership", "DELETE", _member_sub("OLD"), ("OLD.group_id",)),
+    _members("membership", "UPDATE", [_member_add("NEW"), *_member_sub("OLD")], ("NEW.group_id", "OLD.group_id"),
+             columns=("group_id", "role", "ended_at", "access_request_id"), when=_MEMBERSHIP_COUNTED),
+    _members("group_closure", "INSERT", [_member_closure_add("NEW")], ("NEW.descendant_id",)),
+    _members("group_closure", "DELETE", _member_closure_sub("OLD"), ("OLD.descendant_id",)),
+    _members("group_closure", "UPDATE", [_member_closure_add("NEW"), *_member_closure_sub("OLD")],
+             ("NEW.descendant_id", "OLD.descendant_id"), columns=("ancestor_id", "descendant_id"), when=_CLOSURE_MOVED),
+)
+
+PROGRESS_TRIGGERS = (
     Trigger("membership", "INSERT", [_learner_add("NEW")]),
     Trigger("membership", "DELETE", _learner_sub("OLD")),
     Trigger("membership", "UPDATE", [_learner_add("NEW"), *_learner_sub("OLD")],
@@ -249,42 +329,49 @@ TRIGGERS = (
     Trigger("step_progress", "UPDATE", [*_step_add("NEW"), *_step_sub("OLD")],
             ("user_id", "course_id", "completed_at"), _PROGRESS_CHANGED, lock=("NEW.user_id", "OLD.user_id")),
 )
+TRIGGERS = PROGRESS_TRIGGERS + MEMBER_TRIGGERS
 TRIGGER_NAMES = tuple(t.name for t in TRIGGERS)
 
 
-def install_statements(dialect: str) -> list[str]:
-    """DDL creating every trigger (dropping any older version first)."""
-    out = drop_statements(dialect)
-    for trigger in TRIGGERS:
+def install_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+    """DDL creating every trigger (dropping any older version first). `triggers`: a migration's own set."""
+    out = drop_statements(dialect, triggers)
+    for trigger in triggers:
         out.extend(trigger.postgres() if dialect == "postgresql" else trigger.sqlite())
     return out
 
 
-def drop_statements(dialect: str) -> list[str]:
+def drop_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
     if dialect == "postgresql":
-        return [f"DROP TRIGGER IF EXISTS {t.name} ON {t.table}" for t in TRIGGERS]
-    return [f"DROP TRIGGER IF EXISTS {t.name}" for t in TRIGGERS]
+        return [f"DROP TRIGGER IF EXISTS {t.name} ON {t.table}" for t in triggers]
+    return [f"DROP TRIGGER IF EXISTS {t.name}" for t in triggers]
 
 
-def drop_functions_statements() -> list[str]:
-    return [f"DROP FUNCTION IF EXISTS {t.name}()" for t in TRIGGERS]
+def drop_functions_statements(triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+    return [f"DROP FUNCTION IF EXISTS {t.name}()" for t in triggers]
 
 
-def pause_statements(dialect: str) -> list[str]:
+def pause_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
     """Stop maintaining the rollup until this transaction ends (PostgreSQL) or `install` runs again (SQLite:
     the triggers are dropped, inside the transaction). Follow with `rebuild_statements` before committing."""
     if dialect == "postgresql":
         return [f"SELECT set_config('{PAUSE_SETTING}', 'paused', true)"]
-    return drop_statements(dialect)
+    return drop_statements(dialect, triggers)
 
 
-def resume_statements(dialect: str) -> list[str]:
+def resume_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
     if dialect == "postgresql":
         return [f"SELECT set_config('{PAUSE_SETTING}', '', true)"]
-    return install_statements(dialect)
+    return install_statements(dialect, triggers)
 
 
-REBUILD = (
+MEMBER_REBUILD = (
+    "DELETE FROM member_rollup",
+    "INSERT INTO member_rollup (group_id, role, memberships, on_consent) "
+    "SELECT c.ancestor_id, m.role, count(*), count(m.access_request_id) FROM membership m "
+    "JOIN group_closure c ON c.descendant_id = m.group_id WHERE m.ended_at IS NULL GROUP BY c.ancestor_id, m.role",
+)
+PROGRESS_REBUILD = (
     "DELETE FROM course_rollup",
     "DELETE FROM group_rollup",
     "DELETE FROM learner_rollup",
@@ -303,12 +390,15 @@ REBUILD = (
     ") AS rows_of_users GROUP BY user_id, course_id"
     ") AS x ON x.user_id = lr.user_id GROUP BY lr.group_id, x.course_id",
 )
+REBUILD = PROGRESS_REBUILD + MEMBER_REBUILD
 
 
-def rebuild_statements(dialect: str) -> list[str]:
-    """Recompute the three tables from membership, group_closure, enrollment and step_progress, with the
-    triggers paused meanwhile (resumed at the end)."""
-    return [*pause_statements(dialect), *REBUILD, *resume_statements(dialect)]
+def rebuild_statements(
+    dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS, rebuild: tuple[str, ...] = REBUILD
+) -> list[str]:
+    """Recompute the tables from membership, group_closure, enrollment and step_progress, with the triggers
+    paused meanwhile (resumed at the end). `triggers` and `rebuild`: a migration's own sets."""
+    return [*pause_statements(dialect, triggers), *rebuild, *resume_statements(dialect, triggers)]
 
 
 def run_sync(connection: Any, statements: Iterable[str]) -> None:

@@ -46,15 +46,15 @@ def upgrade() -> None:
     )
     connection = op.get_bind()
     dialect = connection.dialect.name
-    rollup.run_sync(connection, rollup.install_statements(dialect))
-    rollup.run_sync(connection, rollup.rebuild_statements(dialect))
+    rollup.run_sync(connection, rollup.install_statements(dialect, rollup.PROGRESS_TRIGGERS))
+    rollup.run_sync(connection, rollup.rebuild_statements(dialect, rollup.PROGRESS_TRIGGERS, rollup.PROGRESS_REBUILD))
 
 
 def downgrade() -> None:
     connection = op.get_bind()
-    rollup.run_sync(connection, rollup.drop_statements(connection.dialect.name))
+    rollup.run_sync(connection, rollup.drop_statements(connection.dialect.name, rollup.PROGRESS_TRIGGERS))
     if connection.dialect.name == "postgresql":
-        rollup.run_sync(connection, rollup.drop_functions_statements())
+        rollup.run_sync(connection, rollup.drop_functions_statements(rollup.PROGRESS_TRIGGERS))
     op.drop_table("course_rollup")
     op.drop_table("group_rollup")
     op.drop_index("ix_learner_rollup_user", table_name="learner_rollup")
