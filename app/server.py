@@ -98,6 +98,8 @@ def create_app(
         tracing = Tracing(tracer_provider, engines)
     elif enabled_by_environment():
         tracing = Tracing(provider_from_environment(), engines, owned=True)
+    if tracing is not None:
+        database.lean_reads = False  # every statement through SQLAlchemy's execution, which makes the spans
     schema = build_schema(settings)
     broker = attach(database, settings)  # committed transactions publish their live-update events here
     view = GroupGraphView(schema, database, settings, broker)

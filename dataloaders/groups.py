@@ -104,12 +104,12 @@ class GroupLoaders:
 
     async def _by_id(self, ids: Sequence[int]) -> list[Any]:
         """Plain records (dataloaders.records), not ORM rows; so are children and ancestors."""
-        rows = await self.store.all(_groups_by_id(self.postgres), {"ids": sorted(set(ids))})
+        rows = await self.store.rows(_groups_by_id(self.postgres), {"ids": sorted(set(ids))})
         found = {g.id: g for g in records(GroupRecord, rows)}
         return [found.get(i) for i in ids]
 
     async def _children(self, parent_ids: Sequence[int]) -> list[list[Any]]:
-        rows = await self.store.all(_children_of(self.postgres), {"ids": sorted(set(parent_ids))})
+        rows = await self.store.rows(_children_of(self.postgres), {"ids": sorted(set(parent_ids))})
         children: dict[int, list[Any]] = defaultdict(list)
         for group in records(GroupRecord, rows):
             children[group.parent_id].append(group)  # type: ignore[index]
@@ -132,7 +132,7 @@ class GroupLoaders:
 
     async def _load_with_tree(self, ids: Sequence[int], ancestors: bool, children: bool) -> list[Any]:
         statement = _groups_with_tree(self.postgres, ancestors, children)
-        rows = await self.store.all(statement, {"ids": sorted(set(ids))})
+        rows = await self.store.rows(statement, {"ids": sorted(set(ids))})
         found: dict[int, Any] = {}
         tree: tuple[dict[int, list[Any]], ...] = ({}, defaultdict(list), defaultdict(list))
         for row in rows:
@@ -152,7 +152,7 @@ class GroupLoaders:
 
     async def _ancestors(self, ids: Sequence[int]) -> list[list[Any]]:
         """Root first, the group itself excluded."""
-        rows = await self.store.all(_ancestors_of(self.postgres), {"ids": sorted(set(ids))})
+        rows = await self.store.rows(_ancestors_of(self.postgres), {"ids": sorted(set(ids))})
         ancestors: dict[int, list[Any]] = defaultdict(list)
         for row in rows:
             group = GroupRecord(*row[1:])

@@ -194,7 +194,7 @@ class MembershipLoaders:
         direct = group_ids
         out: list[tuple[int, str, int]] = []
         if admitted in ("all", "own") and filter.include_nested and filter.search is None and not filter.include_ended:
-            rolled = await self.store.all(_rolled_up_counts(self.store.dialect == "postgresql"), {"ids": sorted(group_ids)})
+            rolled = await self.store.rows(_rolled_up_counts(self.store.dialect == "postgresql"), {"ids": sorted(group_ids)})
             on_consent = {group for group, _role, _n, consent in rolled if consent and admitted == "own"}
             out = [(group, role, n) for group, role, n, _consent in rolled if group not in on_consent]
             direct = [g for g in group_ids if g in on_consent]
@@ -242,16 +242,18 @@ class MembershipLoaders:
         single = len(set(group_ids)) == 1
         bound, params, shape = keyset.parametrized(_PAGE_KEYS, window)
         params.update(asked_groups=sorted(set(group_ids)), fetch=window.fetch)
+        read = self.store.all
         if everyone and filter.search is None:
             query = _PAGE_STATEMENTS.get((single, filter, shape))
             if query is None:
                 query = _PAGE_STATEMENTS[(single, filter, shape)] = self._page_statement(single, filter, visible, bound)
+            read = self.store.rows  # built once: it may run lean
         else:
             query = self._page_statement(single, filter, visible, bound)
         pages: dict[int, MemberPage] = defaultdict(list)
         users_at = 2 + MembershipRecord.width
         groups_at = users_at + UserRecord.width
-        for row in await self.store.all(query, params):
+        for row in await read(query, params):
             membership = MembershipRecord(*row[2:users_at])
             user = UserRecord(*row[users_at:groups_at])
             group = GroupRecord(*row[groups_at:])

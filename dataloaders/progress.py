@@ -159,12 +159,12 @@ class ProgressLoaders:
         14 ms vs 32 ms (bench medium data); SQLite 4 vs 10 ms (bench medium), 27 vs 35 ms (20 sparse courses
         each), 39 vs 62 ms (20 courses of 10 steps, every step done): GROUP BY on both engines."""
         cards: dict[int, list[Card]] = defaultdict(list)
-        for row in await self.store.all(_cards_of(self.postgres), {"ids": sorted(set(user_ids))}):
+        for row in await self.store.rows(_cards_of(self.postgres), {"ids": sorted(set(user_ids))}):
             cards[row[0]].append(Card(*row[:5], int(row[5] or 0), int(row[6] or 0), row[7], row[8]))  # type: ignore[arg-type]
         return [cards.get(u, []) for u in user_ids]
 
     async def _step_records(self, user_ids: Sequence[int]) -> list[dict[int, StepRecord]]:
-        rows = await self.store.all(_step_records_of(self.postgres), {"ids": sorted(set(user_ids))})
+        rows = await self.store.rows(_step_records_of(self.postgres), {"ids": sorted(set(user_ids))})
         records: dict[int, dict[int, StepRecord]] = defaultdict(dict)
         for user_id, step_id, viewed_at, completed_at, points in rows:
             records[user_id][step_id] = StepRecord(step_id, viewed_at, completed_at, points)
@@ -274,7 +274,7 @@ class ProgressLoaders:
         """The nested summary of every learner of the subtree, from group_rollup and course_rollup: one
         statement reading one row per course. With `consent_matters`, None when a learner of the subtree holds a
         consent-based MEMBER membership (not ended), which the caller's filter may leave out."""
-        rows = await self.store.all(_rolled_up_summary(consent_matters), {"group_id": group_id})
+        rows = await self.store.rows(_rolled_up_summary(consent_matters), {"group_id": group_id})
         learner_count = 0
         courses: list[CourseTotals] = []
         for course_id, n, done, avg in rows:

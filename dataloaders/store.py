@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Result, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import ConcurrentChange
 from app.store.db import Database, concurrent_change
+from app.store.lean import fetch, outside_transaction
 
 T = TypeVar("T")
 
@@ -25,6 +27,7 @@ class Store:
         self.database = database
         self.write = False
         self._session: AsyncSession | None = None
+        self._lean: tuple[AsyncSession, Connection, Any] | None = None  # the session, its connection, asyncpg's adapter
         self._lock = asyncio.Lock()
         self._published: list[dict[str, Any]] | None = None  # a list while a transaction is open
         # the course catalogue's version as read with the Reach at the start of the request (dataloaders.reach)
@@ -48,6 +51,25 @@ class Store:
     async def all(self, statement: Executable, params: Any = None) -> Sequence[Any]:
         async with self._lock:
             return (await self._get().execute(statement, params)).all()
+
+    async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        """The rows of a Core statement built once per process (kept by identity), as records or tuples:
+        indexed, sliced or unpacked, without attribute names. On PostgreSQL outside a transaction it runs
+        lean (app.store.lean: no SQLAlchemy execution, no BEGIN/ROLLBACK); anything else, and any error,
+        goes SQLAlchemy's way."""
+        async with self._lock:
+            session = self._get()
+            if self.database.lean_reads:
+                lean = self._lean
+                if lean is None or lean[0] is not session or lean[1].closed or lean[1].invalidated:
+                    connection = (await session.connection()).sync_connection
+                    lean = self._lean = (session, connection, connection.connection.dbapi_connection)
+                if outside_transaction(lean[2]):
+                    try:
+                        return await fetch(lean[1], lean[2], self.database.lean_statement(statement), params)
+                    except Exception:  # noqa: S110 - run again below, where SQLAlchemy reports and maps it
+                        pass
+            return (await session.execute(statement, params)).all()
 
     async def scalars(self, statement: Executable, params: Any = None) -> Sequence[Any]:
         async with self._lock:
@@ -133,6 +155,7 @@ class Store:
             if self._session is None:
                 return
             session, self._session = self._session, None
+            self._lean = None
             try:
                 await session.close()
             except Exception as exc:  # any failure here is logged, never sent

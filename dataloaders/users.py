@@ -62,13 +62,13 @@ class UserLoaders:
 
     async def _users_by_id(self, ids: Sequence[int]) -> list[Any]:
         """Plain records (dataloaders.records), not ORM rows."""
-        rows = await self.store.all(_users_by_id(self.postgres), {"ids": sorted(set(ids))})
+        rows = await self.store.rows(_users_by_id(self.postgres), {"ids": sorted(set(ids))})
         found = {u.id: u for u in records(UserRecord, rows)}
         return [found.get(i) for i in ids]
 
     async def _own_groups(self, ids: Sequence[int]) -> list[OwnGroups]:
         """Groups of each user's own memberships; consent-based and ended ones give nobody reach over the user."""
-        rows = await self.store.all(_group_ids_of_users(self.postgres), {"ids": sorted(set(ids))})
+        rows = await self.store.rows(_group_ids_of_users(self.postgres), {"ids": sorted(set(ids))})
         found = own_groups_of(rows, ids)
         return [found[i] for i in ids]
 

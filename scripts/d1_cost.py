@@ -2,7 +2,7 @@
 statements, the worker's CPU (time.process_time) and PostgreSQL's CPU (utime + stime of the request's backend,
 from /proc) per request, for the level-5, level-1 and root groups of the seeded bench database.
 
-    .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5]
+    .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5] [--show] [--no-lean]
 
 Seed first with `./scripts/bench --preset medium --engine postgres --only D1` (or bench.server.ensure_seeded).
 The server's cost only: a raw ASGI call (middleware, sign-in, Strawberry's view, the response's encoding), no
@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.store.db import RoundTrips
 from bench.scenarios import D1, gid
 from bench.server import CACHE, database_url
 
@@ -41,7 +42,8 @@ def backend_cpu(pids: list[int]) -> float:
     return total / TICK
 
 
-async def main(runs: int, rounds: int, only: str | None, profile: str | None = None) -> None:
+async def main(runs: int, rounds: int, only: str | None, profile: str | None = None, show: bool = False, lean: bool = True
+) -> None:
     os.environ.setdefault("GROUPGRAPH_LOG_LEVEL", "warning")
     from sqlalchemy import text
 
@@ -54,6 +56,9 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
     app = create_app(settings)
     database = app.state.database
     database.counter.keep = False
+    database.lean_reads = lean
+    trips = RoundTrips()
+    trips.attach(database.engine)
 
     async def call(group_id: int) -> bytes:
         body = json.dumps({"query": D1, "variables": {"id": gid(group_id)}}).encode()
@@ -93,6 +98,13 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
             "select pid from pg_stat_activity where datname = current_database()"
         ))).scalars()]
     print("backends", pids)
+    if show:  # the statements of one request of each group
+        for name, group_id in groups.items():
+            database.counter.reset()
+            database.counter.keep = True
+            await call(group_id)
+            database.counter.keep = False
+            print(f"{name}:", *(" ".join(s.split())[:240] for s in database.counter.statements), sep="\n  ")
     if profile:  # cProfile of `runs` requests of each group, to PROFILE-<group>.prof
         import cProfile
 
@@ -108,11 +120,14 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
     cpu: dict[str, list[float]] = {k: [] for k in groups}
     pg: dict[str, list[float]] = {k: [] for k in groups}
     statements: dict[str, int] = {}
+    round_trips: dict[str, dict[str, int]] = {}
     for _ in range(rounds):
         for name, group_id in groups.items():
             database.counter.reset()
+            trips.reset()
             await call(group_id)
             statements[name] = database.counter.count
+            round_trips[name] = trips.as_dict()
             pg_before, started = backend_cpu(pids), time.process_time()
             for _ in range(runs):
                 await call(group_id)
@@ -124,6 +139,7 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
             f"({', '.join(f'{c:.2f}' for c in cpu[name])})  PostgreSQL CPU ms {statistics.median(pg[name]):6.2f} "
             f"({', '.join(f'{c:.2f}' for c in pg[name])})"
         )
+        print(f"{name:7s} trips {round_trips[name]}")
     await database.dispose()
 
 
@@ -133,5 +149,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=None)
     parser.add_argument("--profile", default=None, help="write cProfile stats to PROFILE-<group>.prof instead")
+    parser.add_argument("--show", action="store_true", help="print the statements of one request of each group")
+    parser.add_argument("--no-lean", action="store_true", help="every statement through SQLAlchemy (app.store.lean off)")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.only, args.profile))
+    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean))

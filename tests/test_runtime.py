@@ -37,12 +37,15 @@ async def test_an_authenticated_query_is_one_checkout_and_one_transaction(site: 
         trips.reset()
         assert await site.gql(VIEWER, token=token) == {"data": {"viewer": {"email": user.email}}}
         seen.append(trips.as_dict())
-    # the sign-in and the viewer's Reach, user and memberships: 4 statements, in BEGIN ... ROLLBACK (it was 2
-    # checkouts, 2 pings of 3 round trips each and 2 transactions: 14 round trips)
+    # the sign-in and the viewer's Reach, user and memberships: at most 4 statements; on SQLite in BEGIN ...
+    # ROLLBACK, on PostgreSQL lean reads outside a transaction (app.store.lean: no BEGIN, no ROLLBACK). It was
+    # 2 checkouts, 2 pings of 3 round trips each and 2 transactions: 14 round trips.
     statements = seen[0]["statements"]
     assert statements <= 4
+    transactions = 1 if site.database.is_sqlite else 0
     assert seen == [{
-        "checkouts": 1, "begins": 1, "ends": 1, "statements": statements, "pings": 0, "round_trips": statements + 2,
+        "checkouts": 1, "begins": transactions, "ends": transactions, "statements": statements, "pings": 0,
+        "round_trips": statements + 2 * transactions,
     }] * 3
 
 
@@ -61,7 +64,9 @@ async def test_a_dashboard_reads_through_one_checkout(site: Site) -> None:
     with site.statements() as counted:
         body = await site.gql(query, {"id": gid("Group", group)}, as_user=leader)
     assert body["data"]["group"]["memberCount"] == 4, body
-    assert trips.checkouts == 1 and trips.begins == 1 and trips.ends == 1 and trips.pings == 0
+    # at most one transaction (PostgreSQL: the statements built once are lean reads outside it; a leader's member
+    # page, built per request, goes SQLAlchemy's way and begins it)
+    assert trips.checkouts == 1 and trips.begins == trips.ends <= 1 and trips.pings == 0
     assert trips.statements == counted.count  # the sign-in is one of them
 
 

@@ -130,7 +130,7 @@ async def signed_in_with_reach(
         prefix = API_TOKEN_PREFIX
     else:
         return None, None
-    rows = await store.all(_sign_in_statement(prefix, members_see_groups), {"digest": token_hash(token), "now": utcnow()})
+    rows = await store.rows(_sign_in_statement(prefix, members_see_groups), {"digest": token_hash(token), "now": utcnow()})
     user: User | None = None
     token_id = None
     reach_rows: list[tuple[str, int, str | None]] = []

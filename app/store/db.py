@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.runtime.errors import ConcurrentChange
+from app.store.lean import LeanStatement
 from app.settings import Settings
 
 # unique violation, foreign key violation, serialization failure, deadlock
@@ -60,12 +61,17 @@ class StatementCounter:
         self.statements.clear()
 
 
+_OPEN = "round_trips_open"  # in a connection's info while a transaction counted by RoundTrips is open
+
+
 @dataclass
 class RoundTrips:
     """Counts what each request costs in trips to the database, from the engines' events: pool checkouts,
     transactions begun and ended, statements, and liveness pings (pool_pre_ping; none unless it is on). On
     asyncpg a transaction is a BEGIN and a COMMIT or ROLLBACK, each one round trip, and a ping is three (it
-    wraps its empty query in a transaction of its own)."""
+    wraps its empty query in a transaction of its own). A transaction counts once a statement runs in it
+    through SQLAlchemy's execution (asyncpg sends BEGIN with its first statement); lean reads
+    (app.store.lean, no execution context) run outside any."""
 
     checkouts: int = 0
     begins: int = 0
@@ -90,17 +96,22 @@ class RoundTrips:
         dialect.do_ping = counted_ping  # type: ignore[method-assign]
 
     def _begin(self, conn: Any) -> None:
-        self.begins += 1
+        conn.info.pop(_OPEN, None)
 
     def _end(self, conn: Any) -> None:
-        self.ends += 1
+        if conn.info.pop(_OPEN, None):
+            self.ends += 1
 
     def _checkout(self, *args: Any) -> None:
         self.checkouts += 1
 
-    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
-            self.statements += 1
+    def _statement(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *args: Any) -> None:
+        if statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
+            return
+        self.statements += 1
+        if context is not None and conn.in_transaction() and _OPEN not in conn.info:
+            conn.info[_OPEN] = True
+            self.begins += 1
 
     @property
     def total(self) -> int:
@@ -178,6 +189,17 @@ class Database:
         self.closers: list[Callable[[], Awaitable[None]]] = []
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, class_=AsyncSession)
+        # PostgreSQL: statements built once run on asyncpg directly outside a transaction (app.store.lean); off
+        # while tracing is on (its spans come from SQLAlchemy's execution)
+        self.lean_reads = not self.is_sqlite
+        self._lean: dict[int, tuple[Any, LeanStatement]] = {}
+
+    def lean_statement(self, statement: Any) -> LeanStatement:
+        """`statement` compiled for asyncpg once per process (it must be built once: kept by identity)."""
+        found = self._lean.get(id(statement))
+        if found is None or found[0] is not statement:
+            found = self._lean[id(statement)] = (statement, LeanStatement(statement, self.engine.sync_engine.dialect))
+        return found[1]
 
     @property
     def dialect(self) -> str:
