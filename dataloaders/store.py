@@ -67,7 +67,7 @@ class Store:
                 if outside_transaction(lean[2]):
                     try:
                         return await fetch(lean[1], lean[2], self.database.lean_statement(statement), params)
-                    except Exception:  # noqa: S110 - run again below, where SQLAlchemy reports and maps it
+                    except Exception:  # run again below, where SQLAlchemy reports and maps it
                         pass
             return (await session.execute(statement, params)).all()
 

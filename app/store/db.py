@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.runtime.errors import ConcurrentChange
-from app.store.lean import LeanStatement
 from app.settings import Settings
+from app.store.lean import LeanStatement
 
 # unique violation, foreign key violation, serialization failure, deadlock
 CONCURRENT_SQLSTATES = frozenset({"23505", "23503", "40001", "40P01"})

@@ -26,7 +26,7 @@ class LeanStatement:
     """One statement compiled for asyncpg, with its processors; the result processors are found at the first
     run, from the column types PostgreSQL reports (as SQLAlchemy finds them from the cursor's description)."""
 
-    __slots__ = ("compiled", "postcompile", "positions", "binds", "results", "dialect")
+    __slots__ = ("binds", "compiled", "dialect", "positions", "postcompile", "results")
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         self.compiled = compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
