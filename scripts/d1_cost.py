@@ -42,7 +42,8 @@ def backend_cpu(pids: list[int]) -> float:
     return total / TICK
 
 
-async def main(runs: int, rounds: int, only: str | None, profile: str | None = None, show: bool = False, lean: bool = True
+async def main(runs: int, rounds: int, only: str | None, profile: str | None = None, show: bool = False, lean: bool = True,
+    query: str | None = None,
 ) -> None:
     os.environ.setdefault("GROUPGRAPH_LOG_LEVEL", "warning")
     from sqlalchemy import text
@@ -61,7 +62,7 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
     trips.attach(database.engine)
 
     async def call(group_id: int) -> bytes:
-        body = json.dumps({"query": D1, "variables": {"id": gid(group_id)}}).encode()
+        body = json.dumps({"query": query or D1, "variables": {"id": gid(group_id)}}).encode()
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
             "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
@@ -151,5 +152,6 @@ if __name__ == "__main__":
     parser.add_argument("--profile", default=None, help="write cProfile stats to PROFILE-<group>.prof instead")
     parser.add_argument("--show", action="store_true", help="print the statements of one request of each group")
     parser.add_argument("--no-lean", action="store_true", help="every statement through SQLAlchemy (app.store.lean off)")
+    parser.add_argument("--query", default=None, help="another query (its variable: $id), for the request's fixed cost")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean))
+    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean, args.query))
