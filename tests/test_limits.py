@@ -200,3 +200,8 @@ async def test_a_query_text_sent_again_is_checked_against_its_new_variables(site
         assert errors_of(body) == [code] and "data" not in body, body
     body = await site.gql(usage, {"g": group_id, "f": "0999-01-01T00:00:00Z"}, token=token)
     assert errors_of(body) == ["BAD_USER_INPUT"] and "data" not in body, body
+    # the cost rule's walk is remembered per document and integer variables: each answer stays its own
+    for _ in range(2):
+        body = await site.gql(paged, {"n": 1_000_000}, token=token)
+        assert errors_of(body) == ["PAGE_TOO_LARGE"] and "data" not in body, body
+        assert "errors" not in await site.gql(paged, {"n": 5}, token=token)

@@ -15,6 +15,7 @@ value, or the argument's default); under any other list field it is counted ASSU
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -185,6 +186,36 @@ class _Costing:
         return 1 + multiplier * cost, depth + 1, alias + aliases
 
 
+_WALKS: OrderedDict[tuple[Any, ...], tuple[Any, Any, list[Any], list[tuple[FieldNode, int, str]]]] = OrderedDict()
+MAX_WALKS = 256
+
+
+def _walked(
+    context: ValidationContext, variables: dict[str, Any], max_page: int
+) -> tuple[list[Any], list[tuple[FieldNode, int, str]]]:
+    """(operation, cost, depth, aliases) of each operation of the document, and its page-size errors, as
+    `_Costing` finds them; remembered per document (the parser cache gives a query text the same one) and
+    values of the integer variables, the only values the walk reads (`_int_argument`): the dashboard sent again
+    is not walked again."""
+    document = context.document
+    ints = tuple(sorted((k, v) for k, v in variables.items() if isinstance(v, int) and not isinstance(v, bool)))
+    key = (id(context.schema), id(document), max_page, ints)
+    found = _WALKS.get(key)
+    if found is not None and found[0] is document and found[1] is context.schema:
+        _WALKS.move_to_end(key)
+        return found[2], found[3]
+    costing = _Costing(context, variables, max_page)
+    walked = [
+        (d, *costing.walk(d.selection_set, context.schema.get_root_type(d.operation), frozenset()))
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    ]
+    _WALKS[key] = (document, context.schema, walked, costing.page_errors)
+    if len(_WALKS) > MAX_WALKS:
+        _WALKS.popitem(last=False)
+    return walked, costing.page_errors
+
+
 def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationRule]:
     class DepthCostAndPageSize(ValidationRule):
         per_request = True  # depends on the variables: app.runtime.query_cache runs it even for a cached document
@@ -192,12 +223,7 @@ def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationR
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            costing = _Costing(context, variables, settings.max_page_size)
-            walked = [
-                (d, *costing.walk(d.selection_set, context.schema.get_root_type(d.operation), frozenset()))
-                for d in context.document.definitions
-                if isinstance(d, OperationDefinitionNode)
-            ]
+            walked, page_errors = _walked(context, variables, settings.max_page_size)
             aliases = sum(named for _, _, _, named in walked)
             if aliases > settings.max_aliases:
                 context.report_error(
@@ -218,8 +244,8 @@ def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationR
                         )
                     )
                     return
-            if costing.page_errors:  # the page size is the error; the cost it implies is beside the point
-                field, first, argument = costing.page_errors[0]
+            if page_errors:  # the page size is the error; the cost it implies is beside the point
+                field, first, argument = page_errors[0]
                 context.report_error(
                     GraphQLError(
                         f"{argument} must be at most {settings.max_page_size} (got {first}).",
