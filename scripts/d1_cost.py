@@ -2,7 +2,7 @@
 statements, the worker's CPU (time.process_time) and PostgreSQL's CPU (utime + stime of the request's backend,
 from /proc) per request, for the level-5, level-1 and root groups of the seeded bench database.
 
-    .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5] [--show] [--no-lean]
+    .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5] [--show] [--no-lean] [--as-served]
 
 Seed first with `./scripts/bench --preset medium --engine postgres --only D1` (or bench.server.ensure_seeded).
 The server's cost only: a raw ASGI call (middleware, sign-in, Strawberry's view, the response's encoding), no
@@ -43,7 +43,7 @@ def backend_cpu(pids: list[int]) -> float:
 
 
 async def main(runs: int, rounds: int, only: str | None, profile: str | None = None, show: bool = False, lean: bool = True,
-    query: str | None = None,
+    query: str | None = None, served: bool = False,
 ) -> None:
     os.environ.setdefault("GROUPGRAPH_LOG_LEVEL", "warning")
     from sqlalchemy import text
@@ -53,7 +53,7 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
 
     seed = json.loads((CACHE / "viewers-postgres-medium.json").read_text())
     token = seed["viewers"]["admin"]["token"]
-    settings = Settings(database_url=database_url("postgres", "medium"), access_log=False)
+    settings = Settings(database_url=database_url("postgres", "medium"), access_log=served, bench=served)
     app = create_app(settings)
     database = app.state.database
     database.counter.keep = False
@@ -122,6 +122,7 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
     pg: dict[str, list[float]] = {k: [] for k in groups}
     statements: dict[str, int] = {}
     round_trips: dict[str, dict[str, int]] = {}
+    wall: dict[str, list[float]] = {k: [] for k in groups}
     for _ in range(rounds):
         for name, group_id in groups.items():
             database.counter.reset()
@@ -131,7 +132,9 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
             round_trips[name] = trips.as_dict()
             pg_before, started = backend_cpu(pids), time.process_time()
             for _ in range(runs):
+                began = time.perf_counter()
                 await call(group_id)
+                wall[name].append((time.perf_counter() - began) * 1000)
             cpu[name].append((time.process_time() - started) / runs * 1000)
             pg[name].append((backend_cpu(pids) - pg_before) / runs * 1000)
     for name in groups:
@@ -140,7 +143,7 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
             f"({', '.join(f'{c:.2f}' for c in cpu[name])})  PostgreSQL CPU ms {statistics.median(pg[name]):6.2f} "
             f"({', '.join(f'{c:.2f}' for c in pg[name])})"
         )
-        print(f"{name:7s} trips {round_trips[name]}")
+        print(f"{name:7s} trips {round_trips[name]}  wall ms p50 {statistics.median(wall[name]):.2f} (busy machine: indicative)")
     await database.dispose()
 
 
@@ -153,5 +156,7 @@ if __name__ == "__main__":
     parser.add_argument("--show", action="store_true", help="print the statements of one request of each group")
     parser.add_argument("--no-lean", action="store_true", help="every statement through SQLAlchemy (app.store.lean off)")
     parser.add_argument("--query", default=None, help="another query (its variable: $id), for the request's fixed cost")
+    parser.add_argument("--as-served", action="store_true",
+                        help="as the peer bench serves it: the access log on, GROUPGRAPH_BENCH's headers (send stderr away)")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean, args.query))
+    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean, args.query, args.as_served))
