@@ -13,7 +13,20 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, case, func, literal, select, true, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.types import NullType
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -32,7 +45,7 @@ from app.store.models import (
 )
 from dataloaders.batch import Loader
 from dataloaders.courses import CourseLoaders
-from dataloaders.records import ids_in, once_per_dialect
+from dataloaders.records import as_read, ids_in, once_per_dialect
 from dataloaders.store import Store
 
 LEARNER_ROLE = "MEMBER"
@@ -95,14 +108,15 @@ def _cards_of(postgres: bool):  # type: ignore[no-untyped-def]
             select(
                 func.count(sp.viewed_at).label("viewed"), func.count(sp.completed_at).label("completed"),
                 func.sum(sp.points).label("points"),
-                func.array_agg(sp.step_id).filter(sp.points.is_not(None)).label("graded"),
+                # as the driver reads it (a list), without SQLAlchemy's ARRAY result processor
+                type_coerce(func.array_agg(sp.step_id).filter(sp.points.is_not(None)), NullType()).label("graded"),
             )
             .where(sp.user_id == e.user_id, sp.course_id == e.course_id)
             .lateral("progress")
         )
         return (
             select(
-                e.user_id, e.course_id, e.activated_at, e.expires_at, e.completed_at,
+                e.user_id, e.course_id, *[as_read(c, postgres) for c in (e.activated_at, e.expires_at, e.completed_at)],
                 progress.c.viewed, progress.c.completed, progress.c.points, progress.c.graded,
             )
             .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
