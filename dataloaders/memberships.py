@@ -22,7 +22,15 @@ from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import Group, GroupClosure, MemberRollup, Membership, User
 from dataloaders.groups import GroupLoaders
-from dataloaders.records import GroupRecord, MembershipRecord, UserRecord, ids_in, once_per_dialect
+from dataloaders.records import (
+    GroupRecord,
+    MembershipRecord,
+    UserRecord,
+    as_read,
+    columns_as_read,
+    ids_in,
+    once_per_dialect,
+)
 from dataloaders.store import Store
 from dataloaders.users import UserLoaders, name_matches
 
@@ -243,13 +251,16 @@ class MembershipLoaders:
         bound, params, shape = keyset.parametrized(_PAGE_KEYS, window)
         params.update(asked_groups=sorted(set(group_ids)), fetch=window.fetch)
         read = self.store.all
+        postgres = self.store.dialect == "postgresql"
         if everyone and filter.search is None:
-            query = _PAGE_STATEMENTS.get((single, filter, shape))
+            query = _PAGE_STATEMENTS.get((single, filter, shape, postgres))
             if query is None:
-                query = _PAGE_STATEMENTS[(single, filter, shape)] = self._page_statement(single, filter, visible, bound)
+                query = _PAGE_STATEMENTS[(single, filter, shape, postgres)] = self._page_statement(
+                    single, filter, visible, bound, postgres
+                )
             read = self.store.rows  # built once: it may run lean
         else:
-            query = self._page_statement(single, filter, visible, bound)
+            query = self._page_statement(single, filter, visible, bound, postgres)
         pages: dict[int, MemberPage] = defaultdict(list)
         users_at = 2 + MembershipRecord.width
         groups_at = users_at + UserRecord.width
@@ -262,7 +273,7 @@ class MembershipLoaders:
             self.groups.by_id.prime(group.id, group)
         return [pages.get(group_id, []) for group_id in group_ids]
 
-    def _page_statement(self, single: bool, filter: MemberFilter, visible: Visible, window: Window):  # type: ignore[no-untyped-def]
+    def _page_statement(self, single: bool, filter: MemberFilter, visible: Visible, window: Window, postgres: bool = False):  # type: ignore[no-untyped-def]
         """The page's statement for `window` (its cursor's values bind parameters: keyset.parametrized), the
         groups bound as `asked_groups` and the rows to fetch as `fetch`."""
         closure = _CLOSURE
@@ -270,10 +281,16 @@ class MembershipLoaders:
         keys = _PAGE_KEYS
         order = keyset.ordering(keys, window)
         fetch = bindparam("fetch", type_=Integer)
+        # the membership's own columns come out of the ranked rows: joining membership again by id for them
+        # made PostgreSQL hash the whole table (a sequential scan of 20,000 rows for a page of 100)
+        m = Membership.__table__  # type: ignore[attr-defined]
         columns = [
             closure.ancestor_id.label("owner"),
-            Membership.id.label("membership_id"),
             member_user.last_name_normalized.label("sort_name"),
+            *[
+                as_read(m.c[c.key], postgres).label("membership_id" if c.key == "id" else f"membership_{c.key}")
+                for c in MembershipRecord.columns
+            ],
         ]
         if not single:
             columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
@@ -283,13 +300,16 @@ class MembershipLoaders:
         if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
             inner = inner.order_by(*order).limit(fetch)
         ranked = inner.subquery()
-        m, u, g = Membership.__table__, User.__table__, Group.__table__  # type: ignore[attr-defined]
+        u, g = User.__table__, Group.__table__  # type: ignore[attr-defined]
+        membership_columns = [ranked.c["membership_id" if c.key == "id" else f"membership_{c.key}"] for c in MembershipRecord.columns]
         query = (
-            select(ranked.c.owner, ranked.c.sort_name, *MembershipRecord.columns, *UserRecord.columns, *GroupRecord.columns)
+            select(
+                ranked.c.owner, ranked.c.sort_name, *membership_columns, *columns_as_read(UserRecord, postgres),
+                *columns_as_read(GroupRecord, postgres),
+            )
             .select_from(ranked)
-            .join(m, m.c.id == ranked.c.membership_id)
-            .join(u, u.c.id == m.c.user_id)
-            .join(g, g.c.id == m.c.group_id)
+            .join(u, u.c.id == ranked.c.membership_user_id)
+            .join(g, g.c.id == ranked.c.membership_group_id)
         )
         outer = keyset.ordering((Key(ranked.c.sort_name), Key(ranked.c.membership_id)), window)
         if single:

@@ -13,7 +13,20 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, case, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.types import NullType
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -31,7 +44,8 @@ from app.store.models import (
     Usage,
 )
 from dataloaders.batch import Loader
-from dataloaders.records import ids_in, once_per_dialect
+from dataloaders.courses import CourseLoaders
+from dataloaders.records import as_read, ids_in, once_per_dialect
 from dataloaders.store import Store
 
 LEARNER_ROLE = "MEMBER"
@@ -40,9 +54,11 @@ LEARNER_ROLE = "MEMBER"
 Visible = Callable[[Any, Any], ColumnElement[bool]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Card:
-    """One enrollment with its aggregates (counts of steps viewed/completed, points earned/available)."""
+    """One enrollment with its aggregates (counts of steps viewed/completed, points earned/available). Not
+    frozen: a frozen dataclass sets each field through object.__setattr__ (1.2 us a card against 0.3), and a
+    page of 500 learners reads ~1,000 cards; nothing changes one after the loader made it."""
 
     user_id: int
     course_id: int
@@ -84,7 +100,31 @@ ACTIVITY_ORDER = (Key(ActivityEvent.occurred_at, descending=True), Key(ActivityE
 
 @once_per_dialect
 def _cards_of(postgres: bool):  # type: ignore[no-untyped-def]
+    """PostgreSQL: per enrollment, a LATERAL aggregate over its step_progress rows, with the ids of the graded
+    steps (points not null) whose points available the catalogue adds up (dataloaders.courses); a page of 100
+    learners: 0.9 ms against 3.3 for a GROUP BY joining step (EXPLAIN ANALYZE, bench medium). SQLite has no
+    LATERAL: one GROUP BY, the points available summed from step."""
     e, sp, s = Enrollment.__table__.c, StepProgress.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+    if postgres:
+        progress = (
+            select(
+                func.count(sp.viewed_at).label("viewed"), func.count(sp.completed_at).label("completed"),
+                func.sum(sp.points).label("points"),
+                # as the driver reads it (a list), without SQLAlchemy's ARRAY result processor
+                type_coerce(func.array_agg(sp.step_id).filter(sp.points.is_not(None)), NullType()).label("graded"),
+            )
+            .where(sp.user_id == e.user_id, sp.course_id == e.course_id)
+            .lateral("progress")
+        )
+        return (
+            select(
+                e.user_id, e.course_id, *[as_read(c, postgres) for c in (e.activated_at, e.expires_at, e.completed_at)],
+                progress.c.viewed, progress.c.completed, progress.c.points, progress.c.graded,
+            )
+            .select_from(Enrollment.__table__)  # type: ignore[attr-defined]
+            .join(progress, true())
+            .where(ids_in(e.user_id, postgres))
+        )
     graded = case((sp.points.is_not(None), s.max_points))
     return (
         select(
@@ -140,8 +180,9 @@ def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
 
 
 class ProgressLoaders:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, courses: CourseLoaders | None = None) -> None:
         self.store = store
+        self.courses = courses if courses is not None else CourseLoaders(store)
         self.cards = Loader(self._cards)
         self.step_records = DataLoader(load_fn=self._step_records)
         self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
@@ -159,8 +200,21 @@ class ProgressLoaders:
         14 ms vs 32 ms (bench medium data); SQLite 4 vs 10 ms (bench medium), 27 vs 35 ms (20 sparse courses
         each), 39 vs 62 ms (20 courses of 10 steps, every step done): GROUP BY on both engines."""
         cards: dict[int, list[Card]] = defaultdict(list)
-        for row in await self.store.rows(_cards_of(self.postgres), {"ids": sorted(set(user_ids))}):
-            cards[row[0]].append(Card(*row[:5], int(row[5] or 0), int(row[6] or 0), row[7], row[8]))  # type: ignore[arg-type]
+        rows = await self.store.rows(_cards_of(self.postgres), {"ids": sorted(set(user_ids))})
+        if self.postgres and rows:  # the points available of the graded steps, from the catalogue
+            steps = (await self.courses.catalogue()).steps
+            for user_id, course_id, activated_at, expires_at, completed_at, viewed, completed, points, graded in rows:
+                available = None
+                for step_id in graded or ():
+                    step = steps.get(step_id)
+                    if step is not None and step.max_points is not None:
+                        available = step.max_points + (available or 0)
+                cards[user_id].append(
+                    Card(user_id, course_id, activated_at, expires_at, completed_at, viewed, completed, points, available)
+                )
+        else:
+            for row in rows:
+                cards[row[0]].append(Card(*row[:5], int(row[5] or 0), int(row[6] or 0), row[7], row[8]))  # type: ignore[arg-type]
         return [cards.get(u, []) for u in user_ids]
 
     async def _step_records(self, user_ids: Sequence[int]) -> list[dict[int, StepRecord]]:

@@ -12,7 +12,7 @@ from dataclasses import make_dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Executable, any_, bindparam
+from sqlalchemy import ARRAY, ColumnElement, DateTime, Executable, TypeDecorator, any_, bindparam, type_coerce
 
 from app.store.models import Course, Group, Membership, Step, User
 
@@ -32,6 +32,24 @@ GroupRecord = record_type(Group, "GroupRecord")
 MembershipRecord = record_type(Membership, "MembershipRecord")
 CourseRecord = record_type(Course, "CourseRecord")
 CourseStepRecord = record_type(Step, "CourseStepRecord")
+
+
+_AS_READ = DateTime(timezone=True)
+
+
+def as_read(column: Any, postgres: bool) -> Any:
+    """The column as the driver reads it. asyncpg reads `timestamptz` as datetimes in UTC already, so on
+    PostgreSQL an aware-datetime column's result processor (`astimezone(UTC)` again, ~0.25 us a value; a page
+    of 500 learners with their cards reads ~5,500 of them) is left out; elsewhere the column itself."""
+    kind = column.type
+    if postgres and isinstance(kind, TypeDecorator) and isinstance(kind.impl, DateTime) and kind.impl.timezone:
+        return type_coerce(column, _AS_READ).label(column.key)
+    return column
+
+
+def columns_as_read(cls: Any, postgres: bool) -> list[Any]:
+    """A record type's columns, `as_read`."""
+    return [as_read(c, postgres) for c in cls.columns]
 
 
 def ids_in(column: Any, postgres: bool, name: str = "ids") -> ColumnElement[bool]:

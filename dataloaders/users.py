@@ -14,7 +14,7 @@ from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, User, fold
 from dataloaders.batch import Loader
-from dataloaders.records import UserRecord, ids_in, once_per_dialect, records
+from dataloaders.records import UserRecord, columns_as_read, ids_in, once_per_dialect, records
 from dataloaders.store import Store
 
 
@@ -39,7 +39,7 @@ def own_groups_of(memberships: Iterable[tuple[int, int, str]], user_ids: Iterabl
 
 @once_per_dialect
 def _users_by_id(postgres: bool):  # type: ignore[no-untyped-def]
-    return select(*UserRecord.columns).where(ids_in(User.__table__.c.id, postgres))  # type: ignore[attr-defined]
+    return select(*columns_as_read(UserRecord, postgres)).where(ids_in(User.__table__.c.id, postgres))  # type: ignore[attr-defined]
 
 
 @once_per_dialect

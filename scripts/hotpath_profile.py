@@ -1,7 +1,7 @@
 """In-process cost of the dashboard and members-page queries on a seeded bench database: SQL statements,
 cProfile function calls and CPU ms (time.process_time) per request, as the site admin.
 
-    .venv/bin/python scripts/hotpath_profile.py [--engine postgres] [--preset medium] [--runs 30] [--no-gc]
+    .venv/bin/python scripts/hotpath_profile.py [--engine postgres] [--preset medium] [--runs 30] [--no-gc] [--freeze]
 
 Seed first with `./scripts/bench --preset medium --engine postgres --only D1` (or bench.server.ensure_seeded).
 """
@@ -37,12 +37,15 @@ def scenarios(groups: dict[str, int]) -> list[tuple[str, str, dict[str, Any]]]:
     members = (QUERIES / "gg_members.graphql").read_text()
     return [
         ("d1-level5", d1, {"id": to_global_id("Group", groups["level5"])}),
+        ("d1-root", d1, {"id": to_global_id("Group", groups["root"])}),
         ("members100", members, {"id": to_global_id("Group", groups["level1"]), "first": 100}),
         ("members500", members, {"id": to_global_id("Group", groups["level1"]), "first": 500}),
     ]
 
 
-async def main(engine: str, preset: str, runs: int, profile_out: str | None, only: str | None = None) -> None:
+async def main(
+    engine: str, preset: str, runs: int, profile_out: str | None, only: str | None = None, freeze: bool = False
+) -> None:
     from app.context import Context
     from app.schema import build_schema
     from app.services.auth import authenticate
@@ -70,6 +73,9 @@ async def main(engine: str, preset: str, runs: int, profile_out: str | None, onl
             continue
         for _ in range(3):
             await once(query, variables)
+        if freeze:  # as `groupgraph serve` does after start-up: the collector skips what exists now
+            gc.collect()
+            gc.freeze()
         database.counter.reset()
         database.counter.keep = True
         await once(query, variables)
@@ -99,6 +105,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-gc", action="store_true", help="measure with the cyclic GC off (its share of the CPU)")
     parser.add_argument("--only", default=None, help="one scenario")
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() after the warm-up, as the server does")
     parser.add_argument("--ordinary-fields", action="store_true", help="without app.runtime.plain_fields and app.runtime.subtrees")
     parser.add_argument("--profile", default=None, help="write cProfile stats to PREFIX-<scenario>.prof")
     args = parser.parse_args()
@@ -109,4 +116,4 @@ if __name__ == "__main__":
 
         plain_fields.plain_leaf = lambda _field: None  # type: ignore[assignment]
         subtrees.ENABLED = False
-    asyncio.run(main(args.engine, args.preset, args.runs, args.profile, args.only))
+    asyncio.run(main(args.engine, args.preset, args.runs, args.profile, args.only, args.freeze))

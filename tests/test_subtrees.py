@@ -4,6 +4,7 @@ fragments, directives and `__typename`; and the short cut is really taken."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -197,3 +198,53 @@ async def test_errors_awaitables_and_nulls_go_the_ordinary_way(query: str, title
     assert ("boom" in titles or "long" in titles or "fives" in titles) == bool(answers[0][1]), answers
     tried = {k: subtrees.COUNTS[k] - before[k] for k in before}
     assert tried[expect] >= 1, tried
+
+
+# --- the built-in scalars written out inline: the same answers as their coercions ---------------------------
+
+
+class Label(str):
+    pass
+
+
+@strawberry.type
+class Measure:
+    ratio: float | None
+    count: int | None
+    label: str | None
+    flag: bool | None
+
+
+MEASURES = {
+    "plain": [(0.5, 3, "a", True), (-0.0, -2147483648, "", False), (1e300, 2147483647, "é", None)],
+    "coerced": [(3, True, Label("x"), True), (True, 7, "y", False)],  # ints as floats, bools as ints, a str subclass
+    "refused": [(float("inf"), 1, "a", True), (float("nan"), 1, "a", True), (0.5, 2147483648, "a", True),
+                (0.5, -2147483649, "a", True)],
+}
+
+
+@strawberry.type
+class Measures:
+    measures: list[Measure]
+
+
+@strawberry.type
+class MeasureQuery:
+    @strawberry.field
+    def box(self, kind: str) -> Measures:
+        return Measures(measures=[Measure(ratio=r, count=c, label=label, flag=f) for r, c, label, f in MEASURES[kind]])
+
+
+@pytest.mark.parametrize("kind", sorted(MEASURES))
+async def test_scalars_written_inline_answer_as_their_coercions(kind: str) -> None:
+    document = "query($k: String!) { box(kind: $k) { measures { ratio count label flag } } }"
+    answers = []
+    before = dict(subtrees.COUNTS)
+    for context_class in (PlainFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(query=MeasureQuery, execution_context_class=context_class)
+        result = await schema.execute(document, variable_values={"k": kind})
+        answers.append((json.dumps(result.data), [(e.message, e.path) for e in result.errors or []]))
+    assert answers[0] == answers[1]
+    assert bool(answers[0][1]) == (kind == "refused"), answers
+    tried = {k: subtrees.COUNTS[k] - before[k] for k in before}
+    assert tried["abandoned" if kind == "refused" else "completed"] >= 1, tried

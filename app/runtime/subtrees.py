@@ -29,11 +29,15 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLString,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -52,6 +56,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # instance attribute named __await__ is not looked for)
 _SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID}
 _UNSETTLED: set[type] = set()
+# the built-in scalars' coercion of their own Python type, written inline into the plans: the value itself
+# (graphql-core's serializers return it unchanged: a finite float, a 32-bit int, a str, a bool)
+_SAME = {
+    id(GraphQLFloat): "type(v) is float and v - v == 0.0",
+    id(GraphQLInt): "type(v) is int and -2147483648 <= v <= 2147483647",
+    id(GraphQLString): "type(v) is str",
+    id(GraphQLBoolean): "type(v) is bool",
+}
 
 
 def side_effect_free(method: F) -> F:
@@ -426,7 +438,9 @@ class SubtreePlans:
             attribute = field_facts(self.execution.schema, field_def)[0]
             leaf_type = field_def.type.of_type if is_non_null_type(field_def.type) else field_def.type
             if attribute is not None and is_leaf_type(leaf_type):
-                entries.append((1, response_key, attribute, (leaf_type.coerce_output_value, is_non_null_type(field_def.type))))
+                entries.append((1, response_key, attribute, (
+                    leaf_type.coerce_output_value, is_non_null_type(field_def.type), _SAME.get(id(leaf_type))
+                )))
                 continue
             runner = self.field_runner(self.execution, kind, sub_details)
             if runner is None:
@@ -434,7 +448,7 @@ class SubtreePlans:
             entries.append((2, response_key, runner, None))
         shape = tuple(
             (which, response_key, what if which == 1 else None, bool(leaf and leaf[1]) or (
-                which == 2 and _is_path_free(what)))
+                which == 2 and _is_path_free(what)), leaf[2] if leaf else None)
             for which, response_key, what, leaf in entries
         )
         parts = [what if which != 1 else leaf[0] for which, _key, what, leaf in entries]
@@ -496,17 +510,18 @@ def _settle(kind: type) -> None:
 _FACTORIES: dict[tuple[Any, ...], Any] = {}
 
 
-def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
+def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ...]) -> Any:
     """A function completing an object for a selection of this shape, written out field by field (a loop
     over the entries costs twice as much per object): `shape` holds, per response key, its kind (0:
     `__typename`, 1: a plain leaf attribute, 2: anything else), the key, the leaf's attribute, and a flag:
-    the leaf is non-null, or the field needs no path. Compiled once per shape for the process; the request's parts (coercions, field runners, the
-    type name) are bound when it is called."""
+    the leaf is non-null, or the field needs no path; and for a built-in scalar the test under which its
+    coercion returns the value itself (`_SAME`). Compiled once per shape for the process; the request's parts
+    (coercions, field runners, the type name) are bound when it is called."""
     factory = _FACTORIES.get(shape)
     if factory is not None:
         return factory
     body = ["    def plan(source, path):", "        out = {}"]
-    for n, (which, response_key, attribute, flag) in enumerate(shape):
+    for n, (which, response_key, attribute, flag, same) in enumerate(shape):
         key = repr(response_key)
         if which == 0:
             body.append(f"        out[{key}] = part_{n}")
@@ -519,6 +534,10 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool], ...]) -> Any:
                 f"        v = {read}",
                 "        if v is None:",
                 "            raise ABANDON" if flag else f"            out[{key}] = None",
+            ]
+            if same is not None:
+                body += [f"        elif {same}:", f"            out[{key}] = v"]
+            body += [
                 "        else:",
                 "            if type(v) not in SETTLED:",
                 "                refuse(v, is_awaitable)",
