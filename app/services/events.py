@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import ARRAY, Integer, any_, bindparam, select
 from sqlalchemy import event as sql_event
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -44,7 +44,6 @@ from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
 from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
-from app.store.bulk import one_of
 from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, User
 from dataloaders.loaders import Loaders
@@ -492,14 +491,10 @@ class Broker:
         loaders get them here rather than in statements of their own."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
         own: list[tuple[int, int, str]] = []
-        rows = await loaders.store.all(
-            select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
-                   GroupClosure.depth, Membership.role, Group, User)
-            .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
-            .join(Group, Group.id == GroupClosure.ancestor_id)
-            .join(User, User.id == Membership.user_id)
-            .where(one_of(self.postgres, Membership.user_id, sorted(user_ids)), Membership.ended_at.is_(None))
-        )
+        if self.postgres:  # one statement built once, the learners an array
+            rows = await loaders.store.all(_ROUTING_POSTGRES, {"learners": sorted(user_ids)})
+        else:
+            rows = await loaders.store.all(_ROUTING.where(Membership.user_id.in_(sorted(user_ids))))
         followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
         for user_id, group_id, on_consent, depth, role, group, user in rows:
             out[user_id].add((group_id, bool(on_consent)))
@@ -576,6 +571,20 @@ class Broker:
         await self._drop_connection()
         if self._reading is not None:
             await self._reading.dispose()
+
+
+# The routing's rows: each learner's current memberships, every group whose subtree holds them (the
+# ancestors, with the depth), whether the placement rests on a consent, and the group's and learner's rows.
+_ROUTING = (
+    select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
+           GroupClosure.depth, Membership.role, Group, User)
+    .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
+    .join(Group, Group.id == GroupClosure.ancestor_id)
+    .join(User, User.id == Membership.user_id)
+    .where(Membership.ended_at.is_(None))
+)
+# PostgreSQL: built once (parameter `learners`, an array): building it per batch cost more than its round trip
+_ROUTING_POSTGRES = _ROUTING.where(Membership.user_id == any_(bindparam("learners", type_=ARRAY(Integer))))
 
 
 def _finish_all(deliveries: list[Delivery]) -> None:
