@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, tuple_, update
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, BadInput
@@ -171,6 +171,10 @@ def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Pro
     return events
 
 
+_STEPS = select(Step.id, Step.course_id, Step.kind, Step.max_points)
+_STEPS_POSTGRES = _STEPS.where(Step.id == any_(bindparam("steps", type_=ARRAY(Integer))))  # built once
+
+
 async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]:
     """Existing users, steps (id -> course, kind, max points), courses, and (user, course) enrollments. A user
     with an enrollment exists (its foreign key): only the users of the other events are looked up, so a batch
@@ -179,9 +183,11 @@ async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int]
     steps: dict[int, tuple[int, str, int | None]] = {}
     courses: set[int] = set()
     for chunk in value_chunks(postgres, (e.step_id for e in events if e.step_id is not None)):
-        for step_id, course_id, kind, max_points in await session.execute(
-            select(Step.id, Step.course_id, Step.kind, Step.max_points).where(one_of(postgres, Step.id, chunk))
-        ):
+        found = (
+            await session.execute(_STEPS_POSTGRES, {"steps": chunk}) if postgres
+            else await session.execute(_STEPS.where(Step.id.in_(chunk)))
+        )
+        for step_id, course_id, kind, max_points in found:
             steps[step_id] = (course_id, kind, max_points)
     for chunk in value_chunks(postgres, (e.course_id for e in events if e.course_id is not None)):
         courses.update(await session.scalars(select(Course.id).where(one_of(postgres, Course.id, chunk))))
@@ -237,7 +243,7 @@ async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> l
     if is_postgres(session):
         returned = await insert_rows(
             session, table, ["key", "user_id", "created_at"], [(k, unique[k].user_id, now) for k in keys],
-            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key),
+            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key), key="fresh",
         )
         new = {row[0] for row in returned}
     else:
@@ -290,7 +296,7 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
 
     await insert_rows(
         session, sp_table, ["user_id", "step_id", "course_id", "viewed_at", "completed_at", "points"],
-        [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()], upsert_progress,
+        [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()], upsert_progress, key="progress",
     )
 
     activity: list[tuple[Any, ...]] = []
@@ -325,6 +331,7 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
     await insert_rows(
         session, usage, ["user_id", "day", "minutes"], [(u, d, m) for (u, d), m in minutes.items()],
         lambda s: s.on_conflict_do_update(index_elements=["user_id", "day"], set_={"minutes": usage.c.minutes + s.excluded.minutes}),
+        key="usage",
     )
 
     # enrollments whose every step is now completed (courses with no steps never complete)
