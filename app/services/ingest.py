@@ -90,6 +90,9 @@ class Outcome:
     repeated: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)  # the ones applied (live updates announce them)
+    # (user, step) -> the id of the latest submission this batch made there (PostgreSQL: from RETURNING; live
+    # updates announce it, so that a delivery need not look it up)
+    submitted: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 class Problems:
@@ -169,6 +172,11 @@ def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Pro
                       item.minutes if kind == "USAGE" else None, item.points)
             )
     return events
+
+
+def _returning_submissions(statement: Any) -> Any:
+    c = statement.table.c
+    return statement.returning(c.id, c.user_id, c.step_id, c.submitted_at)
 
 
 _STEPS = select(Step.id, Step.course_id, Step.kind, Step.max_points)
@@ -261,7 +269,10 @@ def _earliest(current: datetime | None, candidate: datetime) -> datetime:
     return candidate if current is None or candidate < current else current
 
 
-async def apply(session: AsyncSession, events: list[Event], now: datetime) -> None:
+async def apply(
+    session: AsyncSession, events: list[Event], now: datetime, submitted: dict[tuple[int, int], int] | None = None
+) -> None:
+    """Apply the fresh events; on PostgreSQL `submitted` gets the id of the latest submission per (user, step)."""
     postgres = is_postgres(session)
     sp_table = StepProgress.__table__  # type: ignore[attr-defined]
     # one row per (user, step): first view (any step event counts as a view), first completion, latest points
@@ -314,10 +325,13 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
             activity.append((e.user_id, "DISCUSSION_POST", e.at, e.course_id, e.step_id, e.body))
     activity.extend((e.user_id, "STEP_COMPLETED", e.at, e.course_id, e.step_id, None) for e in first_completion.values())
     activity.sort(key=lambda row: row[2])
-    await insert_rows(
+    made = await insert_rows(
         session, Submission.__table__, ["user_id", "step_id", "course_id", "body", "submitted_at", "status"],  # type: ignore[attr-defined]
-        submissions,
+        submissions, _returning_submissions if postgres else None, key="returning",
     )
+    if submitted is not None:  # the latest per (user, step): submitted_at, then id
+        for submission_id, user_id, step_id, _at in sorted(made, key=lambda r: (r[3], r[0])):
+            submitted[(user_id, step_id)] = submission_id
     await insert_rows(
         session, ActivityEvent.__table__, ["user_id", "kind", "occurred_at", "course_id", "step_id", "body"],  # type: ignore[attr-defined]
         activity,
@@ -363,8 +377,11 @@ async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, ske
     validate(events, users, steps, courses, enrolled, problems)
     problems.raise_if_any(len(raw))
     fresh = await _fresh(session, events, now)
-    await apply(session, fresh, now)
+    submitted: dict[tuple[int, int], int] = {}
+    await apply(session, fresh, now, submitted)
     counts: dict[str, int] = defaultdict(int)
     for e in fresh:
         counts[e.kind] += 1
-    return Outcome(applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts), events=fresh)
+    return Outcome(
+        applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts), events=fresh, submitted=submitted
+    )
