@@ -12,15 +12,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, case, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, BadInput
 from app.runtime.ids import require_id
 from app.store.bulk import (
     PAIRS_CHUNK,
+    ROWS_CHUNK,
     chunks,
     existing_pairs,
     insert_rows,
@@ -174,6 +177,44 @@ def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Pro
     return events
 
 
+_PROGRESS_COLUMNS = ("user_id", "step_id", "course_id", "viewed_at", "completed_at", "points")
+_SUBMISSION_COLUMNS = ("user_id", "step_id", "course_id", "body", "submitted_at", "status")
+_ACTIVITY_COLUMNS = ("user_id", "kind", "occurred_at", "course_id", "step_id", "body")
+
+
+def _earliest_of(column: Any, new: Any) -> Any:
+    return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
+
+
+def _upsert_progress(statement: Any) -> Any:
+    """One row per (user, step): the earliest view and completion, the latest points."""
+    x, c = statement.excluded, StepProgress.__table__.c  # type: ignore[attr-defined]
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "step_id"],
+        set_={
+            "viewed_at": _earliest_of(c.viewed_at, x.viewed_at),
+            "completed_at": _earliest_of(c.completed_at, x.completed_at),
+            "points": func.coalesce(x.points, c.points),
+        },
+    )
+
+
+@cache
+def _rows_statement() -> Any:
+    """PostgreSQL, built once: the step progress upsert and the activity insert as data-modifying CTEs of the
+    submissions' insert (RETURNING the new submissions); each table's rows are arrays, a column each (p0..,
+    s0.., a0..; empty arrays insert nothing). No trigger of one of these tables reads another of them."""
+
+    def unnested(prefix: str, table: Any, names: tuple[str, ...]) -> Any:
+        return select(*[func.unnest(bindparam(f"{prefix}{i}", type_=ARRAY(table.c[n].type))) for i, n in enumerate(names)])
+
+    progress, submission, activity = (StepProgress.__table__, Submission.__table__, ActivityEvent.__table__)  # type: ignore[attr-defined]
+    upsert = _upsert_progress(postgresql.insert(progress).from_select(list(_PROGRESS_COLUMNS), unnested("p", progress, _PROGRESS_COLUMNS)))
+    logged = postgresql.insert(activity).from_select(list(_ACTIVITY_COLUMNS), unnested("a", activity, _ACTIVITY_COLUMNS))
+    submitted = postgresql.insert(submission).from_select(list(_SUBMISSION_COLUMNS), unnested("s", submission, _SUBMISSION_COLUMNS))
+    return _returning_submissions(submitted).add_cte(upsert.cte("progress"), logged.cte("activity"))
+
+
 def _returning_submissions(statement: Any) -> Any:
     c = statement.table.c
     return statement.returning(c.id, c.user_id, c.step_id, c.submitted_at)
@@ -291,24 +332,7 @@ async def apply(
         session, sp_table.c.user_id, sp_table.c.step_id, completions, sp_table.c.completed_at.is_not(None)
     )
 
-    def earliest_of(column: Any, new: Any) -> Any:
-        return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
-
-    def upsert_progress(statement: Any) -> Any:
-        x, c = statement.excluded, sp_table.c
-        return statement.on_conflict_do_update(
-            index_elements=["user_id", "step_id"],
-            set_={
-                "viewed_at": earliest_of(c.viewed_at, x.viewed_at),
-                "completed_at": earliest_of(c.completed_at, x.completed_at),
-                "points": func.coalesce(x.points, c.points),
-            },
-        )
-
-    await insert_rows(
-        session, sp_table, ["user_id", "step_id", "course_id", "viewed_at", "completed_at", "points"],
-        [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()], upsert_progress, key="progress",
-    )
+    progress_rows = [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()]
 
     activity: list[tuple[Any, ...]] = []
     submissions: list[tuple[Any, ...]] = []
@@ -325,17 +349,21 @@ async def apply(
             activity.append((e.user_id, "DISCUSSION_POST", e.at, e.course_id, e.step_id, e.body))
     activity.extend((e.user_id, "STEP_COMPLETED", e.at, e.course_id, e.step_id, None) for e in first_completion.values())
     activity.sort(key=lambda row: row[2])
-    made = await insert_rows(
-        session, Submission.__table__, ["user_id", "step_id", "course_id", "body", "submitted_at", "status"],  # type: ignore[attr-defined]
-        submissions, _returning_submissions if postgres else None, key="returning",
-    )
+    if postgres and max(len(progress_rows), len(submissions), len(activity)) <= ROWS_CHUNK:
+        # the three inserts in one statement (two of them data-modifying CTEs): one round trip, not three
+        params: dict[str, Any] = {}
+        for prefix, names, rows in (("p", _PROGRESS_COLUMNS, progress_rows), ("s", _SUBMISSION_COLUMNS, submissions),
+                                    ("a", _ACTIVITY_COLUMNS, activity)):
+            params.update({f"{prefix}{i}": [r[i] for r in rows] for i in range(len(names))})
+        made = list(await session.execute(_rows_statement(), params))
+    else:
+        await insert_rows(session, sp_table, _PROGRESS_COLUMNS, progress_rows, _upsert_progress, key="progress")
+        made = await insert_rows(session, Submission.__table__, _SUBMISSION_COLUMNS, submissions,  # type: ignore[attr-defined]
+                                 _returning_submissions if postgres else None, key="returning")
+        await insert_rows(session, ActivityEvent.__table__, _ACTIVITY_COLUMNS, activity)  # type: ignore[attr-defined]
     if submitted is not None:  # the latest per (user, step): submitted_at, then id
         for submission_id, user_id, step_id, _at in sorted(made, key=lambda r: (r[3], r[0])):
             submitted[(user_id, step_id)] = submission_id
-    await insert_rows(
-        session, ActivityEvent.__table__, ["user_id", "kind", "occurred_at", "course_id", "step_id", "body"],  # type: ignore[attr-defined]
-        activity,
-    )
 
     minutes: dict[tuple[int, Any], int] = defaultdict(int)
     for e in events:
