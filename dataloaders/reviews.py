@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, and_, bindparam, func, literal, or_, select, union_all
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, func, literal, or_, select, union_all
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -128,8 +129,9 @@ class ReviewLoaders:
         counts = {user_id: int(n) for user_id, n in rows}
         return [counts.get(u, 0) for u in user_ids]
 
+    @staticmethod
     def _queue_filter(  # type: ignore[no-untyped-def]
-        self, group_id: int, viewer_id: int | None, status: str = NEEDS_REVIEW, user_id: int | None = None
+        group_id: int, viewer_id: int | None, status: str = NEEDS_REVIEW, user_id: int | None = None
     ):
         """Submissions (of `status`) of users with an own (not consent-based), not ended membership in the
         group's subtree, the viewer's own work left out; `user_id` narrows it to one of them."""
@@ -174,12 +176,8 @@ class ReviewLoaders:
         pairs = list(dict.fromkeys(keys))
         found: dict[tuple[int, int | None], int] = {}
         if self.store.dialect == "postgresql":  # one text whatever the number of pairs (one prepared statement)
-            asked = select(
-                func.unnest(bindparam("groups", [g for g, _ in pairs], type_=ARRAY(Integer))).label("g"),
-                func.unnest(bindparam("viewers", [v or 0 for _, v in pairs], type_=ARRAY(Integer))).label("v"),
-            ).subquery("asked")
-            count = select(func.count()).select_from(Submission).where(self._queue_filter(asked.c.g, asked.c.v))
-            for g, v, n in await self.store.all(select(asked.c.g, asked.c.v, count.scalar_subquery())):
+            params = {"groups": [g for g, _ in pairs], "viewers": [v or 0 for _, v in pairs]}
+            for g, v, n in await self.store.all(_queue_counts_statement(), params):
                 found[(g, v or None)] = int(n)
             return [found.get(k, 0) for k in keys]
         for start in range(0, len(pairs), 200):
@@ -203,14 +201,37 @@ class ReviewLoaders:
     async def _latest_on_steps(self, keys: Sequence[tuple[int, int]]) -> list[Submission | None]:
         """(learner, step) -> the latest submission: one statement for the batch (the learners' submissions on
         those steps, newest first; the first of each pair wins)."""
-        postgres = self.store.dialect == "postgresql"
-        rows = await self.store.scalars(
-            select(Submission)
-            .where(one_of(postgres, Submission.user_id, sorted({u for u, _ in keys})),
-                   one_of(postgres, Submission.step_id, sorted({s for _, s in keys})))
-            .order_by(Submission.submitted_at.desc(), Submission.id.desc())
-        )
+        users, steps = sorted({u for u, _ in keys}), sorted({s for _, s in keys})
+        if self.store.dialect == "postgresql":
+            rows = await self.store.scalars(_LATEST_ON_STEPS, {"users": users, "steps": steps})
+        else:
+            rows = await self.store.scalars(
+                select(Submission).where(Submission.user_id.in_(users), Submission.step_id.in_(steps)).order_by(*_NEWEST)
+            )
         latest: dict[tuple[int, int], Submission] = {}
         for row in rows:
             latest.setdefault((row.user_id, row.step_id), row)
         return [latest.get(k) for k in keys]
+
+
+_NEWEST = (Submission.submitted_at.desc(), Submission.id.desc())
+# PostgreSQL: the learners' submissions on the steps, newest first (parameters `users` and `steps`, arrays),
+# built once: a statement built per call cost SQLAlchemy more than its round trip
+_LATEST_ON_STEPS = (
+    select(Submission)
+    .where(Submission.user_id == any_(bindparam("users", type_=ARRAY(Integer))),
+           Submission.step_id == any_(bindparam("steps", type_=ARRAY(Integer))))
+    .order_by(*_NEWEST)
+)
+
+
+@cache
+def _queue_counts_statement() -> Any:
+    """PostgreSQL: (group, viewer, count) for each pair of the arrays `groups` and `viewers` (0: no viewer),
+    built once."""
+    asked = select(
+        func.unnest(bindparam("groups", type_=ARRAY(Integer))).label("g"),
+        func.unnest(bindparam("viewers", type_=ARRAY(Integer))).label("v"),
+    ).subquery("asked")
+    count = select(func.count()).select_from(Submission).where(ReviewLoaders._queue_filter(asked.c.g, asked.c.v))
+    return select(asked.c.g, asked.c.v, count.scalar_subquery())

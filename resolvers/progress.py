@@ -364,7 +364,8 @@ class ProgressMutations:
             for e in outcome.events:
                 if e.kind == "SUBMITTED" and (0, e.user_id, e.step_id) not in announced:
                     announced.add((0, e.user_id, e.step_id))  # type: ignore[arg-type]
-                    ctx.store.publish(review_changed(e.user_id, step_id=e.step_id))
+                    made = outcome.submitted.get((e.user_id, e.step_id))  # type: ignore[arg-type]
+                    ctx.store.publish(review_changed(e.user_id, made, None if made is not None else e.step_id))
                 if e.kind in ("VIEWED", "COMPLETED", "SUBMITTED") and (1, e.user_id, e.course_id) not in announced:
                     announced.add((1, e.user_id, e.course_id))  # type: ignore[arg-type]
                     ctx.store.publish(progress_changed(e.user_id, e.course_id))  # type: ignore[arg-type]

@@ -390,10 +390,13 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
     broker = app.state.broker
 
     async def submit(learners: list[int]) -> list[dict[str, Any]]:
+        """As recordProgress announces them on PostgreSQL: the learner and the new submission's id."""
         async with writer.transaction() as session:
-            session.add_all([Submission(user_id=data["learners"][i], step_id=data["step_id"], course_id=data["course_id"],
-                                        body="essay") for i in learners])
-        return [review_changed(data["learners"][i], step_id=data["step_id"]) for i in learners]
+            rows = [Submission(user_id=data["learners"][i], step_id=data["step_id"], course_id=data["course_id"],
+                               body="essay") for i in learners]
+            session.add_all(rows)
+            await session.flush()
+        return [review_changed(row.user_id, row.id) for row in rows]  # type: ignore[arg-type]
 
     async def deliver(learners: list[int], receivers: list[Socket]) -> tuple[int, float, float]:
         events = await submit(learners)

@@ -172,6 +172,41 @@ async def test_one_batch_decides_each_subscriber_on_their_own_sign_in_and_reach(
         await sock.close()
 
 
+@pytest.mark.engines("postgres")
+async def test_a_submission_names_its_row_and_its_delivery_costs_three_statements(site: Site) -> None:
+    """On PostgreSQL recordProgress announces the new submission's id (from its INSERT's RETURNING), and the
+    routing statement reads that row with the learner's groups: a lone delivery costs the routing, the
+    subscriber's sign-in and Reach, and the red-dot count, and the submission it carries is the new one."""
+    room = await school(site)
+    sock = await connect(site, await site.token(room["mentor"]))
+    red_dot = "subscription($g: ID!) { reviewQueueChanged(groupId: $g) { pendingCount submission { id body user { firstName } } } }"
+    sock.subscribe("1", red_dot, {"g": gid("Group", room["class"])})
+    assert (await sock.next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 0
+    broker = site.app.state.broker
+    heard: list[dict[str, Any]] = []
+    publish = broker.publish
+
+    async def spy(events: list[dict[str, Any]]) -> None:
+        heard.extend(events)
+        await publish(events)
+
+    site.database.after_commit = spy
+    body = await record(site, room["admin"], [event(room["learner"], "SUBMITTED", room["course"]["steps"][1], body="mine")])
+    assert body == {"data": {"recordProgress": 1}}, body
+    change = (await sock.next("1"))["data"]["reviewQueueChanged"]
+    assert (change["pendingCount"], change["submission"]["body"]) == (1, "mine")
+    review = next(e for e in heard if e["k"] == "review")
+    assert "st" not in review and gid("Submission", review["s"]) == change["submission"]["id"]
+
+    with site.statements() as counted:  # the same event once more: the delivery alone
+        await publish([{k: v for k, v in review.items() if k != "at"}])
+        again = (await sock.next("1"))["data"]["reviewQueueChanged"]
+        assert again["submission"]["id"] == change["submission"]["id"]
+    assert counted.count == 3
+    site.database.after_commit = publish
+    await sock.close()
+
+
 async def test_subscribing_is_checked_like_a_query(site: Site) -> None:
     room = await school(site)
     anonymous = await connect(site)

@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, select
 from sqlalchemy import event as sql_event
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -44,9 +44,8 @@ from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
 from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
-from app.store.bulk import one_of
 from app.store.db import Database
-from app.store.models import Group, GroupClosure, Membership, User
+from app.store.models import Group, GroupClosure, Membership, Submission, User
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
 from dataloaders.users import own_groups_of
@@ -464,10 +463,10 @@ class Broker:
         self.received += len(batch)
         for event in batch:
             LIVE_RECEIVED.labels(kind=str(event.get("k"))[:16]).inc()
-        learners = {
-            int(e["u"]) for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0
-        }
-        groups = await self._groups_of(learners, loaders) if learners else {}
+        routed = [e for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0]
+        learners = {int(e["u"]) for e in routed}
+        submissions = {int(e["s"]) for e in routed if e["k"] == REVIEW and e.get("s") is not None}
+        groups = await self._groups_of(learners, submissions, loaders) if learners else {}
         for event in batch:
             kind = event["k"]
             if kind in (REVIEW, PROGRESS):
@@ -485,29 +484,32 @@ class Broker:
                 for subscribers in list(self._by_user.values()):
                     self._offer(subscribers, event, group, handed)
 
-    async def _groups_of(self, user_ids: set[int], loaders: Loaders) -> dict[int, set[tuple[int, bool]]]:
+    async def _groups_of(
+        self, user_ids: set[int], submission_ids: set[int], loaders: Loaders
+    ) -> dict[int, set[tuple[int, bool]]]:
         """Every group whose subtree holds each learner (a current membership), and whether that placement
         rests on a consent: one query for the batch. The same rows hold what the decisions will ask about the
-        learners and the followed groups (the learner's row and own groups, the group's row): the batch's
-        loaders get them here rather than in statements of their own."""
+        learners, the followed groups and the submissions the events name (the learner's row and own groups,
+        the group's row, the submission's row): the batch's loaders get them here rather than in statements
+        of their own."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
-        own: list[tuple[int, int, str]] = []
-        rows = await loaders.store.all(
-            select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
-                   GroupClosure.depth, Membership.role, Group, User)
-            .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
-            .join(Group, Group.id == GroupClosure.ancestor_id)
-            .join(User, User.id == Membership.user_id)
-            .where(one_of(self.postgres, Membership.user_id, sorted(user_ids)), Membership.ended_at.is_(None))
-        )
+        own: set[tuple[int, int, str]] = set()
+        if self.postgres:  # one statement built once, the learners and submissions arrays
+            rows = await loaders.store.all(_ROUTING_POSTGRES, {"learners": sorted(user_ids), "submissions": sorted(submission_ids)})
+        else:
+            rows = await loaders.store.all(
+                _routing(Submission.id.in_(sorted(submission_ids))).where(Membership.user_id.in_(sorted(user_ids)))
+            )
         followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
-        for user_id, group_id, on_consent, depth, role, group, user in rows:
+        for user_id, group_id, on_consent, depth, role, group, user, submission in rows:
             out[user_id].add((group_id, bool(on_consent)))
             if depth == 0 and not on_consent:
-                own.append((user_id, group_id, role))
+                own.add((user_id, group_id, role))
             if group_id in followed:
                 loaders.groups.by_id.prime(group_id, group)
             loaders.users.by_id.prime(user_id, user)
+            if submission is not None:
+                loaders.reviews.by_id.prime(submission.id, submission)
         for user_id, groups in own_groups_of(own, out).items():  # users.own_groups' rule
             loaders.users.own_groups.prime(user_id, groups)
         # a group reached both ways counts as reached without a consent
@@ -576,6 +578,29 @@ class Broker:
         await self._drop_connection()
         if self._reading is not None:
             await self._reading.dispose()
+
+
+def _routing(submission_named: Any) -> Any:
+    """The routing's rows: each learner's current memberships, every group whose subtree holds them (the
+    ancestors, with the depth), whether the placement rests on a consent, the group's and learner's rows, and
+    on the rows of the learner's own groups (depth 0) the learner's submissions that `submission_named`
+    picks (the ones the events name), else NULL."""
+    return (
+        select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
+               GroupClosure.depth, Membership.role, Group, User, Submission)
+        .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
+        .join(Group, Group.id == GroupClosure.ancestor_id)
+        .join(User, User.id == Membership.user_id)
+        .outerjoin(Submission, and_(Submission.user_id == Membership.user_id, GroupClosure.depth == 0, submission_named))
+        .where(Membership.ended_at.is_(None))
+    )
+
+
+# PostgreSQL: built once (parameters `learners` and `submissions`, arrays): building it per batch cost more
+# than its round trip
+_ROUTING_POSTGRES = _routing(Submission.id == any_(bindparam("submissions", type_=ARRAY(Integer)))).where(
+    Membership.user_id == any_(bindparam("learners", type_=ARRAY(Integer)))
+)
 
 
 def _finish_all(deliveries: list[Delivery]) -> None:

@@ -12,15 +12,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, tuple_, update
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, case, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, BadInput
 from app.runtime.ids import require_id
 from app.store.bulk import (
     PAIRS_CHUNK,
+    ROWS_CHUNK,
     chunks,
     existing_pairs,
     insert_rows,
@@ -90,6 +93,9 @@ class Outcome:
     repeated: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)  # the ones applied (live updates announce them)
+    # (user, step) -> the id of the latest submission this batch made there (PostgreSQL: from RETURNING; live
+    # updates announce it, so that a delivery need not look it up)
+    submitted: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 class Problems:
@@ -171,6 +177,53 @@ def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Pro
     return events
 
 
+_PROGRESS_COLUMNS = ("user_id", "step_id", "course_id", "viewed_at", "completed_at", "points")
+_SUBMISSION_COLUMNS = ("user_id", "step_id", "course_id", "body", "submitted_at", "status")
+_ACTIVITY_COLUMNS = ("user_id", "kind", "occurred_at", "course_id", "step_id", "body")
+
+
+def _earliest_of(column: Any, new: Any) -> Any:
+    return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
+
+
+def _upsert_progress(statement: Any) -> Any:
+    """One row per (user, step): the earliest view and completion, the latest points."""
+    x, c = statement.excluded, StepProgress.__table__.c  # type: ignore[attr-defined]
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "step_id"],
+        set_={
+            "viewed_at": _earliest_of(c.viewed_at, x.viewed_at),
+            "completed_at": _earliest_of(c.completed_at, x.completed_at),
+            "points": func.coalesce(x.points, c.points),
+        },
+    )
+
+
+@cache
+def _rows_statement() -> Any:
+    """PostgreSQL, built once: the step progress upsert and the activity insert as data-modifying CTEs of the
+    submissions' insert (RETURNING the new submissions); each table's rows are arrays, a column each (p0..,
+    s0.., a0..; empty arrays insert nothing). No trigger of one of these tables reads another of them."""
+
+    def unnested(prefix: str, table: Any, names: tuple[str, ...]) -> Any:
+        return select(*[func.unnest(bindparam(f"{prefix}{i}", type_=ARRAY(table.c[n].type))) for i, n in enumerate(names)])
+
+    progress, submission, activity = (StepProgress.__table__, Submission.__table__, ActivityEvent.__table__)  # type: ignore[attr-defined]
+    upsert = _upsert_progress(postgresql.insert(progress).from_select(list(_PROGRESS_COLUMNS), unnested("p", progress, _PROGRESS_COLUMNS)))
+    logged = postgresql.insert(activity).from_select(list(_ACTIVITY_COLUMNS), unnested("a", activity, _ACTIVITY_COLUMNS))
+    submitted = postgresql.insert(submission).from_select(list(_SUBMISSION_COLUMNS), unnested("s", submission, _SUBMISSION_COLUMNS))
+    return _returning_submissions(submitted).add_cte(upsert.cte("progress"), logged.cte("activity"))
+
+
+def _returning_submissions(statement: Any) -> Any:
+    c = statement.table.c
+    return statement.returning(c.id, c.user_id, c.step_id, c.submitted_at)
+
+
+_STEPS = select(Step.id, Step.course_id, Step.kind, Step.max_points)
+_STEPS_POSTGRES = _STEPS.where(Step.id == any_(bindparam("steps", type_=ARRAY(Integer))))  # built once
+
+
 async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]:
     """Existing users, steps (id -> course, kind, max points), courses, and (user, course) enrollments. A user
     with an enrollment exists (its foreign key): only the users of the other events are looked up, so a batch
@@ -179,9 +232,11 @@ async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int]
     steps: dict[int, tuple[int, str, int | None]] = {}
     courses: set[int] = set()
     for chunk in value_chunks(postgres, (e.step_id for e in events if e.step_id is not None)):
-        for step_id, course_id, kind, max_points in await session.execute(
-            select(Step.id, Step.course_id, Step.kind, Step.max_points).where(one_of(postgres, Step.id, chunk))
-        ):
+        found = (
+            await session.execute(_STEPS_POSTGRES, {"steps": chunk}) if postgres
+            else await session.execute(_STEPS.where(Step.id.in_(chunk)))
+        )
+        for step_id, course_id, kind, max_points in found:
             steps[step_id] = (course_id, kind, max_points)
     for chunk in value_chunks(postgres, (e.course_id for e in events if e.course_id is not None)):
         courses.update(await session.scalars(select(Course.id).where(one_of(postgres, Course.id, chunk))))
@@ -237,7 +292,7 @@ async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> l
     if is_postgres(session):
         returned = await insert_rows(
             session, table, ["key", "user_id", "created_at"], [(k, unique[k].user_id, now) for k in keys],
-            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key),
+            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key), key="fresh",
         )
         new = {row[0] for row in returned}
     else:
@@ -255,7 +310,10 @@ def _earliest(current: datetime | None, candidate: datetime) -> datetime:
     return candidate if current is None or candidate < current else current
 
 
-async def apply(session: AsyncSession, events: list[Event], now: datetime) -> None:
+async def apply(
+    session: AsyncSession, events: list[Event], now: datetime, submitted: dict[tuple[int, int], int] | None = None
+) -> None:
+    """Apply the fresh events; on PostgreSQL `submitted` gets the id of the latest submission per (user, step)."""
     postgres = is_postgres(session)
     sp_table = StepProgress.__table__  # type: ignore[attr-defined]
     # one row per (user, step): first view (any step event counts as a view), first completion, latest points
@@ -274,24 +332,7 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
         session, sp_table.c.user_id, sp_table.c.step_id, completions, sp_table.c.completed_at.is_not(None)
     )
 
-    def earliest_of(column: Any, new: Any) -> Any:
-        return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
-
-    def upsert_progress(statement: Any) -> Any:
-        x, c = statement.excluded, sp_table.c
-        return statement.on_conflict_do_update(
-            index_elements=["user_id", "step_id"],
-            set_={
-                "viewed_at": earliest_of(c.viewed_at, x.viewed_at),
-                "completed_at": earliest_of(c.completed_at, x.completed_at),
-                "points": func.coalesce(x.points, c.points),
-            },
-        )
-
-    await insert_rows(
-        session, sp_table, ["user_id", "step_id", "course_id", "viewed_at", "completed_at", "points"],
-        [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()], upsert_progress,
-    )
+    progress_rows = [(u, s, row[0], row[1], row[2], row[3]) for (u, s), row in progress.items()]
 
     activity: list[tuple[Any, ...]] = []
     submissions: list[tuple[Any, ...]] = []
@@ -308,14 +349,21 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
             activity.append((e.user_id, "DISCUSSION_POST", e.at, e.course_id, e.step_id, e.body))
     activity.extend((e.user_id, "STEP_COMPLETED", e.at, e.course_id, e.step_id, None) for e in first_completion.values())
     activity.sort(key=lambda row: row[2])
-    await insert_rows(
-        session, Submission.__table__, ["user_id", "step_id", "course_id", "body", "submitted_at", "status"],  # type: ignore[attr-defined]
-        submissions,
-    )
-    await insert_rows(
-        session, ActivityEvent.__table__, ["user_id", "kind", "occurred_at", "course_id", "step_id", "body"],  # type: ignore[attr-defined]
-        activity,
-    )
+    if postgres and max(len(progress_rows), len(submissions), len(activity)) <= ROWS_CHUNK:
+        # the three inserts in one statement (two of them data-modifying CTEs): one round trip, not three
+        params: dict[str, Any] = {}
+        for prefix, names, rows in (("p", _PROGRESS_COLUMNS, progress_rows), ("s", _SUBMISSION_COLUMNS, submissions),
+                                    ("a", _ACTIVITY_COLUMNS, activity)):
+            params.update({f"{prefix}{i}": [r[i] for r in rows] for i in range(len(names))})
+        made = list(await session.execute(_rows_statement(), params))
+    else:
+        await insert_rows(session, sp_table, _PROGRESS_COLUMNS, progress_rows, _upsert_progress, key="progress")
+        made = await insert_rows(session, Submission.__table__, _SUBMISSION_COLUMNS, submissions,  # type: ignore[attr-defined]
+                                 _returning_submissions if postgres else None, key="returning")
+        await insert_rows(session, ActivityEvent.__table__, _ACTIVITY_COLUMNS, activity)  # type: ignore[attr-defined]
+    if submitted is not None:  # the latest per (user, step): submitted_at, then id
+        for submission_id, user_id, step_id, _at in sorted(made, key=lambda r: (r[3], r[0])):
+            submitted[(user_id, step_id)] = submission_id
 
     minutes: dict[tuple[int, Any], int] = defaultdict(int)
     for e in events:
@@ -325,6 +373,7 @@ async def apply(session: AsyncSession, events: list[Event], now: datetime) -> No
     await insert_rows(
         session, usage, ["user_id", "day", "minutes"], [(u, d, m) for (u, d), m in minutes.items()],
         lambda s: s.on_conflict_do_update(index_elements=["user_id", "day"], set_={"minutes": usage.c.minutes + s.excluded.minutes}),
+        key="usage",
     )
 
     # enrollments whose every step is now completed (courses with no steps never complete)
@@ -356,8 +405,11 @@ async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, ske
     validate(events, users, steps, courses, enrolled, problems)
     problems.raise_if_any(len(raw))
     fresh = await _fresh(session, events, now)
-    await apply(session, fresh, now)
+    submitted: dict[tuple[int, int], int] = {}
+    await apply(session, fresh, now, submitted)
     counts: dict[str, int] = defaultdict(int)
     for e in fresh:
         counts[e.kind] += 1
-    return Outcome(applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts), events=fresh)
+    return Outcome(
+        applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts), events=fresh, submitted=submitted
+    )

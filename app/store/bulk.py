@@ -46,26 +46,42 @@ def value_chunks(postgres: bool, values: Iterable[Any]) -> list[list[Any]]:
 Finish = Callable[[Any], Any]
 
 
+_INSERTS: dict[tuple[str, tuple[str, ...], str | None], Any] = {}
+
+
+def _postgres_insert(table: Table, names: tuple[str, ...], finish: Finish | None) -> Any:
+    """`INSERT INTO table (names) SELECT unnest(:c0), unnest(:c1), ...` with `finish` applied; the arrays are
+    the parameters c0, c1, ..."""
+    source = select(
+        *[func.unnest(bindparam(f"c{i}", type_=ARRAY(table.c[name].type))) for i, name in enumerate(names)]
+    )
+    statement = postgresql.insert(table).from_select(list(names), source)
+    return finish(statement) if finish is not None else statement
+
+
 async def insert_rows(
-    session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], finish: Finish | None = None
+    session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], finish: Finish | None = None,
+    key: str | None = None,
 ) -> list[Any]:
     """Insert `rows` (tuples in the order of `names`). `finish` adds ON CONFLICT / RETURNING to the dialect's
-    insert (it may use `.excluded`). Returns the RETURNING rows (PostgreSQL only; SQLite runs executemany)."""
+    insert (it may use `.excluded`). Returns the RETURNING rows (PostgreSQL only; SQLite runs executemany).
+    On PostgreSQL the statement is built once per table and columns when there is no `finish`, or when the
+    caller names its `finish` with `key` (the same key: the same finish); building it (and its cache key)
+    anew cost SQLAlchemy more than the insert's round trip."""
     if not rows:
         return []
     if is_postgres(session):
         returned: list[Any] = []
+        if finish is None or key is not None:
+            cached = (table.name, tuple(names), key)
+            if cached not in _INSERTS:
+                _INSERTS[cached] = _postgres_insert(table, tuple(names), finish)
+            statement = _INSERTS[cached]
+        else:
+            statement = _postgres_insert(table, tuple(names), finish)
         for chunk in chunks(rows, ROWS_CHUNK):
-            source = select(
-                *[
-                    func.unnest(bindparam(None, [r[i] for r in chunk], type_=ARRAY(table.c[name].type)))
-                    for i, name in enumerate(names)
-                ]
-            )
-            statement = postgresql.insert(table).from_select(list(names), source)
-            if finish is not None:
-                statement = finish(statement)
-            result = await session.execute(statement)
+            params = {f"c{i}": [r[i] for r in chunk] for i in range(len(names))}
+            result = await session.execute(statement, params)
             if result.returns_rows:
                 returned.extend(result.all())
         return returned
@@ -84,6 +100,9 @@ def unnest_pairs(pairs: Sequence[tuple[int, int]]) -> Any:
     ).subquery("pairs")
 
 
+_PAIRS: dict[tuple[str, str, str], Any] = {}
+
+
 async def existing_pairs(
     session: AsyncSession, a: Any, b: Any, pairs: Iterable[tuple[int, int]], *where: ColumnElement[bool]
 ) -> set[tuple[int, int]]:
@@ -93,8 +112,16 @@ async def existing_pairs(
     if not ordered:
         return set()
     if is_postgres(session):
-        joined = unnest_pairs(ordered)
-        rows = await session.execute(select(a, b).join(joined, and_(joined.c.a == a, joined.c.b == b)).where(*where))
+        if where:
+            joined = unnest_pairs(ordered)
+            rows = await session.execute(select(a, b).join(joined, and_(joined.c.a == a, joined.c.b == b)).where(*where))
+        else:  # built once per pair of columns: the pairs are the arrays `pa` and `pb`
+            cached = (a.table.name, a.name, b.name)
+            if cached not in _PAIRS:
+                joined = select(func.unnest(bindparam("pa", type_=ARRAY(Integer))).label("a"),
+                                func.unnest(bindparam("pb", type_=ARRAY(Integer))).label("b")).subquery("pairs")
+                _PAIRS[cached] = select(a, b).join(joined, and_(joined.c.a == a, joined.c.b == b))
+            rows = await session.execute(_PAIRS[cached], {"pa": [x for x, _ in ordered], "pb": [y for _, y in ordered]})
         return {(x, y) for x, y in rows}
     found: set[tuple[int, int]] = set()
     for chunk in chunks(ordered, PAIRS_CHUNK):
