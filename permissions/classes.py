@@ -58,7 +58,15 @@ class Subjects:
         self.site = site
 
 
+def allowed_on_every_object(reach: Reach, permission: Permission) -> bool:
+    """A site admin holds every permission on every user and group but MANAGE_ACCOUNT (decided per account, see
+    `Reach.may`): what `decide` answers then needs no look at the object."""
+    return permission is not Permission.MANAGE_ACCOUNT and reach.is_admin
+
+
 def decide(reach: Reach, permission: Permission, source: Any) -> bool:
+    if allowed_on_every_object(reach, permission):
+        return True
     if permission is Permission.SITE_ADMIN:
         return reach.is_admin
     group_id = getattr(source, "group_subject_id", None)
@@ -96,6 +104,13 @@ class RequiresPermission(BasePermission):
         if info.context.viewer is None:
             raise Unauthenticated("Sign in first.")
         return decide(info.context.reach, self.permission, source)
+
+    def allows_every_object(self, info: Info) -> bool:
+        """True when `has_permission` allows this field on every object for the request's viewer, so that a page
+        of objects may ask once (`app.runtime.subtrees`). False: ask object by object."""
+        if self.target is not None or info.context.viewer is None:
+            return False
+        return allowed_on_every_object(info.context.reach, self.permission)
 
     async def _check_target(self, info: Info, kwargs: dict[str, Any]) -> bool:
         if info.context.viewer is None:

@@ -13,8 +13,8 @@ RFC3339 = "https://datatracker.ietf.org/doc/html/rfc3339"
 
 def rfc3339(value: datetime) -> str:
     """UTC with `Z` (a naive value is taken as UTC); fractional seconds only when there are some."""
-    if value.tzinfo is UTC:  # as read from the database
-        return value.replace(tzinfo=None).isoformat() + "Z"
+    if value.tzinfo is UTC:  # as read from the database; isoformat ends with "+00:00"
+        return value.isoformat()[:-6] + "Z"
     utc = value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
     return utc.replace(tzinfo=None).isoformat() + "Z"
 

@@ -2,7 +2,7 @@
 statements, the worker's CPU (time.process_time) and PostgreSQL's CPU (utime + stime of the request's backend,
 from /proc) per request, for the level-5, level-1 and root groups of the seeded bench database.
 
-    .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5] [--show] [--no-lean] [--as-served]
+    .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5] [--show] [--no-lean] [--as-served] [--freeze]
 
 Seed first with `./scripts/bench --preset medium --engine postgres --only D1` (or bench.server.ensure_seeded).
 The server's cost only: a raw ASGI call (middleware, sign-in, Strawberry's view, the response's encoding), no
@@ -43,7 +43,7 @@ def backend_cpu(pids: list[int]) -> float:
 
 
 async def main(runs: int, rounds: int, only: str | None, profile: str | None = None, show: bool = False, lean: bool = True,
-    query: str | None = None, served: bool = False,
+    query: str | None = None, served: bool = False, freeze: bool = False,
 ) -> None:
     os.environ.setdefault("GROUPGRAPH_LOG_LEVEL", "warning")
     from sqlalchemy import text
@@ -94,6 +94,10 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
         for _ in range(3):
             answer = json.loads(await call(group_id))
             assert "errors" not in answer, answer["errors"][:2]
+    if freeze:  # as a served worker: start-up (and the warm-up) kept out of later collections
+        from app.runtime.collector import tune
+
+        tune(settings)
     async with database.engine.connect() as connection:  # the pool's backends, this one among them
         pids = [int(p) for p in (await connection.execute(text(
             "select pid from pg_stat_activity where datname = current_database()"
@@ -158,5 +162,8 @@ if __name__ == "__main__":
     parser.add_argument("--query", default=None, help="another query (its variable: $id), for the request's fixed cost")
     parser.add_argument("--as-served", action="store_true",
                         help="as the peer bench serves it: the access log on, GROUPGRAPH_BENCH's headers (send stderr away)")
+    parser.add_argument("--freeze", action="store_true",
+                        help="tune the collector after the warm-up as a served worker's start-up does (gc.freeze)")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean, args.query, args.as_served))
+    asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean, args.query, args.as_served,
+                     args.freeze))

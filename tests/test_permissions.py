@@ -16,8 +16,8 @@ from app.schema import PUBLIC_FIELDS, SchemaNotDenyByDefault, check_deny_by_defa
 from app.store.models import AccessRequest, Group, GuardianLink, User, utcnow
 from dataloaders.loaders import Loaders
 from dataloaders.store import Store
-from permissions.classes import CLASSES
-from permissions.reach import GROUP_PERMISSIONS, Permission, Reach
+from permissions.classes import CLASSES, allowed_on_every_object
+from permissions.reach import GROUP_PERMISSIONS, Permission, Reach, UserSubject
 from resolvers.views import GroupView, UserView
 from tests.site import Site, errors_of, gid
 
@@ -326,3 +326,32 @@ async def test_denied_fields_are_null_with_one_forbidden_error(site: Site) -> No
         assert [(e["extensions"]["code"], e["path"]) for e in denied["errors"]] == [("FORBIDDEN", [kind, field])], permission
     invisible = await site.gql(f'{{ user(id: "{gid("User", fixture.users["m21"])}") {{ firstName }} }}', as_user=fixture.users["analyst"])
     assert invisible == {"data": {"user": None}}
+
+
+def test_what_a_page_may_decide_once_agrees_with_each_objects_decision() -> None:
+    """`allowed_on_every_object` (a page of objects asks once) never allows what `Reach` would refuse on one of
+    them: checked for every permission, over users of every kind (an OWNER's account among them) and groups."""
+    users = [
+        UserSubject(7, frozenset({3}), 3),
+        UserSubject(8, frozenset(), None, frozenset({"OWNER"})),
+        UserSubject(9, frozenset({4}), 4, frozenset({"ADMIN"}), frozenset({4})),
+    ]
+    reaches = [
+        Reach(viewer_id=1, site_roles=frozenset({"ADMIN"})),
+        Reach(viewer_id=1, site_roles=frozenset({"OWNER"})),
+        Reach(viewer_id=1, group_roles={3: frozenset({"LEADER"})}, direct_roles={3: "LEADER"}),
+        Reach.anonymous(),
+    ]
+    allowed = 0
+    for reach in reaches:
+        for permission in Permission:
+            if not allowed_on_every_object(reach, permission):
+                continue
+            allowed += 1
+            assert permission is not Permission.MANAGE_ACCOUNT
+            if permission is Permission.SITE_ADMIN:
+                assert reach.is_admin
+                continue
+            assert all(reach.may(permission, u) for u in users), (reach, permission)
+            assert all(reach.may_on_group(permission, g) for g in (3, 4, 5)), (reach, permission)
+    assert allowed == 2 * (len(Permission) - 1)  # the admin and the owner, every permission but MANAGE_ACCOUNT

@@ -5,6 +5,7 @@ fragments, directives and `__typename`; and the short cut is really taken."""
 from __future__ import annotations
 
 import json
+from enum import Enum
 from typing import Any
 
 import pytest
@@ -248,3 +249,75 @@ async def test_scalars_written_inline_answer_as_their_coercions(kind: str) -> No
     assert bool(answers[0][1]) == (kind == "refused"), answers
     tried = {k: subtrees.COUNTS[k] - before[k] for k in before}
     assert tried["abandoned" if kind == "refused" else "completed"] >= 1, tried
+
+
+# --- a permission class that allows a field on every object is asked once per request -------------------------
+
+
+class Everyone(BasePermission):
+    """Allows every object when the viewer is "admin" (asked once), else decides per object."""
+
+    message = "Not for you."
+    asked: list[str] = []
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        Everyone.asked.append("object")
+        return info.context["viewer"] == "admin" or source.title != "secret"
+
+    def allows_every_object(self, info: Any) -> bool:
+        Everyone.asked.append("every")
+        return info.context["viewer"] == "admin"
+
+
+class Tone(Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+@strawberry.type
+class Note:
+    title: str
+    tone: Tone
+    guarded: str | None = strawberry.field(default="g", extensions=[PermissionExtension([Everyone()])])
+
+    @strawberry.field(extensions=[PermissionExtension([Everyone()])])
+    @side_effect_free
+    def loud_tone(self) -> Tone:
+        return Tone.HIGH if len(self.title) > 1 else Tone.LOW
+
+
+@strawberry.type
+class NoteQuery:
+    @strawberry.field
+    def notes(self, titles: list[str]) -> list[Note]:
+        return [Note(title=t, tone=Tone.LOW if len(t) < 3 else Tone.HIGH) for t in titles]
+
+
+@pytest.mark.parametrize(
+    ("viewer", "titles", "asked", "expect"),
+    [
+        ("admin", ["a", "bb", "secret"], ["every"] * 2, "completed"),  # once per guarded field
+        ("someone", ["a", "bb"], ["every"] * 2 + ["object"] * 4, "completed"),
+        ("someone", ["a", "secret"], ["every"] * 2 + ["object"] * 4, "abandoned"),
+    ],
+)
+async def test_a_permission_allowing_every_object_is_asked_once(
+    viewer: str, titles: list[str], asked: list[str], expect: str
+) -> None:
+    document = "query($t: [String!]!) { notes(titles: $t) { title tone guarded loudTone } }"
+    answers = []
+    before = dict(subtrees.COUNTS)
+    for context_class in (PlainFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        Everyone.asked.clear()
+        schema = strawberry.Schema(query=NoteQuery, execution_context_class=context_class)
+        result = await schema.execute(document, variable_values={"t": titles}, context_value={"viewer": viewer})
+        answers.append((result.data, [(e.message, e.path) for e in result.errors or []]))
+        if context_class is PlainFieldsExecutionContext:
+            fast_asked = sorted(Everyone.asked)
+    assert answers[0] == answers[1], answers
+    assert ("secret" in titles and viewer != "admin") == bool(answers[0][1]), answers
+    assert answers[0][0] is None or answers[0][0]["notes"][-1]["tone"] == ("LOW" if len(titles[-1]) < 3 else "HIGH")
+    tried = {k: subtrees.COUNTS[k] - before[k] for k in before}
+    assert tried[expect] >= 1, tried
+    if expect == "completed":
+        assert fast_asked == sorted(asked), fast_asked

@@ -63,6 +63,8 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             else None
         )
         self.subtree_counts = [0, 0]  # completed, abandoned
+        # per guarded field of a subtree: whether its permission classes allow it on every object (asked once)
+        self.subtree_allowed: dict[int, bool] = {}
 
     def execute_field(
         self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any, position_context: Any

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
+from enum import EnumMeta
 from keyword import iskeyword
 from types import CoroutineType, GeneratorType
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from uuid import UUID
 
 from graphql import (
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLFloat,
     GraphQLInt,
@@ -320,19 +322,39 @@ class SubtreePlans:
         method, attribute, permissions, kwargs, info_name, info_class, field = direct
         plans = self
         needs_info = bool(permissions) or info_name is not None or _checks_type(field_def.type)
+        checks_type = _checks_type(field_def.type)
         is_awaitable = self.is_awaitable
+        askers = [getattr(p, "allows_every_object", None) for p in permissions]
+        uniform = bool(permissions) and all(callable(a) for a in askers)
+        key = id(field)
 
         def called_value(source: Any, path: Path) -> Any:
-            info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
-            if permissions or info_name is not None:
-                strawberry_info = info_class(_raw_info=info, _field=field)
-                for permission in permissions:
-                    allowed = permission.has_permission(source, strawberry_info, **kwargs)
-                    if allowed is not True:
-                        close = getattr(allowed, "close", None)
+            if uniform and info_name is None and plans.execution.subtree_allowed.get(key) is True:
+                # every permission class said, once for this request, that it allows every object
+                info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if checks_type else None
+                value = method(source, **kwargs) if method is not None else getattr(source, attribute)
+                if type(value) not in _SETTLED:
+                    if isinstance(value, Exception) or is_awaitable(value):
+                        close = getattr(value, "close", None)
                         if close is not None:
                             close()
                         raise Abandon
+                    _settle(type(value))
+                return complete(value, path, info)
+            info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
+            if permissions or info_name is not None:
+                strawberry_info = info_class(_raw_info=info, _field=field)
+                allowed_here = plans.execution.subtree_allowed
+                if uniform and allowed_here.get(key) is None:
+                    allowed_here[key] = all(a(strawberry_info) is True for a in askers)  # type: ignore[misc]
+                if allowed_here.get(key) is not True:
+                    for permission in permissions:
+                        allowed = permission.has_permission(source, strawberry_info, **kwargs)
+                        if allowed is not True:
+                            close = getattr(allowed, "close", None)
+                            if close is not None:
+                                close()
+                            raise Abandon
                 if info_name is not None:
                     value = method(source, **kwargs, **{info_name: strawberry_info})
                 elif method is not None:
@@ -380,7 +402,7 @@ class SubtreePlans:
             return _path_free(listed, not needs_path)
         is_awaitable = self.is_awaitable
         if is_leaf_type(kind):
-            coerce = kind.coerce_output_value  # type: ignore[union-attr]
+            coerce = _coercion(kind)
 
             def leaf(value: Any, path: Any, info: Any) -> Any:
                 if value is None:
@@ -439,7 +461,7 @@ class SubtreePlans:
             leaf_type = field_def.type.of_type if is_non_null_type(field_def.type) else field_def.type
             if attribute is not None and is_leaf_type(leaf_type):
                 entries.append((1, response_key, attribute, (
-                    leaf_type.coerce_output_value, is_non_null_type(field_def.type), _SAME.get(id(leaf_type))
+                    _coercion(leaf_type), is_non_null_type(field_def.type), _SAME.get(id(leaf_type))
                 )))
                 continue
             runner = self.field_runner(self.execution, kind, sub_details)
@@ -563,6 +585,29 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ..
     if len(_FACTORIES) < 1000:
         _FACTORIES[shape] = factory
     return factory
+
+
+def _coercion(kind: Any) -> Callable[[Any], Any]:
+    """The leaf type's `coerce_output_value`; for an enum type, remembered per member of a Python enum (fixed
+    when the schema was built: Strawberry's enum type looks a member's name up by comparing every value)."""
+    coerce = kind.coerce_output_value
+    if not isinstance(kind, GraphQLEnumType):
+        return coerce
+    names: dict[tuple[type, Any], Any] = {}
+
+    def coerce_enum(value: Any) -> Any:
+        kind_of_value = type(value)
+        if not isinstance(kind_of_value, EnumMeta):
+            return coerce(value)
+        key = (kind_of_value, value)
+        name = names.get(key)
+        if name is None:
+            name = coerce(value)
+            if name is not None and name is not _UNDEFINED and len(names) < 1000:
+                names[key] = name
+        return name
+
+    return coerce_enum
 
 
 def _path_free(function: Any, free: bool) -> Any:
