@@ -302,12 +302,7 @@ class SubtreePlans:
             info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path)
             value = resolve(source, info, **args)
             if type(value) not in _SETTLED:
-                if isinstance(value, Exception) or is_awaitable(value):
-                    close = getattr(value, "close", None)
-                    if close is not None:
-                        close()  # a coroutine this call made and never started: nothing of it ran
-                    raise Abandon
-                _settle(type(value))
+                _refuse_called(value, is_awaitable)
             return complete_resolved(value, path, info)
 
         return resolved_value
@@ -334,12 +329,7 @@ class SubtreePlans:
                 info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if checks_type else None
                 value = method(source, **kwargs) if method is not None else getattr(source, attribute)
                 if type(value) not in _SETTLED:
-                    if isinstance(value, Exception) or is_awaitable(value):
-                        close = getattr(value, "close", None)
-                        if close is not None:
-                            close()
-                        raise Abandon
-                    _settle(type(value))
+                    _refuse_called(value, is_awaitable)
                 return complete(value, path, info)
             info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
             if permissions or info_name is not None:
@@ -366,12 +356,7 @@ class SubtreePlans:
             else:
                 value = getattr(source, attribute)
             if type(value) not in _SETTLED:
-                if isinstance(value, Exception) or is_awaitable(value):
-                    close = getattr(value, "close", None)
-                    if close is not None:
-                        close()  # a coroutine this call made and never started: nothing of it ran
-                    raise Abandon
-                _settle(type(value))
+                _refuse_called(value, is_awaitable)
             return complete(value, path, info)
 
         return _path_free(called_value, not needs_info and _is_path_free(complete))
@@ -510,6 +495,17 @@ def _refuse_pending(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
     """Abandons on an exception or an awaitable read from an attribute or a list (left as it is: the ordinary
     path awaits that very one). Remembers the types whose values never are either."""
     if isinstance(value, Exception) or is_awaitable(value):
+        raise Abandon
+    _settle(type(value))
+
+
+def _refuse_called(value: Any, is_awaitable: Callable[[Any], bool]) -> None:
+    """As `_refuse_pending`, for a value a resolver call returned: a coroutine it made and never started is
+    closed (nothing of it ran; the ordinary path calls the resolver again)."""
+    if isinstance(value, Exception) or is_awaitable(value):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
         raise Abandon
     _settle(type(value))
 
