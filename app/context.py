@@ -82,11 +82,10 @@ class Context(SignedIn):
                     if viewer is None:
                         self._reach = Reach.anonymous()
                     else:
-                        roles = [r for r in viewer.site_roles.split(",") if r]
                         # admins too: their own roles still show (Group.viewerRole), one query either way
                         see = self.settings.members_see_groups
                         rows = await load_reach_rows(self.store, viewer.id, see)  # type: ignore[arg-type]
-                        self._reach = Reach.from_rows(viewer.id, roles, rows, members_see_groups=see)  # type: ignore[arg-type]
+                        self._reach = Reach.of_user(viewer, rows, see)
         return self._reach
 
     @property

@@ -150,6 +150,14 @@ class Reach:
         return cls(viewer_id=None)
 
     @classmethod
+    def of_user(
+        cls, row: UserRow, rows: Iterable[tuple[str, int, str | None]], members_see_groups: bool = True
+    ) -> Reach:
+        """From a user row (anything with id and site_roles) and its Reach rows (`load_reach_rows`)."""
+        roles = [r for r in row.site_roles.split(",") if r]
+        return cls.from_rows(row.id, roles, rows, members_see_groups=members_see_groups)  # type: ignore[arg-type]
+
+    @classmethod
     def from_rows(
         cls, viewer_id: int, site_roles: Iterable[str], rows: Iterable[tuple[str, int, str | None]],
         members_see_groups: bool = True,

@@ -150,8 +150,7 @@ async def reach_of(store: Store, user: User) -> Reach:
     """The user's Reach as of now (a job's owner, a schedule's recipient, a signed link's user)."""
     if user.status != "ACTIVE":
         return Reach.anonymous()
-    roles = [r for r in user.site_roles.split(",") if r]
-    return Reach.from_rows(user.id, roles, await load_reach_rows(store, user.id))  # type: ignore[arg-type]
+    return Reach.of_user(user, await load_reach_rows(store, user.id))  # type: ignore[arg-type]
 
 
 # --- claiming ----------------------------------------------------------------------------------------------

@@ -145,8 +145,7 @@ async def signed_in_with_reach(
     if user is None or user.status != "ACTIVE":
         return None, None
     credential = Credential(user, session_id=token_id) if prefix == SESSION_PREFIX else Credential(user, api_token_id=token_id)
-    roles = [r for r in user.site_roles.split(",") if r]
-    return credential, Reach.from_rows(user.id, roles, reach_rows, members_see_groups=members_see_groups)  # type: ignore[arg-type]
+    return credential, Reach.of_user(user, reach_rows, members_see_groups)
 
 
 async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: bool = True) -> dict[str, Viewer]:
@@ -174,9 +173,5 @@ async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: b
         if k is not None:
             found[token][1].append((k, int(i), r))
     for token, (credential, reach_rows) in found.items():
-        user = credential.user
-        roles = [r for r in user.site_roles.split(",") if r]
-        out[token] = Viewer(
-            credential, Reach.from_rows(user.id, roles, reach_rows, members_see_groups=members_see_groups)  # type: ignore[arg-type]
-        )
+        out[token] = Viewer(credential, Reach.of_user(credential.user, reach_rows, members_see_groups))
     return out
