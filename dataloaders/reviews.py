@@ -9,13 +9,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, func, literal, or_, select, union_all
+from sqlalchemy import ARRAY, Integer, and_, bindparam, func, literal, or_, select, union_all
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
 from app.store.bulk import one_of
 from app.store.keyset import Key, Window
 from app.store.models import GroupClosure, Membership, Review, Submission
+from dataloaders.records import ids_in
 from dataloaders.store import Store
 
 NEEDS_REVIEW = "NEEDS_REVIEW"
@@ -219,8 +220,7 @@ _NEWEST = (Submission.submitted_at.desc(), Submission.id.desc())
 # built once: a statement built per call cost SQLAlchemy more than its round trip
 _LATEST_ON_STEPS = (
     select(Submission)
-    .where(Submission.user_id == any_(bindparam("users", type_=ARRAY(Integer))),
-           Submission.step_id == any_(bindparam("steps", type_=ARRAY(Integer))))
+    .where(ids_in(Submission.user_id, True, "users"), ids_in(Submission.step_id, True, "steps"))
     .order_by(*_NEWEST)
 )
 

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, select
+from sqlalchemy import and_, select
 from sqlalchemy import event as sql_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -47,6 +47,7 @@ from app.settings import Settings
 from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, Submission, User
 from dataloaders.loaders import Loaders
+from dataloaders.records import ids_in
 from dataloaders.store import Store
 from dataloaders.users import own_groups_of
 
@@ -598,8 +599,8 @@ def _routing(submission_named: Any) -> Any:
 
 # PostgreSQL: built once (parameters `learners` and `submissions`, arrays): building it per batch cost more
 # than its round trip
-_ROUTING_POSTGRES = _routing(Submission.id == any_(bindparam("submissions", type_=ARRAY(Integer)))).where(
-    Membership.user_id == any_(bindparam("learners", type_=ARRAY(Integer)))
+_ROUTING_POSTGRES = _routing(ids_in(Submission.id, True, "submissions")).where(
+    ids_in(Membership.user_id, True, "learners")
 )
 
 

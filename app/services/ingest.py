@@ -15,8 +15,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, case, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, BadInput
@@ -25,10 +24,12 @@ from app.store.bulk import (
     PAIRS_CHUNK,
     ROWS_CHUNK,
     chunks,
+    column_arrays,
     existing_pairs,
     insert_rows,
     is_postgres,
     one_of,
+    postgres_insert,
     unnest_pairs,
     value_chunks,
 )
@@ -44,6 +45,7 @@ from app.store.models import (
     User,
     utcnow,
 )
+from dataloaders.records import ids_in
 
 STEP_KINDS = ("VIEWED", "COMPLETED", "SUBMITTED")
 MAX_MINUTES = 24 * 60
@@ -205,14 +207,12 @@ def _rows_statement() -> Any:
     submissions' insert (RETURNING the new submissions); each table's rows are arrays, a column each (p0..,
     s0.., a0..; empty arrays insert nothing). No trigger of one of these tables reads another of them."""
 
-    def unnested(prefix: str, table: Any, names: tuple[str, ...]) -> Any:
-        return select(*[func.unnest(bindparam(f"{prefix}{i}", type_=ARRAY(table.c[n].type))) for i, n in enumerate(names)])
-
     progress, submission, activity = (StepProgress.__table__, Submission.__table__, ActivityEvent.__table__)  # type: ignore[attr-defined]
-    upsert = _upsert_progress(postgresql.insert(progress).from_select(list(_PROGRESS_COLUMNS), unnested("p", progress, _PROGRESS_COLUMNS)))
-    logged = postgresql.insert(activity).from_select(list(_ACTIVITY_COLUMNS), unnested("a", activity, _ACTIVITY_COLUMNS))
-    submitted = postgresql.insert(submission).from_select(list(_SUBMISSION_COLUMNS), unnested("s", submission, _SUBMISSION_COLUMNS))
-    return _returning_submissions(submitted).add_cte(upsert.cte("progress"), logged.cte("activity"))
+    upsert = _upsert_progress(postgres_insert(progress, _PROGRESS_COLUMNS, prefix="p"))
+    logged = postgres_insert(activity, _ACTIVITY_COLUMNS, prefix="a")
+    return postgres_insert(submission, _SUBMISSION_COLUMNS, _returning_submissions, prefix="s").add_cte(
+        upsert.cte("progress"), logged.cte("activity")
+    )
 
 
 def _returning_submissions(statement: Any) -> Any:
@@ -221,7 +221,7 @@ def _returning_submissions(statement: Any) -> Any:
 
 
 _STEPS = select(Step.id, Step.course_id, Step.kind, Step.max_points)
-_STEPS_POSTGRES = _STEPS.where(Step.id == any_(bindparam("steps", type_=ARRAY(Integer))))  # built once
+_STEPS_POSTGRES = _STEPS.where(ids_in(Step.id, True, "steps"))  # built once
 
 
 async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]:
@@ -351,10 +351,11 @@ async def apply(
     activity.sort(key=lambda row: row[2])
     if postgres and max(len(progress_rows), len(submissions), len(activity)) <= ROWS_CHUNK:
         # the three inserts in one statement (two of them data-modifying CTEs): one round trip, not three
-        params: dict[str, Any] = {}
-        for prefix, names, rows in (("p", _PROGRESS_COLUMNS, progress_rows), ("s", _SUBMISSION_COLUMNS, submissions),
-                                    ("a", _ACTIVITY_COLUMNS, activity)):
-            params.update({f"{prefix}{i}": [r[i] for r in rows] for i in range(len(names))})
+        params = {
+            **column_arrays(progress_rows, len(_PROGRESS_COLUMNS), "p"),
+            **column_arrays(submissions, len(_SUBMISSION_COLUMNS), "s"),
+            **column_arrays(activity, len(_ACTIVITY_COLUMNS), "a"),
+        }
         made = list(await session.execute(_rows_statement(), params))
     else:
         await insert_rows(session, sp_table, _PROGRESS_COLUMNS, progress_rows, _upsert_progress, key="progress")

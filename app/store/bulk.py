@@ -49,14 +49,19 @@ Finish = Callable[[Any], Any]
 _INSERTS: dict[tuple[str, tuple[str, ...], str | None], Any] = {}
 
 
-def _postgres_insert(table: Table, names: tuple[str, ...], finish: Finish | None) -> Any:
+def postgres_insert(table: Table, names: Sequence[str], finish: Finish | None = None, prefix: str = "c") -> Any:
     """`INSERT INTO table (names) SELECT unnest(:c0), unnest(:c1), ...` with `finish` applied; the arrays are
-    the parameters c0, c1, ..."""
+    the parameters c0, c1, ... (`prefix` names them; `column_arrays` makes them)."""
     source = select(
-        *[func.unnest(bindparam(f"c{i}", type_=ARRAY(table.c[name].type))) for i, name in enumerate(names)]
+        *[func.unnest(bindparam(f"{prefix}{i}", type_=ARRAY(table.c[name].type))) for i, name in enumerate(names)]
     )
     statement = postgresql.insert(table).from_select(list(names), source)
     return finish(statement) if finish is not None else statement
+
+
+def column_arrays(rows: Sequence[Sequence[Any]], width: int, prefix: str = "c") -> dict[str, list[Any]]:
+    """The parameters of `postgres_insert`: one array per column of `rows`."""
+    return {f"{prefix}{i}": [r[i] for r in rows] for i in range(width)}
 
 
 async def insert_rows(
@@ -75,13 +80,12 @@ async def insert_rows(
         if finish is None or key is not None:
             cached = (table.name, tuple(names), key)
             if cached not in _INSERTS:
-                _INSERTS[cached] = _postgres_insert(table, tuple(names), finish)
+                _INSERTS[cached] = postgres_insert(table, names, finish)
             statement = _INSERTS[cached]
         else:
-            statement = _postgres_insert(table, tuple(names), finish)
+            statement = postgres_insert(table, names, finish)
         for chunk in chunks(rows, ROWS_CHUNK):
-            params = {f"c{i}": [r[i] for r in chunk] for i in range(len(names))}
-            result = await session.execute(statement, params)
+            result = await session.execute(statement, column_arrays(chunk, len(names)))
             if result.returns_rows:
                 returned.extend(result.all())
         return returned
