@@ -15,7 +15,6 @@ value, or the argument's default); under any other list field it is counted ASSU
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -52,6 +51,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
+from app.runtime.memo import IdentityMemo
 from app.settings import Settings
 
 ASSUMED_LIST_SIZE = 10
@@ -186,8 +186,8 @@ class _Costing:
         return 1 + multiplier * cost, depth + 1, alias + aliases
 
 
-_WALKS: OrderedDict[tuple[Any, ...], tuple[Any, Any, list[Any], list[tuple[FieldNode, int, str]]]] = OrderedDict()
 MAX_WALKS = 256
+_WALKS: IdentityMemo[tuple[list[Any], list[tuple[FieldNode, int, str]]]] = IdentityMemo(MAX_WALKS)
 
 
 def _walked(
@@ -197,23 +197,18 @@ def _walked(
     `_Costing` finds them; remembered per document (the parser cache gives a query text the same one) and
     values of the integer variables, the only values the walk reads (`_int_argument`): the dashboard sent again
     is not walked again."""
-    document = context.document
+    document, objects = context.document, (context.schema, context.document)
     ints = tuple(sorted((k, v) for k, v in variables.items() if isinstance(v, int) and not isinstance(v, bool)))
-    key = (id(context.schema), id(document), max_page, ints)
-    found = _WALKS.get(key)
-    if found is not None and found[0] is document and found[1] is context.schema:
-        _WALKS.move_to_end(key)
-        return found[2], found[3]
+    found = _WALKS.get(objects, (max_page, ints))
+    if found is not None:
+        return found
     costing = _Costing(context, variables, max_page)
     walked = [
         (d, *costing.walk(d.selection_set, context.schema.get_root_type(d.operation), frozenset()))
         for d in document.definitions
         if isinstance(d, OperationDefinitionNode)
     ]
-    _WALKS[key] = (document, context.schema, walked, costing.page_errors)
-    if len(_WALKS) > MAX_WALKS:
-        _WALKS.popitem(last=False)
-    return walked, costing.page_errors
+    return _WALKS.put(objects, (max_page, ints), (walked, costing.page_errors))
 
 
 def cost_rule(settings: Settings, variables: dict[str, Any]) -> type[ValidationRule]:

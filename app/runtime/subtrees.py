@@ -19,7 +19,6 @@ and resolver methods marked `side_effect_free`. Only query operations use it, ne
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -48,6 +47,8 @@ from graphql import (
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from graphql.pyutils import Undefined as _UNDEFINED
+
+from app.runtime.memo import IdentityMemo
 
 _BACKREF = "strawberry-definition"
 ENABLED = True  # tests switch it off to compare with the ordinary path
@@ -197,8 +198,8 @@ def _direct_call(spec: tuple[Any, ...] | None, args: dict[str, Any]) -> tuple[An
     return (method, attribute, permissions, {plain[n]: v for n, v in args.items()}, info_name, info_class, field)
 
 
-_SHARED: OrderedDict[tuple[int, int, str], tuple[Any, Any, SubtreePlans]] = OrderedDict()
 MAX_SHARED = 128
+_SHARED: IdentityMemo[SubtreePlans] = IdentityMemo(MAX_SHARED)
 
 
 def plans_for(execution: Any) -> SubtreePlans:
@@ -209,16 +210,9 @@ def plans_for(execution: Any) -> SubtreePlans:
         variables = repr(execution.variable_values.coerced)
     except Exception:
         return SubtreePlans(execution)
-    key = (id(execution.schema), id(execution.operation), variables)
-    entry = _SHARED.get(key)
-    if entry is not None and entry[0] is execution.schema and entry[1] is execution.operation:
-        _SHARED.move_to_end(key)
-        return entry[2]
-    plans = SubtreePlans(execution)
-    _SHARED[key] = (execution.schema, execution.operation, plans)  # both kept: their ids are in the key
-    if len(_SHARED) > MAX_SHARED:
-        _SHARED.popitem(last=False)
-    return plans
+    objects = (execution.schema, execution.operation)
+    found = _SHARED.get(objects, variables)
+    return found if found is not None else _SHARED.put(objects, variables, SubtreePlans(execution))
 
 
 class SubtreePlans:
