@@ -195,10 +195,11 @@ class ProgressLoaders:
         return self.store.dialect == "postgresql"
 
     async def _cards(self, user_ids: Sequence[int]) -> list[list[Card]]:
-        """One GROUP BY over enrollment LEFT JOIN step_progress (and step, for the points available) for every
-        user of the batch. Measured against one correlated subquery per aggregate, 500 learners: PostgreSQL
-        14 ms vs 32 ms (bench medium data); SQLite 4 vs 10 ms (bench medium), 27 vs 35 ms (20 sparse courses
-        each), 39 vs 62 ms (20 courses of 10 steps, every step done): GROUP BY on both engines."""
+        """One statement for every user of the batch. PostgreSQL: a LATERAL aggregate per enrollment, with the
+        graded steps' ids, whose points available are added up here from the catalogue. SQLite: one GROUP BY
+        over enrollment LEFT JOIN step_progress and step; measured against one correlated subquery per
+        aggregate: 4 vs 10 ms (bench medium), 27 vs 35 ms (20 sparse courses each), 39 vs 62 ms (20 courses of
+        10 steps, every step done)."""
         cards: dict[int, list[Card]] = defaultdict(list)
         rows = await self.store.rows(_cards_of(self.postgres), {"ids": sorted(set(user_ids))})
         if self.postgres and rows:  # the points available of the graded steps, from the catalogue
