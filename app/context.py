@@ -119,7 +119,7 @@ async def signed_in(
     database: Database, token: str | None, members_see_groups: bool | None = None
 ) -> tuple[Credential | None, Store, Reach | None]:
     """The request's Store and the token's credential, read through that store: the sign-in and the request
-    share one checkout and one transaction. With `members_see_groups` (the site's default), the viewer's Reach
+    share one checkout. With `members_see_groups` (the site's default), the viewer's Reach
     is read in the same statement (app.services.viewers.signed_in_with_reach), else None (loaded when first
     needed). The pool pings no connection before use, so a pooled connection that died (the database
     restarted) fails the sign-in query; SQLAlchemy then drops it with the rest of the pool, and the query runs
