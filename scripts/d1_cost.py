@@ -3,6 +3,7 @@ statements, the worker's CPU (time.process_time) and PostgreSQL's CPU (utime + s
 from /proc) per request, for the level-5, level-1 and root groups of the seeded bench database.
 
     .venv/bin/python scripts/d1_cost.py [--runs 60] [--rounds 3] [--only level5] [--show] [--no-lean] [--as-served] [--freeze]
+        [--query TEXT --variables JSON]
 
 Seed first with `./scripts/bench --preset medium --engine postgres --only D1` (or bench.server.ensure_seeded).
 The server's cost only: a raw ASGI call (middleware, sign-in, Strawberry's view, the response's encoding), no
@@ -43,7 +44,7 @@ def backend_cpu(pids: list[int]) -> float:
 
 
 async def main(runs: int, rounds: int, only: str | None, profile: str | None = None, show: bool = False, lean: bool = True,
-    query: str | None = None, served: bool = False, freeze: bool = False,
+    query: str | None = None, served: bool = False, freeze: bool = False, variables: dict[str, Any] | None = None,
 ) -> None:
     os.environ.setdefault("GROUPGRAPH_LOG_LEVEL", "warning")
     from sqlalchemy import text
@@ -62,7 +63,7 @@ async def main(runs: int, rounds: int, only: str | None, profile: str | None = N
     trips.attach(database.engine)
 
     async def call(group_id: int) -> bytes:
-        body = json.dumps({"query": query or D1, "variables": {"id": gid(group_id)}}).encode()
+        body = json.dumps({"query": query or D1, "variables": {"id": gid(group_id), **(variables or {})}}).encode()
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
             "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
@@ -160,10 +161,12 @@ if __name__ == "__main__":
     parser.add_argument("--show", action="store_true", help="print the statements of one request of each group")
     parser.add_argument("--no-lean", action="store_true", help="every statement through SQLAlchemy (app.store.lean off)")
     parser.add_argument("--query", default=None, help="another query (its variable: $id), for the request's fixed cost")
+    parser.add_argument("--variables", default=None,
+                        help='more variables of --query as JSON, e.g. \'{"first": 500}\' for the members page')
     parser.add_argument("--as-served", action="store_true",
                         help="as the peer bench serves it: the access log on, GROUPGRAPH_BENCH's headers (send stderr away)")
     parser.add_argument("--freeze", action="store_true",
                         help="tune the collector after the warm-up as a served worker's start-up does (gc.freeze)")
     args = parser.parse_args()
     asyncio.run(main(args.runs, args.rounds, args.only, args.profile, args.show, not args.no_lean, args.query, args.as_served,
-                     args.freeze))
+                     args.freeze, json.loads(args.variables) if args.variables else None))
