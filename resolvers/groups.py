@@ -15,7 +15,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
-from app.runtime.subtrees import side_effect_free
+from app.runtime.subtrees import decided_by_class, side_effect_free
 from app.services.audit import audit
 from app.services.tree import attach, is_descendant, lock_tree, move, subtree_height
 from app.store import keyset
@@ -61,6 +61,7 @@ class Group(Node):
     row: strawberry.Private[GroupRow]
 
     @classmethod
+    @decided_by_class
     def is_type_of(cls, obj: object, info: Info) -> bool:
         return isinstance(obj, GroupView)
 

@@ -14,7 +14,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import require_id, to_global_id
-from app.runtime.subtrees import side_effect_free
+from app.runtime.subtrees import preloaded_in, side_effect_free
 from app.services.audit import audit
 from app.services.events import reach_changed
 from app.store.models import AccessRequest as AccessRequestRow
@@ -95,6 +95,7 @@ class Membership(Node):
 
     @strawberry.field
     @side_effect_free
+    @preloaded_in("user_view")
     def user(self, info: Info) -> UserType:
         if self.user_view is not None:
             return self.user_view
@@ -106,6 +107,7 @@ class Membership(Node):
 
     @strawberry.field
     @side_effect_free
+    @preloaded_in("group_view")
     def group(self, info: Info) -> GroupType:
         if self.group_view is not None:
             return self.group_view

@@ -16,7 +16,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
-from app.runtime.subtrees import side_effect_free
+from app.runtime.subtrees import decided_by_class, preloaded_in, side_effect_free
 from app.services.audit import audit
 from app.services.auth import end_credentials, hash_password, keep_an_owner
 from app.services.events import reach_changed
@@ -72,6 +72,7 @@ class User(Node):
     progress: strawberry.Private[list[CourseProgress] | None]
 
     @classmethod
+    @decided_by_class
     def is_type_of(cls, obj: object, info: Info) -> bool:
         return isinstance(obj, UserView)
 
@@ -154,6 +155,7 @@ class User(Node):
         description="One entry per enrolled course, or just the named ones; by course name.",
     )
     @side_effect_free
+    @preloaded_in("progress")
     def course_progress(
         self, info: Info, course_ids: list[strawberry.ID] | None = None
     ) -> list[CourseProgress] | None:

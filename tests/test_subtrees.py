@@ -321,3 +321,106 @@ async def test_a_permission_allowing_every_object_is_asked_once(
     assert tried[expect] >= 1, tried
     if expect == "completed":
         assert fast_asked == sorted(asked), fast_asked
+
+
+# --- preloaded values: read without a resolve info, every permission class still asked -----------------------
+
+
+async def test_a_denied_preloaded_field_is_still_denied(site: Site, monkeypatch: Any) -> None:
+    """`courseProgress` answers from the page's preloaded cards without a resolve info, but for a viewer who may
+    not see every learner's progress its permission class is still asked user by user: one it refuses (here the
+    class is made to refuse one learner) gets the same null and FORBIDDEN error as on graphql-core's ordinary
+    path."""
+    from permissions.classes import ViewProgress
+
+    s = await school(site)
+    asked: list[str] = []
+    refused = [""]
+    has_permission = ViewProgress.has_permission
+
+    def refusing_one(self: Any, source: Any, info: Any, **kwargs: Any) -> Any:
+        asked.append(source.row.first_name)
+        return source.row.first_name != refused[0] and has_permission(self, source, info, **kwargs)
+
+    monkeypatch.setattr(ViewProgress, "has_permission", refusing_one)
+    for viewer, group, shown, refused[0] in (("leader", s["top"], "L1", "L3"), ("mentor", s["classes"][0], "L2", "L4")):
+        asked.clear()
+        fast, ordinary, done = await both(site, s[viewer], DASHBOARD, {"id": gid("Group", group), "first": 100})
+        assert fast == ordinary, (viewer, fast[:600], ordinary[:600])
+        answer = json.loads(fast)
+        users = {e["node"]["user"]["firstName"]: e["node"]["user"] for e in answer["data"]["group"]["members"]["edges"]}
+        assert users[refused[0]]["courseProgress"] is None and users[shown]["courseProgress"], users
+        assert [(e["extensions"]["code"], e["path"][-1]) for e in answer["errors"]] == [("FORBIDDEN", "courseProgress")]
+        assert asked.count(refused[0]) >= 3 and len(asked) >= 3 * len(users), (viewer, asked)  # the preload, both paths
+        assert done["abandoned"] >= 1, done
+
+
+@strawberry.type
+class Shelf:
+    title: str
+    preloaded: strawberry.Private[list[str] | None] = None
+
+    @strawberry.field(extensions=[PermissionExtension([Everyone()])])
+    @side_effect_free
+    @subtrees.preloaded_in("preloaded")
+    def books(self, info: strawberry.Info, prefix: str | None = None) -> list[str] | None:
+        if prefix is None and self.preloaded is not None:
+            return self.preloaded
+        return [f"{prefix or ''}{self.title}@{info.path.prev.key}"]
+
+    @strawberry.field
+    @side_effect_free
+    @subtrees.preloaded_in("preloaded")
+    def open_books(self, info: strawberry.Info) -> list[str]:
+        if self.preloaded is not None:
+            return self.preloaded
+        return [f"{self.title}@{info.path.prev.key}"]
+
+
+@strawberry.type
+class ShelfQuery:
+    @strawberry.field
+    def shelves(self, names: list[str]) -> list[Shelf]:
+        return [Shelf(title=n, preloaded=None if n.startswith("x") else [n.upper()]) for n in names]
+
+
+@pytest.mark.parametrize(
+    ("viewer", "query", "names", "expect"),
+    [
+        ("admin", "{ shelves(names: $n) { title books openBooks } }", ["a", "xb", "c"], "completed"),
+        ("admin", "{ shelves(names: $n) { books(prefix: null) p: books(prefix: \"p\") } }", ["a", "xb"], "completed"),
+        ("someone", "{ shelves(names: $n) { title books openBooks } }", ["a", "xb"], "completed"),
+        ("someone", "{ shelves(names: $n) { title books openBooks } }", ["a", "secret", "xc"], "abandoned"),
+    ],
+)
+async def test_a_preloaded_value_answers_as_its_method(viewer: str, query: str, names: list[str], expect: str) -> None:
+    """Read from the attribute when it is set and no argument differs from its default; otherwise the method
+    with its info; the permission classes decide either way."""
+    document = "query($n: [String!]!) " + query
+    answers = []
+    infos: list[str] = []
+    before = dict(subtrees.COUNTS)
+    for context_class in (PlainFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        Everyone.asked.clear()
+        infos.clear()
+        build = context_class.build_resolve_info
+
+        def counted(self: Any, field_def: Any, nodes: Any, parent_type: Any, path: Any, build: Any = build) -> Any:
+            infos.append(nodes[0].name.value)
+            return build(self, field_def, nodes, parent_type, path)
+
+        schema = strawberry.Schema(query=ShelfQuery, execution_context_class=context_class)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(context_class, "build_resolve_info", counted)
+            result = await schema.execute(document, variable_values={"n": names}, context_value={"viewer": viewer})
+        answers.append((json.dumps(result.data), [(e.message, e.path) for e in result.errors or []]))
+        if context_class is PlainFieldsExecutionContext:
+            fast_asked, fast_infos = list(Everyone.asked), list(infos)
+    assert answers[0] == answers[1], answers
+    if viewer == "admin" and "openBooks" in query:  # no info for a preloaded value once the class allowed every one
+        assert fast_infos.count("books") == 2 and fast_infos.count("openBooks") == 1, fast_infos
+    assert ("secret" in names) == bool(answers[0][1]), answers
+    tried = {k: subtrees.COUNTS[k] - before[k] for k in before}
+    assert tried[expect] >= 1, tried
+    if viewer == "someone" and expect == "completed":
+        assert fast_asked.count("object") == len(names), fast_asked

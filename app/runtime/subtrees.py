@@ -57,7 +57,7 @@ COUNTS = {"completed": 0, "abandoned": 0}  # subtrees, since the process started
 F = TypeVar("F", bound=Callable[..., Any])
 # types whose values are never exceptions or awaitables: no __await__, no attribute hook of their own (an
 # instance attribute named __await__ is not looked for)
-_SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID}
+_SETTLED: set[type] = {str, int, float, bool, datetime, date, time, Decimal, UUID, list, tuple}
 _UNSETTLED: set[type] = set()
 # the built-in scalars' coercion of their own Python type, written inline into the plans: the value itself
 # (graphql-core's serializers return it unchanged: a finite float, a 32-bit int, a str, a bool)
@@ -74,6 +74,26 @@ def side_effect_free(method: F) -> F:
     path may call it, and call it again when it abandons a subtree."""
     method.side_effect_free = True  # type: ignore[attr-defined]
     return method
+
+
+def preloaded_in(attribute: str) -> Callable[[F], F]:
+    """Marks a `side_effect_free` resolver method that, called without arguments, returns its object's
+    `attribute` whenever that is not None (a list resolver loaded it for the whole page), without reading its
+    info: the fast path then reads the attribute and builds no resolve info for it (the field's permission
+    classes still decide as before)."""
+
+    def mark(method: F) -> F:
+        method.preloaded_in = attribute  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def decided_by_class(is_type_of: F) -> F:
+    """Marks an `is_type_of` whose answer depends only on the object's class (an isinstance check) and never
+    reads its info: the fast path asks it once per class of value and passes no resolve info."""
+    is_type_of.decided_by_class = True  # type: ignore[attr-defined]
+    return is_type_of
 
 
 T = TypeVar("T", bound=type)
@@ -130,7 +150,8 @@ _PLAIN_SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID"})
 
 def _direct_spec(schema: Any, field_def: GraphQLField) -> tuple[Any, ...] | None:
     """(method or None, attribute or None, permission classes, {argument: python name} of its built-in scalar
-    arguments, the method's info parameter, Strawberry's Info class, the Strawberry field) for a field
+    arguments, the method's info parameter, Strawberry's Info class, the Strawberry field, the attribute the
+    method answers from when preloaded (`preloaded_in`) or None) for a field
     `safe_to_resolve` whose resolve function is Strawberry's own (or app.runtime.plain_fields' direct one);
     None for any other, which is then resolved through its resolve function."""
     from strawberry.permission import PermissionExtension
@@ -163,7 +184,7 @@ def _direct_spec(schema: Any, field_def: GraphQLField) -> tuple[Any, ...] | None
         return None
     resolver = field.base_resolver
     if resolver is None:
-        return (None, field.python_name, permissions, plain, None, converter.config.info_class, field)
+        return (None, field.python_name, permissions, plain, None, converter.config.info_class, field, None)
     if (
         resolver.self_parameter is None
         or resolver.root_parameter is not None
@@ -172,7 +193,11 @@ def _direct_spec(schema: Any, field_def: GraphQLField) -> tuple[Any, ...] | None
     ):
         return None
     info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
-    return (resolver.wrapped_func, None, permissions, plain, info_name, converter.config.info_class, field)
+    preloaded = getattr(resolver.wrapped_func, "preloaded_in", None)
+    return (
+        resolver.wrapped_func, None, permissions, plain, info_name, converter.config.info_class, field,
+        preloaded if isinstance(preloaded, str) else None,
+    )
 
 
 _FACTS: dict[int, tuple[GraphQLField, str | None, bool, tuple[Any, ...] | None]] = {}
@@ -192,10 +217,19 @@ def _direct_call(spec: tuple[Any, ...] | None, args: dict[str, Any]) -> tuple[An
     """The spec with this request's keyword arguments, when every argument given is a built-in scalar."""
     if spec is None:
         return None
-    method, attribute, permissions, plain, info_name, info_class, field = spec
+    method, attribute, permissions, plain, info_name, info_class, field, preloaded = spec
     if not set(args) <= set(plain):
         return None
-    return (method, attribute, permissions, {plain[n]: v for n, v in args.items()}, info_name, info_class, field)
+    kwargs = {plain[n]: v for n, v in args.items()}
+    if preloaded is not None and kwargs:  # `preloaded_in` holds for a call without arguments: each at its default
+        defaults = {a.python_name: a.default for a in field.arguments}
+        if not all(k in defaults and _same(defaults[k], v) for k, v in kwargs.items()):
+            preloaded = None
+    return (method, attribute, permissions, kwargs, info_name, info_class, field, preloaded)
+
+
+def _same(default: Any, value: Any) -> bool:
+    return default is value or (type(default) is type(value) and type(value) in (str, int, float, bool) and default == value)
 
 
 MAX_SHARED = 128
@@ -274,6 +308,8 @@ class SubtreePlans:
                 info = plans.execution.build_resolve_info(field_def, nodes, parent_type, path) if needs_info else None
                 return complete(value, path, info)
 
+            if not needs_info:  # the object's plan may read the attribute and complete it itself
+                attribute_value.inline = (attribute, complete)  # type: ignore[attr-defined]
             return _path_free(attribute_value, not needs_info and _is_path_free(complete))
         if not safe:
             return None
@@ -308,7 +344,7 @@ class SubtreePlans:
         """What Strawberry's resolve function does for the field, without its generic wrappers: each permission
         class of its permission extensions decides (`has_permission` with the same arguments), then the method
         is called (or the attribute read)."""
-        method, attribute, permissions, kwargs, info_name, info_class, field = direct
+        method, attribute, permissions, kwargs, info_name, info_class, field, preloaded = direct
         plans = self
         needs_info = bool(permissions) or info_name is not None or _checks_type(field_def.type)
         checks_type = _checks_type(field_def.type)
@@ -316,6 +352,32 @@ class SubtreePlans:
         askers = [getattr(p, "allows_every_object", None) for p in permissions]
         uniform = bool(permissions) and all(callable(a) for a in askers)
         key = id(field)
+
+        if preloaded is not None and not permissions and not checks_type:
+
+            def preloaded_value(source: Any, path: Path) -> Any:
+                value = getattr(source, preloaded)
+                if value is None:  # not loaded with the page: the method, with its info
+                    return called_value(source, path)
+                if type(value) not in _SETTLED:
+                    _refuse_called(value, is_awaitable)
+                return complete(value, path, None)
+
+            runner = preloaded_value
+        elif preloaded is not None:
+
+            def preloaded_value(source: Any, path: Path) -> Any:
+                if uniform and plans.execution.subtree_allowed.get(key) is True:
+                    value = getattr(source, preloaded)
+                    if value is not None and not checks_type:
+                        if type(value) not in _SETTLED:
+                            _refuse_called(value, is_awaitable)
+                        return complete(value, path, None)
+                return called_value(source, path)
+
+            runner = preloaded_value
+        else:
+            runner = None
 
         def called_value(source: Any, path: Path) -> Any:
             if uniform and info_name is None and plans.execution.subtree_allowed.get(key) is True:
@@ -353,6 +415,8 @@ class SubtreePlans:
                 _refuse_called(value, is_awaitable)
             return complete(value, path, info)
 
+        if runner is not None:
+            return _path_free(runner, False)
         return _path_free(called_value, not needs_info and _is_path_free(complete))
 
     def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
@@ -366,6 +430,7 @@ class SubtreePlans:
             if item is None:
                 return None
             needs_path = not _is_path_free(item)
+            new = tuple.__new__  # a Path made without its Python-level __new__
 
             def listed(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
@@ -375,7 +440,7 @@ class SubtreePlans:
                 if type(value) is not list and type(value) is not tuple:
                     raise Abandon
                 if needs_path:
-                    return [item(v, path.add_key(i, None), info) for i, v in enumerate(value)]
+                    return [item(v, new(Path, (path, i, None)), info) for i, v in enumerate(value)]
                 return [item(v, None, info) for v in value]
 
             return _path_free(listed, not needs_path)
@@ -401,6 +466,27 @@ class SubtreePlans:
             if plan is None:
                 return None
             is_type_of = kind.is_type_of  # type: ignore[union-attr]
+            by_class = getattr(is_type_of, "decided_by_class", False) is True
+            if by_class or _strawberry_is_type_of(kind):  # type: ignore[arg-type]
+                classes: set[type] = set()  # the classes it accepted
+                cast = None if by_class else _CAST  # a Strawberry type cast on the object decides instead
+
+                def obj(value: Any, path: Path, info: Any) -> Any:
+                    if value is None:
+                        if non_null:
+                            raise Abandon
+                        return None
+                    kind_of_value = type(value)
+                    if kind_of_value not in classes or (cast is not None and getattr(value, cast, None) is not None):
+                        if not checked and kind_of_value not in _SETTLED:
+                            _refuse_pending(value, is_awaitable)
+                        if is_type_of(value, None) is not True:
+                            raise Abandon
+                        if (kind_of_value in _SETTLED if by_class else _class_decides(kind_of_value)) and len(classes) < 100:
+                            classes.add(kind_of_value)
+                    return plan(value, path)
+
+                return _path_free(obj, _is_path_free(plan))
 
             def obj(value: Any, path: Path, info: Any) -> Any:
                 if value is None:
@@ -424,7 +510,8 @@ class SubtreePlans:
         grouped, defer_usages, forbidden = self.execution.collect_subfields(kind, field_details_list)
         if defer_usages or forbidden:
             return None
-        entries: list[tuple[int, str, Any, Any]] = []  # (0: __typename, 1: leaf, 2: other), name, ...
+        # (0: __typename, 1: leaf, 2: other, 3: an attribute completed as it is), name, ...
+        entries: list[tuple[int, str, Any, Any]] = []
         for response_key, sub_details in grouped.items():
             node = sub_details[0].node
             for details in sub_details:
@@ -446,17 +533,26 @@ class SubtreePlans:
             runner = self.field_runner(self.execution, kind, sub_details)
             if runner is None:
                 return None
+            inline = getattr(runner, "inline", None)
+            if inline is not None:
+                entries.append((3, response_key, inline[1], inline[0]))
+                continue
             entries.append((2, response_key, runner, None))
         shape = tuple(
-            (which, response_key, what if which == 1 else None, bool(leaf and leaf[1]) or (
-                which == 2 and _is_path_free(what)), leaf[2] if leaf else None)
+            (
+                which,
+                response_key,
+                what if which == 1 else leaf if which == 3 else None,
+                bool(leaf and leaf[1]) if which == 1 else which in (2, 3) and _is_path_free(what),
+                leaf[2] if which == 1 else None,
+            )
             for which, response_key, what, leaf in entries
         )
-        parts = [what if which != 1 else leaf[0] for which, _key, what, leaf in entries]
+        parts = [leaf[0] if which == 1 else what for which, _key, what, leaf in entries]
         plan = _plan_factory(shape)(
             Abandon, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
         )
-        _path_free(plan, all(which != 2 or _is_path_free(what) for which, _key, what, _leaf in entries))
+        _path_free(plan, all(which < 2 or _is_path_free(what) for which, _key, what, _leaf in entries))
         self.objects[key] = plan
         return plan
 
@@ -510,7 +606,7 @@ def _settle(kind: type) -> None:
     if (
         not hasattr(kind, "__await__")
         and not issubclass(kind, BaseException | CoroutineType | GeneratorType)
-        and getattr(kind, "__getattr__", None) is None
+        and not any("__getattr__" in k.__dict__ for k in kind.__mro__)  # an enum's metaclass has one, not its members
         and kind.__getattribute__ is object.__getattribute__
         and len(_SETTLED) < 10_000
     ):
@@ -525,8 +621,8 @@ _FACTORIES: dict[tuple[Any, ...], Any] = {}
 def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ...]) -> Any:
     """A function completing an object for a selection of this shape, written out field by field (a loop
     over the entries costs twice as much per object): `shape` holds, per response key, its kind (0:
-    `__typename`, 1: a plain leaf attribute, 2: anything else), the key, the leaf's attribute, and a flag:
-    the leaf is non-null, or the field needs no path; and for a built-in scalar the test under which its
+    `__typename`, 1: a plain leaf attribute, 2: a field runner, 3: an attribute completed by the completer of its
+    type), the key, the attribute, and a flag: the leaf is non-null, or the field needs no path; and for a built-in scalar the test under which its
     coercion returns the value itself (`_SAME`). Compiled once per shape for the process; the request's parts
     (coercions, field runners, the type name) are bound when it is called."""
     factory = _FACTORIES.get(shape)
@@ -558,8 +654,15 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ..
                 "                raise ABANDON",
                 f"            out[{key}] = c",
             ]
+        elif which == 3:
+            assert attribute is not None
+            read = f"source.{attribute}" if attribute.isidentifier() and not iskeyword(attribute) else (
+                f"getattr(source, {attribute!r})"
+            )
+            where = "None" if flag else f"NEW(Path, (path, {key}, TYPE))"  # no resolve info below: no path needed
+            body.append(f"        out[{key}] = part_{n}({read}, {where}, None)")
         else:
-            where = "None" if flag else f"Path(path, {key}, TYPE)"  # no resolve info below: no path needed
+            where = "None" if flag else f"NEW(Path, (path, {key}, TYPE))"
             body.append(f"        out[{key}] = part_{n}(source, {where})")
     body += ["        return out", "    return plan"]
     unpack = "".join(f"part_{n}, " for n in range(len(shape)))
@@ -569,7 +672,7 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ..
         + "\n".join(body)
         + "\n"
     )
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"NEW": tuple.__new__}  # a Path made without its Python-level __new__
     exec(compile(source, f"<subtree plan {len(_FACTORIES)}>", "exec"), namespace)
     factory = namespace["factory"]
     if len(_FACTORIES) < 1000:
@@ -616,11 +719,35 @@ def _named(kind: Any) -> Any:
     return kind
 
 
+_CAST = "__as_strawberry_type__"  # strawberry.types.cast's attribute
+
+
+def _strawberry_is_type_of(kind: GraphQLObjectType) -> bool:
+    """Whether `kind.is_type_of` is Strawberry's own for a type with interfaces and no generic origin: it reads no
+    info and, for an object without a type cast, answers `isinstance` of its class."""
+    is_type_of = kind.is_type_of
+    definition = (kind.extensions or {}).get(_BACKREF)
+    return (
+        is_type_of is not None
+        and is_type_of.__qualname__.endswith("._get_is_type_of.<locals>.is_type_of")
+        and definition is not None
+        and getattr(definition, "concrete_of", None) is None
+        and not _checks_type(kind)
+    )
+
+
+def _class_decides(kind: type) -> bool:
+    """Values of `kind` are never pending, and reading an attribute they lack is a plain miss (no hook)."""
+    return kind in _SETTLED and not any("__getattr__" in k.__dict__ for k in kind.__mro__)
+
+
 def _checks_type(kind: GraphQLOutputType) -> bool:
     """Whether completing a value of `kind` calls an `is_type_of` that is given the field's resolve info.
     Strawberry's own `is_type_of` (for types with interfaces) never reads it: None is given then."""
     named = _named(kind)
     if not is_object_type(named) or named.is_type_of is None:
+        return False
+    if getattr(named.is_type_of, "decided_by_class", False) is True:
         return False
     code = getattr(named.is_type_of, "__code__", None)
     return not (
