@@ -264,13 +264,16 @@ class MembershipLoaders:
         pages: dict[int, MemberPage] = defaultdict(list)
         users_at = 2 + MembershipRecord.width
         groups_at = users_at + UserRecord.width
+        groups: set[int] = set()  # a page's members share a few groups: each group's record made once
         for row in await read(query, params):
             membership = MembershipRecord(*row[2:users_at])
             user = UserRecord(*row[users_at:groups_at])
-            group = GroupRecord(*row[groups_at:])
             pages[row[0]].append((membership, row[1]))
             self.users.by_id.prime(user.id, user)
-            self.groups.by_id.prime(group.id, group)
+            if membership.group_id not in groups:
+                groups.add(membership.group_id)
+                group = GroupRecord(*row[groups_at:])
+                self.groups.by_id.prime(group.id, group)
         return [pages.get(group_id, []) for group_id in group_ids]
 
     def _page_statement(self, single: bool, filter: MemberFilter, visible: Visible, window: Window, postgres: bool = False):  # type: ignore[no-untyped-def]

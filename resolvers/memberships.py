@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -158,9 +159,18 @@ class MembershipEdge:
     node: Membership
 
 
+@dataclass(slots=True)
+class MemberEdge:
+    """An edge of a members page as the `MembershipEdge` type reads it (plain attributes, no `is_type_of`):
+    slotted, without the Strawberry type's keyword-only constructor and `__dict__`, one per member."""
+
+    cursor: str
+    node: Membership
+
+
 @strawberry.type
 class MembershipConnection:
-    edges: list[MembershipEdge]
+    edges: list[MembershipEdge]  # MemberEdge objects
     page_info: PageInfo
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
@@ -212,9 +222,7 @@ async def members_of(
     memberships = [m for m, _name in rows]
     users, groups = await member_page_views(info, memberships)
     edges = [
-        MembershipEdge(
-            cursor=c, node=Membership(row=m, user_view=users.get(m.user_id), group_view=groups.get(m.group_id))
-        )
+        MemberEdge(c, Membership(row=m, user_view=users.get(m.user_id), group_view=groups.get(m.group_id)))
         for c, m in zip(made, memberships, strict=True)
     ]
 

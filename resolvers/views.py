@@ -73,6 +73,9 @@ class GroupView:
         """The row's columns, so that plain fields of the Group type resolve without a method."""
         return getattr(self.row, name)
 
+    # the column every page of members reads, without going through __getattr__
+    name = property(lambda self: self.row.name)
+
     @property
     def database_id(self) -> int:
         return self.row.id  # type: ignore[return-value]

@@ -67,6 +67,8 @@ _SAME = {
     id(GraphQLString): "type(v) is str",
     id(GraphQLBoolean): "type(v) is bool",
 }
+# of those, the scalars whose coercion returns every value of one Python type unchanged
+_SAME_TYPE: dict[int, type] = {id(GraphQLString): str, id(GraphQLBoolean): bool}
 
 
 def side_effect_free(method: F) -> F:
@@ -447,12 +449,15 @@ class SubtreePlans:
         is_awaitable = self.is_awaitable
         if is_leaf_type(kind):
             coerce = _coercion(kind)
+            same = _SAME_TYPE.get(id(kind))
 
             def leaf(value: Any, path: Any, info: Any) -> Any:
                 if value is None:
                     if non_null:
                         raise Abandon
                     return None
+                if type(value) is same:  # a str for String, a bool for Boolean: its own coercion
+                    return value
                 if not checked and type(value) not in _SETTLED:
                     _refuse_pending(value, is_awaitable)
                 coerced = coerce(value)
@@ -686,18 +691,19 @@ def _coercion(kind: Any) -> Callable[[Any], Any]:
     coerce = kind.coerce_output_value
     if not isinstance(kind, GraphQLEnumType):
         return coerce
-    names: dict[tuple[type, Any], Any] = {}
+    # id(member) -> (member, name): keyed by identity (an Enum's __hash__ is a Python method), the member kept
+    # and compared so that an id is never taken for another object's
+    names: dict[int, tuple[Any, Any]] = {}
 
     def coerce_enum(value: Any) -> Any:
-        kind_of_value = type(value)
-        if not isinstance(kind_of_value, EnumMeta):
+        known = names.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        if not isinstance(type(value), EnumMeta):
             return coerce(value)
-        key = (kind_of_value, value)
-        name = names.get(key)
-        if name is None:
-            name = coerce(value)
-            if name is not None and name is not _UNDEFINED and len(names) < 1000:
-                names[key] = name
+        name = coerce(value)
+        if name is not None and name is not _UNDEFINED and len(names) < 1000:
+            names[id(value)] = (value, name)
         return name
 
     return coerce_enum
