@@ -57,6 +57,8 @@ from resolvers.views import (
     visible_users,
 )
 
+_ROLES = {r.value: r for r in GroupRole}  # a dict look-up instead of the Enum class's call, once per member
+
 
 @strawberry.type
 class Membership(Node):
@@ -79,7 +81,8 @@ class Membership(Node):
     @strawberry.field
     @side_effect_free
     def role(self) -> GroupRole:
-        return GroupRole(self.row.role)
+        role = _ROLES.get(self.row.role)
+        return role if role is not None else GroupRole(self.row.role)
 
     @strawberry.field
     @side_effect_free
