@@ -8,7 +8,11 @@ answer directly: the selection is collected by graphql-core's own `collect_subfi
 coerced with the type's `coerce_output_value`. A field guarded by permission extensions asks each of their
 permission classes (`has_permission`, with the Strawberry `Info` of the resolve info graphql-core would build,
 path included, and the same arguments), then reads its attribute or calls its method; any other field is
-called through its own resolve function. Objects pass their type's `is_type_of`.
+called through its own resolve function. A method marked `preloaded_in(attribute)` is answered from that
+attribute when a list resolver set it (no resolve info then, unless a permission class must decide object by
+object). Objects pass their type's `is_type_of`: asked once per class when the answer depends on the class
+only (`decided_by_class`, and Strawberry's own for a type with interfaces when the object carries no type
+cast).
 
 Anything the ordinary path would report or wait for (an exception, a denied permission, a null for a non-null
 field, a value that does not coerce, an awaitable, a value that is not a list) abandons the subtree: the
