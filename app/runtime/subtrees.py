@@ -83,10 +83,10 @@ def side_effect_free(method: F) -> F:
 
 
 def preloaded_in(attribute: str) -> Callable[[F], F]:
-    """Marks a `side_effect_free` resolver method that, called without arguments, returns its object's
-    `attribute` whenever that is not None (a list resolver loaded it for the whole page), without reading its
-    info: the fast path then reads the attribute and builds no resolve info for it (the field's permission
-    classes still decide as before)."""
+    """Marks a `side_effect_free` resolver method that, called with its arguments at their defaults, returns its
+    object's `attribute` whenever that is not None (a list resolver loaded it for the whole page), without
+    reading its info: the fast path then reads the attribute and builds no resolve info for it (the field's
+    permission classes still decide as before)."""
 
     def mark(method: F) -> F:
         method.preloaded_in = attribute  # type: ignore[attr-defined]
