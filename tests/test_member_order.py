@@ -16,22 +16,11 @@ from app.store.bulk import insert_rows
 from app.store.migrate import _sqlite_migration_engine, alembic_config, upgrade
 from app.store.models import Membership, User, utcnow
 from tests.conftest import PG_ADMIN_DSN, PG_URL_BASE
-from tests.site import Site, gid
+from tests.site import Site, gid, stale_sort_names
 
 MEMBERS = """query($id: ID!, $after: String) { group(id: $id) {
   members(includeNested: true, roles: [MEMBER], first: 2, after: $after) {
     pageInfo { hasNextPage endCursor } edges { node { id user { lastName } } } } } }"""
-
-
-async def stale(site: Site) -> list[tuple[int, str, str]]:
-    """Memberships whose sort_name is not their user's last_name_normalized (none, always)."""
-    async with site.database.session() as session:
-        rows = await session.execute(
-            select(Membership.id, Membership.sort_name, User.last_name_normalized)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.sort_name != User.last_name_normalized)
-        )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
 async def walk(site: Site, viewer: User, group_id: int) -> list[str]:
@@ -58,7 +47,7 @@ async def test_sort_names_follow_every_write(site: Site) -> None:
         table = Membership.__table__  # type: ignore[attr-defined]
         await insert_rows(session, table, ["user_id", "group_id", "role", "created_at"], [(adams.id, child.id, "MEMBER", utcnow())])
         await session.execute(insert(Membership).values(user_id=moore.id, group_id=child.id, role="MEMBER"))  # Core
-    assert await stale(site) == []
+    assert await stale_sort_names(site) == []
     assert await walk(site, admin, top.id) == ["Adams", "Moore", "Young"]
 
     # renamed through the API: the page's order follows at once
@@ -67,7 +56,7 @@ async def test_sort_names_follow_every_write(site: Site) -> None:
         {"id": gid("User", young.id)}, as_user=admin,
     )
     assert body == {"data": {"updateUser": {"lastName": "Aaron"}}}
-    assert await stale(site) == []
+    assert await stale_sort_names(site) == []
     assert await walk(site, admin, top.id) == ["Aaron", "Adams", "Moore"]
 
     # several users renamed by one statement (as rostering updates users), a membership moved to another user
@@ -79,7 +68,7 @@ async def test_sort_names_follow_every_write(site: Site) -> None:
         )
         await session.execute(update(Membership).where(Membership.user_id == young.id).values(user_id=admin.id))
         await session.execute(update(Membership).where(Membership.user_id == moore.id).values(sort_name="forged"))
-    assert await stale(site) == []
+    assert await stale_sort_names(site) == []
     async with site.database.session() as session:
         assert set(await session.scalars(select(Membership.sort_name))) == {"admin", "zed", "abel"}
     assert await walk(site, admin, top.id) == ["Moore", "Admin", "Adams"]
