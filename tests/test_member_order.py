@@ -3,10 +3,12 @@ app.store.member_order), member pages follow renames, and migration 0013 goes do
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import case, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -148,3 +150,28 @@ async def test_migration_down_and_up_again(engine: str, tmp_path: Path) -> None:
             admin = await asyncpg.connect(PG_ADMIN_DSN)
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
+
+
+@pytest.mark.engines("postgres")  # SQLite runs one writer at a time
+@pytest.mark.parametrize("renamed_first", [False, True])
+async def test_a_rename_and_a_new_membership_at_once(site: Site, renamed_first: bool) -> None:
+    """Whichever of the two transactions writes first, the other waits for it and the name comes out current."""
+    user, group = await site.user("Kit", "Old"), await site.group("G")
+    engine = site.database.engine
+    async with engine.connect() as joining, engine.connect() as renaming:
+        await joining.begin()
+        await renaming.begin()
+        join = text("INSERT INTO membership (user_id, group_id, role, created_at) VALUES (:u, :g, 'MEMBER', now())")
+        rename = text("UPDATE \"user\" SET last_name = 'New', last_name_normalized = 'new' WHERE id = :u")
+        first, second = (renaming, rename), (joining, join)
+        if not renamed_first:
+            first, second = second, first
+        await first[0].execute(first[1], {"u": user.id, "g": group.id})
+        waiting = asyncio.create_task(second[0].execute(second[1], {"u": user.id, "g": group.id}))
+        await asyncio.sleep(0.3)  # room for the second to run ahead if nothing made it wait
+        await first[0].commit()
+        await waiting
+        await second[0].commit()
+    assert await stale_sort_names(site) == []
+    async with site.database.session() as session:
+        assert list(await session.scalars(select(Membership.sort_name))) == ["new"]

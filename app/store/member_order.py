@@ -13,10 +13,14 @@ rostering and imports. A membership inserted (or moved to another user) copies i
 seeders leave them on: one primary-key lookup per membership).
 
 Concurrency (PostgreSQL): a rename must not miss a membership inserted by a transaction that read the old
-name. The membership trigger reads the name `FOR KEY SHARE` (the lock the foreign key check takes anyway) and
-the rename takes `FOR UPDATE` on its user first, which conflicts with it: whichever comes second waits for the
-other to commit and then reads (or rewrites) the committed rows. Ordinary updates of a user (sign-ins) take
-`FOR NO KEY UPDATE` and still never wait for membership inserts.
+name. The membership trigger reads the name `FOR SHARE`, which conflicts with any update of the user row:
+whichever of the two comes second waits for the other to commit, then reads the new name (the insert) or
+rewrites the committed memberships (the rename's trigger runs its UPDATE with a new snapshot). `FOR KEY
+SHARE`, the foreign key check's lock, would not do: it does not wait for an update of other columns, and the
+insert read the old name (tests/test_member_order.py has both orders). The price: an update of that user (a
+sign-in's `last_login_at`) waits for a transaction that added one of their memberships to end, and two
+transactions that would each add a membership of a user and then update that user could deadlock (no writer
+does: rostering and imports write the users first).
 """
 
 from __future__ import annotations
@@ -38,14 +42,13 @@ BACKFILL = (
 _POSTGRES = (
     f"CREATE OR REPLACE FUNCTION {MEMBERSHIP_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $order$\n"
     "BEGIN\n"
-    '  NEW.sort_name := coalesce((SELECT last_name_normalized FROM "user" WHERE id = NEW.user_id FOR KEY SHARE), \'\');\n'
+    '  NEW.sort_name := coalesce((SELECT last_name_normalized FROM "user" WHERE id = NEW.user_id FOR SHARE), \'\');\n'
     "  RETURN NEW;\n"
     "END\n$order$",
     f"CREATE TRIGGER {MEMBERSHIP_TRIGGER} BEFORE INSERT OR UPDATE OF user_id, sort_name ON membership "
     f"FOR EACH ROW EXECUTE FUNCTION {MEMBERSHIP_TRIGGER}()",
     f"CREATE OR REPLACE FUNCTION {USER_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $order$\n"
     "BEGIN\n"
-    '  PERFORM 1 FROM "user" WHERE id = NEW.id FOR UPDATE;\n'
     "  UPDATE membership SET sort_name = NEW.last_name_normalized\n"
     "    WHERE user_id = NEW.id AND sort_name IS DISTINCT FROM NEW.last_name_normalized;\n"
     "  RETURN NULL;\n"
