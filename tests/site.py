@@ -140,3 +140,14 @@ async def empty_tables(database: Database) -> None:
         else:
             tables = ", ".join(f'"{t}"' for t in TABLES_IN_DELETE_ORDER)
             await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+async def stale_sort_names(site: Site) -> list[tuple[int, str, str]]:
+    """Memberships whose sort_name is not their user's last_name_normalized (app.store.member_order keeps none)."""
+    async with site.database.session() as session:
+        rows = await session.execute(
+            select(Membership.id, Membership.sort_name, User.last_name_normalized)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.sort_name != User.last_name_normalized)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]

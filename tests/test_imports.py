@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 
 from app.runtime import metrics
 from app.store.models import AccessRequest, AuditEvent, Group, Membership, User, utcnow
-from tests.site import Site, errors_of
+from tests.site import Site, errors_of, stale_sort_names
 
 REPORT = "dryRun applied rowCount membershipsCreated unchanged errors { line column message }"
 IMPORT = f"mutation($file: Upload!, $dry: Boolean) {{ importGroupAssignments(file: $file, dryRun: $dry) {{ {REPORT} }} }}"
@@ -82,6 +82,7 @@ async def test_clean_file_with_excel_habits_then_rerun_changes_nothing(site: Sit
         "dryRun": False, "applied": True, "rowCount": 3, "membershipsCreated": 4, "unchanged": 0, "errors": [],
     }}}
     assert await memberships(site) == {(s1, red.id), (s1, blue.id), (s2, blue.id), (s3, red.id)}
+    assert await stale_sort_names(site) == []  # the imported memberships page by their learners' names
     assert counted.count < 25, counted.statements
     async with site.database.session() as session:
         record = await session.scalar(select(AuditEvent).where(AuditEvent.action == "import.group_assignments"))

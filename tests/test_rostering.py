@@ -31,7 +31,7 @@ from app.store.models import (
     utcnow,
 )
 from tests.oneroster import District, bundle, school_district
-from tests.site import Site, errors_of, gid
+from tests.site import Site, errors_of, gid, stale_sort_names
 
 RUN = (
     "id status heldReason groupsCreated groupsUpdated usersCreated usersUpdated usersDenied membershipsCreated "
@@ -169,7 +169,7 @@ async def test_a_districts_nightly_sync(site: Site, version: str) -> None:
     from tests.oneroster import Person
 
     delta.users = [Person("s9", "student", "Nina", "New", ("S1",), "s9@riverside.example"),
-                   Person("s4", "student", "Stu4", "Dent4", ("S1",), "s4@riverside.example", enabled=False)]
+                   Person("s4", "student", "Stu4", "Dent-Four", ("S1",), "s4@riverside.example", enabled=False)]
     modes = {name: "delta" for name in ("classes", "users", "enrollments", "roles")} | {
         name: "absent" for name in ("orgs", "academicSessions", "courses")}
     changed = await run(site, bundle(delta, version, modes), admin)
@@ -179,6 +179,8 @@ async def test_a_districts_nightly_sync(site: Site, version: str) -> None:
     ended = await membership(site, "s2", "K2")
     assert ended is not None and ended.ended_at is not None  # ended, not deleted
     assert (await by_external(site, User, "s4")).status == "DENIED"
+    assert (await by_external(site, User, "s4")).last_name_normalized == "dent-four"
+    assert await stale_sort_names(site) == []  # the renamed learner's memberships page by the new name
     assert (await by_external(site, Group, "K2")).name == "Science 7A (lab)"
     moved, north = await by_external(site, Group, "K4"), await by_external(site, Group, "S1")
     assert (moved.parent_id, moved.depth) == (north.id, 2)  # Science 7B moved to North School, closure and all
@@ -189,6 +191,7 @@ async def test_a_districts_nightly_sync(site: Site, version: str) -> None:
     # bulk again without s3's Science enrollment: s3's membership is ended and stays for the report
     district.users.append(Person("s9", "student", "Nina", "New", ("S1",), "s9@riverside.example"))
     district.user("s4").enabled = False
+    district.user("s4").family = "Dent-Four"
     district.classes[1] = ("K2", "Science 7A (lab)", "S7A", "C2", "S1", "T1")
     district.classes[3] = ("K4", "Science 7B", "S7B", "C2", "S1", "T1")
     district.enrollments = [e for e in district.enrollments if e[0] not in ("e-s3-K2", "e-s2-K2")]
@@ -198,6 +201,7 @@ async def test_a_districts_nightly_sync(site: Site, version: str) -> None:
     counts(bulk, membershipsEnded=1)
     gone = await membership(site, "s3", "K2")
     assert gone is not None and gone.ended_at is not None
+    assert await stale_sort_names(site) == []
 
     # the old class's report keeps the student who left, when asked to
     science = await by_external(site, Group, "K2")

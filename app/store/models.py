@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
     true,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -216,6 +217,12 @@ class Membership(SQLModel, table=True):
         Index("ix_membership_group_role", "group_id", "role"),
         # the progress report's keyset order (group, user) among a group's members
         Index("ix_membership_group_role_user", "group_id", "role", "user_id"),
+        # members(...) pages in (last name, id) order: a big subtree's page walks this index and stops after
+        # `first` rows (sort_name is the member's last_name_normalized, kept by app.store.member_order's triggers)
+        Index(
+            "ix_membership_role_sort_name_id", "role", "sort_name", "id",
+            postgresql_where=text("ended_at IS NULL"), sqlite_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -227,6 +234,9 @@ class Membership(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None
+    # the member's user.last_name_normalized, written by the database's triggers (app.store.member_order) on
+    # every insert and rename: the page order (last name, id) read from membership alone
+    sort_name: str = Field(default="", sa_column=Column(String(200), nullable=False, server_default=""))
 
 
 class GuardianLink(SQLModel, table=True):
