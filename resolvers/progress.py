@@ -20,9 +20,8 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput
 from app.runtime.ids import require_id
-from app.services.audit import audit
 from app.services.events import progress_changed, review_changed
-from app.services.ingest import RawEvent, record_progress
+from app.services.ingest import RawEvent, prepare, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.batch import load_all
 from dataloaders.progress import Card, StepRecord
@@ -354,12 +353,9 @@ class ProgressMutations:
             )
             for e in events
         ]
+        batch = await prepare(ctx.store, raw, skew=timedelta(seconds=ctx.settings.progress_clock_skew_seconds))
         async with ctx.store.transaction() as session:
-            outcome = await record_progress(
-                session, raw, skew=timedelta(seconds=ctx.settings.progress_clock_skew_seconds)
-            )
-            audit(session, ctx.viewer_id, "progress.record", "user", None, events=len(raw),
-                  applied=outcome.applied, repeated=outcome.repeated, kinds=outcome.counts)
+            outcome = await record_progress(session, batch, actor_id=ctx.viewer_id)  # with its audit row
             announced: set[tuple[int, ...]] = set()
             for e in outcome.events:
                 if e.kind == "SUBMITTED" and (0, e.user_id, e.step_id) not in announced:
