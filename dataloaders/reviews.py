@@ -178,7 +178,7 @@ class ReviewLoaders:
         found: dict[tuple[int, int | None], int] = {}
         if self.store.dialect == "postgresql":  # one text whatever the number of pairs (one prepared statement)
             params = {"groups": [g for g, _ in pairs], "viewers": [v or 0 for _, v in pairs]}
-            for g, v, n in await self.store.all(_queue_counts_statement(), params):
+            for g, v, n in await self.store.rows(_queue_counts_statement(), params):  # lean outside a transaction
                 found[(g, v or None)] = int(n)
             return [found.get(k, 0) for k in keys]
         for start in range(0, len(pairs), 200):

@@ -355,12 +355,13 @@ async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) ->
         await admin.close()
 
 
-async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: int, rounds: int = 50) -> dict[str, Any]:
+async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: int, rounds: int = 50,
+                     profile: str | None = None) -> dict[str, Any]:
     """Statements and CPU time per delivery, machine-independent-ish: the app in this process (no HTTP server,
     in-memory WebSockets), `subscribers` mentors on their classes and `fanout` more on the first class. Each
     submission row is written by another engine (not counted) and its event published as recordProgress
     publishes it after its commit (NOTIFY, LISTEN, routing, the decision, the message), so what is counted is
-    the delivery alone, client side JSON included."""
+    the delivery alone, client side JSON included. `profile`: a cProfile file of the one-event deliveries."""
     from app.server import create_app
     from app.services.events import review_changed
     from app.store.models import Submission
@@ -400,12 +401,18 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
             await session.flush()
         return [review_changed(row.user_id, row.id) for row in rows]  # type: ignore[arg-type]
 
+    profiling: list[Any] = []
+
     async def deliver(learners: list[int], receivers: list[Socket]) -> tuple[int, float, float]:
         events = await submit(learners)
         statements, cpu, wall = database.counter.count, time.process_time(), time.perf_counter()
+        for profiler in profiling:
+            profiler.enable()
         await broker.publish(events)
         for message in await asyncio.gather(*(sock.next("1") for sock in receivers)):
             assert "data" in message, message
+        for profiler in profiling:
+            profiler.disable()
         return database.counter.count - statements, time.process_time() - cpu, time.perf_counter() - wall
 
     def per_delivery(results: list[tuple[int, float, float]], deliveries: int) -> dict[str, float]:
@@ -415,7 +422,13 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
 
     out: dict[str, Any] = {"subscribers": subscribers, "fanout": fanout}
     await deliver([0], sockets[:1] + sockets[subscribers:])  # warm
+    if profile:
+        import cProfile
+
+        profiling.append(cProfile.Profile(time.process_time))
     singles = [await deliver([i % subscribers], [sockets[i % subscribers]]) for i in range(1, rounds + 1)]
+    if profiling:
+        profiling.pop().dump_stats(profile)  # type: ignore[arg-type]
     out["one_event_one_subscriber"] = per_delivery(singles, rounds)
     burst = await deliver(list(range(subscribers)), sockets[:subscribers] + sockets[subscribers:])
     out[f"burst_of_{subscribers}_events"] = per_delivery([burst], subscribers + fanout)
@@ -497,7 +510,7 @@ async def measure(subscribers: int, fanout: int, submissions: int = 0, profile: 
         data = await seed(url, subscribers)
         if submissions:
             return await submissions_in_process(url, data, submissions, profile=profile)
-        return await in_process(url, data, subscribers, fanout)
+        return await in_process(url, data, subscribers, fanout, profile=profile)
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -515,7 +528,8 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=20, help="with --in-process: more subscribers of one group")
     parser.add_argument("--submissions", type=int, default=0,
                         help="with --in-process: CPU and statements per recordProgress instead (this many measured)")
-    parser.add_argument("--profile", help="with --submissions: write a cProfile of the measured submissions here")
+    parser.add_argument("--profile", help="with --in-process: write a cProfile (CPU time) of the measured submissions, or of "
+                        "the deliveries one event to one subscriber, here")
     args = parser.parse_args()
     if args.in_process:
         print(json.dumps(asyncio.run(measure(args.subscribers, args.fanout, args.submissions, args.profile)), indent=2))

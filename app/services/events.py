@@ -30,6 +30,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -47,7 +48,7 @@ from app.settings import Settings
 from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, Submission, User
 from dataloaders.loaders import Loaders
-from dataloaders.records import ids_in
+from dataloaders.records import GroupRecord, SubmissionRecord, UserRecord, columns_as_read, ids_in
 from dataloaders.store import Store
 from dataloaders.users import own_groups_of
 
@@ -495,22 +496,24 @@ class Broker:
         of their own."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
         own: set[tuple[int, int, str]] = set()
-        if self.postgres:  # one statement built once, the learners and submissions arrays
-            rows = await loaders.store.all(_ROUTING_POSTGRES, {"learners": sorted(user_ids), "submissions": sorted(submission_ids)})
-        else:
-            rows = await loaders.store.all(
-                _routing(Submission.id.in_(sorted(submission_ids))).where(Membership.user_id.in_(sorted(user_ids)))
-            )
+        rows = await loaders.store.rows(_routing(self.postgres), {"learners": sorted(user_ids), "submissions": sorted(submission_ids)})
         followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
-        for user_id, group_id, on_consent, depth, role, group, user, submission in rows:
+        submission_at = _USER_AT + UserRecord.width
+        primed_groups: set[int] = set()
+        primed_users: set[int] = set()
+        for row in rows:
+            user_id, group_id, on_consent, depth, role = row[:_GROUP_AT]
             out[user_id].add((group_id, bool(on_consent)))
             if depth == 0 and not on_consent:
                 own.add((user_id, group_id, role))
-            if group_id in followed:
-                loaders.groups.by_id.prime(group_id, group)
-            loaders.users.by_id.prime(user_id, user)
-            if submission is not None:
-                loaders.reviews.by_id.prime(submission.id, submission)
+            if group_id in followed and group_id not in primed_groups:
+                primed_groups.add(group_id)
+                loaders.groups.by_id.prime(group_id, GroupRecord(*row[_GROUP_AT:_USER_AT]))
+            if user_id not in primed_users:
+                primed_users.add(user_id)
+                loaders.users.by_id.prime(user_id, UserRecord(*row[_USER_AT:submission_at]))
+            if row[submission_at] is not None:
+                loaders.reviews.by_id.prime(row[submission_at], SubmissionRecord(*row[submission_at:]))
         for user_id, groups in own_groups_of(own, out).items():  # users.own_groups' rule
             loaders.users.own_groups.prime(user_id, groups)
         # a group reached both ways counts as reached without a consent
@@ -581,27 +584,28 @@ class Broker:
             await self._reading.dispose()
 
 
-def _routing(submission_named: Any) -> Any:
-    """The routing's rows: each learner's current memberships, every group whose subtree holds them (the
-    ancestors, with the depth), whether the placement rests on a consent, the group's and learner's rows, and
-    on the rows of the learner's own groups (depth 0) the learner's submissions that `submission_named`
-    picks (the ones the events name), else NULL."""
+@cache
+def _routing(postgres: bool) -> Any:
+    """The routing's rows, built once per dialect (parameters: the arrays `learners` and `submissions`): each
+    learner's current memberships, every group whose subtree holds them (the ancestors, with the depth), whether
+    the placement rests on a consent, the membership's role, then the group's columns, the learner's columns
+    and, on the rows of the learner's own groups (depth 0), the columns of the learner's submissions the events
+    name (else NULLs). Plain columns, read lean (no ORM entities): the batch's loaders get records."""
+    submission_named = ids_in(Submission.__table__.c.id, postgres, "submissions")  # type: ignore[attr-defined]
     return (
         select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
-               GroupClosure.depth, Membership.role, Group, User, Submission)
+               GroupClosure.depth, Membership.role, *columns_as_read(GroupRecord, postgres),
+               *columns_as_read(UserRecord, postgres), *columns_as_read(SubmissionRecord, postgres))
         .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
         .join(Group, Group.id == GroupClosure.ancestor_id)
         .join(User, User.id == Membership.user_id)
         .outerjoin(Submission, and_(Submission.user_id == Membership.user_id, GroupClosure.depth == 0, submission_named))
-        .where(Membership.ended_at.is_(None))
+        .where(Membership.ended_at.is_(None), ids_in(Membership.__table__.c.user_id, postgres, "learners"))  # type: ignore[attr-defined]
     )
 
 
-# PostgreSQL: built once (parameters `learners` and `submissions`, arrays): building it per batch cost more
-# than its round trip
-_ROUTING_POSTGRES = _routing(ids_in(Submission.id, True, "submissions")).where(
-    ids_in(Membership.user_id, True, "learners")
-)
+_GROUP_AT = 5  # where a routing row's group columns start, then the user's, then the submission's
+_USER_AT = _GROUP_AT + GroupRecord.width
 
 
 def _finish_all(deliveries: list[Delivery]) -> None:
