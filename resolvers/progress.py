@@ -357,12 +357,16 @@ class ProgressMutations:
         async with ctx.store.transaction() as session:
             outcome = await record_progress(session, batch, actor_id=ctx.viewer_id)  # with its audit row
             announced: set[tuple[int, ...]] = set()
+
+            def groups(user_id: int) -> set[int] | None:  # the learner's groups, when read (PostgreSQL)
+                return batch.groups.get(user_id, set()) if batch.groups is not None else None
+
             for e in outcome.events:
                 if e.kind == "SUBMITTED" and (0, e.user_id, e.step_id) not in announced:
                     announced.add((0, e.user_id, e.step_id))  # type: ignore[arg-type]
                     made = outcome.submitted.get((e.user_id, e.step_id))  # type: ignore[arg-type]
-                    ctx.store.publish(review_changed(e.user_id, made, None if made is not None else e.step_id))
+                    ctx.store.publish(review_changed(e.user_id, made, None if made is not None else e.step_id, groups(e.user_id)))
                 if e.kind in ("VIEWED", "COMPLETED", "SUBMITTED") and (1, e.user_id, e.course_id) not in announced:
                     announced.add((1, e.user_id, e.course_id))  # type: ignore[arg-type]
-                    ctx.store.publish(progress_changed(e.user_id, e.course_id))  # type: ignore[arg-type]
+                    ctx.store.publish(progress_changed(e.user_id, e.course_id, groups(e.user_id)))  # type: ignore[arg-type]
         return outcome.applied

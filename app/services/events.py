@@ -52,8 +52,8 @@ from dataloaders.records import GroupRecord, SubmissionRecord, UserRecord, colum
 from dataloaders.store import Store
 from dataloaders.users import own_groups_of
 
-REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?}
-PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course}
+REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?, "g": groups?}
+PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course, "g": groups?}
 ACCESS = "access"  # an access request changed: {"r": request, "u": [requester, subject?]}
 REACH = "reach"  # someone's permissions or credentials changed: {"u": [users]}: re-check at once
 RESYNC = "resync"  # the LISTEN connection came back after a gap: events may have been missed
@@ -61,20 +61,35 @@ RESYNC = "resync"  # the LISTEN connection came back after a gap: events may hav
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 USERS_PER_EVENT = 500  # a NOTIFY payload holds at most 8000 bytes
+GROUPS_PER_EVENT = 200  # the learner's groups a review or progress event carries at most (else none)
 SIGN_IN_ENDED = "The sign-in ended (signed out, token revoked or expired, or account not active)."
 
 
-def review_changed(user_id: int, submission_id: int | None = None, step_id: int | None = None) -> dict[str, Any]:
+def _with_groups(event: dict[str, Any], groups: Iterable[int] | None) -> dict[str, Any]:
+    """`groups`: every group whose subtree held the learner when the change was made (consent or not), as the
+    publisher read them; at most GROUPS_PER_EVENT go with the event. A worker none of whose subscriptions
+    follows one of them routes the event to nobody without a statement; the others route it as always, on the
+    memberships as they are then."""
+    if groups is not None:
+        listed = sorted(set(groups))
+        if len(listed) <= GROUPS_PER_EVENT:
+            event["g"] = listed
+    return event
+
+
+def review_changed(
+    user_id: int, submission_id: int | None = None, step_id: int | None = None, groups: Iterable[int] | None = None
+) -> dict[str, Any]:
     event: dict[str, Any] = {"k": REVIEW, "u": user_id}
     if submission_id is not None:
         event["s"] = submission_id
     if step_id is not None:
         event["st"] = step_id
-    return event
+    return _with_groups(event, groups)
 
 
-def progress_changed(user_id: int, course_id: int) -> dict[str, Any]:
-    return {"k": PROGRESS, "u": user_id, "c": course_id}
+def progress_changed(user_id: int, course_id: int, groups: Iterable[int] | None = None) -> dict[str, Any]:
+    return _with_groups({"k": PROGRESS, "u": user_id, "c": course_id}, groups)
 
 
 def access_request_changed(request_id: int, user_ids: Iterable[int | None]) -> dict[str, Any]:
@@ -393,7 +408,15 @@ class Broker:
 
     def _enqueue(self, event: dict[str, Any]) -> None:
         """An event heard: operations over HTTP not yet started wait until it is routed (and then until what
-        it was routed to is sent), while this worker has subscriptions."""
+        it was routed to is sent), while this worker has subscriptions. A review or progress event that names
+        the learner's groups, none of which a subscription here follows, is routed to nobody at once."""
+        groups = event.get("g")
+        if isinstance(groups, list) and event["k"] in (REVIEW, PROGRESS):
+            kind = event["k"]
+            if not any((kind, group) in self._by_key for group in groups):
+                self.received += 1
+                LIVE_RECEIVED.labels(kind=kind).inc()
+                return
         self._incoming.put_nowait(event)
         if self.subscriber_count:
             self.admission.deliveries_begin(1)

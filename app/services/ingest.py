@@ -55,7 +55,9 @@ from app.store.models import (
     AuditEvent,
     Course,
     Enrollment,
+    GroupClosure,
     IngestedEvent,
+    Membership,
     Step,
     StepProgress,
     Submission,
@@ -149,6 +151,7 @@ class Batch:
     events: list[Event]
     problems: Problems
     found: Found | None = None
+    groups: dict[int, set[int]] | None = None  # user -> every group whose subtree holds them (PostgreSQL)
 
 
 def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Problems) -> list[Event]:
@@ -266,7 +269,8 @@ def _lookup_statement() -> Any:
     """PostgreSQL, built once: everything `validate` needs in one statement, as (part, id, course, kind, max
     points) rows: the steps asked ("step"), the courses asked ("course"), the users asked ("user"), and the
     enrollments of each event's user in the event's course ("enrolled": the step's course when the step
-    exists, else the course the event names). Parameters: the arrays `steps`, `courses`, `users`, and one
+    exists, else the course the event names); and for the live updates every group whose subtree holds each
+    user ("group": the user, the group), which the events name (app.services.events). Parameters: the arrays `steps`, `courses`, `users`, and one
     entry per event in `eu`, `es`, `ec` (its user, step, course)."""
     steps = select(Step.id, Step.course_id, Step.kind, Step.max_points).where(ids_in(Step.id, True, "steps")).cte("steps")
     asked = select(*(func.unnest(bindparam(name, type_=ARRAY(Integer))).label(label)
@@ -277,8 +281,12 @@ def _lookup_statement() -> Any:
         .subquery("wanted")
     )
     enrollment = Enrollment.__table__.c  # type: ignore[attr-defined]
+    membership, closure = Membership.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
     no_kind, no_number = cast(null(), String), cast(null(), Integer)
     return union_all(
+        select(literal("group"), membership.user_id, closure.ancestor_id, no_kind, no_number)
+        .join_from(Membership, GroupClosure, closure.descendant_id == membership.group_id)
+        .where(ids_in(membership.user_id, True, "users"), membership.ended_at.is_(None)),
         select(literal("step"), steps.c.id, steps.c.course_id, steps.c.kind, steps.c.max_points),
         select(literal("course"), Course.id, no_number, no_kind, no_number).where(ids_in(Course.id, True, "courses")),
         select(literal("user"), User.id, no_number, no_kind, no_number).where(ids_in(User.id, True, "users")),
@@ -307,8 +315,11 @@ async def prepare(store: Store, raw: Sequence[RawEvent], *, skew: timedelta, now
         steps: dict[int, tuple[int, str, int | None]] = {}
         courses: set[int] = set()
         enrolled: set[tuple[int, int]] = set()
+        groups: dict[int, set[int]] = defaultdict(set)
         for part, ident, course_id, kind, max_points in rows:
-            if part == "step":
+            if part == "group":
+                groups[ident].add(course_id)
+            elif part == "step":
                 steps[ident] = (course_id, kind, max_points)
                 courses.add(course_id)
             elif part == "course":
@@ -318,6 +329,7 @@ async def prepare(store: Store, raw: Sequence[RawEvent], *, skew: timedelta, now
             else:
                 enrolled.add((ident, course_id))
         batch.found = (users, steps, courses, enrolled)
+        batch.groups = groups
     return batch
 
 
