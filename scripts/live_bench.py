@@ -122,6 +122,7 @@ async def seed(url: str, n: int, warm: int = 0) -> dict[str, Any]:
             "step": to_global_id("Step", step.id),  # type: ignore[arg-type]
             "step_id": step.id, "course_id": course.id, "class_ids": [g.id for g in classes],
             "warm_gids": [to_global_id("User", x.id) for x in warmers],  # type: ignore[arg-type]
+            "school_id": school.id,
         }
     await database.dispose()
     return out
@@ -393,13 +394,15 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
     broker = app.state.broker
 
     async def submit(learners: list[int]) -> list[dict[str, Any]]:
-        """As recordProgress announces them on PostgreSQL: the learner and the new submission's id."""
+        """As recordProgress announces them on PostgreSQL: the learner, the new submission's id and the learner's
+        groups (the class and the school)."""
         async with writer.transaction() as session:
             rows = [Submission(user_id=data["learners"][i], step_id=data["step_id"], course_id=data["course_id"],
                                body="essay") for i in learners]
             session.add_all(rows)
             await session.flush()
-        return [review_changed(row.user_id, row.id) for row in rows]  # type: ignore[arg-type]
+        return [review_changed(row.user_id, row.id, groups=[data["class_ids"][i], data["school_id"]])  # type: ignore[arg-type]
+                for i, row in zip(learners, rows, strict=True)]
 
     profiling: list[Any] = []
 

@@ -173,10 +173,12 @@ async def test_one_batch_decides_each_subscriber_on_their_own_sign_in_and_reach(
 
 
 @pytest.mark.engines("postgres")
-async def test_a_submission_names_its_row_and_its_delivery_costs_three_statements(site: Site) -> None:
-    """On PostgreSQL recordProgress announces the new submission's id (from its INSERT's RETURNING), and the
-    routing statement reads that row with the learner's groups: a lone delivery costs the routing, the
-    subscriber's sign-in and Reach, and the red-dot count, and the submission it carries is the new one."""
+async def test_a_submission_names_its_row_and_its_delivery_costs_two_statements(site: Site) -> None:
+    """On PostgreSQL recordProgress announces the new submission's id (from its INSERT's RETURNING) and the
+    learner's groups, and the routing statement reads that row with the learner's memberships and the red dots
+    of the followers of those groups: a lone delivery costs the routing and the subscriber's sign-in and Reach
+    (and the red-dot count a statement of its own when the event names no groups), and the submission it
+    carries is the new one."""
     room = await school(site)
     sock = await connect(site, await site.token(room["mentor"]))
     red_dot = "subscription($g: ID!) { reviewQueueChanged(groupId: $g) { pendingCount submission { id body user { firstName } } } }"
@@ -203,7 +205,12 @@ async def test_a_submission_names_its_row_and_its_delivery_costs_three_statement
     with site.statements() as counted:  # the same event once more: the delivery alone
         await publish([{k: v for k, v in review.items() if k != "at"}])
         again = (await sock.next("1"))["data"]["reviewQueueChanged"]
-        assert again["submission"]["id"] == change["submission"]["id"]
+        assert (again["pendingCount"], again["submission"]["id"]) == (1, change["submission"]["id"])
+    assert counted.count == 2
+    with site.statements() as counted:  # without the groups: the red dot in a statement of its own
+        await publish([{k: v for k, v in review.items() if k not in ("at", "g")}])
+        again = (await sock.next("1"))["data"]["reviewQueueChanged"]
+        assert (again["pendingCount"], again["submission"]["id"]) == (1, change["submission"]["id"])
     assert counted.count == 3
     site.database.after_commit = publish
     await sock.close()

@@ -28,12 +28,12 @@ import contextlib
 import json
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import ARRAY, Integer, and_, bindparam, null, select
 from sqlalchemy import event as sql_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -49,6 +49,7 @@ from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, Submission, User
 from dataloaders.loaders import Loaders
 from dataloaders.records import GroupRecord, SubmissionRecord, UserRecord, columns_as_read, ids_in
+from dataloaders.reviews import red_dots
 from dataloaders.store import Store
 from dataloaders.users import own_groups_of
 
@@ -491,7 +492,11 @@ class Broker:
         routed = [e for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0]
         learners = {int(e["u"]) for e in routed}
         submissions = {int(e["s"]) for e in routed if e["k"] == REVIEW and e.get("s") is not None}
-        groups = await self._groups_of(learners, submissions, loaders) if learners else {}
+        dots = sorted({  # the followers of the groups the review events name, whose counts the decisions show
+            (group, s.user_id) for e in routed if e["k"] == REVIEW and isinstance(e.get("g"), list)
+            for group in e["g"] for s in self._by_key.get((REVIEW, group), ())
+        }) if self.postgres else []
+        groups = await self._groups_of(learners, submissions, loaders, dots) if learners else {}
         for event in batch:
             kind = event["k"]
             if kind in (REVIEW, PROGRESS):
@@ -510,22 +515,28 @@ class Broker:
                     self._offer(subscribers, event, group, handed)
 
     async def _groups_of(
-        self, user_ids: set[int], submission_ids: set[int], loaders: Loaders
+        self, user_ids: set[int], submission_ids: set[int], loaders: Loaders, dots: Sequence[tuple[int, int]] = ()
     ) -> dict[int, set[tuple[int, bool]]]:
         """Every group whose subtree holds each learner (a current membership), and whether that placement
         rests on a consent: one query for the batch. The same rows hold what the decisions will ask about the
         learners, the followed groups and the submissions the events name (the learner's row and own groups,
         the group's row, the submission's row): the batch's loaders get them here rather than in statements
-        of their own."""
+        of their own. On PostgreSQL so do the red dots asked (`dots`: (group, viewer) pairs): the review queue counts
+        the decisions will show (reviewQueueChanged's pendingCount)."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
         own: set[tuple[int, int, str]] = set()
-        rows = await loaders.store.rows(_routing(self.postgres), {"learners": sorted(user_ids), "submissions": sorted(submission_ids)})
+        params: dict[str, Any] = {"learners": sorted(user_ids), "submissions": sorted(submission_ids)}
+        if self.postgres:
+            params["dot_groups"], params["dot_viewers"] = [g for g, _ in dots], [v for _, v in dots]
+        rows = await loaders.store.rows(_routing(self.postgres), params)
         followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
         submission_at = _USER_AT + UserRecord.width
         primed_groups: set[int] = set()
         primed_users: set[int] = set()
+        if rows and rows[0][5] is not None:  # the red dots asked, read along (the same on every row)
+            loaders.reviews.counted.update(zip(dots, map(int, rows[0][5]), strict=True))
         for row in rows:
-            user_id, group_id, on_consent, depth, role = row[:_GROUP_AT]
+            user_id, group_id, on_consent, depth, role = row[:5]
             out[user_id].add((group_id, bool(on_consent)))
             if depth == 0 and not on_consent:
                 own.add((user_id, group_id, role))
@@ -611,13 +622,18 @@ class Broker:
 def _routing(postgres: bool) -> Any:
     """The routing's rows, built once per dialect (parameters: the arrays `learners` and `submissions`): each
     learner's current memberships, every group whose subtree holds them (the ancestors, with the depth), whether
-    the placement rests on a consent, the membership's role, then the group's columns, the learner's columns
+    the placement rests on a consent, the membership's role, on PostgreSQL the red dots asked (the arrays
+    `dot_groups` and `dot_viewers`: dataloaders.reviews.red_dots), then the group's columns, the learner's columns
     and, on the rows of the learner's own groups (depth 0), the columns of the learner's submissions the events
     name (else NULLs). Plain columns, read lean (no ORM entities): the batch's loaders get records."""
     submission_named = ids_in(Submission.__table__.c.id, postgres, "submissions")  # type: ignore[attr-defined]
+    dots = (
+        red_dots(bindparam("dot_groups", type_=ARRAY(Integer)), bindparam("dot_viewers", type_=ARRAY(Integer)))
+        if postgres else null()
+    )
     return (
         select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
-               GroupClosure.depth, Membership.role, *columns_as_read(GroupRecord, postgres),
+               GroupClosure.depth, Membership.role, dots, *columns_as_read(GroupRecord, postgres),
                *columns_as_read(UserRecord, postgres), *columns_as_read(SubmissionRecord, postgres))
         .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
         .join(Group, Group.id == GroupClosure.ancestor_id)
@@ -627,7 +643,7 @@ def _routing(postgres: bool) -> Any:
     )
 
 
-_GROUP_AT = 5  # where a routing row's group columns start, then the user's, then the submission's
+_GROUP_AT = 6  # where a routing row's group columns start, then the user's, then the submission's
 _USER_AT = _GROUP_AT + GroupRecord.width
 
 
