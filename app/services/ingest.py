@@ -28,10 +28,12 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
     tuple_,
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, BadInput
@@ -391,6 +393,13 @@ def validate(events: list[Event], users: set[int], steps: dict[int, tuple[int, s
             problems.add(e.index, "stepId" if e.step_id is not None else "courseId", "The user is not enrolled in this course.")
 
 
+_FRESH_COLUMNS = ("key", "user_id", "created_at")
+
+
+def _keys_returned(statement: Any) -> Any:
+    return statement.on_conflict_do_nothing(index_elements=["key"]).returning(statement.table.c.key)
+
+
 async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> list[Event]:
     """The events not applied before (nor earlier in this batch), their keys recorded."""
     unique: dict[str, Event] = {}
@@ -400,8 +409,7 @@ async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> l
     table = IngestedEvent.__table__  # type: ignore[attr-defined]
     if is_postgres(session):
         returned = await insert_rows(
-            session, table, ["key", "user_id", "created_at"], [(k, unique[k].user_id, now) for k in keys],
-            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key), key="fresh",
+            session, table, _FRESH_COLUMNS, [(k, unique[k].user_id, now) for k in keys], _keys_returned, key="fresh",
         )
         new = {row[0] for row in returned}
     else:
@@ -515,6 +523,66 @@ async def apply(
                 update(e_table).where(tuple_(e_table.c.user_id, e_table.c.course_id).in_(chunk), completes).values(completed_at=last)
             )
 
+_ONE_KINDS = ("VIEWED", "SUBMITTED", "DISCUSSION_POST")  # one event's rows whatever was recorded before
+
+
+def _insert_if(table: Any, names: Sequence[str], prefix: str, condition: Any) -> Any:
+    """`INSERT INTO table (names) SELECT unnest(:<prefix>0), ... WHERE condition` (empty arrays: no row)."""
+    source = select(*(func.unnest(bindparam(f"{prefix}{i}", type_=ARRAY(table.c[name].type))) for i, name in enumerate(names)))
+    return postgresql.insert(table).from_select(list(names), source.where(condition))
+
+
+@cache
+def _one_statement() -> Any:
+    """PostgreSQL, built once: one event (a VIEWED, SUBMITTED or DISCUSSION_POST) recorded in one statement,
+    its idempotency key first: the step progress upsert, the submission, the activity row only when the key
+    is new (`fresh`), the audit row either way (its detail `audit_fresh` or `audit_repeat`). Rows: whether
+    the event was new (0 or 1), then the new submission's id, user, step and time (NULLs when none)."""
+    fresh = postgres_insert(IngestedEvent.__table__, _FRESH_COLUMNS, _keys_returned, prefix="f").cte("fresh")  # type: ignore[attr-defined]
+    new = select(fresh.c.key).exists()
+    progress, submission, activity = (StepProgress.__table__, Submission.__table__, ActivityEvent.__table__)  # type: ignore[attr-defined]
+    audit = AuditEvent.__table__  # type: ignore[attr-defined]
+    audited = {name: bindparam(f"audit_{name}", type_=column.type) for name, column in audit.c.items() if name not in ("id", "detail")}
+    audited["detail"] = case((new, bindparam("audit_fresh", type_=String)), else_=bindparam("audit_repeat", type_=String))
+    made = _returning_submissions(_insert_if(submission, _SUBMISSION_COLUMNS, "s", new)).cte("made")
+    applied = select(func.count()).select_from(fresh).scalar_subquery()
+    one = select(literal(1).label("one")).subquery("one")
+    return (
+        select(applied, made.c.id, made.c.user_id, made.c.step_id, made.c.submitted_at)
+        .select_from(one.outerjoin(made, true()))
+        .add_cte(
+            fresh, _upsert_progress(_insert_if(progress, _PROGRESS_COLUMNS, "p", new)).cte("progress"),
+            _insert_if(activity, _ACTIVITY_COLUMNS, "a", new).cte("activity"), insert(audit).values(audited).cte("audit"),
+        )
+    )
+
+
+async def _record_one(session: AsyncSession, e: Event, batch: Batch, actor_id: int | None) -> Outcome:
+    """PostgreSQL: one VIEWED, SUBMITTED or DISCUSSION_POST event in one statement (`_one_statement`)."""
+    def detail(applied: int) -> dict[str, Any]:
+        return {"events": batch.size, "applied": applied, "repeated": 1 - applied, "kinds": {e.kind: 1} if applied else {}}
+
+    audited = audit_values(actor_id, "progress.record", "user", None, **detail(0))
+    params: dict[str, Any] = {
+        **column_arrays([(e.key, e.user_id, batch.now)], len(_FRESH_COLUMNS), "f"),
+        **column_arrays([(e.user_id, e.step_id, e.course_id, e.at, None, None)] if e.step_id is not None else [],
+                        len(_PROGRESS_COLUMNS), "p"),
+        **column_arrays([(e.user_id, e.step_id, e.course_id, e.body, e.at, "NEEDS_REVIEW")] if e.kind == "SUBMITTED" else [],
+                        len(_SUBMISSION_COLUMNS), "s"),
+        **column_arrays([(e.user_id, "SUBMISSION" if e.kind == "SUBMITTED" else e.kind, e.at, e.course_id, e.step_id,
+                          e.body if e.kind == "DISCUSSION_POST" else None)] if e.kind != "VIEWED" else [],
+                        len(_ACTIVITY_COLUMNS), "a"),
+        **{f"audit_{name}": value for name, value in audited.items() if name != "detail"},
+        "audit_repeat": audited["detail"],
+        "audit_fresh": audit_values(actor_id, "progress.record", "user", None, **detail(1))["detail"],
+    }
+    rows = list(await session.execute(_one_statement(), params))
+    applied = int(rows[0][0]) if rows else 0
+    submitted = {(r[2], r[3]): r[1] for r in rows if r[1] is not None}
+    return Outcome(applied=applied, repeated=1 - applied, counts={e.kind: 1} if applied else {},
+                   events=[e] if applied else [], submitted=submitted)
+
+
 async def record_progress(session: AsyncSession, batch: Batch, *, actor_id: int | None = None) -> Outcome:
     """Validate every event (BAD_USER_INPUT listing each bad index; nothing applied), then apply the new ones
     and write the audit row ("progress.record", as `actor_id`)."""
@@ -522,6 +590,8 @@ async def record_progress(session: AsyncSession, batch: Batch, *, actor_id: int 
     users, steps, courses, enrolled = batch.found if batch.found is not None else await _lookups(session, events)
     validate(events, users, steps, courses, enrolled, problems)
     problems.raise_if_any(batch.size)
+    if batch.found is not None and len(events) == 1 and events[0].kind in _ONE_KINDS:  # PostgreSQL
+        return await _record_one(session, events[0], batch, actor_id)
     fresh = await _fresh(session, events, batch.now)
     counts: dict[str, int] = defaultdict(int)
     for e in fresh:
