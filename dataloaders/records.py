@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, ColumnElement, DateTime, Executable, TypeDecorator, any_, bindparam, type_coerce
 
-from app.store.models import Course, Group, Membership, Step, User
+from app.store.models import Course, Group, Membership, Step, Submission, User
 
 
 def record_type(model: Any, name: str) -> Any:
@@ -32,6 +32,7 @@ GroupRecord = record_type(Group, "GroupRecord")
 MembershipRecord = record_type(Membership, "MembershipRecord")
 CourseRecord = record_type(Course, "CourseRecord")
 CourseStepRecord = record_type(Step, "CourseStepRecord")
+SubmissionRecord = record_type(Submission, "SubmissionRecord")
 
 
 _AS_READ = DateTime(timezone=True)

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import ARRAY, Integer, and_, bindparam, func, literal, or_, select, union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from strawberry.dataloader import DataLoader
 
 from app.store import keyset
@@ -37,6 +38,8 @@ class ReviewLoaders:
         # read afresh each time (no cache), batched: live updates decide many events at once
         self.latest_on_steps = DataLoader(load_fn=self._latest_on_steps, cache=False)
         self.queue_counts = DataLoader(load_fn=self._queue_counts, cache=False)
+        # (group, viewer) -> the red dot as read with a live batch's routing (app.services.events), for that batch
+        self.counted: dict[tuple[int, int | None], int] = {}
         self._of_user: dict[Any, DataLoader[int, list[Submission]]] = {}
         self._counts: dict[str | None, DataLoader[int, int]] = {}
 
@@ -170,6 +173,9 @@ class ReviewLoaders:
     async def queue_count(self, group_id: int, viewer_id: int | None) -> int:
         """The red dot: how many submissions wait in the group's subtree (one statement, shared by the counts
         asked at the same moment)."""
+        counted = self.counted.get((group_id, viewer_id))
+        if counted is not None:
+            return counted
         return await self.queue_counts.load((group_id, viewer_id))
 
     async def _queue_counts(self, keys: Sequence[tuple[int, int | None]]) -> list[int]:
@@ -178,7 +184,7 @@ class ReviewLoaders:
         found: dict[tuple[int, int | None], int] = {}
         if self.store.dialect == "postgresql":  # one text whatever the number of pairs (one prepared statement)
             params = {"groups": [g for g, _ in pairs], "viewers": [v or 0 for _, v in pairs]}
-            for g, v, n in await self.store.all(_queue_counts_statement(), params):
+            for g, v, n in await self.store.rows(_queue_counts_statement(), params):  # lean outside a transaction
                 found[(g, v or None)] = int(n)
             return [found.get(k, 0) for k in keys]
         for start in range(0, len(pairs), 200):
@@ -223,6 +229,14 @@ _LATEST_ON_STEPS = (
     .where(ids_in(Submission.user_id, True, "users"), ids_in(Submission.step_id, True, "steps"))
     .order_by(*_NEWEST)
 )
+
+
+def red_dots(groups: Any, viewers: Any) -> Any:
+    """PostgreSQL: the red dots of the (group, viewer) pairs of the arrays `groups` and `viewers`, as one array
+    in their order (NULL for no pairs): a scalar subquery, for a statement that reads them along the way."""
+    pairs = func.unnest(groups, viewers).table_valued("g", "v", with_ordinality="n").render_derived()
+    count = select(func.count()).select_from(Submission).where(ReviewLoaders._queue_filter(pairs.c.g, pairs.c.v))
+    return select(func.array_agg(aggregate_order_by(count.scalar_subquery(), pairs.c.n))).select_from(pairs).scalar_subquery()
 
 
 @cache

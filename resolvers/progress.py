@@ -21,9 +21,8 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput
 from app.runtime.ids import require_id
-from app.services.audit import audit
 from app.services.events import progress_changed, review_changed
-from app.services.ingest import RawEvent, record_progress
+from app.services.ingest import RawEvent, prepare, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.batch import load_all
 from dataloaders.progress import Card, StepRecord
@@ -404,19 +403,20 @@ class ProgressMutations:
             )
             for e in events
         ]
+        batch = await prepare(ctx.store, raw, skew=timedelta(seconds=ctx.settings.progress_clock_skew_seconds))
         async with ctx.store.transaction() as session:
-            outcome = await record_progress(
-                session, raw, skew=timedelta(seconds=ctx.settings.progress_clock_skew_seconds)
-            )
-            audit(session, ctx.viewer_id, "progress.record", "user", None, events=len(raw),
-                  applied=outcome.applied, repeated=outcome.repeated, kinds=outcome.counts)
+            outcome = await record_progress(session, batch, actor_id=ctx.viewer_id)  # with its audit row
             announced: set[tuple[int, ...]] = set()
+
+            def groups(user_id: int) -> set[int] | None:  # the learner's groups, when read (PostgreSQL)
+                return batch.groups.get(user_id, set()) if batch.groups is not None else None
+
             for e in outcome.events:
                 if e.kind == "SUBMITTED" and (0, e.user_id, e.step_id) not in announced:
                     announced.add((0, e.user_id, e.step_id))  # type: ignore[arg-type]
                     made = outcome.submitted.get((e.user_id, e.step_id))  # type: ignore[arg-type]
-                    ctx.store.publish(review_changed(e.user_id, made, None if made is not None else e.step_id))
+                    ctx.store.publish(review_changed(e.user_id, made, None if made is not None else e.step_id, groups(e.user_id)))
                 if e.kind in ("VIEWED", "COMPLETED", "SUBMITTED") and (1, e.user_id, e.course_id) not in announced:
                     announced.add((1, e.user_id, e.course_id))  # type: ignore[arg-type]
-                    ctx.store.publish(progress_changed(e.user_id, e.course_id))  # type: ignore[arg-type]
+                    ctx.store.publish(progress_changed(e.user_id, e.course_id, groups(e.user_id)))  # type: ignore[arg-type]
         return outcome.applied

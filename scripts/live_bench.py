@@ -12,9 +12,11 @@ else's learner). The workers run without the access log, at WARNING.
 
     ./scripts/bench-live [--subscribers 1000] [--concurrency 50] [--deliveries 2]
     ./scripts/bench-live --in-process [--subscribers 100] [--fanout 20]
+    ./scripts/bench-live --in-process --submissions 300 [--profile FILE]
 
 `--in-process` measures statements and CPU time per delivery in this one process instead (no HTTP server):
-one event at a time to one subscriber, a burst of N events, one event to `fanout` + 1 subscribers of a group.
+one event at a time to one subscriber, a burst of N events, one event to `fanout` + 1 subscribers of a group;
+with `--submissions N`, statements and CPU time per recordProgress (one submission, the ASGI app called directly).
 
 Needs PostgreSQL (GROUPGRAPH_TEST_PG_ADMIN, default postgresql://postgres@127.0.0.1:5432/postgres); creates
 and drops its own database; the app processes listen on ephemeral ports of 127.0.0.1.
@@ -120,6 +122,7 @@ async def seed(url: str, n: int, warm: int = 0) -> dict[str, Any]:
             "step": to_global_id("Step", step.id),  # type: ignore[arg-type]
             "step_id": step.id, "course_id": course.id, "class_ids": [g.id for g in classes],
             "warm_gids": [to_global_id("User", x.id) for x in warmers],  # type: ignore[arg-type]
+            "school_id": school.id,
         }
     await database.dispose()
     return out
@@ -353,12 +356,13 @@ async def run(n: int, concurrency: int, deliveries: int = 2, warm: int = 200) ->
         await admin.close()
 
 
-async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: int, rounds: int = 50) -> dict[str, Any]:
+async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: int, rounds: int = 50,
+                     profile: str | None = None) -> dict[str, Any]:
     """Statements and CPU time per delivery, machine-independent-ish: the app in this process (no HTTP server,
     in-memory WebSockets), `subscribers` mentors on their classes and `fanout` more on the first class. Each
     submission row is written by another engine (not counted) and its event published as recordProgress
     publishes it after its commit (NOTIFY, LISTEN, routing, the decision, the message), so what is counted is
-    the delivery alone, client side JSON included."""
+    the delivery alone, client side JSON included. `profile`: a cProfile file of the one-event deliveries."""
     from app.server import create_app
     from app.services.events import review_changed
     from app.store.models import Submission
@@ -390,20 +394,28 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
     broker = app.state.broker
 
     async def submit(learners: list[int]) -> list[dict[str, Any]]:
-        """As recordProgress announces them on PostgreSQL: the learner and the new submission's id."""
+        """As recordProgress announces them on PostgreSQL: the learner, the new submission's id and the learner's
+        groups (the class and the school)."""
         async with writer.transaction() as session:
             rows = [Submission(user_id=data["learners"][i], step_id=data["step_id"], course_id=data["course_id"],
                                body="essay") for i in learners]
             session.add_all(rows)
             await session.flush()
-        return [review_changed(row.user_id, row.id) for row in rows]  # type: ignore[arg-type]
+        return [review_changed(row.user_id, row.id, groups=[data["class_ids"][i], data["school_id"]])  # type: ignore[arg-type]
+                for i, row in zip(learners, rows, strict=True)]
+
+    profiling: list[Any] = []
 
     async def deliver(learners: list[int], receivers: list[Socket]) -> tuple[int, float, float]:
         events = await submit(learners)
         statements, cpu, wall = database.counter.count, time.process_time(), time.perf_counter()
+        for profiler in profiling:
+            profiler.enable()
         await broker.publish(events)
         for message in await asyncio.gather(*(sock.next("1") for sock in receivers)):
             assert "data" in message, message
+        for profiler in profiling:
+            profiler.disable()
         return database.counter.count - statements, time.process_time() - cpu, time.perf_counter() - wall
 
     def per_delivery(results: list[tuple[int, float, float]], deliveries: int) -> dict[str, float]:
@@ -413,7 +425,13 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
 
     out: dict[str, Any] = {"subscribers": subscribers, "fanout": fanout}
     await deliver([0], sockets[:1] + sockets[subscribers:])  # warm
+    if profile:
+        import cProfile
+
+        profiling.append(cProfile.Profile(time.process_time))
     singles = [await deliver([i % subscribers], [sockets[i % subscribers]]) for i in range(1, rounds + 1)]
+    if profiling:
+        profiling.pop().dump_stats(profile)  # type: ignore[arg-type]
     out["one_event_one_subscriber"] = per_delivery(singles, rounds)
     burst = await deliver(list(range(subscribers)), sockets[:subscribers] + sockets[subscribers:])
     out[f"burst_of_{subscribers}_events"] = per_delivery([burst], subscribers + fanout)
@@ -426,7 +444,66 @@ async def in_process(url: str, data: dict[str, Any], subscribers: int, fanout: i
     return out
 
 
-async def measure(subscribers: int, fanout: int) -> dict[str, Any]:
+async def submissions_in_process(url: str, data: dict[str, Any], runs: int = 300, warm: int = 20,
+                                 profile: str | None = None) -> dict[str, Any]:
+    """Statements and CPU time per submission in this process: recordProgress (one SUBMITTED event, as the
+    site admin) through the whole ASGI app, called directly (no HTTP client, no server), `warm` first, then
+    `runs` measured, with nobody subscribed (the NOTIFY is sent). `profile`: a cProfile file (CPU time)."""
+    from app.server import create_app
+
+    settings = Settings(database_url=url, access_log=False, log_level="WARNING", database_pool_size=20)
+    database = Database(settings)
+    app = create_app(settings, database)
+    authorization = f"Bearer {data['admin']}".encode()
+    step, learners = data["step"], data["learner_gids"]
+
+    async def one(k: int) -> None:
+        body = json.dumps({"query": SUBMIT, "variables": {"e": [
+            {"userId": learners[k % len(learners)], "kind": "SUBMITTED", "stepId": step, "body": "essay"}]}}).encode()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"bench"), (b"content-type", b"application/json"), (b"accept", b"application/json"),
+                        (b"authorization", authorization), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 5000), "server": ("bench", 80),
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        assert json.loads(b"".join(chunks)) == {"data": {"recordProgress": 1}}, chunks
+
+    for k in range(warm):
+        await one(k)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)
+    statements, cpu = database.counter.count, time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for k in range(runs):
+        await one(warm + k)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    statements, cpu = database.counter.count - statements, time.process_time() - cpu
+    await database.dispose()
+    return {"submissions": runs, "statements": round(statements / runs, 2), "cpu_ms": round(cpu * 1000 / runs, 2)}
+
+
+async def measure(subscribers: int, fanout: int, submissions: int = 0, profile: str | None = None) -> dict[str, Any]:
     name = f"groupgraph_bench_live_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -434,7 +511,9 @@ async def measure(subscribers: int, fanout: int) -> dict[str, Any]:
     try:
         url = URL_BASE + name
         data = await seed(url, subscribers)
-        return await in_process(url, data, subscribers, fanout)
+        if submissions:
+            return await submissions_in_process(url, data, submissions, profile=profile)
+        return await in_process(url, data, subscribers, fanout, profile=profile)
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -450,9 +529,13 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="only the statements and CPU time per delivery, in this process (--subscribers of them)")
     parser.add_argument("--fanout", type=int, default=20, help="with --in-process: more subscribers of one group")
+    parser.add_argument("--submissions", type=int, default=0,
+                        help="with --in-process: CPU and statements per recordProgress instead (this many measured)")
+    parser.add_argument("--profile", help="with --in-process: write a cProfile (CPU time) of the measured submissions, or of "
+                        "the deliveries one event to one subscriber, here")
     args = parser.parse_args()
     if args.in_process:
-        print(json.dumps(asyncio.run(measure(args.subscribers, args.fanout)), indent=2))
+        print(json.dumps(asyncio.run(measure(args.subscribers, args.fanout, args.submissions, args.profile)), indent=2))
         return
     print(json.dumps(asyncio.run(run(args.subscribers, args.concurrency, args.deliveries)), indent=2))
 

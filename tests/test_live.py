@@ -173,10 +173,12 @@ async def test_one_batch_decides_each_subscriber_on_their_own_sign_in_and_reach(
 
 
 @pytest.mark.engines("postgres")
-async def test_a_submission_names_its_row_and_its_delivery_costs_three_statements(site: Site) -> None:
-    """On PostgreSQL recordProgress announces the new submission's id (from its INSERT's RETURNING), and the
-    routing statement reads that row with the learner's groups: a lone delivery costs the routing, the
-    subscriber's sign-in and Reach, and the red-dot count, and the submission it carries is the new one."""
+async def test_a_submission_names_its_row_and_its_delivery_costs_two_statements(site: Site) -> None:
+    """On PostgreSQL recordProgress announces the new submission's id (from its INSERT's RETURNING) and the
+    learner's groups, and the routing statement reads that row with the learner's memberships and the red dots
+    of the followers of those groups: a lone delivery costs the routing and the subscriber's sign-in and Reach
+    (and the red-dot count a statement of its own when the event names no groups), and the submission it
+    carries is the new one."""
     room = await school(site)
     sock = await connect(site, await site.token(room["mentor"]))
     red_dot = "subscription($g: ID!) { reviewQueueChanged(groupId: $g) { pendingCount submission { id body user { firstName } } } }"
@@ -197,14 +199,54 @@ async def test_a_submission_names_its_row_and_its_delivery_costs_three_statement
     assert (change["pendingCount"], change["submission"]["body"]) == (1, "mine")
     review = next(e for e in heard if e["k"] == "review")
     assert "st" not in review and gid("Submission", review["s"]) == change["submission"]["id"]
+    # with the learner's groups as recordProgress read them: a worker that follows none of them needs no statement
+    assert review["g"] == sorted([room["class"].id, room["school"].id])
 
     with site.statements() as counted:  # the same event once more: the delivery alone
         await publish([{k: v for k, v in review.items() if k != "at"}])
         again = (await sock.next("1"))["data"]["reviewQueueChanged"]
-        assert again["submission"]["id"] == change["submission"]["id"]
+        assert (again["pendingCount"], again["submission"]["id"]) == (1, change["submission"]["id"])
+    assert counted.count == 2
+    with site.statements() as counted:  # without the groups: the red dot in a statement of its own
+        await publish([{k: v for k, v in review.items() if k not in ("at", "g")}])
+        again = (await sock.next("1"))["data"]["reviewQueueChanged"]
+        assert (again["pendingCount"], again["submission"]["id"]) == (1, change["submission"]["id"])
     assert counted.count == 3
     site.database.after_commit = publish
     await sock.close()
+
+
+async def test_an_event_naming_groups_nobody_here_follows_costs_no_statement(site: Site) -> None:
+    """A review or progress event that names the learner's groups is routed to nobody, without a statement, by a
+    worker none of whose subscriptions follows one of them; one that names a followed group is routed (on the
+    memberships as they are then) and decided as always."""
+    room = await school(site)
+    sock = await connect(site, await site.token(room["mentor"]))
+    sock.subscribe("1", RED_DOT, {"g": gid("Group", room["class"])})
+    assert (await sock.next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 0
+    progress = await connect(site, await site.token(room["leader"]))
+    progress.subscribe("2", PROGRESS, {"g": gid("Group", room["school"])})
+    await subscribed(site, 2)
+    await submit(site, room, "learner", 1, "mine")
+    assert (await sock.next("1"))["data"]["reviewQueueChanged"]["pendingCount"] == 1
+    assert (await progress.next("2"))["data"]["groupProgressChanged"]["user"]["firstName"] == "Lea"
+    broker = site.app.state.broker
+    learner, course_id, step = room["learner"].id, room["course"]["databaseId"], room["course"]["steps"][1]["databaseId"]
+    received = broker.received
+    from app.services.events import progress_changed, review_changed
+
+    with site.statements() as counted:  # groups nobody here follows, for a learner who is in the followed ones
+        await broker.publish([review_changed(learner, step_id=step, groups=[room["other"].id]),
+                              progress_changed(learner, course_id, groups=[room["other"].id])])
+        await until(lambda: broker.received == received + 2, "both events heard")
+    assert counted.count == 0
+    batches = broker.batches
+    await broker.publish([review_changed(learner, step_id=step, groups=[room["class"].id, room["school"].id])])
+    assert (await sock.next("1"))["data"]["reviewQueueChanged"]["submission"]["body"] == "mine"
+    await until(lambda: broker.batches > batches, "the event decided")
+    assert sock.outgoing.empty() and progress.outgoing.empty()  # the events routed to nobody sent nothing
+    await sock.close()
+    await progress.close()
 
 
 async def test_subscribing_is_checked_like_a_query(site: Site) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -161,6 +162,39 @@ async def test_the_same_events_twice_count_once(site: Site) -> None:
     async with site.database.session() as session:
         row = (await session.execute(StepProgress.__table__.select().where(StepProgress.step_id == c["steps"][0]["databaseId"]))).first()
     assert row is not None and row.completed_at == t0
+
+
+async def test_one_event_at_a_time_counts_once_and_is_audited(site: Site) -> None:
+    """One event per call (as a learning platform sends them as they happen): each kind that has rows of its own
+    is recorded once, a repeat changes nothing and answers 0, and every call leaves its audit row. On PostgreSQL
+    a call costs three statements whatever happened before: the sign-in, the lookups, and one write."""
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    c = await course(site, admin, "Algebra", [("LESSON", None), ("ASSIGNMENT", 10)])
+    await enroll(site, admin, [lea], c)
+    t0 = utcnow() - timedelta(hours=1)
+    singles = [
+        event(lea, "VIEWED", c["steps"][0], t0),
+        event(lea, "SUBMITTED", c["steps"][1], t0 + timedelta(minutes=1), body="my essay"),
+        event(lea, "DISCUSSION_POST", at=t0 + timedelta(minutes=2), courseId=c["id"], body="hello"),
+    ]
+    for n, one in enumerate([*singles, *singles]):
+        with site.statements() as counted:
+            answer = await record(site, admin, [one])
+        assert answer == {"data": {"recordProgress": 1 if n < len(singles) else 0}}, answer
+        if site.database.dialect == "postgresql":
+            assert counted.count == 3, counted.count
+    assert await site.count(Submission) == 1 and await site.count(IngestedEvent) == 3
+    assert await site.count(ActivityEvent) == 2  # the submission, the post
+    async with site.database.session() as session:
+        details = list(await session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "progress.record")
+                                             .order_by(AuditEvent.id)))
+    assert [json.loads(d) for d in details] == [
+        {"events": 1, "applied": 1, "repeated": 0, "kinds": {kind: 1}} for kind in ("VIEWED", "SUBMITTED", "DISCUSSION_POST")
+    ] + [{"events": 1, "applied": 0, "repeated": 1, "kinds": {}}] * 3
+    mine = await site.gql("query($id: ID!) { user(id: $id) { courseProgress { percentViewed } submissions { totalCount } } }",
+                          {"id": gid("User", lea)}, as_user=lea)
+    assert mine["data"]["user"] == {"courseProgress": [{"percentViewed": 100.0}], "submissions": {"totalCount": 1}}, mine
 
 
 async def test_one_bad_event_leaves_the_whole_batch_unapplied(site: Site) -> None:

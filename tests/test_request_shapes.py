@@ -79,6 +79,17 @@ async def test_datetimes_at_the_calendars_ends_are_bad_input(site: Site) -> None
             assert errors_of(body) == ["BAD_USER_INPUT"], (end, field, body)
             assert body["errors"][0]["extensions"]["field"] == field, body
     within = "2026-06-01T00:00:00+14:00"
+    # once the document has passed (it is cached: its variables are checked without a visit of it), a DateTime
+    # in an input object is still refused, under its field's name, and the batch is not recorded
+    record = "mutation($e: [ProgressEventInput!]!) { recordProgress(events: $e) }"
+    usage = {"userId": gid("User", learner), "kind": "USAGE", "minutes": 5}
+    assert await site.gql(record, {"e": [{**usage, "occurredAt": "2026-01-01T00:00:00Z"}]}, as_user=admin) == {
+        "data": {"recordProgress": 1}
+    }
+    for end in ends:
+        body = await site.gql(record, {"e": [usage, {**usage, "occurredAt": end}]}, as_user=admin)
+        assert errors_of(body) == ["BAD_USER_INPUT"], (end, body)
+        assert body["errors"][0]["extensions"]["field"] == "occurredAt", body
     body = await site.gql(
         "query($t: DateTime!) { loginStatistics(from: $t, to: \"2026-06-03T00:00:00Z\") { totalLogins } }",
         {"t": within}, as_user=admin,

@@ -367,8 +367,9 @@ def _holds_datetime(type_: Any, seen: frozenset[str] = frozenset()) -> bool:
     return any(_holds_datetime(f.type, seen | {named.name}) for f in named.fields.values())
 
 
-def declares_datetime_variable(schema: Any, document: Any) -> bool:
-    """Whether a variable of `document` has a type holding DateTime (itself, in a list or an input object)."""
+def _datetime_variables(schema: Any, document: Any) -> Iterator[tuple[str, Any]]:
+    """(name, type) of each variable of `document` whose type holds DateTime (itself, in a list or an input
+    object); the type is None when the schema does not know it."""
     from graphql import type_from_ast
 
     for definition in document.definitions:
@@ -376,8 +377,20 @@ def declares_datetime_variable(schema: Any, document: Any) -> bool:
             for variable in definition.variable_definitions or ():
                 type_ = type_from_ast(schema, variable.type)
                 if type_ is None or _holds_datetime(type_):
-                    return True
-    return False
+                    yield variable.variable.name.value, type_
+
+
+def _in_input_object(type_: Any) -> bool:
+    """A variable whose DateTimes lie in input objects: its value is checked field by field, under the fields'
+    names, whatever argument it is passed to."""
+    return type_ is not None and is_input_object_type(get_named_type(type_))
+
+
+def declares_datetime_variable(schema: Any, document: Any) -> bool:
+    """Whether a variable of `document` is a DateTime (or a list of them): its value is checked under the name of
+    the argument it is passed to, which only a visit of the document finds (a variable holding DateTimes in
+    input objects is checked without one)."""
+    return any(not _in_input_object(type_) for _, type_ in _datetime_variables(schema, document))
 
 
 def input_rule(settings: Settings, variables: dict[str, Any], operation_name: str | None) -> type[ValidationRule]:
@@ -410,6 +423,13 @@ def input_rule(settings: Settings, variables: dict[str, Any], operation_name: st
                     )
                 )
             self.reported: set[str] = set()
+            # variables holding DateTimes in input objects: checked here, by their declared types (a valid
+            # document passes a variable only where its type fits), so a cached document needs no visit for them
+            self.checked: set[str] = set()
+            for name, type_ in _datetime_variables(context.schema, context.document):
+                if _in_input_object(type_):
+                    self.checked.add(name)
+                    self.walk_value(variables.get(name), type_, name)
 
         def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
             argument = self.context.get_argument()
@@ -418,7 +438,8 @@ def input_rule(settings: Settings, variables: dict[str, Any], operation_name: st
 
         def walk_node(self, node: ValueNode, type_: Any, name: str) -> None:
             if isinstance(node, VariableNode):
-                self.walk_value(variables.get(node.name.value), type_, name)
+                if node.name.value not in self.checked:
+                    self.walk_value(variables.get(node.name.value), type_, name)
                 return
             type_ = get_nullable_type(type_)
             if is_list_type(type_):

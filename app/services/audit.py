@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.store.models import AuditEvent
+from app.store.models import AuditEvent, utcnow
 
 
 def _default(value: Any) -> Any:
@@ -18,6 +18,20 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def audit_values(
+    actor_id: int | None, action: str, target_type: str, target_id: int | None, **detail: Any
+) -> dict[str, Any]:
+    """An audit row's columns (but its id), for a statement that writes it along with other rows."""
+    return {
+        "actor_id": actor_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "occurred_at": utcnow(),
+        "detail": json.dumps(detail, default=_default, sort_keys=True) if detail else None,
+    }
+
+
 def audit(
     session: AsyncSession,
     actor_id: int | None,
@@ -26,13 +40,4 @@ def audit(
     target_id: int | None,
     **detail: Any,
 ) -> None:
-    session.add(
-        AuditEvent(
-            actor_id=actor_id,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            detail=json.dumps(detail, default=_default, sort_keys=True) if detail else None,
-        )
-    )
-
+    session.add(AuditEvent(**audit_values(actor_id, action, target_type, target_id, **detail)))

@@ -28,11 +28,12 @@ import contextlib
 import json
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import ARRAY, Integer, and_, bindparam, null, select
 from sqlalchemy import event as sql_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -47,12 +48,13 @@ from app.settings import Settings
 from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, Submission, User
 from dataloaders.loaders import Loaders
-from dataloaders.records import ids_in
+from dataloaders.records import GroupRecord, SubmissionRecord, UserRecord, columns_as_read, ids_in
+from dataloaders.reviews import red_dots
 from dataloaders.store import Store
 from dataloaders.users import own_groups_of
 
-REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?}
-PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course}
+REVIEW = "review"  # a submission arrived or was graded: {"u": submitter, "s": submission?, "st": step?, "g": groups?}
+PROGRESS = "progress"  # a learner made progress in a course: {"u": learner, "c": course, "g": groups?}
 ACCESS = "access"  # an access request changed: {"r": request, "u": [requester, subject?]}
 REACH = "reach"  # someone's permissions or credentials changed: {"u": [users]}: re-check at once
 RESYNC = "resync"  # the LISTEN connection came back after a gap: events may have been missed
@@ -60,20 +62,35 @@ RESYNC = "resync"  # the LISTEN connection came back after a gap: events may hav
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 USERS_PER_EVENT = 500  # a NOTIFY payload holds at most 8000 bytes
+GROUPS_PER_EVENT = 200  # the learner's groups a review or progress event carries at most (else none)
 SIGN_IN_ENDED = "The sign-in ended (signed out, token revoked or expired, or account not active)."
 
 
-def review_changed(user_id: int, submission_id: int | None = None, step_id: int | None = None) -> dict[str, Any]:
+def _with_groups(event: dict[str, Any], groups: Iterable[int] | None) -> dict[str, Any]:
+    """`groups`: every group whose subtree held the learner when the change was made (consent or not), as the
+    publisher read them; at most GROUPS_PER_EVENT go with the event. A worker none of whose subscriptions
+    follows one of them routes the event to nobody without a statement; the others route it as always, on the
+    memberships as they are then."""
+    if groups is not None:
+        listed = sorted(set(groups))
+        if len(listed) <= GROUPS_PER_EVENT:
+            event["g"] = listed
+    return event
+
+
+def review_changed(
+    user_id: int, submission_id: int | None = None, step_id: int | None = None, groups: Iterable[int] | None = None
+) -> dict[str, Any]:
     event: dict[str, Any] = {"k": REVIEW, "u": user_id}
     if submission_id is not None:
         event["s"] = submission_id
     if step_id is not None:
         event["st"] = step_id
-    return event
+    return _with_groups(event, groups)
 
 
-def progress_changed(user_id: int, course_id: int) -> dict[str, Any]:
-    return {"k": PROGRESS, "u": user_id, "c": course_id}
+def progress_changed(user_id: int, course_id: int, groups: Iterable[int] | None = None) -> dict[str, Any]:
+    return _with_groups({"k": PROGRESS, "u": user_id, "c": course_id}, groups)
 
 
 def access_request_changed(request_id: int, user_ids: Iterable[int | None]) -> dict[str, Any]:
@@ -392,7 +409,15 @@ class Broker:
 
     def _enqueue(self, event: dict[str, Any]) -> None:
         """An event heard: operations over HTTP not yet started wait until it is routed (and then until what
-        it was routed to is sent), while this worker has subscriptions."""
+        it was routed to is sent), while this worker has subscriptions. A review or progress event that names
+        the learner's groups, none of which a subscription here follows, is routed to nobody at once."""
+        groups = event.get("g")
+        if isinstance(groups, list) and event["k"] in (REVIEW, PROGRESS):
+            kind = event["k"]
+            if not any((kind, group) in self._by_key for group in groups):
+                self.received += 1
+                LIVE_RECEIVED.labels(kind=kind).inc()
+                return
         self._incoming.put_nowait(event)
         if self.subscriber_count:
             self.admission.deliveries_begin(1)
@@ -467,7 +492,11 @@ class Broker:
         routed = [e for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0]
         learners = {int(e["u"]) for e in routed}
         submissions = {int(e["s"]) for e in routed if e["k"] == REVIEW and e.get("s") is not None}
-        groups = await self._groups_of(learners, submissions, loaders) if learners else {}
+        dots = sorted({  # the followers of the groups the review events name, whose counts the decisions show
+            (group, s.user_id) for e in routed if e["k"] == REVIEW and isinstance(e.get("g"), list)
+            for group in e["g"] for s in self._by_key.get((REVIEW, group), ())
+        }) if self.postgres else []
+        groups = await self._groups_of(learners, submissions, loaders, dots) if learners else {}
         for event in batch:
             kind = event["k"]
             if kind in (REVIEW, PROGRESS):
@@ -486,31 +515,39 @@ class Broker:
                     self._offer(subscribers, event, group, handed)
 
     async def _groups_of(
-        self, user_ids: set[int], submission_ids: set[int], loaders: Loaders
+        self, user_ids: set[int], submission_ids: set[int], loaders: Loaders, dots: Sequence[tuple[int, int]] = ()
     ) -> dict[int, set[tuple[int, bool]]]:
         """Every group whose subtree holds each learner (a current membership), and whether that placement
         rests on a consent: one query for the batch. The same rows hold what the decisions will ask about the
         learners, the followed groups and the submissions the events name (the learner's row and own groups,
         the group's row, the submission's row): the batch's loaders get them here rather than in statements
-        of their own."""
+        of their own. On PostgreSQL so do the red dots asked (`dots`: (group, viewer) pairs): the review queue counts
+        the decisions will show (reviewQueueChanged's pendingCount)."""
         out: dict[int, set[tuple[int, bool]]] = defaultdict(set)
         own: set[tuple[int, int, str]] = set()
-        if self.postgres:  # one statement built once, the learners and submissions arrays
-            rows = await loaders.store.all(_ROUTING_POSTGRES, {"learners": sorted(user_ids), "submissions": sorted(submission_ids)})
-        else:
-            rows = await loaders.store.all(
-                _routing(Submission.id.in_(sorted(submission_ids))).where(Membership.user_id.in_(sorted(user_ids)))
-            )
+        params: dict[str, Any] = {"learners": sorted(user_ids), "submissions": sorted(submission_ids)}
+        if self.postgres:
+            params["dot_groups"], params["dot_viewers"] = [g for g, _ in dots], [v for _, v in dots]
+        rows = await loaders.store.rows(_routing(self.postgres), params)
         followed = {key for kind, key in self._by_key if kind in (REVIEW, PROGRESS)}
-        for user_id, group_id, on_consent, depth, role, group, user, submission in rows:
+        submission_at = _USER_AT + UserRecord.width
+        primed_groups: set[int] = set()
+        primed_users: set[int] = set()
+        if rows and rows[0][5] is not None:  # the red dots asked, read along (the same on every row)
+            loaders.reviews.counted.update(zip(dots, map(int, rows[0][5]), strict=True))
+        for row in rows:
+            user_id, group_id, on_consent, depth, role = row[:5]
             out[user_id].add((group_id, bool(on_consent)))
             if depth == 0 and not on_consent:
                 own.add((user_id, group_id, role))
-            if group_id in followed:
-                loaders.groups.by_id.prime(group_id, group)
-            loaders.users.by_id.prime(user_id, user)
-            if submission is not None:
-                loaders.reviews.by_id.prime(submission.id, submission)
+            if group_id in followed and group_id not in primed_groups:
+                primed_groups.add(group_id)
+                loaders.groups.by_id.prime(group_id, GroupRecord(*row[_GROUP_AT:_USER_AT]))
+            if user_id not in primed_users:
+                primed_users.add(user_id)
+                loaders.users.by_id.prime(user_id, UserRecord(*row[_USER_AT:submission_at]))
+            if row[submission_at] is not None:
+                loaders.reviews.by_id.prime(row[submission_at], SubmissionRecord(*row[submission_at:]))
         for user_id, groups in own_groups_of(own, out).items():  # users.own_groups' rule
             loaders.users.own_groups.prime(user_id, groups)
         # a group reached both ways counts as reached without a consent
@@ -581,27 +618,33 @@ class Broker:
             await self._reading.dispose()
 
 
-def _routing(submission_named: Any) -> Any:
-    """The routing's rows: each learner's current memberships, every group whose subtree holds them (the
-    ancestors, with the depth), whether the placement rests on a consent, the group's and learner's rows, and
-    on the rows of the learner's own groups (depth 0) the learner's submissions that `submission_named`
-    picks (the ones the events name), else NULL."""
+@cache
+def _routing(postgres: bool) -> Any:
+    """The routing's rows, built once per dialect (parameters: the arrays `learners` and `submissions`): each
+    learner's current memberships, every group whose subtree holds them (the ancestors, with the depth), whether
+    the placement rests on a consent, the membership's role, on PostgreSQL the red dots asked (the arrays
+    `dot_groups` and `dot_viewers`: dataloaders.reviews.red_dots), then the group's columns, the learner's columns
+    and, on the rows of the learner's own groups (depth 0), the columns of the learner's submissions the events
+    name (else NULLs). Plain columns, read lean (no ORM entities): the batch's loaders get records."""
+    submission_named = ids_in(Submission.__table__.c.id, postgres, "submissions")  # type: ignore[attr-defined]
+    dots = (
+        red_dots(bindparam("dot_groups", type_=ARRAY(Integer)), bindparam("dot_viewers", type_=ARRAY(Integer)))
+        if postgres else null()
+    )
     return (
         select(Membership.user_id, GroupClosure.ancestor_id, Membership.access_request_id.is_not(None),
-               GroupClosure.depth, Membership.role, Group, User, Submission)
+               GroupClosure.depth, Membership.role, dots, *columns_as_read(GroupRecord, postgres),
+               *columns_as_read(UserRecord, postgres), *columns_as_read(SubmissionRecord, postgres))
         .join(GroupClosure, GroupClosure.descendant_id == Membership.group_id)
         .join(Group, Group.id == GroupClosure.ancestor_id)
         .join(User, User.id == Membership.user_id)
         .outerjoin(Submission, and_(Submission.user_id == Membership.user_id, GroupClosure.depth == 0, submission_named))
-        .where(Membership.ended_at.is_(None))
+        .where(Membership.ended_at.is_(None), ids_in(Membership.__table__.c.user_id, postgres, "learners"))  # type: ignore[attr-defined]
     )
 
 
-# PostgreSQL: built once (parameters `learners` and `submissions`, arrays): building it per batch cost more
-# than its round trip
-_ROUTING_POSTGRES = _routing(ids_in(Submission.id, True, "submissions")).where(
-    ids_in(Membership.user_id, True, "learners")
-)
+_GROUP_AT = 6  # where a routing row's group columns start, then the user's, then the submission's
+_USER_AT = _GROUP_AT + GroupRecord.width
 
 
 def _finish_all(deliveries: list[Delivery]) -> None:

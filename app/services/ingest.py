@@ -15,11 +15,30 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime.errors import AppError, BadInput
 from app.runtime.ids import require_id
+from app.services.audit import audit_values
 from app.store.bulk import (
     PAIRS_CHUNK,
     ROWS_CHUNK,
@@ -35,9 +54,12 @@ from app.store.bulk import (
 )
 from app.store.models import (
     ActivityEvent,
+    AuditEvent,
     Course,
     Enrollment,
+    GroupClosure,
     IngestedEvent,
+    Membership,
     Step,
     StepProgress,
     Submission,
@@ -46,6 +68,7 @@ from app.store.models import (
     utcnow,
 )
 from dataloaders.records import ids_in
+from dataloaders.store import Store
 
 STEP_KINDS = ("VIEWED", "COMPLETED", "SUBMITTED")
 MAX_MINUTES = 24 * 60
@@ -116,6 +139,21 @@ class Problems:
                 field="events",
                 invalidEvents=self.items,
             )
+
+
+Found = tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]
+
+
+@dataclass
+class Batch:
+    """A recordProgress batch parsed, and on PostgreSQL its lookups (`found`) read before the transaction."""
+
+    size: int
+    now: datetime
+    events: list[Event]
+    problems: Problems
+    found: Found | None = None
+    groups: dict[int, set[int]] | None = None  # user -> every group whose subtree holds them (PostgreSQL)
 
 
 def parse(raw: Sequence[RawEvent], now: datetime, skew: timedelta, problems: Problems) -> list[Event]:
@@ -202,17 +240,21 @@ def _upsert_progress(statement: Any) -> Any:
 
 
 @cache
-def _rows_statement() -> Any:
-    """PostgreSQL, built once: the step progress upsert and the activity insert as data-modifying CTEs of the
-    submissions' insert (RETURNING the new submissions); each table's rows are arrays, a column each (p0..,
-    s0.., a0..; empty arrays insert nothing). No trigger of one of these tables reads another of them."""
+def _rows_statement(audited: bool = True) -> Any:
+    """PostgreSQL, built once: the step progress upsert, the activity insert and the batch's audit row as
+    data-modifying CTEs of the submissions' insert (RETURNING the new submissions); each table's rows are
+    arrays, a column each (p0.., s0.., a0..; empty arrays insert nothing), the audit row's columns are
+    `audit_<column>`. No trigger of one of these tables reads another of them."""
 
     progress, submission, activity = (StepProgress.__table__, Submission.__table__, ActivityEvent.__table__)  # type: ignore[attr-defined]
     upsert = _upsert_progress(postgres_insert(progress, _PROGRESS_COLUMNS, prefix="p"))
     logged = postgres_insert(activity, _ACTIVITY_COLUMNS, prefix="a")
-    return postgres_insert(submission, _SUBMISSION_COLUMNS, _returning_submissions, prefix="s").add_cte(
-        upsert.cte("progress"), logged.cte("activity")
-    )
+    ctes = [upsert.cte("progress"), logged.cte("activity")]
+    if audited:
+        ctes.append(insert(AuditEvent.__table__).values(  # type: ignore[attr-defined]
+            {name: bindparam(f"audit_{name}", type_=column.type) for name, column in AuditEvent.__table__.c.items() if name != "id"}  # type: ignore[attr-defined]
+        ).cte("audit"))
+    return postgres_insert(submission, _SUBMISSION_COLUMNS, _returning_submissions, prefix="s").add_cte(*ctes)
 
 
 def _returning_submissions(statement: Any) -> Any:
@@ -224,7 +266,76 @@ _STEPS = select(Step.id, Step.course_id, Step.kind, Step.max_points)
 _STEPS_POSTGRES = _STEPS.where(ids_in(Step.id, True, "steps"))  # built once
 
 
-async def _lookups(session: AsyncSession, events: list[Event]) -> tuple[set[int], dict[int, tuple[int, str, int | None]], set[int], set[tuple[int, int]]]:
+@cache
+def _lookup_statement() -> Any:
+    """PostgreSQL, built once: everything `validate` needs in one statement, as (part, id, course, kind, max
+    points) rows: the steps asked ("step"), the courses asked ("course"), the users asked ("user"), and the
+    enrollments of each event's user in the event's course ("enrolled": the step's course when the step
+    exists, else the course the event names); and for the live updates every group whose subtree holds each
+    user ("group": the user, the group), which the events name (app.services.events). Parameters: the arrays `steps`, `courses`, `users`, and one
+    entry per event in `eu`, `es`, `ec` (its user, step, course)."""
+    steps = select(Step.id, Step.course_id, Step.kind, Step.max_points).where(ids_in(Step.id, True, "steps")).cte("steps")
+    asked = select(*(func.unnest(bindparam(name, type_=ARRAY(Integer))).label(label)
+                     for name, label in (("eu", "user_id"), ("es", "step_id"), ("ec", "course_id")))).subquery("asked")
+    wanted = (
+        select(asked.c.user_id, func.coalesce(steps.c.course_id, asked.c.course_id).label("course_id"))
+        .select_from(asked.outerjoin(steps, steps.c.id == asked.c.step_id))
+        .subquery("wanted")
+    )
+    enrollment = Enrollment.__table__.c  # type: ignore[attr-defined]
+    membership, closure = Membership.__table__.c, GroupClosure.__table__.c  # type: ignore[attr-defined]
+    no_kind, no_number = cast(null(), String), cast(null(), Integer)
+    return union_all(
+        select(literal("group"), membership.user_id, closure.ancestor_id, no_kind, no_number)
+        .join_from(Membership, GroupClosure, closure.descendant_id == membership.group_id)
+        .where(ids_in(membership.user_id, True, "users"), membership.ended_at.is_(None)),
+        select(literal("step"), steps.c.id, steps.c.course_id, steps.c.kind, steps.c.max_points),
+        select(literal("course"), Course.id, no_number, no_kind, no_number).where(ids_in(Course.id, True, "courses")),
+        select(literal("user"), User.id, no_number, no_kind, no_number).where(ids_in(User.id, True, "users")),
+        select(literal("enrolled"), enrollment.user_id, enrollment.course_id, no_kind, no_number).join_from(
+            Enrollment, wanted, and_(wanted.c.user_id == enrollment.user_id, wanted.c.course_id == enrollment.course_id)
+        ),
+    )
+
+
+async def prepare(store: Store, raw: Sequence[RawEvent], *, skew: timedelta, now: datetime | None = None) -> Batch:
+    """Parse the batch (shape checks need no database). On PostgreSQL also read what validation needs, in
+    one statement run before the transaction (a lean read: under READ COMMITTED each statement of the
+    transaction would read its own snapshot anyway); on SQLite the transaction reads it."""
+    now = now or utcnow()
+    problems = Problems()
+    events = parse(raw, now, skew, problems)
+    batch = Batch(len(raw), now, events, problems)
+    if store.dialect == "postgresql" and events:
+        rows = await store.rows(_lookup_statement(), {
+            "steps": sorted({e.step_id for e in events if e.step_id is not None}),
+            "courses": sorted({e.course_id for e in events if e.course_id is not None}),
+            "users": sorted({e.user_id for e in events}),
+            "eu": [e.user_id for e in events], "es": [e.step_id for e in events], "ec": [e.course_id for e in events],
+        })
+        users: set[int] = set()
+        steps: dict[int, tuple[int, str, int | None]] = {}
+        courses: set[int] = set()
+        enrolled: set[tuple[int, int]] = set()
+        groups: dict[int, set[int]] = defaultdict(set)
+        for part, ident, course_id, kind, max_points in rows:
+            if part == "group":
+                groups[ident].add(course_id)
+            elif part == "step":
+                steps[ident] = (course_id, kind, max_points)
+                courses.add(course_id)
+            elif part == "course":
+                courses.add(ident)
+            elif part == "user":
+                users.add(ident)
+            else:
+                enrolled.add((ident, course_id))
+        batch.found = (users, steps, courses, enrolled)
+        batch.groups = groups
+    return batch
+
+
+async def _lookups(session: AsyncSession, events: list[Event]) -> Found:
     """Existing users, steps (id -> course, kind, max points), courses, and (user, course) enrollments. A user
     with an enrollment exists (its foreign key): only the users of the other events are looked up, so a batch
     of enrolled learners' events costs no statement for its users."""
@@ -282,6 +393,13 @@ def validate(events: list[Event], users: set[int], steps: dict[int, tuple[int, s
             problems.add(e.index, "stepId" if e.step_id is not None else "courseId", "The user is not enrolled in this course.")
 
 
+_FRESH_COLUMNS = ("key", "user_id", "created_at")
+
+
+def _keys_returned(statement: Any) -> Any:
+    return statement.on_conflict_do_nothing(index_elements=["key"]).returning(statement.table.c.key)
+
+
 async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> list[Event]:
     """The events not applied before (nor earlier in this batch), their keys recorded."""
     unique: dict[str, Event] = {}
@@ -291,8 +409,7 @@ async def _fresh(session: AsyncSession, events: list[Event], now: datetime) -> l
     table = IngestedEvent.__table__  # type: ignore[attr-defined]
     if is_postgres(session):
         returned = await insert_rows(
-            session, table, ["key", "user_id", "created_at"], [(k, unique[k].user_id, now) for k in keys],
-            lambda s: s.on_conflict_do_nothing(index_elements=["key"]).returning(s.table.c.key), key="fresh",
+            session, table, _FRESH_COLUMNS, [(k, unique[k].user_id, now) for k in keys], _keys_returned, key="fresh",
         )
         new = {row[0] for row in returned}
     else:
@@ -311,9 +428,11 @@ def _earliest(current: datetime | None, candidate: datetime) -> datetime:
 
 
 async def apply(
-    session: AsyncSession, events: list[Event], now: datetime, submitted: dict[tuple[int, int], int] | None = None
+    session: AsyncSession, events: list[Event], now: datetime, submitted: dict[tuple[int, int], int] | None = None,
+    audited: dict[str, Any] | None = None,
 ) -> None:
-    """Apply the fresh events; on PostgreSQL `submitted` gets the id of the latest submission per (user, step)."""
+    """Apply the fresh events; on PostgreSQL `submitted` gets the id of the latest submission per (user, step).
+    `audited`: the batch's audit row (app.services.audit.audit_values), written with the rows."""
     postgres = is_postgres(session)
     sp_table = StepProgress.__table__  # type: ignore[attr-defined]
     # one row per (user, step): first view (any step event counts as a view), first completion, latest points
@@ -356,12 +475,19 @@ async def apply(
             **column_arrays(submissions, len(_SUBMISSION_COLUMNS), "s"),
             **column_arrays(activity, len(_ACTIVITY_COLUMNS), "a"),
         }
-        made = list(await session.execute(_rows_statement(), params))
+        if audited is not None:  # the audit row rides along (else a statement of its own)
+            params.update({f"audit_{name}": value for name, value in audited.items()})
+            audited = None
+            made = list(await session.execute(_rows_statement(), params))
+        else:
+            made = list(await session.execute(_rows_statement(False), params))
     else:
         await insert_rows(session, sp_table, _PROGRESS_COLUMNS, progress_rows, _upsert_progress, key="progress")
         made = await insert_rows(session, Submission.__table__, _SUBMISSION_COLUMNS, submissions,  # type: ignore[attr-defined]
                                  _returning_submissions if postgres else None, key="returning")
         await insert_rows(session, ActivityEvent.__table__, _ACTIVITY_COLUMNS, activity)  # type: ignore[attr-defined]
+    if audited is not None:
+        session.add(AuditEvent(**audited))
     if submitted is not None:  # the latest per (user, step): submitted_at, then id
         for submission_id, user_id, step_id, _at in sorted(made, key=lambda r: (r[3], r[0])):
             submitted[(user_id, step_id)] = submission_id
@@ -397,20 +523,83 @@ async def apply(
                 update(e_table).where(tuple_(e_table.c.user_id, e_table.c.course_id).in_(chunk), completes).values(completed_at=last)
             )
 
-async def record_progress(session: AsyncSession, raw: Sequence[RawEvent], *, skew: timedelta, now: datetime | None = None) -> Outcome:
-    """Validate every event (BAD_USER_INPUT listing each bad index; nothing applied), then apply the new ones."""
-    now = now or utcnow()
-    problems = Problems()
-    events = parse(raw, now, skew, problems)
-    users, steps, courses, enrolled = await _lookups(session, events)
+_ONE_KINDS = ("VIEWED", "SUBMITTED", "DISCUSSION_POST")  # one event's rows whatever was recorded before
+
+
+def _insert_if(table: Any, names: Sequence[str], prefix: str, condition: Any) -> Any:
+    """`INSERT INTO table (names) SELECT unnest(:<prefix>0), ... WHERE condition` (empty arrays: no row)."""
+    source = select(*(func.unnest(bindparam(f"{prefix}{i}", type_=ARRAY(table.c[name].type))) for i, name in enumerate(names)))
+    return postgresql.insert(table).from_select(list(names), source.where(condition))
+
+
+@cache
+def _one_statement() -> Any:
+    """PostgreSQL, built once: one event (a VIEWED, SUBMITTED or DISCUSSION_POST) recorded in one statement,
+    its idempotency key first: the step progress upsert, the submission, the activity row only when the key
+    is new (`fresh`), the audit row either way (its detail `audit_fresh` or `audit_repeat`). Rows: whether
+    the event was new (0 or 1), then the new submission's id, user, step and time (NULLs when none)."""
+    fresh = postgres_insert(IngestedEvent.__table__, _FRESH_COLUMNS, _keys_returned, prefix="f").cte("fresh")  # type: ignore[attr-defined]
+    new = select(fresh.c.key).exists()
+    progress, submission, activity = (StepProgress.__table__, Submission.__table__, ActivityEvent.__table__)  # type: ignore[attr-defined]
+    audit = AuditEvent.__table__  # type: ignore[attr-defined]
+    audited = {name: bindparam(f"audit_{name}", type_=column.type) for name, column in audit.c.items() if name not in ("id", "detail")}
+    audited["detail"] = case((new, bindparam("audit_fresh", type_=String)), else_=bindparam("audit_repeat", type_=String))
+    made = _returning_submissions(_insert_if(submission, _SUBMISSION_COLUMNS, "s", new)).cte("made")
+    applied = select(func.count()).select_from(fresh).scalar_subquery()
+    one = select(literal(1).label("one")).subquery("one")
+    return (
+        select(applied, made.c.id, made.c.user_id, made.c.step_id, made.c.submitted_at)
+        .select_from(one.outerjoin(made, true()))
+        .add_cte(
+            fresh, _upsert_progress(_insert_if(progress, _PROGRESS_COLUMNS, "p", new)).cte("progress"),
+            _insert_if(activity, _ACTIVITY_COLUMNS, "a", new).cte("activity"), insert(audit).values(audited).cte("audit"),
+        )
+    )
+
+
+async def _record_one(session: AsyncSession, e: Event, batch: Batch, actor_id: int | None) -> Outcome:
+    """PostgreSQL: one VIEWED, SUBMITTED or DISCUSSION_POST event in one statement (`_one_statement`)."""
+    def detail(applied: int) -> dict[str, Any]:
+        return {"events": batch.size, "applied": applied, "repeated": 1 - applied, "kinds": {e.kind: 1} if applied else {}}
+
+    audited = audit_values(actor_id, "progress.record", "user", None, **detail(0))
+    params: dict[str, Any] = {
+        **column_arrays([(e.key, e.user_id, batch.now)], len(_FRESH_COLUMNS), "f"),
+        **column_arrays([(e.user_id, e.step_id, e.course_id, e.at, None, None)] if e.step_id is not None else [],
+                        len(_PROGRESS_COLUMNS), "p"),
+        **column_arrays([(e.user_id, e.step_id, e.course_id, e.body, e.at, "NEEDS_REVIEW")] if e.kind == "SUBMITTED" else [],
+                        len(_SUBMISSION_COLUMNS), "s"),
+        **column_arrays([(e.user_id, "SUBMISSION" if e.kind == "SUBMITTED" else e.kind, e.at, e.course_id, e.step_id,
+                          e.body if e.kind == "DISCUSSION_POST" else None)] if e.kind != "VIEWED" else [],
+                        len(_ACTIVITY_COLUMNS), "a"),
+        **{f"audit_{name}": value for name, value in audited.items() if name != "detail"},
+        "audit_repeat": audited["detail"],
+        "audit_fresh": audit_values(actor_id, "progress.record", "user", None, **detail(1))["detail"],
+    }
+    rows = list(await session.execute(_one_statement(), params))
+    applied = int(rows[0][0]) if rows else 0
+    submitted = {(r[2], r[3]): r[1] for r in rows if r[1] is not None}
+    return Outcome(applied=applied, repeated=1 - applied, counts={e.kind: 1} if applied else {},
+                   events=[e] if applied else [], submitted=submitted)
+
+
+async def record_progress(session: AsyncSession, batch: Batch, *, actor_id: int | None = None) -> Outcome:
+    """Validate every event (BAD_USER_INPUT listing each bad index; nothing applied), then apply the new ones
+    and write the audit row ("progress.record", as `actor_id`)."""
+    events, problems = batch.events, batch.problems
+    users, steps, courses, enrolled = batch.found if batch.found is not None else await _lookups(session, events)
     validate(events, users, steps, courses, enrolled, problems)
-    problems.raise_if_any(len(raw))
-    fresh = await _fresh(session, events, now)
-    submitted: dict[tuple[int, int], int] = {}
-    await apply(session, fresh, now, submitted)
+    problems.raise_if_any(batch.size)
+    if batch.found is not None and len(events) == 1 and events[0].kind in _ONE_KINDS:  # PostgreSQL
+        return await _record_one(session, events[0], batch, actor_id)
+    fresh = await _fresh(session, events, batch.now)
     counts: dict[str, int] = defaultdict(int)
     for e in fresh:
         counts[e.kind] += 1
+    audited = audit_values(actor_id, "progress.record", "user", None, events=batch.size, applied=len(fresh),
+                           repeated=len(events) - len(fresh), kinds=dict(counts))
+    submitted: dict[tuple[int, int], int] = {}
+    await apply(session, fresh, batch.now, submitted, audited)
     return Outcome(
         applied=len(fresh), repeated=len(events) - len(fresh), counts=dict(counts), events=fresh, submitted=submitted
     )

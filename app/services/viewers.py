@@ -39,7 +39,7 @@ from app.services.auth import (
 )
 from app.store.models import ApiToken, CatalogueVersion, Session, User, utcnow
 from dataloaders.reach import reach_parts, reach_rows_of
-from dataloaders.records import UserRecord, ids_in
+from dataloaders.records import UserRecord, columns_as_read, ids_in
 from dataloaders.store import Store
 from permissions.reach import Reach
 
@@ -55,7 +55,9 @@ class Viewer:
 @cache
 def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postgres: bool) -> Select[Any]:
     """The statement for sessions and/or API tokens, built once (SQLAlchemy takes a few milliseconds to build
-    one this size): its parameters are `sessions`, `api_tokens` (token digests) and `now`."""
+    one this size): its parameters are `sessions`, `api_tokens` (token digests) and `now`. Rows: the digest, the
+    session or API token id, a Reach row (kind, id, role; NULL when none), the catalogue's version, then the
+    user's columns (read lean: no ORM entity)."""
     now = bindparam("now")
     no_id = cast(null(), Integer)
     parts = []
@@ -76,7 +78,8 @@ def _statement(sessions: bool, api_tokens: bool, members_see_groups: bool, postg
     version = CatalogueVersion.__table__.c  # type: ignore[attr-defined]
     catalogue = select(version.version).where(version.id == 1).scalar_subquery()  # rides along, as with a request's Reach
     return (
-        select(User, signed_in.c.digest, signed_in.c.session_id, signed_in.c.api_token_id, kind, ident, role, catalogue)
+        select(signed_in.c.digest, signed_in.c.session_id, signed_in.c.api_token_id, kind, ident, role, catalogue,
+               *columns_as_read(UserRecord, postgres))
         .join_from(signed_in, User, User.id == signed_in.c.user_id)
         .outerjoin(reach, viewer == signed_in.c.user_id)
         .where(User.status == "ACTIVE")
@@ -162,14 +165,15 @@ async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: b
     if api_tokens:
         params["api_tokens"] = sorted(api_tokens)
     statement = _statement(bool(sessions), bool(api_tokens), members_see_groups, store.dialect == "postgresql")
-    rows = await store.all(statement, params)
+    rows = await store.rows(statement, params)
     found: dict[str, tuple[Credential, list[tuple[str, int, str | None]]]] = {}
-    for user, digest, session_id, api_token_id, k, i, r, version in rows:
+    for row in rows:
+        digest, session_id, api_token_id, k, i, r, version = row[:7]
         if version is not None:  # the batch's course loader needs no statement of its own (dataloaders.courses)
             store.catalogue_version = int(version)
         token = sessions.get(digest) or api_tokens[digest]
         if token not in found:
-            found[token] = (Credential(user, session_id=session_id, api_token_id=api_token_id), [])
+            found[token] = (Credential(_detached_user(row[7:]), session_id=session_id, api_token_id=api_token_id), [])
         if k is not None:
             found[token][1].append((k, int(i), r))
     for token, (credential, reach_rows) in found.items():
