@@ -23,10 +23,11 @@ from app.store.keyset import Key
 from app.store.models import Group as GroupRow
 from app.store.models import GroupClosure
 from app.store.models import Membership as MembershipRow
+from dataloaders.groups import TreeReads
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
-from permissions.filters import group_visible, user_visible
+from permissions.filters import group_visible, member_rows_admitted, user_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import (
     After,
@@ -495,6 +496,22 @@ async def list_groups(
     return GroupConnection(edges=edges, page_info=page_info_, count=count)
 
 
+def tree_reads(info: Info, reach: Reach, group_id: int) -> TreeReads:
+    """What `group(id:)` reads with the group, from what the query selects: its ancestors and children, and
+    the rolled-up rows its member counts (its own and its children's memberCount, members' totalCount) and its
+    progressSummary read when the caller's row filter lets them (permissions.filters.member_rows_admitted)."""
+    children = bool(selected(info, "children"))
+    counts = selected(info, "memberCount") or selected(info, "members", "totalCount") or selected(
+        info, "children", "memberCount"
+    )
+    summary = selected(info, "progressSummary") and member_rows_admitted(reach, group_id, Permission.VIEW_PROGRESS)
+    return TreeReads(
+        ancestors=bool(selected(info, "ancestors")), children=children,
+        member_counts=bool(counts) and member_rows_admitted(reach, group_id) is not None,
+        summary=bool(summary), consent_matters=summary == "own",
+    )
+
+
 @strawberry.type
 class GroupQueries:
     @strawberry.field
@@ -502,11 +519,10 @@ class GroupQueries:
         group_id = decode_id(id, "Group")
         if group_id is None:
             return None
-        # its ancestors and children, when asked, come in the group's own statement (whether or not the
-        # caller may see the group: the same statements for a missing group and a hidden one)
-        await info.context.loaders.groups.load_with_tree(
-            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children"))
-        )
+        # what the query asks with it comes in the group's own statement (whether or not the caller may see
+        # the group: the same statements for a missing group and a hidden one)
+        reads = tree_reads(info, await info.context.load_reach(), group_id)
+        await info.context.loaders.groups.load_with_tree(group_id, reads)
         return await visible_group(info, group_id)
 
     # the list of visible groups
