@@ -173,10 +173,8 @@ def rolled_up_courses() -> tuple[list[Any], ColumnElement[bool]]:
     caller adds which groups)."""
     cr, s = CourseRollup.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
     step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
-    average = case(
-        (step_count == 0, literal(0.0)),
-        else_=100.0 * cr.steps_completed / (cr.enrolled * step_count),
-    )
+    # 0.0 for a course without steps; the steps counted once (a CASE on the count ran the subquery twice)
+    average = func.coalesce(100.0 * cr.steps_completed / (cr.enrolled * func.nullif(step_count, 0)), literal(0.0))
     return [cr.course_id, cr.enrolled, cr.completed, average], cr.enrolled > 0
 
 
