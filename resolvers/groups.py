@@ -15,6 +15,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
+from app.runtime.memo import IdentityMemo
 from app.runtime.subtrees import side_effect_free
 from app.services.audit import audit
 from app.services.tree import attach, is_descendant, lock_tree, move, subtree_height
@@ -496,19 +497,31 @@ async def list_groups(
     return GroupConnection(edges=edges, page_info=page_info_, count=count)
 
 
+# the field nodes of `group(id:)` in a cached document -> what they select (ancestors, children, member counts,
+# progressSummary): found once per document, not at every request
+_ASKED: IdentityMemo[tuple[bool, bool, bool, bool]] = IdentityMemo(256)
+
+
 def tree_reads(info: Info, reach: Reach, group_id: int) -> TreeReads:
     """What `group(id:)` reads with the group, from what the query selects: its ancestors and children, and
     the rolled-up rows its member counts (its own and its children's memberCount, members' totalCount) and its
     progressSummary read when the caller's row filter lets them (permissions.filters.member_rows_admitted)."""
-    children = bool(selected(info, "children"))
-    counts = selected(info, "memberCount") or selected(info, "members", "totalCount") or selected(
-        info, "children", "memberCount"
-    )
-    summary = selected(info, "progressSummary") and member_rows_admitted(reach, group_id, Permission.VIEW_PROGRESS)
+    nodes = tuple(info._raw_info.field_nodes)
+    asked = _ASKED.get(nodes, None)
+    if asked is None:
+        counts = selected(info, "memberCount") or selected(info, "members", "totalCount") or selected(
+            info, "children", "memberCount"
+        )
+        asked = _ASKED.put(nodes, None, (
+            bool(selected(info, "ancestors")), bool(selected(info, "children")), bool(counts),
+            bool(selected(info, "progressSummary")),
+        ))
+    ancestors, children, counts, summary = asked
+    progress = member_rows_admitted(reach, group_id, Permission.VIEW_PROGRESS) if summary else None
     return TreeReads(
-        ancestors=bool(selected(info, "ancestors")), children=children,
-        member_counts=bool(counts) and member_rows_admitted(reach, group_id) is not None,
-        summary=bool(summary), consent_matters=summary == "own",
+        ancestors=ancestors, children=children,
+        member_counts=counts and member_rows_admitted(reach, group_id) is not None,
+        summary=progress is not None, consent_matters=progress == "own",
     )
 
 
