@@ -200,11 +200,17 @@ class MembershipLoaders:
     async def _count_rows(
         self, group_ids: list[int], filter: MemberFilter, visible: Visible, admitted: str | None
     ) -> list[tuple[int, str, int]]:
-        """(group, role, memberships) rows: from member_rollup where it answers (see `counts`), else counted."""
+        """(group, role, memberships) rows: from member_rollup where it answers (see `counts`), else counted.
+        The member_rollup rows read with the group (`GroupLoaders.load_with_tree`) need no statement."""
         direct = group_ids
         out: list[tuple[int, str, int]] = []
         if admitted in ("all", "own") and filter.include_nested and filter.search is None and not filter.include_ended:
-            rolled = await self.store.rows(_rolled_up_counts(self.store.dialect == "postgresql"), {"ids": sorted(group_ids)})
+            read = self.groups.rolled_up_members
+            rolled = [(group, *row) for group in group_ids for row in read.get(group, ())]
+            unread = [g for g in group_ids if g not in read]
+            if unread:
+                postgres = self.store.dialect == "postgresql"
+                rolled += await self.store.rows(_rolled_up_counts(postgres), {"ids": sorted(unread)})
             on_consent = {group for group, _role, _n, consent in rolled if consent and admitted == "own"}
             out = [(group, role, n) for group, role, n, _consent in rolled if group not in on_consent]
             direct = [g for g in group_ids if g in on_consent]

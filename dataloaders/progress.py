@@ -145,13 +145,13 @@ def _step_records_of(postgres: bool):  # type: ignore[no-untyped-def]
     return select(sp.user_id, sp.step_id, sp.viewed_at, sp.completed_at, sp.points).where(ids_in(sp.user_id, postgres))
 
 
-@cache
-def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
-    """rolled_up_summary's statement, built once per process (the group id bound as :group_id)."""
-    group_id = bindparam("group_id", type_=Integer)
-    gr, cr = GroupRollup.__table__.c, CourseRollup.__table__.c  # type: ignore[attr-defined]
-    m, gc, s = Membership.__table__.c, GroupClosure.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
+def rolled_up_head(group_id: Any, consent_matters: bool) -> list[Any]:
+    """The first row of a rolled-up summary of the group `group_id` (a bind parameter, or a column when the
+    statement reads several groups): (0, the subtree's distinct learners, whether one of them is there on a
+    consent (1 or 0; always 0 unless `consent_matters`), 0.0)."""
+    gr, gc, m = GroupRollup.__table__.c, GroupClosure.__table__.c, Membership.__table__.c  # type: ignore[attr-defined]
     learners = select(gr.learners).where(gr.group_id == group_id).scalar_subquery()
+    flag: Any = literal(0)
     if consent_matters:
         on_consent = (
             select(literal(1))
@@ -161,27 +161,56 @@ def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
                 gc.ancestor_id == group_id, m.access_request_id.is_not(None), m.role == LEARNER_ROLE,
                 m.ended_at.is_(None),
             )
-            .limit(1)
-            .subquery()
+            .exists()
         )
-        flag: Any = select(func.count()).select_from(on_consent).scalar_subquery()
-    else:
-        flag = literal(0)
-    head = select(literal(0), func.coalesce(learners, 0), flag, literal(0.0))
+        flag = case((on_consent, 1), else_=0)
+    return [literal(0), func.coalesce(learners, 0), flag, literal(0.0)]
+
+
+def rolled_up_courses() -> tuple[list[Any], ColumnElement[bool]]:
+    """The per-course rows of a rolled-up summary, from course_rollup: the columns (course id, enrolled,
+    completed, average percent completed) and the condition keeping the courses anyone is enrolled in (the
+    caller adds which groups)."""
+    cr, s = CourseRollup.__table__.c, Step.__table__.c  # type: ignore[attr-defined]
     step_count = select(func.count()).where(s.course_id == cr.course_id).scalar_subquery()
-    average = case(
-        (step_count == 0, literal(0.0)),
-        else_=100.0 * cr.steps_completed / (cr.enrolled * step_count),
-    )
-    per_course = select(cr.course_id, cr.enrolled, cr.completed, average).where(
-        cr.group_id == group_id, cr.enrolled > 0
-    )
-    return union_all(head, per_course)
+    # 0.0 for a course without steps; the steps counted once (a CASE on the count ran the subquery twice)
+    average = func.coalesce(100.0 * cr.steps_completed / (cr.enrolled * func.nullif(step_count, 0)), literal(0.0))
+    return [cr.course_id, cr.enrolled, cr.completed, average], cr.enrolled > 0
+
+
+@cache
+def _rolled_up_summary(consent_matters: bool):  # type: ignore[no-untyped-def]
+    """rolled_up_summary's statement, built once per process (the group id bound as :group_id)."""
+    group_id = bindparam("group_id", type_=Integer)
+    columns, enrolled = rolled_up_courses()
+    per_course = select(*columns).where(CourseRollup.__table__.c.group_id == group_id, enrolled)  # type: ignore[attr-defined]
+    return union_all(select(*rolled_up_head(group_id, consent_matters)), per_course)
+
+
+def summary_of_rolled_up(rows: Sequence[Sequence[Any]]) -> Summary | None:
+    """A Summary from the rows of a rolled-up summary (`rolled_up_head`'s, then `rolled_up_courses`'); None
+    when the head says a learner is there on a consent."""
+    learner_count = 0
+    courses: list[CourseTotals] = []
+    for course_id, n, done, avg in rows:
+        if course_id == 0:
+            if done:
+                return None
+            learner_count = int(n)
+        else:
+            courses.append(CourseTotals(int(course_id), int(n), int(done), float(avg or 0.0)))
+    return Summary(learner_count, tuple(courses))
 
 
 class ProgressLoaders:
-    def __init__(self, store: Store, courses: CourseLoaders | None = None) -> None:
+    def __init__(
+        self, store: Store, courses: CourseLoaders | None = None,
+        read_with_groups: dict[tuple[int, bool], Sequence[Any]] | None = None,
+    ) -> None:
         self.store = store
+        # (group id, consent matters) -> the rows of its rolled-up summary, read with the group
+        # (dataloaders.groups: GroupLoaders.rolled_up_summaries)
+        self.read_with_groups = read_with_groups if read_with_groups is not None else {}
         self.courses = courses if courses is not None else CourseLoaders(store)
         self.cards = Loader(self._cards)
         self.step_records = DataLoader(load_fn=self._step_records)
@@ -329,17 +358,10 @@ class ProgressLoaders:
         """The nested summary of every learner of the subtree, from group_rollup and course_rollup: one
         statement reading one row per course. With `consent_matters`, None when a learner of the subtree holds a
         consent-based MEMBER membership (not ended), which the caller's filter may leave out."""
-        rows = await self.store.rows(_rolled_up_summary(consent_matters), {"group_id": group_id})
-        learner_count = 0
-        courses: list[CourseTotals] = []
-        for course_id, n, done, avg in rows:
-            if course_id == 0:
-                if done:
-                    return None
-                learner_count = int(n)
-            else:
-                courses.append(CourseTotals(int(course_id), int(n), int(done), float(avg or 0.0)))
-        return Summary(learner_count, tuple(courses))
+        read = self.read_with_groups.get((group_id, consent_matters))
+        if read is not None:  # read with the group (`group(id:)` asking for its progressSummary)
+            return summary_of_rolled_up(read)
+        return summary_of_rolled_up(await self.store.rows(_rolled_up_summary(consent_matters), {"group_id": group_id}))
 
     async def _one_summary(self, group_id: int, nested: bool, visible: Visible) -> Summary:
         """One statement: the distinct learners (MEMBER memberships, not ended, of the group or of its whole

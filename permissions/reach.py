@@ -256,6 +256,13 @@ class Reach:
         wanted = set(roles)
         return any(self.group_roles.get(g, frozenset()) & wanted for g in user.group_ids)
 
+    @property
+    def decides_users_by_row(self) -> bool:
+        """Whether every decision about a user (`may`) needs no more than the user's row: a site admin's (only
+        MANAGE_ACCOUNT looks at the user, at its site roles), so the groups of the user's memberships
+        (`UserRef.group_ids`, `staff_group_ids`) need not be loaded for it."""
+        return self.is_admin
+
     def may(self, permission: Permission, user: UserRef) -> bool:
         """Each path (self, admin, group role, consent, guardian link) is judged on its own."""
         if self.viewer_id is None:

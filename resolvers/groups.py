@@ -15,6 +15,7 @@ from strawberry.types import Info
 from app.runtime import cursors
 from app.runtime.errors import BadInput, Conflict, Forbidden, NotFound
 from app.runtime.ids import decode_id, require_id, to_global_id
+from app.runtime.memo import IdentityMemo
 from app.runtime.subtrees import decided_by_class, side_effect_free
 from app.services.audit import audit
 from app.services.tree import attach, is_descendant, lock_tree, move, subtree_height
@@ -23,10 +24,11 @@ from app.store.keyset import Key
 from app.store.models import Group as GroupRow
 from app.store.models import GroupClosure
 from app.store.models import Membership as MembershipRow
+from dataloaders.groups import TreeReads
 from dataloaders.loaders import Loaders
 from dataloaders.memberships import like_prefix
 from permissions.classes import Subjects, authenticated, requires
-from permissions.filters import group_visible, user_visible
+from permissions.filters import group_visible, member_rows_admitted, user_visible
 from permissions.reach import Permission, Reach
 from resolvers.common import (
     After,
@@ -496,6 +498,34 @@ async def list_groups(
     return GroupConnection(edges=edges, page_info=page_info_, count=count)
 
 
+# the field nodes of `group(id:)` in a cached document -> what they select (ancestors, children, member counts,
+# progressSummary): found once per document, not at every request
+_ASKED: IdentityMemo[tuple[bool, bool, bool, bool]] = IdentityMemo(256)
+
+
+def tree_reads(info: Info, reach: Reach, group_id: int) -> TreeReads:
+    """What `group(id:)` reads with the group, from what the query selects: its ancestors and children, and
+    the rolled-up rows its member counts (its own and its children's memberCount, members' totalCount) and its
+    progressSummary read when the caller's row filter lets them (permissions.filters.member_rows_admitted)."""
+    nodes = tuple(info._raw_info.field_nodes)
+    asked = _ASKED.get(nodes, None)
+    if asked is None:
+        counts = selected(info, "memberCount") or selected(info, "members", "totalCount") or selected(
+            info, "children", "memberCount"
+        )
+        asked = _ASKED.put(nodes, None, (
+            bool(selected(info, "ancestors")), bool(selected(info, "children")), bool(counts),
+            bool(selected(info, "progressSummary")),
+        ))
+    ancestors, children, counts, summary = asked
+    progress = member_rows_admitted(reach, group_id, Permission.VIEW_PROGRESS) if summary else None
+    return TreeReads(
+        ancestors=ancestors, children=children,
+        member_counts=counts and member_rows_admitted(reach, group_id) is not None,
+        summary=progress is not None, consent_matters=progress == "own",
+    )
+
+
 @strawberry.type
 class GroupQueries:
     @strawberry.field
@@ -503,11 +533,10 @@ class GroupQueries:
         group_id = decode_id(id, "Group")
         if group_id is None:
             return None
-        # its ancestors and children, when asked, come in the group's own statement (whether or not the
-        # caller may see the group: the same statements for a missing group and a hidden one)
-        await info.context.loaders.groups.load_with_tree(
-            group_id, bool(selected(info, "ancestors")), bool(selected(info, "children"))
-        )
+        # what the query asks with it comes in the group's own statement (whether or not the caller may see
+        # the group: the same statements for a missing group and a hidden one)
+        reads = tree_reads(info, await info.context.load_reach(), group_id)
+        await info.context.loaders.groups.load_with_tree(group_id, reads)
         return await visible_group(info, group_id)
 
     # the list of visible groups

@@ -34,7 +34,7 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 @dataclass(slots=True)
 class UserView:
     """A user row (or record) with the ids of the groups of its own memberships (what decisions about it
-    need). `progress`: its course cards when a list resolver loaded them for the whole page at once
+    need; None when the viewer's Reach decides from the row alone, `Reach.decides_users_by_row`). `progress`: its course cards when a list resolver loaded them for the whole page at once
     (resolvers.progress.preload_course_progress); None: not loaded."""
 
     row: UserRow
@@ -90,10 +90,13 @@ def subject_of(user: UserView) -> UserSubject:
 
 
 async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[UserView]:
-    """Wrap rows as users ready for synchronous permission checks (one batch of group ids)."""
-    await info.context.load_reach()
-    own = await load_all(info.context.loaders.users.own_groups, [r.id for r in rows])
+    """Wrap rows as users ready for synchronous permission checks (one batch of group ids, none when the
+    viewer's Reach decides about users from their rows alone: a site admin)."""
+    reach: Reach = await info.context.load_reach()
     info.context.loaders.users.prime(rows)
+    if reach.decides_users_by_row:
+        return [UserView(row, None) for row in rows]
+    own = await load_all(info.context.loaders.users.own_groups, [r.id for r in rows])
     return [UserView(row, groups.group_ids, groups.staff_group_ids) for row, groups in zip(rows, own, strict=True)]
 
 

@@ -36,7 +36,8 @@ from app.store.models import (
     MemberRollup,
     User,
 )
-from dataloaders.groups import GroupLoaders
+from dataloaders.groups import GroupLoaders, TreeReads
+from dataloaders.loaders import Loaders
 from dataloaders.memberships import MemberFilter, MembershipLoaders
 from dataloaders.progress import ProgressLoaders, Summary
 from dataloaders.store import Store
@@ -91,8 +92,30 @@ async def check_every_group(database: Database, where: str) -> None:
             direct = await loaders._one_summary(group_id, True, lambda _u, _g: true())
             assert same(rolled, direct), f"group {group_id} after {where}: rollup {rolled} != direct {direct}"
         await check_member_counts(store, group_ids, where)
+        await check_read_with_groups(database, store, group_ids, where)
     finally:
         await store.close()
+
+
+async def check_read_with_groups(database: Database, store: Store, group_ids: list[int], where: str) -> None:
+    """The rolled-up rows `group(id:)` reads in the groups' own statement (GroupLoaders.load_with_tree) answer
+    the summaries and the member counts as their own statements do, a site admin's without another statement."""
+    nested, everyone = MemberFilter(include_nested=True), lambda _u, _g: true()
+    for consent_matters, admitted in ((False, "all"), (True, "own")):
+        def ordered(summary: Summary | None) -> Any:  # courses in no particular order either way
+            return summary and (summary.learner_count, sorted(summary.courses, key=lambda c: c.course_id))
+
+        summaries = [ordered(await ProgressLoaders(store).rolled_up_summary(g, consent_matters)) for g in group_ids]
+        apart = MembershipLoaders(store, UserLoaders(store), GroupLoaders(store))
+        counts = sorted(await apart._count_rows(group_ids, nested, everyone, admitted))
+        loaders = Loaders(store)
+        reads = TreeReads(children=True, member_counts=True, summary=True, consent_matters=consent_matters)
+        await asyncio.gather(*(loaders.groups.load_with_tree(g, reads) for g in group_ids))
+        before = database.counter.count
+        assert [ordered(await loaders.progress.rolled_up_summary(g, consent_matters)) for g in group_ids] == summaries, where
+        assert sorted(await loaders.memberships._count_rows(group_ids, nested, everyone, admitted)) == counts, where
+        if admitted == "all":
+            assert database.counter.count == before, where
 
 
 async def check_member_counts(store: Store, group_ids: list[int], where: str) -> None:
