@@ -24,8 +24,8 @@ from app.store.models import Group, GroupClosure, MemberRollup, Membership, User
 from dataloaders.groups import GroupLoaders
 from dataloaders.records import (
     GroupRecord,
+    ListedUserRecord,
     MembershipRecord,
-    UserRecord,
     as_read,
     columns_as_read,
     ids_in,
@@ -270,13 +270,13 @@ class MembershipLoaders:
         else:
             query = self._page_statement(single, filter, visible, bound, postgres)
         pages: dict[int, MemberPage] = defaultdict(list)
-        users_at = 2 + MembershipRecord.width
-        groups_at = users_at + UserRecord.width
+        users_at = 1 + MembershipRecord.width
+        groups_at = users_at + ListedUserRecord.width
         groups: set[int] = set()  # a page's members share a few groups: each group's record made once
         for row in await read(query, params):
-            membership = MembershipRecord(*row[2:users_at])
-            user = UserRecord(*row[users_at:groups_at])
-            pages[row[0]].append((membership, row[1]))
+            membership = MembershipRecord(*row[1:users_at])
+            user = ListedUserRecord(*row[users_at:groups_at])
+            pages[row[0]].append((membership, membership.sort_name))  # the cursor's last name: membership's own
             self.users.by_id.prime(user.id, user)
             if membership.group_id not in groups:
                 groups.add(membership.group_id)
@@ -298,7 +298,6 @@ class MembershipLoaders:
         m = Membership.__table__  # type: ignore[attr-defined]
         columns = [
             closure.ancestor_id.label("owner"),
-            Membership.sort_name.label("sort_name"),
             *[
                 as_read(m.c[c.key], postgres).label("membership_id" if c.key == "id" else f"membership_{c.key}")
                 for c in MembershipRecord.columns
@@ -312,7 +311,7 @@ class MembershipLoaders:
         ranked = inner.subquery()
         u, g = User.__table__, Group.__table__  # type: ignore[attr-defined]
         membership_columns = [ranked.c["membership_id" if c.key == "id" else f"membership_{c.key}"] for c in MembershipRecord.columns]
-        query = select(ranked.c.owner, ranked.c.sort_name, *membership_columns, *columns_as_read(UserRecord, postgres))
+        query = select(ranked.c.owner, *membership_columns, *columns_as_read(ListedUserRecord, postgres))
         query = query.select_from(ranked).join(u, u.c.id == ranked.c.membership_user_id)
         if postgres:
             # the page's groups by primary key: joined plainly, PostgreSQL hashed all groups for the page's
@@ -327,7 +326,7 @@ class MembershipLoaders:
             query = query.add_columns(*page_group.c).join(page_group, true())
         else:
             query = query.add_columns(*columns_as_read(GroupRecord, postgres)).join(g, g.c.id == ranked.c.membership_group_id)
-        outer = keyset.ordering((Key(ranked.c.sort_name), Key(ranked.c.membership_id)), window)
+        outer = keyset.ordering((Key(ranked.c.membership_sort_name), Key(ranked.c.membership_id)), window)
         if single:
             return query.order_by(*outer)
         return query.where(ranked.c.rank <= fetch).order_by(ranked.c.owner, ranked.c.rank)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import (
@@ -68,7 +69,7 @@ class Card:
     viewed: int
     completed: int
     points: int | None
-    points_available: int | None
+    points_available: int | None  # None or 0: no graded step has points available
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +233,11 @@ class ProgressLoaders:
         cards: dict[int, list[Card]] = defaultdict(list)
         rows = await self.store.rows(_cards_of(self.postgres), {"ids": sorted(set(user_ids))})
         if self.postgres and rows:  # the points available of the graded steps, from the catalogue
-            steps = (await self.courses.catalogue()).steps
+            points_of = (await self.courses.catalogue()).points_available().get
+            zeros = repeat(0)
             for user_id, course_id, activated_at, expires_at, completed_at, viewed, completed, points, graded in rows:
-                available = None
-                for step_id in graded or ():
-                    step = steps.get(step_id)
-                    if step is not None and step.max_points is not None:
-                        available = step.max_points + (available or 0)
+                # summed in C (map over the ids); 0 and None alike mean nothing available (card_of reads both so)
+                available = sum(map(points_of, graded, zeros)) if graded else None
                 cards[user_id].append(
                     Card(user_id, course_id, activated_at, expires_at, completed_at, viewed, completed, points, available)
                 )

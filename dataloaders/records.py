@@ -17,9 +17,10 @@ from sqlalchemy import ARRAY, ColumnElement, DateTime, Executable, TypeDecorator
 from app.store.models import Course, Group, Membership, Step, Submission, User
 
 
-def record_type(model: Any, name: str) -> Any:
-    """A slots dataclass with one attribute per column of `model`'s table, in table order (`columns`)."""
-    columns = tuple(model.__table__.columns)
+def record_type(model: Any, name: str, leave_out: tuple[str, ...] = ()) -> Any:
+    """A slots dataclass with one attribute per column of `model`'s table (but `leave_out`), in table order
+    (`columns`)."""
+    columns = tuple(c for c in model.__table__.columns if c.key not in leave_out)
     cls = make_dataclass(name, [c.key for c in columns], slots=True)
     cls.columns = columns
     cls.width = len(columns)
@@ -28,6 +29,10 @@ def record_type(model: Any, name: str) -> Any:
 
 
 UserRecord = record_type(User, "UserRecord")
+# a user as a page of members reads it: every column a User field or a permission check reads, without the
+# ones only writes, sign-in and searches (in SQL) use; a members page of 100 decodes 300 values fewer
+LISTED_USER_LEFT_OUT = ("email_normalized", "name_search", "password_hash")
+ListedUserRecord = record_type(User, "UserRecord", leave_out=LISTED_USER_LEFT_OUT)
 GroupRecord = record_type(Group, "GroupRecord")
 MembershipRecord = record_type(Membership, "MembershipRecord")
 CourseRecord = record_type(Course, "CourseRecord")

@@ -248,7 +248,7 @@ async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[in
     user_nodes = selected(info, "edges", "node", "user")
     if user_nodes:
         rows = await load_all(loaders.users.by_id, list(dict.fromkeys(m.user_id for m in memberships)))
-        views = await prepare_users(info, [r for r in rows if r is not None])
+        views = await prepare_users(info, [r for r in rows if r is not None], from_loader=True)
         users = {v.row.id: v for v in views}  # type: ignore[misc]
         progress_nodes = sub_selected(info, user_nodes, "course_progress") + sub_selected(info, user_nodes, "courseProgress")
         if progress_nodes and not any(n.arguments for n in progress_nodes):

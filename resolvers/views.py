@@ -89,11 +89,13 @@ def subject_of(user: UserView) -> UserSubject:
     return user.user_subject
 
 
-async def prepare_users(info: Info, rows: Sequence[UserRow]) -> list[UserView]:
+async def prepare_users(info: Info, rows: Sequence[UserRow], from_loader: bool = False) -> list[UserView]:
     """Wrap rows as users ready for synchronous permission checks (one batch of group ids, none when the
-    viewer's Reach decides about users from their rows alone: a site admin)."""
+    viewer's Reach decides about users from their rows alone: a site admin). `from_loader`: the rows came
+    from the user loader, which need not be primed with them again."""
     reach: Reach = await info.context.load_reach()
-    info.context.loaders.users.prime(rows)
+    if not from_loader:
+        info.context.loaders.users.prime(rows)
     if reach.decides_users_by_row:
         return [UserView(row, None) for row in rows]
     own = await load_all(info.context.loaders.users.own_groups, [r.id for r in rows])
