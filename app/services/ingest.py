@@ -222,6 +222,18 @@ _SUBMISSION_COLUMNS = ("user_id", "step_id", "course_id", "body", "submitted_at"
 _ACTIVITY_COLUMNS = ("user_id", "kind", "occurred_at", "course_id", "step_id", "body")
 
 
+def _submission_row(e: Event) -> tuple[Any, ...]:
+    """A SUBMITTED event's submission, as _SUBMISSION_COLUMNS."""
+    return (e.user_id, e.step_id, e.course_id, e.body, e.at, "NEEDS_REVIEW")
+
+
+def _activity_row(e: Event) -> tuple[Any, ...]:
+    """A SUBMITTED or DISCUSSION_POST event's activity row, as _ACTIVITY_COLUMNS."""
+    if e.kind == "SUBMITTED":
+        return (e.user_id, "SUBMISSION", e.at, e.course_id, e.step_id, None)
+    return (e.user_id, "DISCUSSION_POST", e.at, e.course_id, e.step_id, e.body)
+
+
 def _earliest_of(column: Any, new: Any) -> Any:
     return case((new.is_(None), column), (column.is_(None), new), (new < column, new), else_=column)
 
@@ -274,7 +286,7 @@ def _lookup_statement() -> Any:
     exists, else the course the event names); and for the live updates every group whose subtree holds each
     user ("group": the user, the group), which the events name (app.services.events). Parameters: the arrays `steps`, `courses`, `users`, and one
     entry per event in `eu`, `es`, `ec` (its user, step, course)."""
-    steps = select(Step.id, Step.course_id, Step.kind, Step.max_points).where(ids_in(Step.id, True, "steps")).cte("steps")
+    steps = _STEPS_POSTGRES.cte("steps")
     asked = select(*(func.unnest(bindparam(name, type_=ARRAY(Integer))).label(label)
                      for name, label in (("eu", "user_id"), ("es", "step_id"), ("ec", "course_id")))).subquery("asked")
     wanted = (
@@ -462,10 +474,10 @@ async def apply(
             if key not in first_completion or e.at < first_completion[key].at:  # type: ignore[index]
                 first_completion[key] = e  # type: ignore[index]
         elif e.kind == "SUBMITTED":
-            submissions.append((e.user_id, e.step_id, e.course_id, e.body, e.at, "NEEDS_REVIEW"))
-            activity.append((e.user_id, "SUBMISSION", e.at, e.course_id, e.step_id, None))
+            submissions.append(_submission_row(e))
+            activity.append(_activity_row(e))
         elif e.kind == "DISCUSSION_POST":
-            activity.append((e.user_id, "DISCUSSION_POST", e.at, e.course_id, e.step_id, e.body))
+            activity.append(_activity_row(e))
     activity.extend((e.user_id, "STEP_COMPLETED", e.at, e.course_id, e.step_id, None) for e in first_completion.values())
     activity.sort(key=lambda row: row[2])
     if postgres and max(len(progress_rows), len(submissions), len(activity)) <= ROWS_CHUNK:
@@ -557,24 +569,24 @@ def _one_statement() -> Any:
     )
 
 
+def _progress_audit(actor_id: int | None, size: int, applied: int, repeated: int, kinds: dict[str, int]) -> dict[str, Any]:
+    """The audit row of a recordProgress batch ("progress.record")."""
+    return audit_values(actor_id, "progress.record", "user", None, events=size, applied=applied, repeated=repeated,
+                        kinds=kinds)
+
+
 async def _record_one(session: AsyncSession, e: Event, batch: Batch, actor_id: int | None) -> Outcome:
     """PostgreSQL: one VIEWED, SUBMITTED or DISCUSSION_POST event in one statement (`_one_statement`)."""
-    def detail(applied: int) -> dict[str, Any]:
-        return {"events": batch.size, "applied": applied, "repeated": 1 - applied, "kinds": {e.kind: 1} if applied else {}}
-
-    audited = audit_values(actor_id, "progress.record", "user", None, **detail(0))
+    audited = _progress_audit(actor_id, batch.size, 0, 1, {})
     params: dict[str, Any] = {
         **column_arrays([(e.key, e.user_id, batch.now)], len(_FRESH_COLUMNS), "f"),
         **column_arrays([(e.user_id, e.step_id, e.course_id, e.at, None, None)] if e.step_id is not None else [],
                         len(_PROGRESS_COLUMNS), "p"),
-        **column_arrays([(e.user_id, e.step_id, e.course_id, e.body, e.at, "NEEDS_REVIEW")] if e.kind == "SUBMITTED" else [],
-                        len(_SUBMISSION_COLUMNS), "s"),
-        **column_arrays([(e.user_id, "SUBMISSION" if e.kind == "SUBMITTED" else e.kind, e.at, e.course_id, e.step_id,
-                          e.body if e.kind == "DISCUSSION_POST" else None)] if e.kind != "VIEWED" else [],
-                        len(_ACTIVITY_COLUMNS), "a"),
+        **column_arrays([_submission_row(e)] if e.kind == "SUBMITTED" else [], len(_SUBMISSION_COLUMNS), "s"),
+        **column_arrays([_activity_row(e)] if e.kind != "VIEWED" else [], len(_ACTIVITY_COLUMNS), "a"),
         **{f"audit_{name}": value for name, value in audited.items() if name != "detail"},
         "audit_repeat": audited["detail"],
-        "audit_fresh": audit_values(actor_id, "progress.record", "user", None, **detail(1))["detail"],
+        "audit_fresh": _progress_audit(actor_id, batch.size, 1, 0, {e.kind: 1})["detail"],
     }
     rows = list(await session.execute(_one_statement(), params))
     applied = int(rows[0][0]) if rows else 0
@@ -596,8 +608,7 @@ async def record_progress(session: AsyncSession, batch: Batch, *, actor_id: int 
     counts: dict[str, int] = defaultdict(int)
     for e in fresh:
         counts[e.kind] += 1
-    audited = audit_values(actor_id, "progress.record", "user", None, events=batch.size, applied=len(fresh),
-                           repeated=len(events) - len(fresh), kinds=dict(counts))
+    audited = _progress_audit(actor_id, batch.size, len(fresh), len(events) - len(fresh), dict(counts))
     submitted: dict[tuple[int, int], int] = {}
     await apply(session, fresh, batch.now, submitted, audited)
     return Outcome(
