@@ -233,7 +233,7 @@ class ProgressLoaders:
         cards: dict[int, list[Card]] = defaultdict(list)
         rows = await self.store.rows(_cards_of(self.postgres), {"ids": sorted(set(user_ids))})
         if self.postgres and rows:  # the points available of the graded steps, from the catalogue
-            points_of = (await self.courses.catalogue()).points_available().get
+            points_of = (await self.courses.catalogue()).points_available.get
             zeros = repeat(0)
             for user_id, course_id, activated_at, expires_at, completed_at, viewed, completed, points, graded in rows:
                 # summed in C (map over the ids); 0 and None alike mean nothing available (card_of reads both so)
