@@ -359,31 +359,22 @@ class SubtreePlans:
         uniform = bool(permissions) and all(callable(a) for a in askers)
         key = id(field)
 
-        if preloaded is not None and not permissions and not checks_type:
+        runner = None
+        if preloaded is not None and not checks_type:
 
             def preloaded_value(source: Any, path: Path) -> Any:
-                value = getattr(source, preloaded)
-                if value is None:  # not loaded with the page: the method, with its info
-                    return called_value(source, path)
-                if type(value) not in _SETTLED:
-                    _refuse_called(value, is_awaitable)
-                return complete(value, path, None)
-
-            runner = preloaded_value
-        elif preloaded is not None:
-
-            def preloaded_value(source: Any, path: Path) -> Any:
-                if uniform and plans.execution.subtree_allowed.get(key) is True:
+                # read without a resolve info when no permission class guards the field, or every one of them
+                # said once for this request that it allows every object; else (or when the attribute was not
+                # loaded with the page) the method, with its info
+                if not permissions or (uniform and plans.execution.subtree_allowed.get(key) is True):
                     value = getattr(source, preloaded)
-                    if value is not None and not checks_type:
+                    if value is not None:
                         if type(value) not in _SETTLED:
                             _refuse_called(value, is_awaitable)
                         return complete(value, path, None)
                 return called_value(source, path)
 
             runner = preloaded_value
-        else:
-            runner = None
 
         def called_value(source: Any, path: Path) -> Any:
             if uniform and info_name is None and plans.execution.subtree_allowed.get(key) is True:
