@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from app.store import rollup
 
 MEMBERSHIP_TRIGGER = "member_order_membership"
 USER_TRIGGER = "member_order_user"
@@ -94,9 +94,4 @@ def names(dialect: str) -> set[str]:
 
 async def installed(connection: Any) -> set[str]:
     """Names of these triggers present in the database (AsyncConnection)."""
-    if connection.dialect.name == "postgresql":
-        query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
-    else:
-        query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-    found = {row[0] for row in (await connection.execute(text(query))).all()}
-    return found & names(connection.dialect.name)
+    return await rollup.installed(connection, names(connection.dialect.name))

@@ -423,15 +423,14 @@ def dialect_of(connection: Any) -> str:
     return str((dialect or connection.bind.dialect).name)
 
 
-async def installed(connection: Any) -> set[str]:
-    """Names of the rollup triggers present in the database."""
-    dialect = dialect_of(connection)
-    if dialect == "postgresql":
+async def installed(connection: Any, names: Iterable[str] = TRIGGER_NAMES) -> set[str]:
+    """Which of the triggers `names` (the rollup's by default) are present in the database."""
+    if dialect_of(connection) == "postgresql":
         query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
     else:
         query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-    names = {row[0] for row in (await connection.execute(text(query))).all()}
-    return names & set(TRIGGER_NAMES)
+    present = {row[0] for row in (await connection.execute(text(query))).all()}
+    return present & set(names)
 
 
 async def rebuild_and_compare(connection: Any) -> dict[str, int]:

@@ -8,7 +8,7 @@ Revises: 0012_member_rollup
 import sqlalchemy as sa
 from alembic import op
 
-from app.store import member_order
+from app.store import member_order, rollup
 
 revision = "0013_member_sort_name"
 down_revision = "0012_member_rollup"
@@ -33,10 +33,8 @@ def upgrade() -> None:
         # filled by rewriting the table (ALTER ... USING) rather than by an UPDATE, which would leave a dead
         # version of every membership until a vacuum, walked by the new index's scans meanwhile (the root's page
         # 0.8 -> 1.15 ms on a server without autovacuum)
-        for statement in _REWRITE:
-            connection.exec_driver_sql(statement)
-    for statement in member_order.install_statements(dialect):
-        connection.exec_driver_sql(statement)
+        rollup.run_sync(connection, _REWRITE)
+    rollup.run_sync(connection, member_order.install_statements(dialect))
     if dialect != "postgresql":
         connection.exec_driver_sql(member_order.BACKFILL)
     op.create_index(
@@ -49,8 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     connection = op.get_bind()
-    for statement in member_order.drop_statements(connection.dialect.name):
-        connection.exec_driver_sql(statement)
+    rollup.run_sync(connection, member_order.drop_statements(connection.dialect.name))
     op.drop_index("ix_membership_role_sort_name_id", table_name="membership")
     if connection.dialect.name == "sqlite":
         # SQLite drops a column in place since 3.35 (no table copy, so membership keeps the rollup's triggers)
