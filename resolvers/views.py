@@ -34,7 +34,8 @@ GroupType = Annotated["Group", strawberry.lazy("resolvers.groups")]  # noqa: F82
 @dataclass(slots=True)
 class UserView:
     """A user row (or record) with the ids of the groups of its own memberships (what decisions about it
-    need; None when the viewer's Reach decides from the row alone, `Reach.decides_users_by_row`). `progress`: its course cards when a list resolver loaded them for the whole page at once
+    need; None when the viewer's Reach decides from the row alone, `Reach.decides_users_by_row`). `progress`:
+    its course cards when a list resolver loaded them for the whole page at once
     (resolvers.progress.preload_course_progress); None: not loaded."""
 
     row: UserRow

@@ -415,8 +415,7 @@ class Broker:
         if isinstance(groups, list) and event["k"] in (REVIEW, PROGRESS):
             kind = event["k"]
             if not any((kind, group) in self._by_key for group in groups):
-                self.received += 1
-                LIVE_RECEIVED.labels(kind=kind).inc()
+                self._count_received(event)
                 return
         self._incoming.put_nowait(event)
         if self.subscriber_count:
@@ -484,11 +483,15 @@ class Broker:
                 self.deliveries.release()
                 await store.close()
 
+    def _count_received(self, event: dict[str, Any]) -> None:
+        """An event counted as received (routed, or dropped at once by `_enqueue`)."""
+        self.received += 1
+        LIVE_RECEIVED.labels(kind=str(event.get("k"))[:16]).inc()
+
     async def _route(self, batch: list[dict[str, Any]], loaders: Loaders, group: _Batch, handed: list[Delivery]) -> None:
         """Hand each event to the subscriptions it concerns (queued in order, decided by `group`)."""
-        self.received += len(batch)
         for event in batch:
-            LIVE_RECEIVED.labels(kind=str(event.get("k"))[:16]).inc()
+            self._count_received(event)
         routed = [e for e in batch if e["k"] in (REVIEW, PROGRESS) and self._per_kind[e["k"]] > 0]
         learners = {int(e["u"]) for e in routed}
         submissions = {int(e["s"]) for e in routed if e["k"] == REVIEW and e.get("s") is not None}
