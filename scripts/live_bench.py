@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import websockets  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from app.runtime.ids import to_global_id  # noqa: E402
 from app.services.auth import SESSION_PREFIX, hash_password, new_token, token_hash  # noqa: E402
@@ -124,6 +125,8 @@ async def seed(url: str, n: int, warm: int = 0) -> dict[str, Any]:
             "warm_gids": [to_global_id("User", x.id) for x in warmers],  # type: ignore[arg-type]
             "school_id": school.id,
         }
+    async with database.engine.begin() as connection:  # statistics, as autovacuum would gather in a while
+        await connection.execute(text("ANALYZE"))
     await database.dispose()
     return out
 
