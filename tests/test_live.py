@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from app.store.models import Membership, Session, User, utcnow
+from app.services.auth import API_TOKEN_PREFIX, new_token, token_hash
+from app.services.viewers import viewers_now
+from app.store.models import ApiToken, Membership, Session, User, utcnow
+from dataloaders.store import Store
 from tests.live import Closed, codes, connect, subscribed, until
 from tests.progress_helpers import course, enroll, event, record
 from tests.site import Site, errors_of, gid
@@ -539,3 +542,42 @@ async def test_streams_end_cleanly_when_the_worker_stops(site: Site) -> None:
     finally:
         stopping().clear()
         await sock.close()
+
+
+async def test_one_token_signs_in_as_it_would_among_others(site: Site) -> None:
+    """A batch with one subscriber signs it in through the request's sign-in statement, a batch of several
+    through one statement for all: both give the same sign-in and Reach, and both refuse an ended session, a
+    revoked API token and a DENIED account."""
+    school = await site.group("School")
+    klass = await site.group("Class", school)
+    leader, mentor, pupil, denied = (await site.user("Lea", kind="STAFF"), await site.user("Men", kind="STAFF"),
+                                     await site.user("Pup"), await site.user("Den", status="DENIED"))
+    await site.member(leader, school, "LEADER")
+    await site.member(mentor, klass, "MENTOR")
+    await site.member(pupil, klass)
+    tokens = {"leader": await site.token(leader), "mentor": await site.token(mentor), "denied": await site.token(denied),
+              "ended": await site.token(pupil, expires_in=timedelta(seconds=-1))}
+    live_api, revoked_api = new_token(API_TOKEN_PREFIX), new_token(API_TOKEN_PREFIX)
+    async with site.database.transaction() as session:
+        session.add(ApiToken(user_id=leader.id, name="reports", token_hash=token_hash(live_api)))  # type: ignore[arg-type]
+        session.add(ApiToken(user_id=mentor.id, name="old", token_hash=token_hash(revoked_api), revoked_at=utcnow()))  # type: ignore[arg-type]
+    tokens |= {"api": live_api, "revoked api": revoked_api}
+
+    def shown(viewer: Any) -> Any:
+        credential = viewer.credential
+        if credential is None:
+            return None
+        return credential.user.id, credential.session_id, credential.api_token_id, viewer.reach
+
+    store = Store(site.database)
+    try:
+        together = await viewers_now(store, tokens.values())
+        for name, token in tokens.items():
+            with site.statements() as counted:
+                alone = await viewers_now(store, [token])
+            assert counted.count == 1, name
+            assert shown(alone[token]) == shown(together[token]), name
+    finally:
+        await store.close()
+    assert {n for n, t in tokens.items() if together[t].credential is None} == {"denied", "ended", "revoked api"}
+    assert together[tokens["leader"]].reach != together[tokens["mentor"]].reach

@@ -152,8 +152,14 @@ async def signed_in_with_reach(
 
 
 async def viewers_now(store: Store, tokens: Iterable[str], members_see_groups: bool = True) -> dict[str, Viewer]:
-    """token -> Viewer for every token, in one statement (none when no token has a known prefix)."""
+    """token -> Viewer for every token, in one statement (none when no token has a known prefix). One token
+    goes through a request's sign-in statement: its digest is bound as one value, so PostgreSQL plans it once
+    per connection, where the arrays of this statement have it planned again on every call (~0.9 ms)."""
     tokens = set(tokens)
+    if len(tokens) == 1:
+        (token,) = tokens
+        credential, reach = await signed_in_with_reach(store, token, members_see_groups)
+        return {token: Viewer(credential, reach) if credential is not None and reach is not None else Viewer(None)}
     sessions = {token_hash(t): t for t in tokens if t.startswith(SESSION_PREFIX)}
     api_tokens = {token_hash(t): t for t in tokens if t.startswith(API_TOKEN_PREFIX)}
     out = {t: Viewer(None) for t in tokens}
