@@ -123,9 +123,11 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = 10_000
 
     # the cyclic garbage collector in each server process: its thresholds (generation 0, 1, 2; Python's are
-    # 700,10,10; empty: leave Python's) and whether what start-up made is frozen out of its collections
+    # 700,10,10; empty: leave Python's) and whether what start-up made, and later what survives each full
+    # collection, is frozen out of its collections; every gc_reclaim_every-th full collection walks everything
     gc_threshold: Annotated[tuple[int, ...], NoDecode] = (700, 10, 10)
     gc_freeze: bool = True
+    gc_reclaim_every: int = 10
 
     # logs: the level of every logger (DEBUG, INFO, WARNING, ERROR); the access log line per request
     log_level: str = "INFO"
@@ -183,6 +185,13 @@ class Settings(BaseSettings):
         if len(numbers) not in (0, 3) or any(n < 1 for n in numbers):
             raise ValueError("gc_threshold takes three positive numbers (generation 0, 1, 2), or nothing")
         return numbers
+
+    @field_validator("gc_reclaim_every")
+    @classmethod
+    def _gc_reclaim_every(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("gc_reclaim_every takes a positive number of full collections")
+        return value
 
     @field_validator("http_concurrent_operations")
     @classmethod

@@ -5,12 +5,14 @@ settings applied at start-up."""
 from __future__ import annotations
 
 import gc
+import weakref
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.runtime.collector import SurvivorFreezer
 from app.server import create_app
 from app.settings import Settings
 from app.store.db import Database, RoundTrips
@@ -172,6 +174,39 @@ def test_gc_settings_parse() -> None:
         Settings(gc_threshold="10,20")
     with pytest.raises(ValueError):
         Settings(gc_threshold="0,10,10")
+    with pytest.raises(ValueError):
+        Settings(gc_reclaim_every=0)
+
+
+class _Node:
+    other: Any = None
+
+
+def test_what_survives_a_full_collection_is_frozen_and_reclaimed_in_turn() -> None:
+    """Survivors of a full collection leave later collections; a cycle among them that has since become
+    garbage stays until every `reclaim_every`-th full collection, which walks everything."""
+    freezer = SurvivorFreezer(reclaim_every=3)
+    kept = [_Node() for _ in range(1000)]
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    ended = weakref.ref(first)
+    was_enabled = gc.isenabled()
+    gc.disable()  # only the collections below
+    gc.callbacks.append(freezer)
+    try:
+        gc.collect()  # the first: everything alive is frozen
+        assert gc.get_freeze_count() >= len(kept) + 2
+        del first, second
+        gc.collect()  # the second: the frozen cycle is not walked
+        assert ended() is not None
+        gc.collect()  # the third: everything thawed and walked
+        assert ended() is None
+        assert gc.get_freeze_count() >= len(kept)  # and the survivors frozen again
+    finally:
+        gc.callbacks.remove(freezer)
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
 
 
 async def test_start_up_tunes_the_collector(tmp_path: Any) -> None:
@@ -184,8 +219,10 @@ async def test_start_up_tunes_the_collector(tmp_path: Any) -> None:
         async with app.router.lifespan_context(app):
             assert gc.get_threshold() == (12345, 17, 33)
             assert gc.get_freeze_count() > 10_000  # the modules, the schema, the app: out of later collections
+            assert sum(isinstance(c, SurvivorFreezer) for c in gc.callbacks) == 1  # once, however often started
     finally:
         gc.set_threshold(*before)
+        gc.callbacks[:] = [c for c in gc.callbacks if not isinstance(c, SurvivorFreezer)]
         gc.unfreeze()
         await database.dispose()
     unfrozen = Settings(database_url=settings.database_url, gc_threshold="", gc_freeze=False, export_worker=False)
@@ -194,6 +231,7 @@ async def test_start_up_tunes_the_collector(tmp_path: Any) -> None:
     try:
         async with app.router.lifespan_context(app):
             assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+            assert not any(isinstance(c, SurvivorFreezer) for c in gc.callbacks)
     finally:
         await database.dispose()
 
