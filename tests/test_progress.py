@@ -229,6 +229,33 @@ async def test_one_bad_event_leaves_the_whole_batch_unapplied(site: Site) -> Non
     assert good == {"data": {"recordProgress": 2}}
 
 
+async def test_a_lone_event_is_checked_as_it_is_in_a_batch(site: Site) -> None:
+    """A batch of one event reads what its checks need in a statement of its own on PostgreSQL (single values,
+    not arrays): each event refused in a batch is refused alone with the same problem, and nothing is written."""
+    admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
+    lea = await site.user("Lea")
+    c = await course(site, admin, "Algebra", [("LESSON", None), ("QUIZ", 5)])
+    other = await course(site, admin, "Biology", [("LESSON", None)])
+    await enroll(site, admin, [lea], c)
+    refused = [
+        event(lea, "VIEWED", other["steps"][0]),                                            # not enrolled
+        {"userId": gid("User", 999_999), "kind": "VIEWED", "stepId": c["steps"][0]["id"]},  # unknown user
+        {"userId": gid("User", lea), "kind": "VIEWED", "stepId": gid("Step", 999_999)},    # unknown step
+        event(lea, "SUBMITTED", c["steps"][0]),                                             # not an assignment
+        event(lea, "COMPLETED", c["steps"][1], points=6),                                   # points above maxPoints
+    ]
+    together = (await record(site, admin, refused))["errors"][0]["extensions"]["invalidEvents"]
+    for index, one in enumerate(refused):
+        body = await record(site, admin, [one])
+        assert errors_of(body) == ["BAD_USER_INPUT"], (index, body)
+        alone = body["errors"][0]["extensions"]["invalidEvents"]
+        assert [{**p, "index": index} for p in alone] == [p for p in together if p["index"] == index], index
+    for table in (StepProgress, Usage, IngestedEvent, ActivityEvent, Submission):
+        assert await site.count(table) == 0
+    assert await record(site, admin, [event(lea, "COMPLETED", c["steps"][1], points=5)]) == {"data": {"recordProgress": 1}}
+    assert await record(site, admin, [event(lea, "USAGE", minutes=5)]) == {"data": {"recordProgress": 1}}
+
+
 async def test_who_may_record_progress(site: Site) -> None:
     admin = await site.user("Ada", kind="STAFF", roles="ADMIN")
     leader = await site.user("Leo", kind="STAFF")
