@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader, DefaultCache
@@ -59,6 +59,17 @@ class Loader(DataLoader[K, Any]):
     def prime_many(self, data: Mapping[K, Any], force: bool = False) -> None:
         for key, value in data.items():
             self.prime(key, value, force)
+
+    def load_many(self, keys: Iterable[K]) -> Awaitable[list[Any]]:
+        """As DataLoader's, but keys all loaded or primed already answer at once: a gather of finished futures
+        still waits a turn of the event loop, and under load a turn waits behind everything else ready to run
+        (a live event's decision took ~3 ms per turn in a burst)."""
+        futures = [self.load(key) for key in keys]
+        if all(f.done() and not f.cancelled() and f.exception() is None for f in futures):  # type: ignore[attr-defined]
+            answered: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            answered.set_result([f.result() for f in futures])  # type: ignore[attr-defined]
+            return answered
+        return asyncio.gather(*futures)
 
 
 def _pages_of(loader: DataLoader[K, Any]) -> DataLoader[tuple[K, ...], list[Any]]:
