@@ -14,6 +14,7 @@ import asyncio
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -191,3 +192,42 @@ async def test_cards_read_the_counters(site: Site) -> None:
         await store.close()
     assert by_course == {(1, 1): (0, 0, 0, 0), (2, 1): (3, 2, 4, 20), (2, 2): (0, 0, 0, 0)}
     assert database.counter.count - before == 1
+
+
+@pytest.mark.engines("postgres")  # SQLite runs one writer at a time
+@pytest.mark.parametrize("changed_first", [False, True])
+@pytest.mark.parametrize("write", ["progress", "enroll"])
+async def test_max_points_changed_while_progress_is_written(site: Site, changed_first: bool, write: str) -> None:
+    """A step's max points changed while another transaction gives a learner points on it (or enrolls a learner
+    with points on it): whichever writes first, the other waits for it, and the counters come out exact."""
+    database = site.database
+    await setup(database)
+    async with database.engine.begin() as conn:
+        if write == "enroll":  # user 3's old progress in course 2, before the enrollment
+            await conn.execute(text(
+                f"INSERT INTO step_progress (user_id, step_id, course_id, viewed_at, completed_at, points) VALUES (3, 4, 2, {NOW}, {NOW}, 2)"
+            ))
+    change = text("UPDATE step SET max_points = 9 WHERE id = :s")
+    if write == "progress":
+        step, other = 1, text(
+            "INSERT INTO step_progress (user_id, step_id, course_id, viewed_at, completed_at, points) "
+            f"VALUES (1, :s, 1, {NOW}, {NOW}, 3)"
+        )
+    else:
+        step, other = 4, text(f"INSERT INTO enrollment (user_id, course_id, activated_at) VALUES (3, 2, {NOW})")
+    async with database.engine.connect() as changing, database.engine.connect() as writing:
+        await changing.begin()
+        await writing.begin()
+        first, second = (changing, change), (writing, other)
+        if not changed_first:
+            first, second = second, first
+        await first[0].execute(first[1], {"s": step})
+        waiting = asyncio.create_task(second[0].execute(second[1], {"s": step}))
+        await asyncio.sleep(0.3)  # room for the second to run ahead if nothing made it wait
+        await first[0].commit()
+        await waiting
+        await second[0].commit()
+    await check(database, f"{write}, the change {'first' if changed_first else 'second'}")
+    async with database.engine.connect() as conn:
+        available = (await conn.execute(text("SELECT max(points_available) FROM enrollment"))).scalar_one()
+    assert available == 9

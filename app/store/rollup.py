@@ -343,8 +343,12 @@ PROGRESS_TRIGGERS = (
 # step whose max points change moves the enrollments that have points on it; a step deleted first deletes its
 # progress rows itself, so that their triggers still find its max points (a cascade would run after the step
 # is gone, on SQLite and PostgreSQL alike). PostgreSQL: the learner is locked as the rollup locks it, and a
-# step's max points are read FOR SHARE, so that a change of them waits for the progress written with the old
-# value to commit (and is applied to it then), or the progress waits for the change (and reads the new value).
+# progress row given points reads its step's max points under a shared lock of the step
+# (pg_advisory_xact_lock_shared(STEP_LOCK, step)) that a change of the max points takes exclusively before it
+# moves the enrollments: the change waits for progress written with the old value to commit (and then moves
+# it too), or the progress waits for the change to commit (and reads the new value). A lock in memory rather
+# than the step row read FOR SHARE, which writes the row (and a multixact for concurrent learners).
+STEP_LOCK = 11
 CARD_COUNTS = ("steps_viewed", "steps_completed", "points_earned", "points_available")
 
 
@@ -380,12 +384,14 @@ def _card_update(new_available: str | None, old_available: str | None) -> str:
 
 
 def _card_counts_of(r: str) -> str:
-    """The counters of the enrollment `r` from its progress rows (`step` rows locked on PostgreSQL: see above)."""
-    lock = " FOR SHARE" if r == "NEW" else ""
+    """PostgreSQL: the counters of the enrollment `r` from its progress rows, the steps given points locked
+    first (see above)."""
+    of = f"FROM step_progress sp WHERE sp.user_id = {r}.user_id AND sp.course_id = {r}.course_id"
     return (
-        "SELECT count(sp.viewed_at), count(sp.completed_at), coalesce(sum(sp.points), 0), coalesce(sum(s.max_points), 0) "
-        "FROM step_progress sp LEFT JOIN LATERAL (SELECT max_points FROM step WHERE step.id = sp.step_id "
-        f"AND sp.points IS NOT NULL{lock}) s ON true WHERE sp.user_id = {r}.user_id AND sp.course_id = {r}.course_id"
+        f"  PERFORM pg_advisory_xact_lock_shared({STEP_LOCK}, sp.step_id) {of} AND sp.points IS NOT NULL;\n"
+        "  SELECT count(sp.viewed_at), count(sp.completed_at), coalesce(sum(sp.points), 0), "
+        "coalesce(sum(CASE WHEN sp.points IS NOT NULL THEN (SELECT max_points FROM step WHERE step.id = sp.step_id) END), 0)"
+        f"\n    INTO NEW.{', NEW.'.join(CARD_COUNTS)} {of};"
     )
 
 
@@ -438,9 +444,15 @@ class CardTrigger:
         return [function, f"{self._head(timing)} EXECUTE FUNCTION {self.name}()"]
 
 
-def _read_available(r: str) -> str:
-    return (f"  IF {r}.points IS NOT NULL THEN\n    SELECT coalesce(max_points, 0) INTO {r.lower()}_available "
-            f"FROM step WHERE id = {r}.step_id FOR SHARE;\n  END IF;\n")
+def _read_available(r: str, reuse: bool = False) -> str:
+    """PostgreSQL: the max points of the step of the progress row `r` into {r}_available, when it has points;
+    `reuse`: OLD's from NEW's when both have points on the same step."""
+    read = (f"    PERFORM pg_advisory_xact_lock_shared({STEP_LOCK}, {r}.step_id);\n"
+            f"    {r.lower()}_available := coalesce((SELECT max_points FROM step WHERE id = {r}.step_id), 0);\n")
+    if reuse:
+        read = (f"    IF OLD.step_id = NEW.step_id AND NEW.points IS NOT NULL THEN\n      old_available := new_available;\n"
+                f"    ELSE\n  {read.replace(chr(10) + '    ', chr(10) + '      ')}    END IF;\n")
+    return f"  IF {r}.points IS NOT NULL THEN\n{read}  END IF;\n"
 
 
 def _lock(*users: str) -> str:
@@ -448,10 +460,7 @@ def _lock(*users: str) -> str:
 
 
 _AVAILABLE = "  {r}_available integer := 0;\n"
-_ENROLLMENT_COUNTED = (
-    f"{_lock('NEW.user_id')}  {_card_counts_of('NEW')}\n"
-    f"    INTO NEW.{', NEW.'.join(CARD_COUNTS)};"
-)
+_ENROLLMENT_COUNTED = f"{_lock('NEW.user_id')}{_card_counts_of('NEW')}"
 _ENROLLMENT_SQLITE = f"UPDATE enrollment SET ({', '.join(CARD_COUNTS)}) = ({_CARD_COUNTS_SQLITE}) WHERE id = NEW.id"
 
 _MAX_POINTS_MOVED = (
@@ -474,7 +483,7 @@ CARD_TRIGGERS = (
     CardTrigger(
         "step_progress", "UPDATE", "AFTER",
         _card_update(_card_available_sqlite("NEW"), _card_available_sqlite("OLD")),
-        f"{_lock('NEW.user_id', 'OLD.user_id')}{_read_available('NEW')}{_read_available('OLD')}"
+        f"{_lock('NEW.user_id', 'OLD.user_id')}{_read_available('NEW')}{_read_available('OLD', reuse=True)}"
         f"  {_card_update('new_available', 'old_available')};",
         declare=_AVAILABLE.format(r="new") + _AVAILABLE.format(r="old"), when=_CARD_PROGRESS_CHANGED,
         columns=("user_id", "course_id", "step_id", "viewed_at", "completed_at", "points"),
@@ -482,8 +491,9 @@ CARD_TRIGGERS = (
     CardTrigger("enrollment", "INSERT", "AFTER", _ENROLLMENT_SQLITE, _ENROLLMENT_COUNTED, postgres_timing="BEFORE"),
     CardTrigger("enrollment", "UPDATE", "AFTER", _ENROLLMENT_SQLITE, _ENROLLMENT_COUNTED, postgres_timing="BEFORE",
                 when=_CARD_ENROLLMENT_MOVED, columns=("user_id", "course_id")),
-    CardTrigger("step", "UPDATE", "AFTER", _MAX_POINTS_MOVED, f"  {_MAX_POINTS_MOVED};", when=_MAX_POINTS_CHANGED,
-                columns=("max_points",)),
+    CardTrigger("step", "UPDATE", "AFTER", _MAX_POINTS_MOVED,
+                f"  PERFORM pg_advisory_xact_lock({STEP_LOCK}, NEW.id);\n  {_MAX_POINTS_MOVED};",
+                when=_MAX_POINTS_CHANGED, columns=("max_points",)),
     CardTrigger("step", "DELETE", "BEFORE", _STEP_PROGRESS_GOES, f"  {_STEP_PROGRESS_GOES};"),
 )
 
