@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.settings import Settings
 from app.store import rollup
 from app.store.db import Database
+from app.store.migrate import upgrade
 from dataloaders.progress import ProgressLoaders
 from dataloaders.store import Store
+from tests.conftest import PG_ADMIN_DSN
 from tests.site import Site, empty_tables
+from tests.test_member_order import _create, _downgrade
 
 EXAMPLES_PER_ENGINE = int(os.environ.get("GROUPGRAPH_CARD_EXAMPLES", "25"))
 OPS = ("progress", "progress", "progress", "progress", "unprogress", "enroll", "enroll", "unenroll", "move_enrollment",
@@ -231,3 +236,50 @@ async def test_max_points_changed_while_progress_is_written(site: Site, changed_
     async with database.engine.connect() as conn:
         available = (await conn.execute(text("SELECT max(points_available) FROM enrollment"))).scalar_one()
     assert available == 9
+
+
+async def test_migration_fills_the_counters_and_goes_down_and_up_again(engine: str, tmp_path: Path) -> None:
+    url, name = await _create(engine, tmp_path)
+    database = create_async_engine(url)
+    try:
+        await upgrade(database, "0013_member_sort_name")
+        async with database.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO \"user\" (id, email, email_normalized, kind, first_name, last_name, last_name_normalized, "
+                "name_search, site_roles, status, synced, agreed_to_download_reports, created_at, login_count) "
+                f"VALUES (1, 'k@x', 'k@x', 'LEARNER', 'Kim', 'Lee', 'lee', 'kim lee', '', 'ACTIVE', false, true, {NOW}, 0)"
+            ))
+            await connection.execute(text(f"INSERT INTO course (id, name, created_at) VALUES (1, 'C', {NOW})"))
+            await connection.execute(text(
+                "INSERT INTO step (id, course_id, title, position, kind, max_points) VALUES "
+                "(1, 1, 'A', 1, 'QUIZ', 5), (2, 1, 'B', 2, 'LESSON', NULL)"
+            ))
+            await connection.execute(text(f"INSERT INTO enrollment (user_id, course_id, activated_at) VALUES (1, 1, {NOW})"))
+            await connection.execute(text(
+                "INSERT INTO step_progress (user_id, step_id, course_id, viewed_at, completed_at, points) VALUES "
+                f"(1, 1, 1, {NOW}, {NOW}, 4), (1, 2, 1, {NOW}, NULL, NULL)"
+            ))
+        counted = [(1, 2, 1, 4, 5)]
+        await upgrade(database)  # 0014 fills the existing enrollments
+        async with database.connect() as connection:
+            assert [tuple(r) for r in (await connection.execute(text(KEPT))).all()] == counted
+            names = {t.name for t in rollup.CARD_TRIGGERS}
+            assert await rollup.installed(connection, names) == names
+        await _downgrade(url, "0013_member_sort_name")
+        async with database.connect() as connection:
+            assert await rollup.installed(connection, names) == set()
+            columns = (await connection.execute(text("SELECT * FROM enrollment"))).keys()
+            assert not set(rollup.CARD_COUNTS) & set(columns) and "user_id" in columns
+            # the rollup's triggers on enrollment are still there (SQLite dropped the columns in place)
+            assert await rollup.installed(connection) == set(rollup.TRIGGER_NAMES) - names
+        await upgrade(database)
+        async with database.connect() as connection:
+            assert [tuple(r) for r in (await connection.execute(text(KEPT))).all()] == counted
+    finally:
+        await database.dispose()
+        if name is not None:
+            import asyncpg
+
+            admin = await asyncpg.connect(PG_ADMIN_DSN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
