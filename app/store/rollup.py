@@ -558,7 +558,8 @@ PROGRESS_REBUILD = (
     ") AS rows_of_users GROUP BY user_id, course_id"
     ") AS x ON x.user_id = lr.user_id GROUP BY lr.group_id, x.course_id",
 )
-_CARD_COUNTED = (
+# (enrollment id, its counters) of every enrollment, from its progress rows
+CARD_COUNTED = (
     "SELECT e.id, count(sp.viewed_at) AS viewed, count(sp.completed_at) AS completed, coalesce(sum(sp.points), 0) AS points, "
     "coalesce(sum(CASE WHEN sp.points IS NOT NULL THEN s.max_points END), 0) AS available FROM enrollment e "
     "LEFT JOIN step_progress sp ON sp.user_id = e.user_id AND sp.course_id = e.course_id "
@@ -567,7 +568,7 @@ _CARD_COUNTED = (
 # only the enrollments whose counters differ are written (a rebuild after a roster sync rewrites none)
 CARD_REBUILD = (
     "UPDATE enrollment SET steps_viewed = c.viewed, steps_completed = c.completed, points_earned = c.points, "
-    f"points_available = c.available FROM ({_CARD_COUNTED}) AS c WHERE c.id = enrollment.id AND "
+    f"points_available = c.available FROM ({CARD_COUNTED}) AS c WHERE c.id = enrollment.id AND "
     "(enrollment.steps_viewed <> c.viewed OR enrollment.steps_completed <> c.completed "
     "OR enrollment.points_earned <> c.points OR enrollment.points_available <> c.available)",
 )

@@ -16,13 +16,30 @@ branch_labels = None
 depends_on = None
 
 
+# PostgreSQL: the counters computed once into a temporary table, then written by rewriting enrollment (ALTER ...
+# USING a lookup of it) rather than by an UPDATE, which would leave a dead version of every enrollment behind
+# until a vacuum, stepped over by the cards' reads meanwhile (as migration 0013 fills membership.sort_name)
+_REWRITE = (
+    "CREATE TEMPORARY TABLE card_backfill (id integer PRIMARY KEY, viewed integer, completed integer, points integer, "
+    "available integer) ON COMMIT DROP",
+    f"INSERT INTO card_backfill {rollup.CARD_COUNTED}",
+    "CREATE FUNCTION pg_temp.card_backfill(integer, integer) RETURNS integer LANGUAGE sql STABLE AS "
+    "$$ SELECT (ARRAY[viewed, completed, points, available])[$2] FROM card_backfill WHERE id = $1 $$",
+    "ALTER TABLE enrollment "
+    + ", ".join(f"ALTER COLUMN {c} TYPE integer USING coalesce(pg_temp.card_backfill(id, {n}), 0)"
+                for n, c in enumerate(rollup.CARD_COUNTS, 1)),
+    "DROP FUNCTION pg_temp.card_backfill(integer, integer)",
+)
+
+
 def upgrade() -> None:
     # plain ADD COLUMNs on both engines (no batch copy on SQLite: the rollup's triggers on enrollment stay)
     for column in rollup.CARD_COUNTS:
         op.add_column("enrollment", sa.Column(column, sa.Integer(), server_default="0", nullable=False))
     connection = op.get_bind()
-    rollup.run_sync(connection, rollup.install_statements(connection.dialect.name, rollup.CARD_TRIGGERS))
-    rollup.run_sync(connection, rollup.CARD_REBUILD)
+    dialect = connection.dialect.name
+    rollup.run_sync(connection, _REWRITE if dialect == "postgresql" else rollup.CARD_REBUILD)
+    rollup.run_sync(connection, rollup.install_statements(dialect, rollup.CARD_TRIGGERS))
 
 
 def downgrade() -> None:
