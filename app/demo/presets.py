@@ -224,23 +224,35 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str, analyst
             done = shape.steps if rng.random() < shape.complete_share else rng.randint(0, shape.partial_steps)
             enrollments.append((len(enrollments) + 1, uid, course, done, rng.randrange(10_000)))
 
+    def progress_of(eid: int, uid: int, course: int, done: int, t: int) -> Iterator[tuple[Any, ...]]:
+        """The enrollment's step_progress rows, without their ids."""
+        first_step = (course - 1) * shape.steps
+        for p in range(1, min(done + 1, shape.steps) + 1):
+            viewed = times[t + 3 * p]
+            completed = times[t + 3 * p + 1] if p <= done else None
+            points = (eid + p) % (max_points[p - 1] + 1) if completed and max_points[p - 1] else None
+            yield (uid, first_step + p, course, viewed, completed, points)
+
     def enrollment_rows() -> Iterator[tuple[Any, ...]]:
+        """With the counters the triggers keep (app.store.rollup, CARD_COUNTS), so that the rebuild after the rows
+        rewrites no enrollment (a rewritten row leaves a dead version behind until a vacuum)."""
         for eid, uid, course, done, t in enrollments:
             activated = times[t]
             expires = activated + timedelta(days=365) if eid % 2 else None
             completed = times[t + 3 * shape.steps] if done == shape.steps else None
-            yield (eid, uid, course, activated, expires, completed)
+            rows = list(progress_of(eid, uid, course, done, t))
+            graded = [(r[1], r[5]) for r in rows if r[5] is not None]
+            counts = (sum(r[3] is not None for r in rows), sum(r[4] is not None for r in rows),
+                      sum(points for _, points in graded),
+                      sum(max_points[(step - 1) % shape.steps] or 0 for step, _ in graded))
+            yield (eid, uid, course, activated, expires, completed, *counts)
 
     def progress_rows() -> Iterator[tuple[Any, ...]]:
         pid = 0
-        for eid, uid, course, done, t in enrollments:
-            first_step = (course - 1) * shape.steps
-            for p in range(1, min(done + 1, shape.steps) + 1):
+        for enrollment in enrollments:
+            for row in progress_of(*enrollment):
                 pid += 1
-                viewed = times[t + 3 * p]
-                completed = times[t + 3 * p + 1] if p <= done else None
-                points = (eid + p) % (max_points[p - 1] + 1) if completed and max_points[p - 1] else None
-                yield (pid, uid, first_step + p, course, viewed, completed, points)
+                yield (pid, *row)
 
     def submission_rows() -> Iterator[tuple[Any, ...]]:
         sid = 0
@@ -262,8 +274,8 @@ def plan_preset(preset: str, tokens: dict[str, str], password_hash: str, analyst
             for d in range(1 + n % shape.usage_days):  # every learner is active
                 yield (uid, first_day + timedelta(days=d * 7 + n % 7), 5 + (n * 7 + d) % 90)
 
-    plan.tables.append(("enrollment", ("id", "user_id", "course_id", "activated_at", "expires_at", "completed_at"),
-                        enrollment_rows()))
+    plan.tables.append(("enrollment", ("id", "user_id", "course_id", "activated_at", "expires_at", "completed_at",
+                                       *rollup.CARD_COUNTS), enrollment_rows()))
     plan.tables.append(("step_progress", ("id", "user_id", "step_id", "course_id", "viewed_at", "completed_at",
                                           "points"), progress_rows()))
     plan.tables.append(("submission", ("id", "user_id", "step_id", "course_id", "body", "submitted_at", "status",

@@ -285,6 +285,10 @@ class CatalogueVersion(SQLModel, table=True):
     version: int = 0
 
 
+def _counter() -> Any:
+    return Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+
+
 class Enrollment(SQLModel, table=True):
     __tablename__ = "enrollment"
     __table_args__ = (
@@ -298,6 +302,12 @@ class Enrollment(SQLModel, table=True):
     activated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     completed_at: datetime | None = None
+    # over the learner's step_progress rows of the course, kept by triggers (app.store.rollup, CARD_TRIGGERS):
+    # steps viewed, steps completed, points earned, and the max points of the steps given points
+    steps_viewed: int = _counter()
+    steps_completed: int = _counter()
+    points_earned: int = _counter()
+    points_available: int = _counter()
 
 
 class StepProgress(SQLModel, table=True):
@@ -314,10 +324,6 @@ class StepProgress(SQLModel, table=True):
     viewed_at: datetime | None = None
     completed_at: datetime | None = None
     points: int | None = None
-
-
-def _counter() -> Any:
-    return Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 def _key() -> Any:

@@ -43,7 +43,11 @@ or deleted) adds or takes the memberships of its descendant group. On PostgreSQL
 group first (`pg_advisory_xact_lock(GROUP_LOCK, group)`), so that a membership added while its group is
 re-nested is counted exactly once.
 
-`rebuild` recomputes all four tables from scratch (the migration, `groupgraph rollup --rebuild`, and the bulk
+Last, the course cards' counters on `enrollment` (steps viewed and completed, points earned and available;
+CARD_TRIGGERS below): a dashboard reads a learner's cards from their enrollments alone instead of aggregating
+their step_progress rows (~11 per enrollment at the bench) at every read.
+
+`rebuild` recomputes all four tables and the counters from scratch (the migration, `groupgraph rollup --rebuild`, and the bulk
 seeders, which write with the triggers paused). SQLite's batch migrations rebuild a table by copying it,
 which drops its triggers: a migration that alters membership, group_closure, enrollment or step_progress on
 SQLite must call `install` again (tests/test_migrations.py checks they are all there).
@@ -57,7 +61,8 @@ from typing import Any
 from sqlalchemy import text
 
 LEARNER_OF = "{r}.role = 'MEMBER' AND {r}.ended_at IS NULL"
-TABLES = ("learner_rollup", "group_rollup", "course_rollup", "member_rollup")
+# the tables a rebuild recomputes (enrollment: its cards' counters, CARD_COUNTS)
+TABLES = ("learner_rollup", "group_rollup", "course_rollup", "member_rollup", "enrollment")
 WATCHED = ("membership", "group_closure", "learner_rollup", "enrollment", "step_progress")
 # PostgreSQL: pg_advisory_xact_lock(ROLLUP_LOCK, user id) serializes the rollup's reads of one learner's rows
 ROLLUP_LOCK = 5
@@ -329,11 +334,174 @@ PROGRESS_TRIGGERS = (
     Trigger("step_progress", "UPDATE", [*_step_add("NEW"), *_step_sub("OLD")],
             ("user_id", "course_id", "completed_at"), _PROGRESS_CHANGED, lock=("NEW.user_id", "OLD.user_id")),
 )
-TRIGGERS = PROGRESS_TRIGGERS + MEMBER_TRIGGERS
+
+# The course cards' counters on enrollment (steps_viewed, steps_completed, points_earned, points_available):
+# over the step_progress rows of the enrollment's (user, course), the rows viewed, the rows completed, the sum of
+# their points, and the max points of the steps of the rows given points (0 where a step has none). A progress
+# row written adds or takes its share from its enrollment (none yet: nothing to do); an enrollment inserted or
+# moved to another user or course counts the rows already there (a re-enrollment finds the old progress); a
+# step whose max points change moves the enrollments that have points on it; a step deleted first deletes its
+# progress rows itself, so that their triggers still find its max points (a cascade would run after the step
+# is gone, on SQLite and PostgreSQL alike). PostgreSQL: the learner is locked as the rollup locks it, and a
+# progress row given points reads its step's max points under a shared lock of the step
+# (pg_advisory_xact_lock_shared(STEP_LOCK, step)) that a change of the max points takes exclusively before it
+# moves the enrollments: the change waits for progress written with the old value to commit (and then moves
+# it too), or the progress waits for the change to commit (and reads the new value). A lock in memory rather
+# than the step row read FOR SHARE, which writes the row (and a multixact for concurrent learners).
+STEP_LOCK = 11
+CARD_COUNTS = ("steps_viewed", "steps_completed", "points_earned", "points_available")
+
+
+def _card_shares(r: str, available: str) -> tuple[str, ...]:
+    """What the progress row `r` adds to its enrollment's counters; `available`: its step's max points (0 when
+    the row has no points)."""
+    return (f"CASE WHEN {r}.viewed_at IS NULL THEN 0 ELSE 1 END", f"CASE WHEN {r}.completed_at IS NULL THEN 0 ELSE 1 END",
+            f"coalesce({r}.points, 0)", available)
+
+
+def _card_available_sqlite(r: str) -> str:
+    return f"CASE WHEN {r}.points IS NULL THEN 0 ELSE coalesce((SELECT max_points FROM step WHERE id = {r}.step_id), 0) END"
+
+
+def _of_enrollment(r: str) -> str:
+    return f"user_id = {r}.user_id AND course_id = {r}.course_id"
+
+
+def _card_update(new_available: str | None, old_available: str | None) -> str:
+    """One UPDATE of the enrollment(s) of NEW (added) and OLD (taken away); None: that side is absent."""
+    sets = []
+    for i, column in enumerate(CARD_COUNTS):
+        term = column
+        if new_available is not None:
+            add = _card_shares("NEW", new_available)[i]
+            term += f" + {add}" if old_available is None else f" + CASE WHEN {_of_enrollment('NEW')} THEN {add} ELSE 0 END"
+        if old_available is not None:
+            sub = _card_shares("OLD", old_available)[i]
+            term += f" - ({sub})" if new_available is None else f" - CASE WHEN {_of_enrollment('OLD')} THEN {sub} ELSE 0 END"
+        sets.append(f"{column} = {term}")
+    where = " OR ".join(f"({_of_enrollment(r)})" for r, a in (("NEW", new_available), ("OLD", old_available)) if a is not None)
+    return f"UPDATE enrollment SET {', '.join(sets)} WHERE {where}"
+
+
+def _card_counts_of(r: str) -> str:
+    """PostgreSQL: the counters of the enrollment `r` from its progress rows, the steps given points locked
+    first (see above)."""
+    of = f"FROM step_progress sp WHERE sp.user_id = {r}.user_id AND sp.course_id = {r}.course_id"
+    return (
+        f"  PERFORM pg_advisory_xact_lock_shared({STEP_LOCK}, sp.step_id) {of} AND sp.points IS NOT NULL;\n"
+        "  SELECT count(sp.viewed_at), count(sp.completed_at), coalesce(sum(sp.points), 0), "
+        "coalesce(sum(CASE WHEN sp.points IS NOT NULL THEN (SELECT max_points FROM step WHERE step.id = sp.step_id) END), 0)"
+        f"\n    INTO NEW.{', NEW.'.join(CARD_COUNTS)} {of};"
+    )
+
+
+_CARD_COUNTS_SQLITE = (
+    "SELECT count(sp.viewed_at), count(sp.completed_at), coalesce(sum(sp.points), 0), "
+    "coalesce(sum(CASE WHEN sp.points IS NOT NULL THEN s.max_points END), 0) "
+    "FROM step_progress sp LEFT JOIN step s ON s.id = sp.step_id "
+    "WHERE sp.user_id = enrollment.user_id AND sp.course_id = enrollment.course_id"
+)
+_CARD_PROGRESS_CHANGED = (
+    "(OLD.viewed_at IS NULL) <> (NEW.viewed_at IS NULL) OR (OLD.completed_at IS NULL) <> (NEW.completed_at IS NULL) "
+    "OR (OLD.points IS NULL) <> (NEW.points IS NULL) OR OLD.points <> NEW.points OR OLD.user_id <> NEW.user_id "
+    "OR OLD.course_id <> NEW.course_id OR OLD.step_id <> NEW.step_id"
+)
+_CARD_ENROLLMENT_MOVED = "OLD.user_id <> NEW.user_id OR OLD.course_id <> NEW.course_id"
+_MAX_POINTS_CHANGED = "(OLD.max_points IS NULL) <> (NEW.max_points IS NULL) OR OLD.max_points <> NEW.max_points"
+
+
+class CardTrigger:
+    """A trigger keeping the cards' counters: its own text per engine (PostgreSQL: a plpgsql function that does
+    nothing while the rollup is paused; SQLite: the trigger's statements)."""
+
+    def __init__(self, table: str, event: str, timing: str, sqlite: str, postgres: str, declare: str = "",
+                 when: str = "", columns: tuple[str, ...] = (), postgres_timing: str = "") -> None:
+        self.table, self.event, self.timing, self.when, self.columns = table, event, timing, when, columns
+        self.sqlite_body, self.postgres_body, self.declare = sqlite, postgres, declare
+        self.postgres_timing = postgres_timing or timing
+
+    @property
+    def name(self) -> str:
+        return f"cards_{self.table}_{self.event.lower()}"
+
+    def _head(self, timing: str) -> str:
+        of = f" OF {', '.join(self.columns)}" if self.columns else ""
+        when = f" WHEN ({self.when})" if self.when else ""
+        return f"CREATE TRIGGER {self.name} {timing} {self.event}{of} ON {self.table} FOR EACH ROW{when}"
+
+    def sqlite(self) -> list[str]:
+        return [f"{self._head(self.timing)}\nBEGIN\n  {self.sqlite_body};\nEND"]
+
+    def postgres(self) -> list[str]:
+        timing = self.postgres_timing
+        result = "NULL" if timing == "AFTER" else "OLD" if self.event == "DELETE" else "NEW"
+        declare = f"DECLARE\n{self.declare}" if self.declare else ""
+        function = (
+            f"CREATE OR REPLACE FUNCTION {self.name}() RETURNS trigger LANGUAGE plpgsql AS $cards$\n{declare}"
+            f"BEGIN\n  IF current_setting('{PAUSE_SETTING}', true) = 'paused' THEN RETURN {result}; END IF;\n"
+            f"{self.postgres_body}\n  RETURN {result};\nEND\n$cards$"
+        )
+        return [function, f"{self._head(timing)} EXECUTE FUNCTION {self.name}()"]
+
+
+def _read_available(r: str, reuse: bool = False) -> str:
+    """PostgreSQL: the max points of the step of the progress row `r` into {r}_available, when it has points;
+    `reuse`: OLD's from NEW's when both have points on the same step."""
+    read = (f"    PERFORM pg_advisory_xact_lock_shared({STEP_LOCK}, {r}.step_id);\n"
+            f"    {r.lower()}_available := coalesce((SELECT max_points FROM step WHERE id = {r}.step_id), 0);\n")
+    if reuse:
+        read = (f"    IF OLD.step_id = NEW.step_id AND NEW.points IS NOT NULL THEN\n      old_available := new_available;\n"
+                f"    ELSE\n  {read.replace(chr(10) + '    ', chr(10) + '      ')}    END IF;\n")
+    return f"  IF {r}.points IS NOT NULL THEN\n{read}  END IF;\n"
+
+
+def _lock(*users: str) -> str:
+    return "".join(f"  PERFORM pg_advisory_xact_lock({ROLLUP_LOCK}, {u});\n" for u in users)
+
+
+_AVAILABLE = "  {r}_available integer := 0;\n"
+_ENROLLMENT_COUNTED = f"{_lock('NEW.user_id')}{_card_counts_of('NEW')}"
+_ENROLLMENT_SQLITE = f"UPDATE enrollment SET ({', '.join(CARD_COUNTS)}) = ({_CARD_COUNTS_SQLITE}) WHERE id = NEW.id"
+
+_MAX_POINTS_MOVED = (
+    "UPDATE enrollment SET points_available = points_available + coalesce(NEW.max_points, 0) - coalesce(OLD.max_points, 0) "
+    "WHERE (user_id, course_id) IN (SELECT user_id, course_id FROM step_progress WHERE step_id = NEW.id AND points IS NOT NULL)"
+)
+_STEP_PROGRESS_GOES = "DELETE FROM step_progress WHERE step_id = OLD.id"
+
+CARD_TRIGGERS = (
+    CardTrigger(
+        "step_progress", "INSERT", "AFTER", _card_update(_card_available_sqlite("NEW"), None),
+        f"{_lock('NEW.user_id')}{_read_available('NEW')}  {_card_update('new_available', None)};",
+        declare=_AVAILABLE.format(r="new"),
+    ),
+    CardTrigger(
+        "step_progress", "DELETE", "AFTER", _card_update(None, _card_available_sqlite("OLD")),
+        f"{_lock('OLD.user_id')}{_read_available('OLD')}  {_card_update(None, 'old_available')};",
+        declare=_AVAILABLE.format(r="old"), postgres_timing="BEFORE",  # as the rollup's: before a cascade's others
+    ),
+    CardTrigger(
+        "step_progress", "UPDATE", "AFTER",
+        _card_update(_card_available_sqlite("NEW"), _card_available_sqlite("OLD")),
+        f"{_lock('NEW.user_id', 'OLD.user_id')}{_read_available('NEW')}{_read_available('OLD', reuse=True)}"
+        f"  {_card_update('new_available', 'old_available')};",
+        declare=_AVAILABLE.format(r="new") + _AVAILABLE.format(r="old"), when=_CARD_PROGRESS_CHANGED,
+        columns=("user_id", "course_id", "step_id", "viewed_at", "completed_at", "points"),
+    ),
+    CardTrigger("enrollment", "INSERT", "AFTER", _ENROLLMENT_SQLITE, _ENROLLMENT_COUNTED, postgres_timing="BEFORE"),
+    CardTrigger("enrollment", "UPDATE", "AFTER", _ENROLLMENT_SQLITE, _ENROLLMENT_COUNTED, postgres_timing="BEFORE",
+                when=_CARD_ENROLLMENT_MOVED, columns=("user_id", "course_id")),
+    CardTrigger("step", "UPDATE", "AFTER", _MAX_POINTS_MOVED,
+                f"  PERFORM pg_advisory_xact_lock({STEP_LOCK}, NEW.id);\n  {_MAX_POINTS_MOVED};",
+                when=_MAX_POINTS_CHANGED, columns=("max_points",)),
+    CardTrigger("step", "DELETE", "BEFORE", _STEP_PROGRESS_GOES, f"  {_STEP_PROGRESS_GOES};"),
+)
+
+TRIGGERS = PROGRESS_TRIGGERS + MEMBER_TRIGGERS + CARD_TRIGGERS
 TRIGGER_NAMES = tuple(t.name for t in TRIGGERS)
 
 
-def install_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+def install_statements(dialect: str, triggers: tuple[Trigger | CardTrigger, ...] = TRIGGERS) -> list[str]:
     """DDL creating every trigger (dropping any older version first). `triggers`: a migration's own set."""
     out = drop_statements(dialect, triggers)
     for trigger in triggers:
@@ -341,17 +509,17 @@ def install_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -
     return out
 
 
-def drop_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+def drop_statements(dialect: str, triggers: tuple[Trigger | CardTrigger, ...] = TRIGGERS) -> list[str]:
     if dialect == "postgresql":
         return [f"DROP TRIGGER IF EXISTS {t.name} ON {t.table}" for t in triggers]
     return [f"DROP TRIGGER IF EXISTS {t.name}" for t in triggers]
 
 
-def drop_functions_statements(triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+def drop_functions_statements(triggers: tuple[Trigger | CardTrigger, ...] = TRIGGERS) -> list[str]:
     return [f"DROP FUNCTION IF EXISTS {t.name}()" for t in triggers]
 
 
-def pause_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+def pause_statements(dialect: str, triggers: tuple[Trigger | CardTrigger, ...] = TRIGGERS) -> list[str]:
     """Stop maintaining the rollup until this transaction ends (PostgreSQL) or `install` runs again (SQLite:
     the triggers are dropped, inside the transaction). Follow with `rebuild_statements` before committing."""
     if dialect == "postgresql":
@@ -359,7 +527,7 @@ def pause_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> 
     return drop_statements(dialect, triggers)
 
 
-def resume_statements(dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS) -> list[str]:
+def resume_statements(dialect: str, triggers: tuple[Trigger | CardTrigger, ...] = TRIGGERS) -> list[str]:
     if dialect == "postgresql":
         return [f"SELECT set_config('{PAUSE_SETTING}', '', true)"]
     return install_statements(dialect, triggers)
@@ -390,11 +558,25 @@ PROGRESS_REBUILD = (
     ") AS rows_of_users GROUP BY user_id, course_id"
     ") AS x ON x.user_id = lr.user_id GROUP BY lr.group_id, x.course_id",
 )
-REBUILD = PROGRESS_REBUILD + MEMBER_REBUILD
+# (enrollment id, its counters) of every enrollment, from its progress rows
+CARD_COUNTED = (
+    "SELECT e.id, count(sp.viewed_at) AS viewed, count(sp.completed_at) AS completed, coalesce(sum(sp.points), 0) AS points, "
+    "coalesce(sum(CASE WHEN sp.points IS NOT NULL THEN s.max_points END), 0) AS available FROM enrollment e "
+    "LEFT JOIN step_progress sp ON sp.user_id = e.user_id AND sp.course_id = e.course_id "
+    "LEFT JOIN step s ON s.id = sp.step_id GROUP BY e.id"
+)
+# only the enrollments whose counters differ are written (a rebuild after a roster sync rewrites none)
+CARD_REBUILD = (
+    "UPDATE enrollment SET steps_viewed = c.viewed, steps_completed = c.completed, points_earned = c.points, "
+    f"points_available = c.available FROM ({CARD_COUNTED}) AS c WHERE c.id = enrollment.id AND "
+    "(enrollment.steps_viewed <> c.viewed OR enrollment.steps_completed <> c.completed "
+    "OR enrollment.points_earned <> c.points OR enrollment.points_available <> c.available)",
+)
+REBUILD = PROGRESS_REBUILD + MEMBER_REBUILD + CARD_REBUILD
 
 
 def rebuild_statements(
-    dialect: str, triggers: tuple[Trigger, ...] = TRIGGERS, rebuild: tuple[str, ...] = REBUILD
+    dialect: str, triggers: tuple[Trigger | CardTrigger, ...] = TRIGGERS, rebuild: tuple[str, ...] = REBUILD
 ) -> list[str]:
     """Recompute the tables from membership, group_closure, enrollment and step_progress, with the triggers
     paused meanwhile (resumed at the end). `triggers` and `rebuild`: a migration's own sets."""
