@@ -13,7 +13,6 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -41,11 +40,6 @@ class Catalogue:
     version: int | None
     courses: dict[int, CourseBundle]
     steps: dict[int, Any]
-
-    @cached_property
-    def points_available(self) -> dict[int, int]:
-        """step id -> its max points, for the steps that have some: made once per version of the catalogue."""
-        return {i: s.max_points for i, s in self.steps.items() if s.max_points is not None}
 
 
 _VERSION = select(CatalogueVersion.__table__.c.version).where(CatalogueVersion.__table__.c.id == 1)  # type: ignore[attr-defined]

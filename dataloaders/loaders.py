@@ -24,5 +24,5 @@ class Loaders:
         self.memberships = MembershipLoaders(store, self.users, self.groups)
 
         self.courses = CourseLoaders(store)
-        self.progress = ProgressLoaders(store, self.courses, self.groups.rolled_up_summaries)
+        self.progress = ProgressLoaders(store, self.groups.rolled_up_summaries)
         self.reviews = ReviewLoaders(store)

@@ -40,7 +40,6 @@ from app.store.models import (
     Usage,
 )
 from dataloaders.batch import Loader
-from dataloaders.courses import CourseLoaders
 from dataloaders.records import as_read, ids_in, once_per_dialect
 from dataloaders.store import Store
 
@@ -171,14 +170,12 @@ def summary_of_rolled_up(rows: Sequence[Sequence[Any]]) -> Summary | None:
 
 class ProgressLoaders:
     def __init__(
-        self, store: Store, courses: CourseLoaders | None = None,
-        read_with_groups: dict[tuple[int, bool], Sequence[Any]] | None = None,
+        self, store: Store, read_with_groups: dict[tuple[int, bool], Sequence[Any]] | None = None,
     ) -> None:
         self.store = store
         # (group id, consent matters) -> the rows of its rolled-up summary, read with the group
         # (dataloaders.groups: GroupLoaders.rolled_up_summaries)
         self.read_with_groups = read_with_groups if read_with_groups is not None else {}
-        self.courses = courses if courses is not None else CourseLoaders(store)
         self.cards = Loader(self._cards)
         self.step_records = DataLoader(load_fn=self._step_records)
         self.usage_minutes = DataLoader(load_fn=self._usage_minutes)
