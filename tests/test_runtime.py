@@ -272,3 +272,18 @@ async def test_the_sign_in_reads_the_reach_in_its_own_statement(site: Site) -> N
         assert await signed_in_with_reach(store, "not a token", True) == (None, None)
     finally:
         await store.close()
+
+
+def test_instants_are_written_as_isoformat_in_utc_with_z() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from resolvers.scalars import rfc3339
+
+    for value in (
+        datetime(2026, 3, 1, 9, 30, tzinfo=UTC), datetime(2026, 3, 1, 9, 30, 5, 120, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+    ):
+        assert rfc3339(value) == value.isoformat().removesuffix("+00:00") + "Z"
+    assert rfc3339(datetime(2026, 3, 1, 9, 30, 0, 500000)) == "2026-03-01T09:30:00.500000Z"  # naive: taken as UTC
+    assert rfc3339(datetime(2026, 3, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))) == "2026-03-01T09:30:00Z"
