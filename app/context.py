@@ -114,6 +114,12 @@ class Context(SignedIn):
     async def close(self) -> None:
         await self.store.close()
 
+    def forget_loaded(self) -> None:
+        """Once the answer is written: what the request loaded goes as soon as nothing refers to it
+        (`Loaders.forget`)."""
+        self.loaders.forget()
+        self.extra.clear()
+
 
 async def signed_in(
     database: Database, token: str | None, members_see_groups: bool | None = None

@@ -5,16 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import dateutil.parser
+import orjson
 from strawberry.schema.types.base_scalars import wrap_parser
 from strawberry.types.scalar import ScalarDefinition
 
 RFC3339 = "https://datatracker.ietf.org/doc/html/rfc3339"
 
 
+_UTC_Z = orjson.OPT_UTC_Z
+
+
 def rfc3339(value: datetime) -> str:
     """UTC with `Z` (a naive value is taken as UTC); fractional seconds only when there are some."""
-    if value.tzinfo is UTC:  # as read from the database; isoformat ends with "+00:00"
-        return value.isoformat()[:-6] + "Z"
+    if value.tzinfo is UTC and type(value) is datetime:  # as read from the database
+        # orjson writes what isoformat would, with `Z` for "+00:00", in a third of the time (a page of 500
+        # learners with their cards writes ~1,600 instants)
+        return orjson.dumps(value, option=_UTC_Z)[1:-1].decode()
     utc = value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
     return utc.replace(tzinfo=None).isoformat() + "Z"
 

@@ -310,3 +310,50 @@ async def test_the_sign_in_reads_the_reach_in_its_own_statement(site: Site) -> N
         assert await signed_in_with_reach(store, "not a token", True) == (None, None)
     finally:
         await store.close()
+
+
+def test_instants_are_written_as_isoformat_in_utc_with_z() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from resolvers.scalars import rfc3339
+
+    for value in (
+        datetime(2026, 3, 1, 9, 30, tzinfo=UTC), datetime(2026, 3, 1, 9, 30, 5, 120, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+    ):
+        assert rfc3339(value) == value.isoformat().removesuffix("+00:00") + "Z"
+    assert rfc3339(datetime(2026, 3, 1, 9, 30, 0, 500000)) == "2026-03-01T09:30:00.500000Z"  # naive: taken as UTC
+    assert rfc3339(datetime(2026, 3, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))) == "2026-03-01T09:30:00Z"
+
+
+async def test_the_loaders_hold_nothing_once_forgotten() -> None:
+    import asyncio
+    import weakref
+
+    from dataloaders.batch import load_all
+    from dataloaders.loaders import Loaders
+
+    class Row:
+        pass
+
+    loaders = Loaders(None)  # type: ignore[arg-type]
+    made: list[Row] = []
+
+    async def rows(ids: list[int]) -> list[Row]:
+        made.extend(Row() for _ in ids)
+        return made[-len(ids):]
+
+    loaders.users.by_id.load_fn = rows  # type: ignore[method-assign]
+    loaders.users.by_id.prime(1, Row())
+    await load_all(loaders.users.by_id, [2, 3])
+    counts = loaders.progress.usage_minutes  # a DataLoader of Strawberry's own
+    counts.prime(7, 70)
+    held = [weakref.ref(r) for r in made]
+    made.clear()
+    for _ in range(3):  # the batch's finished tasks leave the event loop
+        await asyncio.sleep(0)
+    assert all(r() is not None for r in held)  # the loader's cache and last batch keep them
+    loaders.forget()
+    assert all(r() is None for r in held)  # freed at once, without the cyclic collector
+    assert counts.cache_map.get(7) is None and loaders.users.by_id.batch is None

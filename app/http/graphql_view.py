@@ -278,6 +278,8 @@ class GroupGraphView(GraphQL):
         finally:
             if not streaming:
                 await context.close()
+        if not isinstance(response, StreamingResponse):  # written: nothing reads the loaders any more
+            context.forget_loaded()
         response = self._negotiate(request, response)
         for cookie in context.cookies:
             response.headers.append("set-cookie", cookie)

@@ -23,6 +23,7 @@ and resolver methods marked `side_effect_free`. Only query operations use it, ne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -375,6 +376,8 @@ class SubtreePlans:
                 return called_value(source, path)
 
             runner = preloaded_value
+            if not permissions or uniform:
+                preloaded_value.inlined = ("preloaded", preloaded, key if permissions else None, complete)  # type: ignore[attr-defined]
 
         def called_value(source: Any, path: Path) -> Any:
             if uniform and info_name is None and plans.execution.subtree_allowed.get(key) is True:
@@ -414,6 +417,10 @@ class SubtreePlans:
 
         if runner is not None:
             return _path_free(runner, False)
+        if info_name is None and not checks_type and not kwargs and (not permissions or uniform):
+            called_value.inlined = (  # type: ignore[attr-defined]
+                "called", method, attribute, key if permissions else None, complete
+            )
         return _path_free(called_value, not needs_info and _is_path_free(complete))
 
     def _completer(self, kind: GraphQLOutputType, field_details_list: Any, checked: bool = False) -> Completer | None:
@@ -440,6 +447,8 @@ class SubtreePlans:
                     return [item(v, new(Path, (path, i, None)), info) for i, v in enumerate(value)]
                 return [item(v, None, info) for v in value]
 
+            if not needs_path:
+                listed.inlined = ("list", non_null, item)  # type: ignore[attr-defined]
             return _path_free(listed, not needs_path)
         is_awaitable = self.is_awaitable
         if is_leaf_type(kind):
@@ -460,6 +469,7 @@ class SubtreePlans:
                     raise Abandon
                 return coerced
 
+            leaf.inlined = ("leaf", non_null, same, checked, _SAME.get(id(kind)), coerce)  # type: ignore[attr-defined]
             return _path_free(leaf, True)
         if is_object_type(kind):
             plan = self._object_plan(kind, field_details_list)  # type: ignore[arg-type]
@@ -486,6 +496,7 @@ class SubtreePlans:
                             classes.add(kind_of_value)
                     return plan(value, path)
 
+                obj.inlined = ("object", non_null, cast, classes, plan)  # type: ignore[attr-defined]
                 return _path_free(obj, _is_path_free(plan))
 
             def obj(value: Any, path: Path, info: Any) -> Any:
@@ -499,6 +510,8 @@ class SubtreePlans:
                     raise Abandon
                 return plan(value, path)
 
+            if is_type_of is None:  # any value of a settled type goes to the plan
+                obj.inlined = ("object", non_null, None, _SETTLED, plan)  # type: ignore[attr-defined]
             return _path_free(obj, _is_path_free(plan))
         return None  # interfaces and unions go the ordinary way
 
@@ -538,17 +551,23 @@ class SubtreePlans:
                 entries.append((3, response_key, inline[1], inline[0]))
                 continue
             entries.append((2, response_key, runner, None))
-        shape = tuple(
-            (
+        shape_entries: list[tuple[Any, ...]] = []
+        parts: list[Any] = []
+        for n, (which, response_key, what, leaf) in enumerate(entries):
+            inlined = _Inline.field(self, n, which, response_key, what, leaf) if which in (2, 3) else None
+            if inlined is not None:  # (4, key, number of objects, path free, the code)
+                shape_entries.append((4, response_key, len(inlined[1]), _is_path_free(what), inlined[0]))
+                parts.append(inlined[1])
+                continue
+            shape_entries.append((
                 which,
                 response_key,
                 what if which == 1 else leaf if which == 3 else None,
                 bool(leaf and leaf[1]) if which == 1 else which in (2, 3) and _is_path_free(what),
                 leaf[2] if which == 1 else None,
-            )
-            for which, response_key, what, leaf in entries
-        )
-        parts = [leaf[0] if which == 1 else what for which, _key, what, leaf in entries]
+            ))
+            parts.append(leaf[0] if which == 1 else what)
+        shape = tuple(shape_entries)
         plan = _plan_factory(shape)(
             Abandon, _SETTLED, _refuse_pending, self.is_awaitable, Path, _UNDEFINED, kind.name, parts
         )
@@ -615,6 +634,142 @@ def _settle(kind: type) -> None:
         _UNSETTLED.add(kind)  # checked value by value (a view forwarding attributes to its row)
 
 
+_V = re.compile(r"\bv\b")  # the value in a `_SAME` test
+
+
+class _Inline:
+    """The code completing one field of an object plan inside the plan itself, for a field runner or an attribute's
+    completer that describes itself (`inlined`): a read of a preloaded attribute, a call of a resolver method, a
+    leaf's coercion, an object checked by its class then given to its own plan, a list of those. Each step does
+    what the runner or completer would, in the same order; whenever a value is not what the inlined step expects
+    (an unknown class, a type not known to be settled, a permission not decided yet for the request), the
+    runner or completer itself is called for that value, as the plan would have called it."""
+
+    MAX_DEPTH = 4
+
+    def __init__(self, plans: SubtreePlans, n: int, response_key: str) -> None:
+        self.plans = plans
+        self.n = n
+        self.key = repr(response_key)
+        self.objects: list[Any] = []
+        self.lines: list[str] = []
+        self.count = 0
+
+    @classmethod
+    def field(
+        cls, plans: SubtreePlans, n: int, which: int, response_key: str, what: Any, attribute: Any
+    ) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+        """(code lines, the objects they name) for entry `n` of a plan (2: a field runner, 3: an attribute and
+        its completer), or None when it does not describe itself."""
+        desc = getattr(what, "inlined", None)
+        if desc is None:
+            return None
+        made = cls(plans, n, response_key)
+        if which == 3:
+            value = made.var()
+            made.emit(0, f"{value} = {made.read(attribute)}")
+            result = made.completed(what, value, made.path_of(what), 0, 0)
+            made.emit(0, f"out[{made.key}] = {result}")
+        else:
+            made.runner(what, desc)
+        return tuple(made.lines), tuple(made.objects)
+
+    def name(self, value: Any) -> str:
+        self.objects.append(value)
+        return f"part_{self.n}_{len(self.objects) - 1}"
+
+    def var(self) -> str:
+        self.count += 1
+        return f"v_{self.n}_{self.count}"
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("        " + "    " * indent + line)
+
+    def path_of(self, function: Any) -> str:
+        return "None" if _is_path_free(function) else f"NEW(Path, (path, {self.key}, TYPE))"
+
+    @staticmethod
+    def read(attribute: str) -> str:
+        if attribute.isidentifier() and not iskeyword(attribute):
+            return f"source.{attribute}"
+        return f"getattr(source, {attribute!r})"
+
+    def runner(self, runner: Any, desc: tuple[Any, ...]) -> None:
+        """A preloaded attribute read (when loaded, and allowed for the request) or a method called (or an
+        attribute read, when allowed for the request), then completed; else the runner itself."""
+        value = self.var()
+        if desc[0] == "preloaded":
+            _kind, attribute, key, complete = desc
+            self.emit(0, f"{value} = {self.read(attribute)}")
+            test = f"{value} is not None"
+            if key is not None:
+                test += f" and {self.allowed(key)}"
+            self.emit(0, f"if {test}:")
+            indent = 1
+        else:
+            _kind, method, attribute, key, complete = desc
+            indent = 0
+            if key is not None:
+                self.emit(0, f"if {self.allowed(key)}:")
+                indent = 1
+            read = f"{self.name(method)}(source)" if method is not None else self.read(attribute)
+            self.emit(indent, f"{value} = {read}")
+        self.emit(indent, f"if type({value}) not in SETTLED:")
+        self.emit(indent + 1, f"{self.name(_refuse_called)}({value}, is_awaitable)")
+        result = self.completed(complete, value, self.path_of(complete), indent, 0)
+        self.emit(indent, f"out[{self.key}] = {result}")
+        if indent:
+            self.emit(0, "else:")
+            self.emit(1, f"out[{self.key}] = {self.name(runner)}(source, {self.path_of(runner)})")
+
+    def allowed(self, key: int) -> str:
+        """Whether every permission class of the field said, once for this request, that it allows every object."""
+        return f"{self.name(self.plans)}.execution.subtree_allowed.get({key!r}) is True"
+
+    def completed(self, complete: Any, value: str, where: str, indent: int, depth: int) -> str:
+        """Emits the completion of the variable `value` by `complete` (given `where` as its path and no resolve
+        info) into a new variable, whose name it returns."""
+        target = self.var()
+        desc = getattr(complete, "inlined", None)
+        if desc is None or depth >= self.MAX_DEPTH:
+            self.emit(indent, f"{target} = {self.name(complete)}({value}, {where}, None)")
+            return target
+        kind, non_null = desc[0], desc[1]
+        self.emit(indent, f"if {value} is None:")
+        self.emit(indent + 1, "raise ABANDON" if non_null else f"{target} = None")
+        if kind == "leaf":
+            _kind, _non_null, same, checked, same_test, coerce = desc
+            if same is not None:
+                self.emit(indent, f"elif type({value}) is {self.name(same)}:")
+                self.emit(indent + 1, f"{target} = {value}")
+            if same_test is not None:
+                self.emit(indent, "elif " + _V.sub(value, same_test) + ":")
+                self.emit(indent + 1, f"{target} = {value}")
+            self.emit(indent, "else:" if checked else f"elif type({value}) in SETTLED:")
+            self.emit(indent + 1, f"{target} = {self.name(coerce)}({value})")
+            self.emit(indent + 1, f"if {target} is None or {target} is UNDEFINED:")
+            self.emit(indent + 2, "raise ABANDON")
+        elif kind == "object":
+            _kind, _non_null, cast, classes, plan = desc
+            test = f"type({value}) in {self.name(classes)}"
+            if cast is not None:
+                test += f" and getattr({value}, {cast!r}, None) is None"
+            self.emit(indent, f"elif {test}:")
+            self.emit(indent + 1, f"{target} = {self.name(plan)}({value}, {where})")
+        else:  # a list of items completed without paths
+            item = desc[2]
+            self.emit(indent, f"elif type({value}) is list or type({value}) is tuple:")
+            self.emit(indent + 1, f"{target} = []")
+            each = self.var()
+            self.emit(indent + 1, f"for {each} in {value}:")
+            done = self.completed(item, each, "None", indent + 2, depth + 1)
+            self.emit(indent + 2, f"{target}.append({done})")
+        if kind != "leaf" or not desc[3]:
+            self.emit(indent, "else:")
+            self.emit(indent + 1, f"{target} = {self.name(complete)}({value}, {where}, None)")
+        return target
+
+
 _FACTORIES: dict[tuple[Any, ...], Any] = {}
 
 
@@ -654,6 +809,8 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ..
                 "                raise ABANDON",
                 f"            out[{key}] = c",
             ]
+        elif which == 4:
+            body += list(same)  # type: ignore[arg-type]
         elif which == 3:
             assert attribute is not None
             read = f"source.{attribute}" if attribute.isidentifier() and not iskeyword(attribute) else (
@@ -666,9 +823,15 @@ def _plan_factory(shape: tuple[tuple[int, str, str | None, bool, str | None], ..
             body.append(f"        out[{key}] = part_{n}(source, {where})")
     body += ["        return out", "    return plan"]
     unpack = "".join(f"part_{n}, " for n in range(len(shape)))
+    inner = "".join(  # the objects an inlined field's code names
+        f"    ({''.join(f'part_{n}_{i}, ' for i in range(entry[2]))}) = part_{n}\n"
+        for n, entry in enumerate(shape)
+        if entry[0] == 4 and entry[2]
+    )
     source = (
         "def factory(ABANDON, SETTLED, refuse, is_awaitable, Path, UNDEFINED, TYPE, parts):\n"
         + (f"    ({unpack}) = parts\n" if shape else "")
+        + inner
         + "\n".join(body)
         + "\n"
     )
