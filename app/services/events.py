@@ -600,10 +600,7 @@ class Broker:
                 except Exception as exc:  # left undecided: the subscription decides it alone
                     log.warning("live_decide_failed", error=type(exc).__name__, exc_info=exc)
 
-            if len(deciding) == 1:  # no task of its own, which would wait a turn of the event loop to start
-                await one(deciding[0])
-            else:
-                await asyncio.gather(*(one(d) for d in deciding))
+            await asyncio.gather(*(one(d) for d in deciding))
         except Exception as exc:  # undecided: each subscription decides alone
             log.warning("live_batch_failed", error=type(exc).__name__, exc_info=exc)
         finally:
