@@ -20,6 +20,7 @@ from sqlalchemy import select
 from strawberry.dataloader import DataLoader
 
 from app.store.models import CatalogueVersion, Step
+from dataloaders.batch import answered
 from dataloaders.records import CourseRecord, CourseStepRecord, records
 from dataloaders.store import Store
 
@@ -112,7 +113,7 @@ class CourseLoaders:
             future = self.by_id.cache_map.get(course_id)
             if future is None:
                 found.append(self._catalogue.courses.get(course_id))
-            elif future.done() and not future.cancelled() and future.exception() is None:
+            elif answered(future):
                 found.append(future.result())
             else:
                 return None
