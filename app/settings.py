@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ACCOUNT_KINDS = ("STAFF", "LEARNER", "EXTERNAL")
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     # collection, is frozen out of its collections; every gc_reclaim_every-th full collection walks everything
     gc_threshold: Annotated[tuple[int, ...], NoDecode] = (700, 10, 10)
     gc_freeze: bool = True
-    gc_reclaim_every: int = 10
+    gc_reclaim_every: int = Field(default=10, ge=1)
 
     # logs: the level of every logger (DEBUG, INFO, WARNING, ERROR); the access log line per request
     log_level: str = "INFO"
@@ -185,13 +185,6 @@ class Settings(BaseSettings):
         if len(numbers) not in (0, 3) or any(n < 1 for n in numbers):
             raise ValueError("gc_threshold takes three positive numbers (generation 0, 1, 2), or nothing")
         return numbers
-
-    @field_validator("gc_reclaim_every")
-    @classmethod
-    def _gc_reclaim_every(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("gc_reclaim_every takes a positive number of full collections")
-        return value
 
     @field_validator("http_concurrent_operations")
     @classmethod
