@@ -195,6 +195,13 @@ def _step_sub(r: str) -> list[str]:
     return _counts_sub(r, "steps_completed = steps_completed - 1", f" AND {r}.completed_at IS NOT NULL")
 
 
+def _create_trigger(name: str, timing: str, event: str, columns: tuple[str, ...], table: str, when: str) -> str:
+    """The head of a row trigger's CREATE TRIGGER (its body or EXECUTE FUNCTION follows)."""
+    of = f" OF {', '.join(columns)}" if columns else ""
+    condition = f" WHEN ({when})" if when else ""
+    return f"CREATE TRIGGER {name} {timing} {event}{of} ON {table} FOR EACH ROW{condition}"
+
+
 class Trigger:
     """One AFTER ... FOR EACH ROW trigger: its statements, the columns an UPDATE must touch, a WHEN condition,
     and (PostgreSQL) the learners to lock first."""
@@ -219,9 +226,7 @@ class Trigger:
         return self.event == "DELETE" and self.table != "learner_rollup"
 
     def _head(self, timing: str = "AFTER") -> str:
-        of = f" OF {', '.join(self.columns)}" if self.columns else ""
-        when = f" WHEN ({self.when})" if self.when else ""
-        return f"CREATE TRIGGER {self.name} {timing} {self.event}{of} ON {self.table} FOR EACH ROW{when}"
+        return _create_trigger(self.name, timing, self.event, self.columns, self.table, self.when)
 
     def sqlite(self) -> list[str]:
         body = "".join(f"  {s};\n" for s in self.statements)
@@ -425,9 +430,7 @@ class CardTrigger:
         return f"cards_{self.table}_{self.event.lower()}"
 
     def _head(self, timing: str) -> str:
-        of = f" OF {', '.join(self.columns)}" if self.columns else ""
-        when = f" WHEN ({self.when})" if self.when else ""
-        return f"CREATE TRIGGER {self.name} {timing} {self.event}{of} ON {self.table} FOR EACH ROW{when}"
+        return _create_trigger(self.name, timing, self.event, self.columns, self.table, self.when)
 
     def sqlite(self) -> list[str]:
         return [f"{self._head(self.timing)}\nBEGIN\n  {self.sqlite_body};\nEND"]
