@@ -133,7 +133,7 @@ async def seed(url: str, n: int, warm: int = 0) -> dict[str, Any]:
 
 class KeptAlive:
     """POSTs over kept-alive HTTP/1.1 connections to one worker, at most `size` open: the submissions' client.
-    httpx cost the bench process ~3.5 ms of CPU per request, on the same two cores as the workers and PostgreSQL;
+    httpx cost the bench process ~3.3 ms of CPU per request, on the same two cores as the workers and PostgreSQL;
     this costs a fraction of that, so the burst measures the server rather than its client."""
 
     def __init__(self, address: str, size: int) -> None:
