@@ -45,6 +45,7 @@ from app.runtime.logs import log
 from app.runtime.metrics import LIVE_PUBLISHED, LIVE_RECEIVED
 from app.services.viewers import Viewer, viewers_now
 from app.settings import Settings
+from app.store import instants
 from app.store.db import Database
 from app.store.models import Group, GroupClosure, Membership, Submission, User
 from dataloaders.loaders import Loaders
@@ -265,6 +266,7 @@ class Broker:
                 database.url, pool_size=max(1, settings.live_concurrent_deliveries), max_overflow=0,
                 isolation_level="AUTOCOMMIT",
             )
+            instants.decode_once(self._reading)
             sql_event.listen(self._reading.sync_engine, "before_cursor_execute", database.counter)
 
     # --- subscriptions -----------------------------------------------------------------------------------

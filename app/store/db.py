@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.runtime.errors import ConcurrentChange
 from app.settings import Settings
+from app.store import instants
 from app.store.lean import LeanStatement
 
 # unique violation, foreign key violation, serialization failure, deadlock
@@ -181,6 +182,7 @@ class Database:
                 pool_pre_ping=settings.database_pool_pre_ping, pool_recycle=settings.database_pool_recycle_seconds,
             )
             self.write_engine = self.engine
+            instants.decode_once(self.engine)
         for engine in {self.engine, self.write_engine}:
             event.listen(engine.sync_engine, "before_cursor_execute", self.counter)
         # Live updates: what a committed transaction published goes here (app.services.events sets it), and
