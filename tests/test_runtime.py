@@ -327,6 +327,23 @@ def test_instants_are_written_as_isoformat_in_utc_with_z() -> None:
     assert rfc3339(datetime(2026, 3, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))) == "2026-03-01T09:30:00Z"
 
 
+def test_instants_written_are_kept_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from resolvers import scalars
+
+    monkeypatch.setattr(scalars, "WRITTEN_SIZE", 8)
+    monkeypatch.setattr(scalars, "_written", {})
+    start = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    first = scalars.rfc3339(start)
+    assert scalars.rfc3339(datetime(2026, 3, 1, 9, 30, tzinfo=UTC)) is first  # an equal instant: written once
+    for n in range(1, 20):
+        value = start + timedelta(microseconds=n)
+        assert scalars.rfc3339(value) == value.isoformat().removesuffix("+00:00") + "Z"
+        assert len(scalars._written) <= 8
+    assert scalars.rfc3339(start) == "2026-03-01T09:30:00Z"  # written again after the memo was emptied
+
+
 async def test_the_loaders_hold_nothing_once_forgotten() -> None:
     import asyncio
     import weakref
