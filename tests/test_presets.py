@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.demo.presets import SHAPES, level_sizes, plan_preset, seed_preset
 from app.store import rollup
@@ -75,6 +75,15 @@ async def test_small_preset_shape(site: Site) -> None:
         assert await site.count(AccessRequest, AccessRequest.status == "PENDING", AccessRequest.expires_at < now) > 0
     assert await site.count(AccessRequest) == 20
     assert await site.count(GuardianLink) == 50
+    if not site.database.is_sqlite:  # vacuumed once loaded: the closure's pages are all visible, as autovacuum leaves them
+        async with site.database.engine.connect() as conn:
+            vacuumed = (await conn.execute(text(
+                "SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'group_closure'"
+            ))).one()
+            pages, visible = (await conn.execute(text(
+                "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'group_closure'"
+            ))).one()
+        assert tuple(vacuumed) == (True, True) and pages > 0 and visible == pages
     assert await site.count(Submission, Submission.status == "NEEDS_REVIEW") > 100
     assert await site.count(Usage) >= 1_000
     assert await site.count(Enrollment, Enrollment.completed_at.is_not(None)) > 0
