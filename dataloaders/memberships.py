@@ -26,6 +26,8 @@ from dataloaders.records import (
     GroupRecord,
     ListedUserRecord,
     MembershipRecord,
+    ShownGroupRecord,
+    ShownUserRecord,
     as_read,
     columns_as_read,
     ids_in,
@@ -50,6 +52,27 @@ class MemberFilter:
 
 # one keyset page: (membership record, the user's normalized last name for the cursor), in fetch order
 MemberPage = list[tuple[Any, str]]
+
+
+@dataclass(frozen=True)
+class PageColumns:
+    """Whether a page reads its users and its groups as shown records (dataloaders.records: ShownUserRecord,
+    ShownGroupRecord), kept in `MembershipLoaders.shown_users` / `shown_groups`, rather than whole records
+    primed into the user and group loaders."""
+
+    shown_users: bool = False
+    shown_groups: bool = False
+
+
+WHOLE = PageColumns()
+
+
+def _records(columns: PageColumns) -> tuple[Any, Any]:
+    """The record types of a page's users and groups."""
+    return (
+        ShownUserRecord if columns.shown_users else ListedUserRecord,
+        ShownGroupRecord if columns.shown_groups else GroupRecord,
+    )
 
 
 # made once: an alias rebuilt per statement costs a proxy per column each time
@@ -82,6 +105,9 @@ class MembershipLoaders:
         # (scope, filter without roles) -> group id -> role -> memberships counted
         self._role_counts: dict[Hashable, dict[int, dict[str, int]]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
+        # id -> the shown record a page read (PageColumns), for the page's own fields only
+        self.shown_users: dict[int, Any] = {}
+        self.shown_groups: dict[int, Any] = {}
         self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
 
     def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
@@ -233,7 +259,8 @@ class MembershipLoaders:
     # --- pages --------------------------------------------------------------------------------
 
     def pages(
-        self, scope: Hashable, filter: MemberFilter, visible: Visible, window: Window, admitted: str | None = None
+        self, scope: Hashable, filter: MemberFilter, visible: Visible, window: Window, admitted: str | None = None,
+        columns: PageColumns = WHOLE,
     ) -> DataLoader[int, MemberPage]:
         """group id -> one keyset page of memberships (ordered by last name then id), in fetch order with up to
         `window.fetch` rows.
@@ -242,18 +269,19 @@ class MembershipLoaders:
         (for a single group, ORDER BY ... LIMIT). When `visible` admits every membership (`admitted` "all":
         a site admin) and nothing is searched, the statement is built once per process for each shape of
         the arguments, the groups, the page's size and the cursor bound at execution."""
-        key = (scope, filter, window)
+        key = (scope, filter, window, columns)
         loader = self._pages.get(key)
         if loader is None:
 
             async def load(group_ids: Sequence[int]) -> list[MemberPage]:
-                return await self._load_pages(group_ids, filter, visible, window, admitted == "all")
+                return await self._load_pages(group_ids, filter, visible, window, admitted == "all", columns)
 
             loader = self._pages[key] = DataLoader(load_fn=load)
         return loader
 
     async def _load_pages(
-        self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, window: Window, everyone: bool = False
+        self, group_ids: Sequence[int], filter: MemberFilter, visible: Visible, window: Window, everyone: bool = False,
+        columns: PageColumns = WHOLE,
     ) -> list[MemberPage]:
         single = len(set(group_ids)) == 1
         bound, params, shape = keyset.parametrized(_PAGE_KEYS, window)
@@ -261,32 +289,39 @@ class MembershipLoaders:
         read = self.store.all
         postgres = self.store.dialect == "postgresql"
         if everyone and filter.search is None:
-            query = _PAGE_STATEMENTS.get((single, filter, shape, postgres))
+            query = _PAGE_STATEMENTS.get((single, filter, shape, postgres, columns))
             if query is None:
-                query = _PAGE_STATEMENTS[(single, filter, shape, postgres)] = self._page_statement(
-                    single, filter, visible, bound, postgres
+                query = _PAGE_STATEMENTS[(single, filter, shape, postgres, columns)] = self._page_statement(
+                    single, filter, visible, bound, postgres, columns
                 )
             read = self.store.rows  # built once: it may run lean
         else:
-            query = self._page_statement(single, filter, visible, bound, postgres)
+            query = self._page_statement(single, filter, visible, bound, postgres, columns)
         pages: dict[int, MemberPage] = defaultdict(list)
+        user_record, group_record = _records(columns)
         users_at = 1 + MembershipRecord.width
-        groups_at = users_at + ListedUserRecord.width
+        groups_at = users_at + user_record.width
+        user_into = self.shown_users.__setitem__ if columns.shown_users else self.users.by_id.prime
+        group_into = self.shown_groups.__setitem__ if columns.shown_groups else self.groups.by_id.prime
         groups: set[int] = set()  # a page's members share a few groups: each group's record made once
         for row in await read(query, params):
             membership = MembershipRecord(*row[1:users_at])
-            user = ListedUserRecord(*row[users_at:groups_at])
+            user = user_record(*row[users_at:groups_at])
             pages[row[0]].append((membership, membership.sort_name))  # the cursor's last name: membership's own
-            self.users.by_id.prime(user.id, user)
+            user_into(user.id, user)
             if membership.group_id not in groups:
                 groups.add(membership.group_id)
-                group = GroupRecord(*row[groups_at:])
-                self.groups.by_id.prime(group.id, group)
+                group = group_record(*row[groups_at:])
+                group_into(group.id, group)
         return [pages.get(group_id, []) for group_id in group_ids]
 
-    def _page_statement(self, single: bool, filter: MemberFilter, visible: Visible, window: Window, postgres: bool = False):  # type: ignore[no-untyped-def]
+    def _page_statement(  # type: ignore[no-untyped-def]
+        self, single: bool, filter: MemberFilter, visible: Visible, window: Window, postgres: bool = False,
+        shown: PageColumns = WHOLE,
+    ):
         """The page's statement for `window` (its cursor's values bind parameters: keyset.parametrized), the
         groups bound as `asked_groups` and the rows to fetch as `fetch`."""
+        user_record, group_record = _records(shown)
         closure = _CLOSURE
         keys = _PAGE_KEYS
         order = keyset.ordering(keys, window)
@@ -311,21 +346,21 @@ class MembershipLoaders:
         ranked = inner.subquery()
         u, g = User.__table__, Group.__table__  # type: ignore[attr-defined]
         membership_columns = [ranked.c["membership_id" if c.key == "id" else f"membership_{c.key}"] for c in MembershipRecord.columns]
-        query = select(ranked.c.owner, *membership_columns, *columns_as_read(ListedUserRecord, postgres))
+        query = select(ranked.c.owner, *membership_columns, *columns_as_read(user_record, postgres))
         query = query.select_from(ranked).join(u, u.c.id == ranked.c.membership_user_id)
         if postgres:
             # the page's groups by primary key: joined plainly, PostgreSQL hashed all groups for the page's
             # 101 rows (a sequential scan of 2,000 at the bench); OFFSET 0 keeps the subquery a lookup per row
             # (backend CPU of the page at level 5 0.35 -> 0.1 ms, root 1.15 -> 0.9)
             page_group = (
-                select(*columns_as_read(GroupRecord, postgres))
+                select(*columns_as_read(group_record, postgres))
                 .where(g.c.id == ranked.c.membership_group_id)
                 .offset(literal_column("0", Integer))
                 .lateral("page_group")
             )
             query = query.add_columns(*page_group.c).join(page_group, true())
         else:
-            query = query.add_columns(*columns_as_read(GroupRecord, postgres)).join(g, g.c.id == ranked.c.membership_group_id)
+            query = query.add_columns(*columns_as_read(group_record, postgres)).join(g, g.c.id == ranked.c.membership_group_id)
         outer = keyset.ordering((Key(ranked.c.membership_sort_name), Key(ranked.c.membership_id)), window)
         if single:
             return query.order_by(*outer)

@@ -17,10 +17,10 @@ from sqlalchemy import ARRAY, ColumnElement, DateTime, Executable, TypeDecorator
 from app.store.models import Course, Group, Membership, Step, Submission, User
 
 
-def record_type(model: Any, name: str, leave_out: tuple[str, ...] = ()) -> Any:
-    """A slots dataclass with one attribute per column of `model`'s table (but `leave_out`), in table order
-    (`columns`)."""
-    columns = tuple(c for c in model.__table__.columns if c.key not in leave_out)
+def record_type(model: Any, name: str, leave_out: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> Any:
+    """A slots dataclass with one attribute per column of `model`'s table (but `leave_out`; or just `only`), in
+    table order (`columns`)."""
+    columns = tuple(c for c in model.__table__.columns if c.key not in leave_out and (only is None or c.key in only))
     cls = make_dataclass(name, [c.key for c in columns], slots=True)
     cls.columns = columns
     cls.width = len(columns)
@@ -34,6 +34,14 @@ UserRecord = record_type(User, "UserRecord")
 LISTED_USER_LEFT_OUT = ("email_normalized", "name_search", "password_hash")
 ListedUserRecord = record_type(User, "UserRecord", leave_out=LISTED_USER_LEFT_OUT)
 GroupRecord = record_type(Group, "GroupRecord")
+# a page's users and groups when the query asks of them only what a dashboard shows
+# (resolvers.memberships.SHOWN_USER_FIELDS, SHOWN_GROUP_FIELDS), with every column a permission decision
+# reads: a page of 100 sends and decodes ~2,500 values fewer. Never primed into the shared loaders, whose
+# other readers may ask any column.
+ShownUserRecord = record_type(
+    User, "ShownUserRecord", only=("id", "email", "first_name", "last_name", "kind", "status", "site_roles", "home_group_id")
+)
+ShownGroupRecord = record_type(Group, "ShownGroupRecord", only=("id", "parent_id", "name"))
 MembershipRecord = record_type(Membership, "MembershipRecord")
 CourseRecord = record_type(Course, "CourseRecord")
 CourseStepRecord = record_type(Step, "CourseStepRecord")

@@ -148,15 +148,16 @@ def clean_text(value: str | None, field: str, *, max_length: int = 200, required
     return value
 
 
-def _sub_fields(info: Info, nodes: Sequence[FieldNode], name: str) -> list[FieldNode]:
-    """The fields called `name` directly under `nodes` (through fragments and inline fragments)."""
+def _sub_fields(info: Info, nodes: Sequence[FieldNode], name: str | None) -> list[FieldNode]:
+    """The fields called `name` (any, for None) directly under `nodes` (through fragments and inline
+    fragments)."""
     fragments = info._raw_info.fragments
     found: list[FieldNode] = []
 
     def walk(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> None:
         for selection in selection_set.selections if selection_set else ():
             if isinstance(selection, FieldNode):
-                if selection.name.value == name:
+                if name is None or selection.name.value == name:
                     found.append(selection)
             elif isinstance(selection, InlineFragmentNode):
                 walk(selection.selection_set, seen)
@@ -188,3 +189,9 @@ def selected(info: Info, *path: str) -> list[FieldNode]:
 
 def sub_selected(info: Info, nodes: Sequence[FieldNode], name: str) -> list[FieldNode]:
     return _sub_fields(info, nodes, name)
+
+
+def asked_names(info: Info, nodes: Sequence[FieldNode]) -> frozenset[str]:
+    """The names of the fields selected directly under `nodes` (through fragments; whatever @include and @skip
+    say: a field maybe asked counts as asked)."""
+    return frozenset(field.name.value for field in _sub_fields(info, nodes, None))

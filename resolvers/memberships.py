@@ -23,7 +23,7 @@ from app.store.models import Membership as MembershipRow
 from app.store.models import utcnow
 from dataloaders.batch import load_all
 from dataloaders.loaders import Loaders
-from dataloaders.memberships import MemberFilter, Visible
+from dataloaders.memberships import WHOLE, MemberFilter, PageColumns, Visible
 from permissions.classes import Subjects, requires
 from permissions.filters import group_visible, member_rows_admitted, member_rows_visible
 from permissions.reach import (
@@ -36,6 +36,7 @@ from permissions.reach import (
 from resolvers.common import (
     Node,
     PageInfo,
+    asked_names,
     clean_text,
     paging,
     selected,
@@ -219,11 +220,12 @@ async def members_of(
     scope, visible = member_visibility(reach, group_id)
     admitted = member_rows_admitted(reach, group_id)
     loaders = info.context.loaders.memberships
-    fetched = await loaders.pages(scope, filter, visible, pages.window, admitted).load(group_id)
+    columns = page_columns(info)
+    fetched = await loaders.pages(scope, filter, visible, pages.window, admitted, columns).load(group_id)
     asks_cursors = bool(selected(info, "edges", "cursor"))
     rows, made, page_info_ = pages.page(fetched, lambda pair: (pair[1], pair[0].id), every=asks_cursors)
     memberships = [m for m, _name in rows]
-    users, groups = await member_page_views(info, memberships)
+    users, groups = await member_page_views(info, memberships, columns)
     edges = [
         MemberEdge(c, Membership(row=m, user_view=users.get(m.user_id), group_view=groups.get(m.group_id)))
         for c, m in zip(made, memberships, strict=True)
@@ -235,7 +237,25 @@ async def members_of(
     return MembershipConnection(edges=edges, page_info=page_info_, count=count)
 
 
-async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[int, UserView], dict[int, GroupView]]:
+# the fields of a page's users and groups that read no column but those of the shown records
+# (dataloaders.records: ShownUserRecord, ShownGroupRecord); `courseProgress` reads the user's id alone
+SHOWN_USER_FIELDS = frozenset({"__typename", "id", "databaseId", "firstName", "lastName", "email", "courseProgress"})
+SHOWN_GROUP_FIELDS = frozenset({"__typename", "id", "databaseId", "name"})
+
+
+def page_columns(info: Info) -> PageColumns:
+    """Shown records for the page's users (and groups) when the query asks nothing else of them: a dashboard's
+    page then reads 8 user columns of 17 and 3 group columns of 16."""
+    users, groups = selected(info, "edges", "node", "user"), selected(info, "edges", "node", "group")
+    return PageColumns(
+        shown_users=asked_names(info, users) <= SHOWN_USER_FIELDS,
+        shown_groups=asked_names(info, groups) <= SHOWN_GROUP_FIELDS,
+    )
+
+
+async def member_page_views(
+    info: Info, memberships: list[Any], columns: PageColumns = WHOLE
+) -> tuple[dict[int, UserView], dict[int, GroupView]]:
     """What the query asks below a page of memberships, loaded for the whole page at once (the page query
     brought the users and groups along): the users with their group ids (one statement), their course cards
     when `user { courseProgress }` is asked without arguments (resolvers.progress.preload_course_progress),
@@ -247,7 +267,13 @@ async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[in
     loaders = info.context.loaders
     user_nodes = selected(info, "edges", "node", "user")
     if user_nodes:
-        rows = await load_all(loaders.users.by_id, list(dict.fromkeys(m.user_id for m in memberships)))
+        user_ids = list(dict.fromkeys(m.user_id for m in memberships))
+        if columns.shown_users:
+            shown = loaders.memberships.shown_users
+            rows = [shown.get(i) for i in user_ids]
+        else:
+            rows = await load_all(loaders.users.by_id, user_ids)
+        # from_loader: shown records stay out of the user loader
         views = await prepare_users(info, [r for r in rows if r is not None], from_loader=True)
         users = {v.row.id: v for v in views}  # type: ignore[misc]
         progress_nodes = sub_selected(info, user_nodes, "course_progress") + sub_selected(info, user_nodes, "courseProgress")
@@ -255,7 +281,11 @@ async def member_page_views(info: Info, memberships: list[Any]) -> tuple[dict[in
             with_steps = any(sub_selected(info, progress_nodes, "steps"))
             await preload_course_progress(info, views, with_steps)
     if selected(info, "edges", "node", "group"):
-        found = await load_all(loaders.groups.by_id, list(dict.fromkeys(m.group_id for m in memberships)))
+        group_ids = list(dict.fromkeys(m.group_id for m in memberships))
+        if columns.shown_groups:
+            found = [loaders.memberships.shown_groups.get(i) for i in group_ids]
+        else:
+            found = await load_all(loaders.groups.by_id, group_ids)
         groups = {g.id: GroupView(row=g) for g in found if g is not None}
     return users, groups
 
