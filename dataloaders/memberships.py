@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, bindparam, func, literal_column, select, true
@@ -57,14 +57,22 @@ MemberPage = list[tuple[Any, str]]
 @dataclass(frozen=True)
 class PageColumns:
     """Whether a page reads its users and its groups as shown records (dataloaders.records: ShownUserRecord,
-    ShownGroupRecord), kept in `MembershipLoaders.shown_users` / `shown_groups`, rather than whole records
-    primed into the user and group loaders."""
+    ShownGroupRecord), kept in `MembershipLoaders.shown`, rather than whole records primed into the user and
+    group loaders."""
 
     shown_users: bool = False
     shown_groups: bool = False
 
 
 WHOLE = PageColumns()
+
+
+@dataclass
+class ShownRecords:
+    """id -> the shown record a page read (PageColumns), for the page's own fields only."""
+
+    users: dict[int, Any] = field(default_factory=dict)
+    groups: dict[int, Any] = field(default_factory=dict)
 
 
 def _records(columns: PageColumns) -> tuple[Any, Any]:
@@ -105,9 +113,7 @@ class MembershipLoaders:
         # (scope, filter without roles) -> group id -> role -> memberships counted
         self._role_counts: dict[Hashable, dict[int, dict[str, int]]] = {}
         self._pages: dict[Hashable, DataLoader[int, MemberPage]] = {}
-        # id -> the shown record a page read (PageColumns), for the page's own fields only
-        self.shown_users: dict[int, Any] = {}
-        self.shown_groups: dict[int, Any] = {}
+        self.shown = ShownRecords()
         self._of_user: dict[Hashable, DataLoader[int, list[Membership]]] = {}
 
     def of_user(self, scope: Hashable, visible: Visible) -> DataLoader[int, list[Membership]]:
@@ -301,8 +307,8 @@ class MembershipLoaders:
         user_record, group_record = _records(columns)
         users_at = 1 + MembershipRecord.width
         groups_at = users_at + user_record.width
-        user_into = self.shown_users.__setitem__ if columns.shown_users else self.users.by_id.prime
-        group_into = self.shown_groups.__setitem__ if columns.shown_groups else self.groups.by_id.prime
+        user_into = self.shown.users.__setitem__ if columns.shown_users else self.users.by_id.prime
+        group_into = self.shown.groups.__setitem__ if columns.shown_groups else self.groups.by_id.prime
         groups: set[int] = set()  # a page's members share a few groups: each group's record made once
         for row in await read(query, params):
             membership = MembershipRecord(*row[1:users_at])

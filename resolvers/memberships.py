@@ -269,7 +269,7 @@ async def member_page_views(
     if user_nodes:
         user_ids = list(dict.fromkeys(m.user_id for m in memberships))
         if columns.shown_users:
-            shown = loaders.memberships.shown_users
+            shown = loaders.memberships.shown.users
             rows = [shown.get(i) for i in user_ids]
         else:
             rows = await load_all(loaders.users.by_id, user_ids)
@@ -283,7 +283,7 @@ async def member_page_views(
     if selected(info, "edges", "node", "group"):
         group_ids = list(dict.fromkeys(m.group_id for m in memberships))
         if columns.shown_groups:
-            found = [loaders.memberships.shown_groups.get(i) for i in group_ids]
+            found = [loaders.memberships.shown.groups.get(i) for i in group_ids]
         else:
             found = await load_all(loaders.groups.by_id, group_ids)
         groups = {g.id: GroupView(row=g) for g in found if g is not None}

@@ -278,11 +278,14 @@ class GroupGraphView(GraphQL):
         finally:
             if not streaming:
                 await context.close()
-        if not isinstance(response, StreamingResponse):  # written: nothing reads the loaders any more
-            context.forget_loaded()
+        written = not isinstance(response, StreamingResponse)  # nothing reads the loaders any more
         response = self._negotiate(request, response)
         for cookie in context.cookies:
             response.headers.append("set-cookie", cookie)
+        if written and response.background is None:  # let go once the answer is sent, not before
+            response.background = BackgroundTask(context.forget_loaded)
+        elif written:
+            context.forget_loaded()
         return response
 
     async def serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
