@@ -122,6 +122,11 @@ class EventStreamWhenPreferred(SSETransport):
         return prefers_event_stream(accept)
 
 
+async def _forget_loaded(context: Context) -> None:
+    """A coroutine: Starlette would run a plain function in a worker thread."""
+    context.forget_loaded()
+
+
 class GroupGraphView(GraphQL):
     graphql_transport_ws_handler_class = LiveHandler
     stream_transport_classes_by_protocol = {
@@ -283,7 +288,7 @@ class GroupGraphView(GraphQL):
         for cookie in context.cookies:
             response.headers.append("set-cookie", cookie)
         if written and response.background is None:  # let go once the answer is sent, not before
-            response.background = BackgroundTask(context.forget_loaded)
+            response.background = BackgroundTask(_forget_loaded, context)
         elif written:
             context.forget_loaded()
         return response
