@@ -21,6 +21,7 @@ from strawberry.dataloader import DataLoader
 from app.store import keyset
 from app.store.keyset import Key, Window
 from app.store.models import Group, GroupClosure, MemberRollup, Membership, User
+from dataloaders.batch import answered
 from dataloaders.groups import GroupLoaders
 from dataloaders.records import (
     GroupRecord,
@@ -73,6 +74,17 @@ class ShownRecords:
 
     users: dict[int, Any] = field(default_factory=dict)
     groups: dict[int, Any] = field(default_factory=dict)
+
+
+def _rolls_up(filter: MemberFilter, admitted: str | None) -> bool:
+    """Whether a count is read from member_rollup (see `MembershipLoaders.counts`)."""
+    return admitted in ("all", "own") and filter.include_nested and filter.search is None and not filter.include_ended
+
+
+def _total(by_role: dict[str, int], filter: MemberFilter) -> int:
+    if filter.roles is None:
+        return sum(by_role.values())
+    return sum(by_role.get(role, 0) for role in filter.roles)
 
 
 def _records(columns: PageColumns) -> tuple[Any, Any]:
@@ -183,10 +195,7 @@ class MembershipLoaders:
             known = self._role_counts.setdefault((scope, replace(filter, roles=None)), {})
 
             def total(group_id: int) -> int:
-                by_role = known.get(group_id, {})
-                if filter.roles is None:
-                    return sum(by_role.values())
-                return sum(by_role.get(role, 0) for role in filter.roles)
+                return _total(known.get(group_id, {}), filter)
 
             async def load(group_ids: Sequence[int]) -> list[int]:
                 # The children of the asked groups are counted in the same statement, so a dashboard asking
@@ -236,7 +245,7 @@ class MembershipLoaders:
         The member_rollup rows read with the group (`GroupLoaders.load_with_tree`) need no statement."""
         direct = group_ids
         out: list[tuple[int, str, int]] = []
-        if admitted in ("all", "own") and filter.include_nested and filter.search is None and not filter.include_ended:
+        if _rolls_up(filter, admitted):
             read = self.groups.rolled_up_members
             rolled = [(group, *row) for group in group_ids for row in read.get(group, ())]
             unread = [g for g in group_ids if g not in read]
@@ -253,6 +262,21 @@ class MembershipLoaders:
             ).group_by(closure.ancestor_id, Membership.role)
             out += [tuple(row) for row in await self.store.all(query)]  # type: ignore[misc]
         return out
+
+    def count_now(
+        self, scope: Hashable, filter: MemberFilter, visible: Visible, admitted: str | None, group_id: int
+    ) -> int | None:
+        """What `counts(...).load(group_id)` answers, when it needs no wait: counted already, or read with the
+        group (its member_rollup rows, `GroupLoaders.load_with_tree`: a dashboard's group and its children);
+        else None."""
+        future = self.counts(scope, filter, visible, admitted).cache_map.get(group_id)
+        if future is not None and answered(future):
+            return future.result()  # type: ignore[no-any-return]
+        rows = self.groups.rolled_up_members.get(group_id) if _rolls_up(filter, admitted) else None
+        if rows is None or (admitted == "own" and any(consent for _role, _n, consent in rows)):
+            return None
+        by_role = {role: int(n) for role, n, _consent in rows}
+        return _total(by_role, filter)
 
     def _parent_of(self, group_id: int) -> int | None:
         """The parent of a group this request has loaded already (None when not known)."""

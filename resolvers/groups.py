@@ -42,7 +42,13 @@ from resolvers.common import (
     selected,
 )
 from resolvers.enums import ExportFormat, GroupRole, SubmissionStatus
-from resolvers.memberships import MembershipConnection, member_count, members_of
+from resolvers.memberships import (
+    MembershipConnection,
+    count_before_fields,
+    member_count,
+    member_count_known,
+    members_of,
+)
 from resolvers.progress import GroupProgressSummary, group_usage_minutes, progress_summary_of
 from resolvers.reports import ProgressReportConnection, progress_export_url, progress_report
 from resolvers.reviews import SubmissionConnection, review_queue_of
@@ -173,8 +179,14 @@ class Group(Node):
         )
 
     @strawberry.field(description="Memberships the caller may see (as members.totalCount without filters).")
-    async def member_count(self, info: Info, include_nested: bool | None = False) -> int:
-        return await member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
+    @side_effect_free
+    def member_count(self, info: Info, include_nested: bool | None = False) -> int:
+        """The count at once when the request holds it (a dashboard's children, counted with their parent): the
+        list of children then completes in one pass; else an awaitable, which the executor awaits."""
+        known = member_count_known(info, self.row.id, bool(include_nested))  # type: ignore[arg-type]
+        if known is not None:
+            return known
+        return member_count(info, self.row.id, bool(include_nested))  # type: ignore[arg-type, return-value]
     # progress summary and review queue
     @strawberry.field(extensions=[requires(Permission.VIEW_PROGRESS)])
     async def progress_summary(
@@ -537,7 +549,10 @@ class GroupQueries:
         # the group: the same statements for a missing group and a hidden one)
         reads = tree_reads(info, await info.context.load_reach(), group_id)
         await info.context.loaders.groups.load_with_tree(group_id, reads)
-        return await visible_group(info, group_id)
+        group = await visible_group(info, group_id)
+        if group is not None and reads.member_counts:
+            await count_before_fields(info, group_id)
+        return group
 
     # the list of visible groups
     @strawberry.field(

@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from graphql import FieldNode, GraphQLBoolean, value_from_ast
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from app.runtime import cursors
@@ -190,10 +192,42 @@ def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
 
 async def member_count(info: Info, group_id: int, include_nested: bool) -> int:
     reach = await info.context.load_reach()
+    return await _counts(info, reach, group_id, include_nested).load(group_id)
+
+
+def member_count_known(info: Info, group_id: int, include_nested: bool) -> int | None:
+    """The count when the request holds it already (read with the group and its children, or counted), else
+    None; never waits."""
+    try:
+        reach = info.context.reach
+    except RuntimeError:  # not loaded yet
+        return None
     scope, visible = member_visibility(reach, group_id)
     admitted = member_rows_admitted(reach, group_id)
-    loader = info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible, admitted)
-    return await loader.load(group_id)
+    return info.context.loaders.memberships.count_now(scope, MemberFilter(include_nested), visible, admitted, group_id)
+
+
+async def count_before_fields(info: Info, group_id: int) -> None:
+    """Counts what memberCount the query asks of this group and of its children (counted in the same
+    statement) before their fields resolve, when it was not read with the group: the fields then answer at
+    once (`member_count_known`) and the group and the list of its children complete in one pass each."""
+    nodes = selected(info, "memberCount") + selected(info, "children", "memberCount")
+    for nested in dict.fromkeys(_include_nested(info, node) for node in nodes):
+        if member_count_known(info, group_id, nested) is None:
+            await member_count(info, group_id, nested)
+
+
+def _include_nested(info: Info, node: FieldNode) -> bool:
+    for argument in node.arguments or ():
+        if argument.name.value == "includeNested":
+            return bool(value_from_ast(argument.value, GraphQLBoolean, info.variable_values))
+    return False
+
+
+def _counts(info: Info, reach: Reach, group_id: int, include_nested: bool) -> DataLoader[int, int]:
+    scope, visible = member_visibility(reach, group_id)
+    admitted = member_rows_admitted(reach, group_id)
+    return info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible, admitted)
 
 
 async def members_of(

@@ -424,3 +424,21 @@ async def test_a_preloaded_value_answers_as_its_method(viewer: str, query: str, 
     assert tried[expect] >= 1, tried
     if viewer == "someone" and expect == "completed":
         assert fast_asked.count("object") == len(names), fast_asked
+
+
+CHILDREN = """query Kids($id: ID!, $nested: Boolean!) { group(id: $id) { memberCount(includeNested: $nested)
+  children { name memberCount(includeNested: $nested) } } }"""
+
+
+async def test_a_dashboards_children_with_their_counts_complete_in_one_pass(site: Site) -> None:
+    """The counts read with the group (member_rollup), or counted before its fields resolve (not nested), answer
+    memberCount at once: the group and the list of its children each complete in one pass."""
+    s = await school(site)
+    for viewer in ("admin", "leader"):
+        fast, ordinary, done = await both(site, s[viewer], CHILDREN, {"id": gid("Group", s["top"]), "nested": True})
+        assert fast == ordinary and b'"errors"' not in fast, (fast, ordinary)
+        assert b'"memberCount":11,' in fast and fast.count(b'"memberCount"') == 3, fast
+        assert done == {"completed": 3, "abandoned": 0}, (viewer, done)
+    fast, ordinary, done = await both(site, s["admin"], CHILDREN, {"id": gid("Group", s["top"]), "nested": False})
+    assert fast == ordinary and b'"errors"' not in fast, (fast, ordinary)
+    assert b'"memberCount":4,' in fast and done == {"completed": 3, "abandoned": 0}, (fast, done)
