@@ -25,7 +25,18 @@ from app.services.events import progress_changed, review_changed
 from app.services.ingest import RawEvent, prepare, record_progress
 from app.store.models import ActivityEvent as ActivityRow
 from dataloaders.batch import load_all
-from dataloaders.progress import Card, StepRecord
+from dataloaders.progress import (
+    CARD_ACTIVATED_AT,
+    CARD_COMPLETED,
+    CARD_COMPLETED_AT,
+    CARD_COURSE,
+    CARD_EXPIRES_AT,
+    CARD_POINTS,
+    CARD_POINTS_AVAILABLE,
+    CARD_VIEWED,
+    Card,
+    StepRecord,
+)
 from permissions.classes import decide, requires
 from permissions.filters import member_rows_admitted, member_rows_visible
 from permissions.reach import Permission
@@ -111,14 +122,14 @@ _NO_STEPS: tuple[StepProgress, ...] = ()  # a card without its steps asked (neve
 def card_of(card: Card, course: Course, steps: Sequence[StepProgress], shares: Sequence[float] | None = None) -> CardView:
     """`shares`: percent(n, the course's step count) for n = 0..count (course_shares), to look up."""
     count = course.step_count
-    viewed, completed = card.viewed, card.completed
+    viewed, completed, available = card[CARD_VIEWED], card[CARD_COMPLETED], card[CARD_POINTS_AVAILABLE]
     if shares is not None and 0 <= viewed <= count and 0 <= completed <= count:
         percent_viewed, percent_completed = shares[viewed], shares[completed]
     else:
         percent_viewed, percent_completed = percent(viewed, count), percent(completed, count)
     return CardView(
-        course, card.activated_at, card.expires_at, card.completed_at, percent_viewed, percent_completed,
-        percent(card.points, card.points_available) if card.points_available else None, completed, count, steps,
+        course, card[CARD_ACTIVATED_AT], card[CARD_EXPIRES_AT], card[CARD_COMPLETED_AT], percent_viewed,
+        percent_completed, percent(card[CARD_POINTS], available) if available else None, completed, count, steps,
     )
 
 
@@ -156,8 +167,8 @@ async def course_progress_of(info: Info, user: UserView, course_ids: Sequence[st
     loaders = info.context.loaders
     user_id: int = user.row.id  # type: ignore[assignment]
     wanted = None if course_ids is None else {require_id(c, "Course", "courseIds") for c in course_ids}
-    cards = [c for c in await loaders.progress.cards.load(user_id) if wanted is None or c.course_id in wanted]
-    courses = await course_views(info, [c.course_id for c in cards])
+    cards = [c for c in await loaders.progress.cards.load(user_id) if wanted is None or c[CARD_COURSE] in wanted]
+    courses = await course_views(info, [c[CARD_COURSE] for c in cards])
     with_steps = asks_for(info, "steps")
     records: dict[int, StepRecord] = await loaders.progress.step_records.load(user_id) if with_steps and cards else {}
     return progress_cards(info, user_id, cards, courses, records, with_steps)
@@ -174,7 +185,7 @@ async def preload_course_progress(info: Info, users: Sequence[UserView], with_st
     loaders = info.context.loaders
     ids: list[int] = [u.row.id for u in shown]  # type: ignore[misc]
     all_cards = await load_all(loaders.progress.cards, ids)
-    courses = await course_views(info, sorted({c.course_id for cards in all_cards for c in cards}))
+    courses = await course_views(info, sorted({c[CARD_COURSE] for cards in all_cards for c in cards}))
     all_records: list[dict[int, StepRecord]] = (
         await load_all(loaders.progress.step_records, ids) if with_steps else [{} for _ in ids]
     )
@@ -203,17 +214,17 @@ def progress_cards(
     if len(cards) == 2:  # most learners: one comparison instead of a sort with a key function
         rank = order.rank
         first, second = cards
-        if rank.get(second.course_id, -1) < rank.get(first.course_id, -1):
+        if rank.get(second[CARD_COURSE], -1) < rank.get(first[CARD_COURSE], -1):
             cards = (second, first)
     elif len(cards) > 2:
         rank = order.rank
-        cards = sorted(cards, key=lambda c: rank.get(c.course_id, -1))
+        cards = sorted(cards, key=lambda c: rank.get(c[CARD_COURSE], -1))
     shares = order.shares
     # a step nobody has touched reads the same for every learner: one object per step for the whole request
     untouched: dict[int, StepProgress] = info.context.extra.setdefault("untouched_steps", {}) if with_steps else {}
     out: list[CardView] = []
     for card in cards:
-        course = courses.get(card.course_id)
+        course = courses.get(card[CARD_COURSE])
         if course is None:
             continue
         steps: Sequence[StepProgress] = _NO_STEPS
@@ -233,7 +244,7 @@ def progress_cards(
                     if step_id not in untouched:
                         untouched[step_id] = StepProgress(step=step, viewed_at=None, completed_at=None, points=None)
                     listed.append(untouched[step_id])
-        out.append(card_of(card, course, steps, shares.get(card.course_id)))
+        out.append(card_of(card, course, steps, shares.get(card[CARD_COURSE])))
     return out
 
 

@@ -25,6 +25,7 @@ from app.runtime.metrics import LIVE_DELIVERED, LIVE_DELIVERY, LIVE_ENDED, LIVE_
 from app.services.events import ACCESS, PROGRESS, REACH, RESYNC, REVIEW, TOO_MANY_SUBSCRIPTIONS
 from app.services.viewers import Viewer
 from dataloaders.loaders import Loaders
+from dataloaders.progress import CARD_COMPLETED, CARD_COURSE
 from permissions.classes import Subjects, authenticated, requires
 from permissions.reach import Permission
 from resolvers.consent import AccessRequest, visible_access_request
@@ -248,12 +249,12 @@ class LiveSubscriptions:
             if user is None:
                 return None
             cards = await info.context.loaders.progress.cards.load(user_id)
-            card = next((c for c in cards if c.course_id == course_id), None)
+            card = next((c for c in cards if c[CARD_COURSE] == course_id), None)
             course = (await course_views(info, [course_id])).get(course_id)
             if card is None or course is None:
                 return None
             return GroupProgressChange(
-                user=user, course=course, percent_completed=percent(card.completed, course.step_count),
+                user=user, course=course, percent_completed=percent(card[CARD_COMPLETED], course.step_count),
                 occurred_at=datetime.fromtimestamp(float(event.get("at") or 0), UTC),
             )
 
