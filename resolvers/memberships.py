@@ -11,7 +11,6 @@ import strawberry
 from graphql import FieldNode, GraphQLBoolean, value_from_ast
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from app.runtime import cursors
@@ -192,7 +191,7 @@ def member_visibility(reach: Reach, group_id: int) -> tuple[Hashable, Visible]:
 
 async def member_count(info: Info, group_id: int, include_nested: bool) -> int:
     reach = await info.context.load_reach()
-    return await _counts(info, reach, group_id, include_nested).load(group_id)
+    return await info.context.loaders.memberships.counts(*_count_of(reach, group_id, include_nested)).load(group_id)
 
 
 def member_count_known(info: Info, group_id: int, include_nested: bool) -> int | None:
@@ -202,9 +201,7 @@ def member_count_known(info: Info, group_id: int, include_nested: bool) -> int |
         reach = info.context.reach
     except RuntimeError:  # not loaded yet
         return None
-    scope, visible = member_visibility(reach, group_id)
-    admitted = member_rows_admitted(reach, group_id)
-    return info.context.loaders.memberships.count_now(scope, MemberFilter(include_nested), visible, admitted, group_id)
+    return info.context.loaders.memberships.count_now(*_count_of(reach, group_id, include_nested), group_id)
 
 
 async def count_before_fields(info: Info, group_id: int) -> None:
@@ -224,10 +221,10 @@ def _include_nested(info: Info, node: FieldNode) -> bool:
     return False
 
 
-def _counts(info: Info, reach: Reach, group_id: int, include_nested: bool) -> DataLoader[int, int]:
+def _count_of(reach: Reach, group_id: int, include_nested: bool) -> tuple[Hashable, MemberFilter, Visible, str | None]:
+    """What the counts loader is keyed by for memberCount: (scope, filter, visible, admitted)."""
     scope, visible = member_visibility(reach, group_id)
-    admitted = member_rows_admitted(reach, group_id)
-    return info.context.loaders.memberships.counts(scope, MemberFilter(include_nested), visible, admitted)
+    return scope, MemberFilter(include_nested), visible, member_rows_admitted(reach, group_id)
 
 
 async def members_of(
