@@ -347,11 +347,11 @@ class MembershipLoaders:
 
     def _page_statement(  # type: ignore[no-untyped-def]
         self, single: bool, filter: MemberFilter, visible: Visible, window: Window, postgres: bool = False,
-        shown: PageColumns = WHOLE,
+        columns: PageColumns = WHOLE,
     ):
         """The page's statement for `window` (its cursor's values bind parameters: keyset.parametrized), the
         groups bound as `asked_groups` and the rows to fetch as `fetch`."""
-        user_record, group_record = _records(shown)
+        user_record, group_record = _records(columns)
         closure = _CLOSURE
         keys = _PAGE_KEYS
         order = keyset.ordering(keys, window)
@@ -361,7 +361,7 @@ class MembershipLoaders:
         # the membership's own columns come out of the ranked rows: joining membership again by id for them
         # made PostgreSQL hash the whole table (a sequential scan of 20,000 rows for a page of 100)
         m = Membership.__table__  # type: ignore[attr-defined]
-        columns = [
+        ranked_columns = [
             closure.ancestor_id.label("owner"),
             *[
                 as_read(m.c[c.key], postgres).label("membership_id" if c.key == "id" else f"membership_{c.key}")
@@ -369,8 +369,8 @@ class MembershipLoaders:
             ],
         ]
         if not single:
-            columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
-        inner = self._where(select(*columns), closure, None, filter, visible).where(*keyset.conditions(keys, window))
+            ranked_columns.append(func.row_number().over(partition_by=closure.ancestor_id, order_by=order).label("rank"))
+        inner = self._where(select(*ranked_columns), closure, None, filter, visible).where(*keyset.conditions(keys, window))
         if single:  # one group: a plain ORDER BY ... LIMIT (a top-N sort) instead of ranking every row
             inner = inner.order_by(*order).limit(fetch)
         ranked = inner.subquery()
